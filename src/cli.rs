@@ -1,0 +1,452 @@
+//! The command line: clap subcommands for the interactive and the headless work.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use crate::data::{self, Columns, Format};
+use crate::export::{self, ExportOptions};
+use crate::learn::{SelfTraining, Strategy};
+use crate::store::{self, ImportSpec, LabelColIs, Session, Settings};
+use crate::worker;
+
+#[derive(Parser, Debug)]
+#[command(name = "labelrest", version, about = "Label a few, the model labels the rest: text classification with a person in the loop, in the terminal")]
+pub struct Cli {
+    /// Folder of the sessions (default: $LABELREST_SESSIONS, else ./sessions when it exists, else the platform data folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub sessions: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make a session from a CSV, TSV or JSONL file.
+    New(NewArgs),
+    /// List the sessions, or remove one (`sessions rm NAME`).
+    Sessions {
+        #[command(subcommand)]
+        action: Option<SessionsAction>,
+    },
+    /// Open a session in the labeling workstation (full-screen terminal UI).
+    Label {
+        /// Session name.
+        name: String,
+    },
+    /// Open a ready session on the bundled demo data (banking questions) with the bundled model.
+    Demo {
+        /// Start the demo session afresh.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Write every row with a label: the person's where there is one, the model's elsewhere.
+    Export(ExportArgs),
+    /// Train on the session's labels, predict every row and store the ranking (headless).
+    Retrain {
+        name: String,
+    },
+    /// Label a new file with the session's model (streaming), with probability and entropy columns.
+    Predict(PredictArgs),
+    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk.
+    Annotate {
+        name: String,
+    },
+    /// Replay the paper's experiment: gold labels stand in for the person.
+    Simulate(SimulateArgs),
+    /// Measure import, embedding and refresh speed.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsAction {
+    /// Delete a session (asks first).
+    Rm {
+        name: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// Session name (a plain name, no path separators).
+    pub name: String,
+    /// The rows to label: CSV, TSV or JSONL.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Format (default: from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Column (or JSON field) with the text.
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    /// Column with labels (seed or gold, see --label-col-is).
+    #[arg(long)]
+    pub label_col: Option<String>,
+    /// What the label column holds: seed labels the model learns from, or gold labels used only to measure it.
+    #[arg(long, value_enum, default_value = "seed")]
+    pub label_col_is: LabelColIs,
+    /// The label set, comma-separated.
+    #[arg(long, conflicts_with = "labels_file")]
+    pub labels: Option<String>,
+    /// The label set, one label a line, optionally `label<TAB>description`.
+    #[arg(long)]
+    pub labels_file: Option<PathBuf>,
+    /// A held-out file with gold labels, used only for metrics.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Label column of the test file (default: --label-col, else `label`).
+    #[arg(long)]
+    pub test_label_col: Option<String>,
+    /// Encoder folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Query strategy.
+    #[arg(long, value_enum, default_value = "margin")]
+    pub strategy: Strategy,
+    /// Decisions per batch before a retrain.
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
+    /// Self-training on the unlabelled pool.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub self_training: SelfTraining,
+    /// Device: cpu, or cuda when built with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Replace a session of the same name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub name: String,
+    /// Output file, .csv or .jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only rows labelled by a person (or seeded).
+    #[arg(long)]
+    pub only_labelled: bool,
+    /// Leave out model labels below this probability.
+    #[arg(long, value_name = "P")]
+    pub min_confidence: Option<f32>,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    pub name: String,
+    /// Rows to label (CSV, TSV or JSONL).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output CSV or JSONL.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[arg(long)]
+    pub train: PathBuf,
+    #[arg(long)]
+    pub test: PathBuf,
+    /// Strategies, comma-separated: margin (breaking-ties), entropy, least-confidence, random, diverse.
+    #[arg(long, default_value = "margin,entropy,random")]
+    pub strategy: String,
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 150)]
+    pub max_labels: usize,
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Start from label-name predictions (on) or a random first batch (off).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub zero_shot: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub self_training: SelfTraining,
+    /// Weight of one label-prompt pseudo-example per class (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub prior_weight: f32,
+    /// Label set with descriptions (`label<TAB>description`).
+    #[arg(long)]
+    pub labels_file: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    #[arg(long, default_value = "label")]
+    pub label_col: String,
+    /// Dataset name in the outputs (default: the train file's folder).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder: curves.csv, curves.svg, curves.png, table.md (and an embedding cache).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Import a file into a scratch session and report rows/s and peak memory.
+    Import {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        labels: String,
+        #[arg(long)]
+        label_col: Option<String>,
+    },
+    /// Embed the texts of a file and report sentences/s.
+    Embed {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        limit: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Refresh latency: train the head on N labels, predict every row, rank.
+    Refresh {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 150)]
+        labels: usize,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Embedding cache folder (reused between runs).
+        #[arg(long, default_value = "target/bench-cache")]
+        cache: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        self_training: SelfTraining,
+    },
+}
+
+fn sessions_dir(cli: &Cli) -> Result<PathBuf> {
+    store::sessions_dir(cli.sessions.as_deref())
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let sessions = sessions_dir(&cli)?;
+    match cli.command {
+        Command::New(a) => cmd_new(&sessions, a),
+        Command::Sessions { action } => match action {
+            None => cmd_sessions(&sessions),
+            Some(SessionsAction::Rm { name, yes }) => cmd_rm(&sessions, &name, yes),
+        },
+        Command::Label { name } => crate::ui::run(&sessions, &name),
+        Command::Demo { reset } => {
+            let name = ensure_demo(&sessions, reset)?;
+            crate::ui::run(&sessions, &name)
+        }
+        Command::Export(a) => {
+            let s = Session::open_read_only(&sessions, &a.name)?;
+            let r = export::export(&s, &a.out, &ExportOptions { only_labelled: a.only_labelled, min_confidence: a.min_confidence })?;
+            println!(
+                "wrote {} rows to {} ({} person, {} seed, {} model, {} unlabelled)",
+                r.rows,
+                a.out.display(),
+                r.person,
+                r.seed,
+                r.model,
+                r.none
+            );
+            Ok(())
+        }
+        Command::Retrain { name } => {
+            let s = Session::open(&sessions, &name)?;
+            let bar = indicatif::ProgressBar::new(1);
+            bar.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+            let u = worker::retrain_headless(&s, &mut |stage, done, total| {
+                bar.set_message(stage.to_string());
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            let r = &u.record;
+            print!("iteration {}: {} labels, mean entropy {:.3}", u.iteration, u.n_labels, r.mean_entropy);
+            if let (Some(a), Some(f)) = (r.accuracy, r.macro_f1) {
+                print!(", held-out accuracy {a:.3}, macro-F1 {f:.3}");
+            }
+            println!(", {:.0} ms", r.total_ms);
+            Ok(())
+        }
+        Command::Predict(a) => cmd_predict(&sessions, a),
+        Command::Annotate { name } => cmd_annotate(&sessions, &name),
+        Command::Simulate(a) => cmd_simulate(a),
+        Command::Bench(a) => crate::bench::run(a),
+    }
+}
+
+fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
+    let labels = match (&a.labels, &a.labels_file) {
+        (Some(l), _) => Some(data::parse_label_list(l)),
+        (None, Some(f)) => Some(data::read_labels_file(f)?),
+        (None, None) => None,
+    };
+    let model = match &a.model {
+        Some(m) => {
+            let abs = std::fs::canonicalize(m).with_context(|| format!("model folder {}", m.display()))?;
+            abs.display().to_string()
+        }
+        None => "bundled".to_string(),
+    };
+    let spec = ImportSpec {
+        data: a.data.clone(),
+        format: a.format,
+        columns: Columns { text: a.text_col.clone(), label: a.label_col.clone() },
+        label_col_is: a.label_col_is,
+        labels,
+        test: a.test.clone(),
+        test_label_col: a.test_label_col.clone(),
+        settings: Settings {
+            model,
+            strategy: a.strategy.name().into(),
+            batch: a.batch,
+            self_training: format!("{:?}", a.self_training).to_lowercase(),
+            device: a.device.clone(),
+            mode: "head".into(),
+            seed: 0,
+        },
+    };
+    let t = std::time::Instant::now();
+    let r = Session::create(sessions, &a.name, &spec, a.force)?;
+    println!(
+        "session '{}': {} rows, {} labels{}{}{}{} in {:.1}s -> {}",
+        a.name,
+        r.pool_rows,
+        r.labels,
+        if r.seed_labels > 0 { format!(", {} seed labels", r.seed_labels) } else { String::new() },
+        if r.gold_labels > 0 { format!(", {} gold labels (never shown to the model)", r.gold_labels) } else { String::new() },
+        if r.test_rows > 0 { format!(", {} held-out test rows", r.test_rows) } else { String::new() },
+        if r.skipped_empty > 0 { format!(", {} empty texts skipped", r.skipped_empty) } else { String::new() },
+        t.elapsed().as_secs_f64(),
+        store::session_dir(sessions, &a.name).display()
+    );
+    Ok(())
+}
+
+fn cmd_sessions(sessions: &Path) -> Result<()> {
+    let list = store::list(sessions)?;
+    if list.is_empty() {
+        println!("no sessions in {}", sessions.display());
+        return Ok(());
+    }
+    println!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
+    for s in list {
+        println!("{:<20} {:>9} {:>9} {:>10}  {:<24} {}", s.name, s.rows, s.labelled, s.iterations, s.last_opened, s.path.display());
+    }
+    Ok(())
+}
+
+fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
+    store::validate_name(name)?;
+    if !store::exists(sessions, name) {
+        bail!("no session '{name}' in {}", sessions.display());
+    }
+    if !yes {
+        eprint!("delete session '{name}' and all its labels? [y/N] ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            println!("kept '{name}'");
+            return Ok(());
+        }
+    }
+    store::remove(sessions, name)?;
+    println!("removed session '{name}'");
+    Ok(())
+}
+
+fn cmd_annotate(sessions: &Path, name: &str) -> Result<()> {
+    let s = Session::open(sessions, name)?;
+    let labels = s.label_set()?;
+    let index: std::collections::HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
+    let iteration = s.iterations()?.last().map(|x| x.0).unwrap_or(0);
+    let preds = s.predictions()?;
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (id, label) = line
+            .split_once('\t')
+            .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL", n + 1))?;
+        let id: i64 = id.trim().parse().with_context(|| format!("<stdin>:{}: row id '{id}' is not a number", n + 1))?;
+        let l = *index.get(label.trim()).ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, label.trim()))?;
+        s.add_label(id, l, iteration, preds.get(&id).map(|p| p.label))?;
+        writeln!(out, "ok {id}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn cmd_predict(sessions: &Path, a: PredictArgs) -> Result<()> {
+    let s = Session::open_read_only(sessions, &a.name)?;
+    let n = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
+    println!("labelled {n} rows into {}", a.out.display());
+    Ok(())
+}
+
+fn cmd_simulate(a: SimulateArgs) -> Result<()> {
+    let strategies = a.strategy.split(',').map(|s| Strategy::parse(s.trim())).collect::<Result<Vec<_>>>()?;
+    let opts = crate::simulate::SimOptions {
+        train: a.train,
+        test: a.test,
+        name: a.name,
+        strategies,
+        batch: a.batch,
+        max_labels: a.max_labels,
+        seeds: a.seeds.max(1),
+        zero_shot: a.zero_shot == "on",
+        out: a.out.clone(),
+        model: a.model.unwrap_or_else(|| worker::model_dir("bundled")),
+        device: a.device,
+        labels_file: a.labels_file,
+        text_col: a.text_col,
+        label_col: a.label_col,
+        self_training: a.self_training,
+        prior_weight: a.prior_weight,
+        quiet: false,
+    };
+    let points = crate::simulate::run(&opts)?;
+    print!("{}", crate::simulate::markdown_table(&points, &[0, 10, 50, 100, 150]));
+    println!("wrote {}/curves.csv, curves.svg, curves.png, table.md", a.out.display());
+    Ok(())
+}
+
+/// Makes the demo session from the bundled data when it is missing.
+pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
+    let name = "demo";
+    if store::exists(sessions, name) && !reset {
+        return Ok(name.into());
+    }
+    let demo = worker::assets_dir().join("demo");
+    let spec = ImportSpec {
+        data: demo.join("train.csv"),
+        format: None,
+        columns: Columns { text: "text".into(), label: Some("label".into()) },
+        label_col_is: LabelColIs::Gold,
+        labels: None,
+        test: Some(demo.join("test.csv")),
+        test_label_col: None,
+        settings: Settings { model: "bundled".into(), ..Default::default() },
+    };
+    Session::create(sessions, name, &spec, reset)?;
+    Ok(name.into())
+}

@@ -1,0 +1,441 @@
+//! Reading datasets: CSV, TSV and JSONL, streamed record by record, with
+//! errors that name the file, the line and (where known) the column.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// A problem with an input file, printed as one line:
+/// `FILE:LINE:COL: message` (line and column where known).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataError {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl DataError {
+    pub fn new(file: &Path, line: Option<u64>, column: Option<u64>, message: impl Into<String>) -> Self {
+        DataError { file: file.to_path_buf(), line, column, message: message.into() }
+    }
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Tsv,
+    Jsonl,
+}
+
+impl Format {
+    /// The format named by the file's extension.
+    pub fn from_path(path: &Path) -> Result<Format, DataError> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Ok(Format::Csv),
+            "tsv" | "tab" => Ok(Format::Tsv),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            _ => Err(DataError::new(
+                path,
+                None,
+                None,
+                format!("cannot tell the format from the extension '.{ext}'; use --format csv|tsv|jsonl"),
+            )),
+        }
+    }
+}
+
+/// Which columns to read.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    pub text: String,
+    pub label: Option<String>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns { text: "text".into(), label: None }
+    }
+}
+
+/// One record of input: the text as given, its label if a label column was
+/// asked for, and the line it starts on (1-based, the header being line 1
+/// for CSV and TSV).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub line: u64,
+    pub text: String,
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadStats {
+    pub records: u64,
+    /// Records whose text was empty or only whitespace: skipped, not an error.
+    pub skipped_empty: u64,
+    /// First few lines of skipped records, to report.
+    pub skipped_lines: Vec<u64>,
+}
+
+fn open(path: &Path) -> Result<File, DataError> {
+    File::open(path).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+        DataError::new(path, None, None, what)
+    })
+}
+
+/// Streams the records of `path` to `sink`, in file order. Empty texts are
+/// skipped and counted. Stops at the first error (from the file or from the
+/// sink) and returns it.
+pub fn read_records<F>(path: &Path, format: Format, cols: &Columns, mut sink: F) -> Result<ReadStats, DataError>
+where
+    F: FnMut(Record) -> Result<(), DataError>,
+{
+    let file = open(path)?;
+    let mut stats = ReadStats::default();
+    let mut emit = |rec: Record, stats: &mut ReadStats| -> Result<(), DataError> {
+        if rec.text.trim().is_empty() {
+            stats.skipped_empty += 1;
+            if stats.skipped_lines.len() < 5 {
+                stats.skipped_lines.push(rec.line);
+            }
+            return Ok(());
+        }
+        stats.records += 1;
+        sink(rec)
+    };
+    match format {
+        Format::Csv | Format::Tsv => read_delimited(path, file, format, cols, &mut stats, &mut emit)?,
+        Format::Jsonl => read_jsonl(path, file, cols, &mut stats, &mut emit)?,
+    }
+    Ok(stats)
+}
+
+fn column_index(path: &Path, headers: &[String], name: &str, what: &str) -> Result<usize, DataError> {
+    headers.iter().position(|h| h == name).ok_or_else(|| {
+        DataError::new(
+            path,
+            Some(1),
+            None,
+            format!("no {what} column '{name}'; the columns are: {}", headers.join(", ")),
+        )
+    })
+}
+
+fn utf8_field(path: &Path, bytes: &[u8], line: u64, record_byte: u64, record: &csv::ByteRecord, field: usize) -> Result<String, DataError> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_string()),
+        Err(e) => {
+            // Byte offset in the file: the record start plus the fields before
+            // this one (each followed by a delimiter) plus the valid prefix.
+            // Quotes make this approximate by at most the quote characters.
+            let before: usize = (0..field).map(|i| record.get(i).map_or(0, |f| f.len() + 1)).sum();
+            let offset = record_byte + before as u64 + e.valid_up_to() as u64;
+            Err(DataError::new(
+                path,
+                Some(line),
+                Some(field as u64 + 1),
+                format!("invalid UTF-8 at byte offset {offset} (field {}, byte {} of the field)", field + 1, e.valid_up_to()),
+            ))
+        }
+    }
+}
+
+fn read_delimited<E>(path: &Path, file: File, format: Format, cols: &Columns, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
+where
+    E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
+{
+    let mut builder = csv::ReaderBuilder::new();
+    builder.has_headers(true).flexible(false);
+    if format == Format::Tsv {
+        builder.delimiter(b'\t').quoting(false);
+    }
+    let mut rdr = builder.from_reader(BufReader::with_capacity(1 << 20, file));
+    let headers = match rdr.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(csv_error(path, e)),
+    };
+    let headers: Vec<String> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let s = String::from_utf8_lossy(h).to_string();
+            // Strip a UTF-8 byte order mark from the first header.
+            if i == 0 { s.trim_start_matches('\u{feff}').to_string() } else { s }
+        })
+        .collect();
+    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+        return Err(DataError::new(path, Some(1), None, "the file is empty: expected a header line"));
+    }
+    let ti = column_index(path, &headers, &cols.text, "text")?;
+    let li = match &cols.label {
+        Some(l) => Some(column_index(path, &headers, l, "label")?),
+        None => None,
+    };
+    let mut rec = csv::ByteRecord::new();
+    let mut last_start_line = 1u64;
+    let mut last_multiline = false;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(path, e)),
+        }
+        let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
+        let line = pos.line();
+        let end_line = rdr.position().line();
+        last_start_line = line;
+        last_multiline = end_line > line + 1;
+        let text = utf8_field(path, rec.get(ti).unwrap_or(b""), line, pos.byte(), &rec, ti)?;
+        let label = match li {
+            Some(i) => Some(utf8_field(path, rec.get(i).unwrap_or(b""), line, pos.byte(), &rec, i)?.trim().to_string()),
+            None => None,
+        };
+        emit(Record { line, text, label }, stats)?;
+    }
+    // The csv crate reads an unclosed quote to the end of the file without an
+    // error. A last record that spans lines and runs to the end of a file whose
+    // last byte is not a closing quote is such a case.
+    if format == Format::Csv && last_multiline {
+        let mut f = open(path)?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut tail = Vec::new();
+        use std::io::Seek;
+        let _ = f.seek(std::io::SeekFrom::Start(len.saturating_sub(4096)));
+        let _ = f.read_to_end(&mut tail);
+        let trimmed: &[u8] = {
+            let mut t = &tail[..];
+            while let Some((&b, rest)) = t.split_last() {
+                if b == b'\n' || b == b'\r' { t = rest } else { break }
+            }
+            t
+        };
+        if !trimmed.ends_with(b"\"") && count_quotes_odd(path, last_start_line)? {
+            return Err(DataError::new(
+                path,
+                Some(last_start_line),
+                None,
+                "malformed CSV: a quoted field opened here is never closed (unbalanced quote)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True when the part of the file from `line` on holds an odd number of
+/// double quotes: the sign of a quote that was never closed.
+fn count_quotes_odd(path: &Path, line: u64) -> Result<bool, DataError> {
+    let f = open(path)?;
+    let mut n = 0u64;
+    for (i, l) in BufReader::new(f).split(b'\n').enumerate() {
+        let l = l.map_err(|e| DataError::new(path, None, None, e.to_string()))?;
+        if (i as u64) + 1 >= line {
+            n += l.iter().filter(|&&b| b == b'"').count() as u64;
+        }
+    }
+    Ok(n % 2 == 1)
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let (line, msg) = match e.kind() {
+        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => (
+            pos.as_ref().map(|p| p.line()),
+            format!("malformed CSV: this record has {len} fields where the header has {expected_len} (an unbalanced quote or a stray delimiter?)"),
+        ),
+        csv::ErrorKind::Utf8 { pos, err } => (pos.as_ref().map(|p| p.line()), format!("invalid UTF-8 in field {}", err.field() + 1)),
+        csv::ErrorKind::Io(err) => (None, err.to_string()),
+        _ => (e.position().map(|p| p.line()), e.to_string()),
+    };
+    DataError::new(path, line, None, msg)
+}
+
+fn read_jsonl<E>(path: &Path, file: File, cols: &Columns, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
+where
+    E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
+{
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    let mut offset = 0u64;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| DataError::new(path, Some(line + 1), None, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let start = offset;
+        offset += n as u64;
+        let s = match std::str::from_utf8(&buf) {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(DataError::new(
+                    path,
+                    Some(line),
+                    Some(e.valid_up_to() as u64 + 1),
+                    format!("invalid UTF-8 at byte offset {}", start + e.valid_up_to() as u64),
+                ))
+            }
+        };
+        let s = s.trim();
+        if s.is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(s)
+            .map_err(|e| DataError::new(path, Some(line), Some(e.column() as u64), format!("malformed JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| DataError::new(path, Some(line), None, "expected a JSON object on each line"))?;
+        let text = match obj.get(&cols.text) {
+            Some(serde_json::Value::String(t)) => t.clone(),
+            Some(serde_json::Value::Null) => String::new(),
+            Some(other) => {
+                return Err(DataError::new(path, Some(line), None, format!("field '{}' is not a string: {other}", cols.text)))
+            }
+            None => {
+                let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+                return Err(DataError::new(
+                    path,
+                    Some(line),
+                    None,
+                    format!("no text field '{}'; the fields are: {}", cols.text, keys.join(", ")),
+                ));
+            }
+        };
+        let label = match &cols.label {
+            None => None,
+            Some(l) => match obj.get(l) {
+                Some(serde_json::Value::String(t)) => Some(t.trim().to_string()),
+                Some(serde_json::Value::Null) => Some(String::new()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                Some(other) => {
+                    return Err(DataError::new(path, Some(line), None, format!("field '{l}' is not a label: {other}")))
+                }
+                None => {
+                    let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+                    return Err(DataError::new(
+                        path,
+                        Some(line),
+                        None,
+                        format!("no label field '{l}'; the fields are: {}", keys.join(", ")),
+                    ));
+                }
+            },
+        };
+        emit(Record { line, text, label }, stats)?;
+    }
+    Ok(())
+}
+
+/// A label and its optional description, as given by `--labels-file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelDef {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// Parses `--labels a,b,c`.
+pub fn parse_label_list(s: &str) -> Vec<LabelDef> {
+    s.split(',')
+        .map(|x| x.trim())
+        .filter(|x| !x.is_empty())
+        .map(|x| LabelDef { name: x.to_string(), description: None })
+        .collect()
+}
+
+/// Reads a labels file: one label a line, optionally `label<TAB>description`.
+/// Blank lines and lines starting with `#` are ignored.
+pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
+    let mut s = String::new();
+    open(path)?
+        .read_to_string(&mut s)
+        .map_err(|e| DataError::new(path, None, None, format!("cannot read: {e}")))?;
+    let mut out: Vec<LabelDef> = Vec::new();
+    for (i, line) in s.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, desc) = match line.split_once('\t') {
+            Some((n, d)) => (n.trim(), Some(d.trim().to_string()).filter(|d| !d.is_empty())),
+            None => (line.trim(), None),
+        };
+        if out.iter().any(|l| l.name == name) {
+            return Err(DataError::new(path, Some(i as u64 + 1), None, format!("label '{name}' is given twice")));
+        }
+        out.push(LabelDef { name: name.to_string(), description: desc });
+    }
+    Ok(out)
+}
+
+/// Collects the distinct labels of a file's label column, in order of first
+/// appearance (used when no label set is given).
+pub fn labels_from_column(path: &Path, format: Format, cols: &Columns) -> Result<Vec<LabelDef>, DataError> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut set = std::collections::HashSet::new();
+    read_records(path, format, cols, |r| {
+        if let Some(l) = r.label {
+            if !l.is_empty() && set.insert(l.clone()) {
+                seen.push(l);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(seen.into_iter().map(|name| LabelDef { name, description: None }).collect())
+}
+
+/// Makes text safe to draw in a terminal: control characters (C0 and C1,
+/// including the C1 quotes of mis-decoded cp1252) become visible stand-ins,
+/// and tabs and line breaks become spaces. The stored text is never changed.
+pub fn display_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' | '\n' | '\r' => out.push(' '),
+            '\u{91}' | '\u{92}' => out.push('\''),
+            '\u{93}' | '\u{94}' => out.push('"'),
+            '\u{96}' | '\u{97}' => out.push('-'),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push('\u{fffd}'),
+            c if (0x80..0xa0).contains(&(c as u32)) => out.push('\u{fffd}'),
+            // Bidirectional overrides and other invisible format characters.
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_safe_replaces_controls() {
+        assert_eq!(display_safe("I\u{92}m\tok\u{1b}[31m"), "I'm ok\u{fffd}[31m");
+        assert_eq!(display_safe("a\u{202e}b"), "ab");
+    }
+
+    #[test]
+    fn label_list() {
+        let l = parse_label_list(" a, b ,,c");
+        assert_eq!(l.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,120 @@
+//! Export: every pool row with a label, the person's where there is one
+//! (or a seed label), the model's (with its confidence) everywhere else.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+use crate::store::{Session, Source, Split};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Only rows a person (or a seed) labelled.
+    pub only_labelled: bool,
+    /// Drop model-labelled rows below this probability.
+    pub min_confidence: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportReport {
+    pub rows: usize,
+    pub person: usize,
+    pub seed: usize,
+    pub model: usize,
+    pub none: usize,
+}
+
+/// A CSV or JSONL writer of serialisable records.
+pub(crate) enum Out {
+    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Json(std::io::BufWriter<std::fs::File>),
+}
+
+impl Out {
+    pub(crate) fn create(path: &Path, jsonl: bool) -> Result<Out> {
+        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let w = std::io::BufWriter::new(file);
+        Ok(if jsonl { Out::Json(w) } else { Out::Csv(csv::Writer::from_writer(w)) })
+    }
+    pub(crate) fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
+        match self {
+            Out::Csv(c) => c.serialize(v)?,
+            Out::Json(w) => {
+                serde_json::to_writer(&mut *w, v)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+    pub(crate) fn finish(self) -> Result<()> {
+        match self {
+            Out::Csv(mut c) => c.flush()?,
+            Out::Json(mut w) => w.flush()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(serde::Serialize)]
+struct OutRow<'a> {
+    id: i64,
+    text: &'a str,
+    label: &'a str,
+    source: &'a str,
+    probability: Option<f32>,
+    entropy: Option<f32>,
+}
+
+pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<ExportReport> {
+    if let Some(p) = opts.min_confidence {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--min-confidence must be between 0 and 1, not {p}");
+        }
+    }
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let jsonl = match ext.as_str() {
+        "csv" => false,
+        "jsonl" | "ndjson" => true,
+        other => bail!("{}: cannot tell the export format from '.{other}'; use .csv or .jsonl", out.display()),
+    };
+    let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
+    let labels: std::collections::HashMap<i64, (u32, Source)> =
+        session.labels()?.into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
+    let preds = session.predictions()?;
+    let tmp = out.with_extension(format!("{ext}.part"));
+    let mut sink = Out::create(&tmp, jsonl)?;
+    let mut report = ExportReport::default();
+    for row in session.rows()? {
+        if row.split != Split::Pool {
+            continue;
+        }
+        let pred = preds.get(&row.id);
+        let (label, source) = match labels.get(&row.id) {
+            Some((l, s)) => (names[*l as usize].as_str(), s.as_str()),
+            None => match pred {
+                Some(p) => (names[p.label as usize].as_str(), "model"),
+                None => ("", "none"),
+            },
+        };
+        if opts.only_labelled && (source == "model" || source == "none") {
+            continue;
+        }
+        if let (Some(min), "model") = (opts.min_confidence, source) {
+            if pred.map(|p| p.prob < min).unwrap_or(true) {
+                continue;
+            }
+        }
+        match source {
+            "person" => report.person += 1,
+            "seed" => report.seed += 1,
+            "model" => report.model += 1,
+            _ => report.none += 1,
+        }
+        report.rows += 1;
+        let o = OutRow { id: row.id, text: &row.text, label, source, probability: pred.map(|p| p.prob), entropy: pred.map(|p| p.entropy) };
+        sink.write(&o)?;
+    }
+    sink.finish()?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(report)
+}

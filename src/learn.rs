@@ -1,0 +1,462 @@
+//! Learning: probabilities to scores (entropy, margin), query strategies,
+//! metrics, and one iteration (train, predict every row, rank).
+//!
+//! Entropy is in nats (natural log); its largest value is ln K.
+
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::model::cache::Matrix;
+use crate::model::head::{Head, HeadConfig};
+
+/// Per-row scores of the model over the pool.
+#[derive(Debug, Clone, Default)]
+pub struct Scores {
+    pub k: usize,
+    /// n x k probabilities, row-major.
+    pub probs: Vec<f32>,
+    pub pred: Vec<u32>,
+    pub prob: Vec<f32>,
+    /// Entropy in nats.
+    pub entropy: Vec<f32>,
+    /// Top probability minus the second.
+    pub margin: Vec<f32>,
+}
+
+impl Scores {
+    pub fn from_probs(probs: Vec<f32>, k: usize) -> Scores {
+        let n = if k == 0 { 0 } else { probs.len() / k };
+        let mut pred = Vec::with_capacity(n);
+        let mut prob = Vec::with_capacity(n);
+        let mut entropy = Vec::with_capacity(n);
+        let mut margin = Vec::with_capacity(n);
+        for i in 0..n {
+            let p = &probs[i * k..(i + 1) * k];
+            let (mut b1, mut b2, mut i1) = (f32::NEG_INFINITY, f32::NEG_INFINITY, 0usize);
+            let mut h = 0f32;
+            for (j, &v) in p.iter().enumerate() {
+                if v > b1 {
+                    b2 = b1;
+                    b1 = v;
+                    i1 = j;
+                } else if v > b2 {
+                    b2 = v;
+                }
+                if v > 0.0 {
+                    h -= v * v.ln();
+                }
+            }
+            pred.push(i1 as u32);
+            prob.push(b1);
+            entropy.push(h.max(0.0));
+            margin.push(if k > 1 { b1 - b2 } else { 1.0 });
+        }
+        Scores { k, probs, pred, prob, entropy, margin }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pred.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pred.is_empty()
+    }
+
+    /// The `n` most probable labels of row `i`, best first.
+    pub fn top(&self, i: usize, n: usize) -> Vec<(u32, f32)> {
+        let p = &self.probs[i * self.k..(i + 1) * self.k];
+        let mut v: Vec<(u32, f32)> = p.iter().enumerate().map(|(j, &x)| (j as u32, x)).collect();
+        v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// How the queue is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Highest entropy first (the paper's).
+    Entropy,
+    /// Lowest top probability first.
+    LeastConfidence,
+    /// Smallest margin between the top two first ("breaking ties").
+    #[value(alias = "breaking-ties")]
+    Margin,
+    /// A random order (seeded).
+    Random,
+    /// Margin order, with near-duplicates spread over different batches.
+    Diverse,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 5] = [Strategy::Margin, Strategy::Entropy, Strategy::LeastConfidence, Strategy::Diverse, Strategy::Random];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Entropy => "entropy",
+            Strategy::LeastConfidence => "least-confidence",
+            Strategy::Margin => "margin",
+            Strategy::Random => "random",
+            Strategy::Diverse => "diverse",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Strategy> {
+        Ok(match s {
+            "entropy" => Strategy::Entropy,
+            "least-confidence" | "least_confidence" | "lc" => Strategy::LeastConfidence,
+            "margin" | "breaking-ties" | "breaking_ties" | "bt" => Strategy::Margin,
+            "random" => Strategy::Random,
+            "diverse" | "diversity" => Strategy::Diverse,
+            other => bail!("unknown strategy '{other}'; use entropy, least-confidence, margin (breaking-ties), random or diverse"),
+        })
+    }
+
+    pub fn next(&self) -> Strategy {
+        let i = Self::ALL.iter().position(|s| s == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+}
+
+/// Orders the eligible rows (indices into the scores) for asking the person,
+/// most useful first.
+pub fn rank(scores: &Scores, strategy: Strategy, eligible: &[bool], emb: Option<(&Matrix, &[usize])>, batch: usize, seed: u64) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..scores.len() as u32).filter(|&i| eligible.get(i as usize).copied().unwrap_or(false)).collect();
+    let key = |i: u32| -> f32 {
+        let i = i as usize;
+        match strategy {
+            Strategy::Entropy => -scores.entropy[i],
+            Strategy::LeastConfidence => scores.prob[i],
+            Strategy::Margin | Strategy::Diverse => scores.margin[i],
+            Strategy::Random => 0.0,
+        }
+    };
+    if strategy == Strategy::Random {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        idx.shuffle(&mut rng);
+        return idx;
+    }
+    idx.sort_by(|&a, &b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+    if strategy == Strategy::Diverse {
+        if let Some((m, rows)) = emb {
+            idx = spread_duplicates(idx, m, rows, batch.max(1), 0.9);
+        }
+    }
+    idx
+}
+
+/// Greedy: fills each of the first batches from the ranked candidates,
+/// deferring any candidate whose cosine similarity to one already in the
+/// batch is above `threshold` (embeddings are unit length).
+fn spread_duplicates(ranked: Vec<u32>, m: &Matrix, rows: &[usize], batch: usize, threshold: f32) -> Vec<u32> {
+    let head_len = (batch * 10).min(ranked.len());
+    let mut pending: std::collections::VecDeque<u32> = ranked[..head_len].iter().copied().collect();
+    let mut out: Vec<u32> = Vec::with_capacity(ranked.len());
+    let mut rest = ranked[head_len..].iter().copied();
+    while !pending.is_empty() {
+        let mut current: Vec<u32> = Vec::with_capacity(batch);
+        let mut deferred = Vec::new();
+        while current.len() < batch {
+            let Some(c) = pending.pop_front().or_else(|| rest.next()) else { break };
+            let v = m.row(rows[c as usize]);
+            let dup = current.iter().any(|&o| {
+                let w = m.row(rows[o as usize]);
+                v.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() > threshold
+            });
+            if dup {
+                deferred.push(c);
+            } else {
+                current.push(c);
+            }
+        }
+        out.extend(current);
+        // Deferred candidates go first in the next batch.
+        for d in deferred.into_iter().rev() {
+            pending.push_front(d);
+        }
+        if out.len() >= head_len {
+            break;
+        }
+    }
+    out.extend(pending);
+    out.extend(rest);
+    out
+}
+
+/// Classification metrics on gold labels.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub n: usize,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub macro_precision: f64,
+    pub macro_recall: f64,
+    /// (label index, precision, recall, f1, support)
+    pub per_class: Vec<(u32, f64, f64, f64, usize)>,
+}
+
+/// Accuracy and macro scores over the labels present in gold or predictions
+/// (as scikit-learn does by default).
+pub fn evaluate(pred: &[u32], gold: &[u32], k: usize) -> Metrics {
+    let n = pred.len().min(gold.len());
+    if n == 0 {
+        return Metrics::default();
+    }
+    let mut tp = vec![0usize; k];
+    let mut fp = vec![0usize; k];
+    let mut fnn = vec![0usize; k];
+    let mut correct = 0;
+    for i in 0..n {
+        let (p, g) = (pred[i] as usize, gold[i] as usize);
+        if p == g {
+            tp[p] += 1;
+            correct += 1;
+        } else {
+            fp[p] += 1;
+            fnn[g] += 1;
+        }
+    }
+    let mut per_class = Vec::new();
+    let (mut sp, mut sr, mut sf) = (0.0, 0.0, 0.0);
+    for c in 0..k {
+        let support = tp[c] + fnn[c];
+        if support == 0 && fp[c] == 0 {
+            continue;
+        }
+        let p = if tp[c] + fp[c] > 0 { tp[c] as f64 / (tp[c] + fp[c]) as f64 } else { 0.0 };
+        let r = if support > 0 { tp[c] as f64 / support as f64 } else { 0.0 };
+        let f = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+        sp += p;
+        sr += r;
+        sf += f;
+        per_class.push((c as u32, p, r, f, support));
+    }
+    let m = per_class.len().max(1) as f64;
+    Metrics { n, accuracy: correct as f64 / n as f64, macro_f1: sf / m, macro_precision: sp / m, macro_recall: sr / m, per_class }
+}
+
+/// Whether to self-train on the unlabelled pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SelfTraining {
+    On,
+    Off,
+    /// On with at least 20 classes and 50 pool rows per class.
+    Auto,
+}
+
+impl SelfTraining {
+    pub fn parse(s: &str) -> Result<SelfTraining> {
+        Ok(match s {
+            "on" => SelfTraining::On,
+            "off" => SelfTraining::Off,
+            "auto" => SelfTraining::Auto,
+            o => bail!("unknown self-training setting '{o}'; use on, off or auto"),
+        })
+    }
+    pub fn enabled(&self, k: usize, pool: usize) -> bool {
+        match self {
+            SelfTraining::On => true,
+            SelfTraining::Off => false,
+            SelfTraining::Auto => k >= 20 && pool >= 50 * k,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub head: HeadConfig,
+    /// Weight of the one pseudo-example per class made from the label
+    /// prompt (0 turns the prior off).
+    pub prior_weight: f32,
+    pub self_training: SelfTraining,
+    /// Pseudo-labels per predicted class when self-training.
+    pub pseudo_per_class: usize,
+    pub pseudo_weight: f32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { head: HeadConfig::default(), prior_weight: 0.0, self_training: SelfTraining::Auto, pseudo_per_class: 10, pseudo_weight: 0.3 }
+    }
+}
+
+/// The learning state of one session or simulation: the embeddings of the
+/// pool and the held-out rows, and the label prompts' embeddings.
+pub struct Engine {
+    pub k: usize,
+    pub dim: usize,
+    pub emb: Arc<Matrix>,
+    /// Rows of `emb` that make the pool, in pool order.
+    pub pool_rows: Vec<usize>,
+    /// Rows of `emb` that make the held-out set, and their gold labels.
+    pub test_rows: Vec<usize>,
+    pub test_gold: Vec<u32>,
+    /// k x dim label-prompt embeddings.
+    pub label_emb: Vec<f32>,
+    x_pool: Tensor,
+    x_test: Option<Tensor>,
+    pub cfg: EngineConfig,
+}
+
+/// The outcome of one iteration.
+pub struct Iteration {
+    pub head: Head,
+    pub scores: Scores,
+    pub test: Option<Metrics>,
+    pub pseudo_labels: usize,
+    pub train_ms: f64,
+    pub predict_ms: f64,
+}
+
+fn gather(m: &Matrix, rows: &[usize]) -> Vec<f32> {
+    let d = m.dim();
+    let mut v = Vec::with_capacity(rows.len() * d);
+    for &r in rows {
+        v.extend_from_slice(m.row(r));
+    }
+    v
+}
+
+impl Engine {
+    pub fn new(emb: Arc<Matrix>, pool_rows: Vec<usize>, test_rows: Vec<usize>, test_gold: Vec<u32>, label_emb: Vec<f32>, k: usize, cfg: EngineConfig) -> Result<Engine> {
+        let dim = emb.dim();
+        if label_emb.len() != k * dim {
+            bail!("label embeddings: {} floats for {k} labels of {dim}", label_emb.len());
+        }
+        let x_pool = Tensor::from_vec(gather(&emb, &pool_rows), (pool_rows.len(), dim), &Device::Cpu)?;
+        let x_test = if test_rows.is_empty() {
+            None
+        } else {
+            Some(Tensor::from_vec(gather(&emb, &test_rows), (test_rows.len(), dim), &Device::Cpu)?)
+        };
+        Ok(Engine { k, dim, emb, pool_rows, test_rows, test_gold, label_emb, x_pool, x_test, cfg })
+    }
+
+    pub fn pool_len(&self) -> usize {
+        self.pool_rows.len()
+    }
+
+    pub fn zero_shot_head(&self) -> Head {
+        Head::zero_shot(&self.label_emb, self.dim, self.k, self.cfg.head.temperature)
+    }
+
+    /// Trains on `labels` (pool index, label), predicts every pool row and
+    /// scores the held-out set. With no labels, the head is the zero-shot one.
+    pub fn iterate(&self, labels: &[(usize, u32)]) -> Result<Iteration> {
+        let t0 = Instant::now();
+        let init = self.zero_shot_head();
+        let mut head = init.clone();
+        let mut pseudo_labels = 0;
+        if !labels.is_empty() {
+            let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+            for &(i, l) in labels {
+                x.extend_from_slice(self.emb.row(self.pool_rows[i]));
+                y.push(l);
+                w.push(1.0);
+            }
+            if self.cfg.prior_weight > 0.0 {
+                for j in 0..self.k {
+                    x.extend_from_slice(&self.label_emb[j * self.dim..(j + 1) * self.dim]);
+                    y.push(j as u32);
+                    w.push(self.cfg.prior_weight);
+                }
+            }
+            head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;
+            if self.cfg.self_training.enabled(self.k, self.pool_len()) {
+                let probs = head.predict(&self.x_pool)?;
+                let s = Scores::from_probs(probs, self.k);
+                let mut labelled = vec![false; self.pool_len()];
+                for &(i, _) in labels {
+                    labelled[i] = true;
+                }
+                let mut by_class: Vec<Vec<(f32, usize)>> = vec![Vec::new(); self.k];
+                for i in 0..s.len() {
+                    if !labelled[i] {
+                        by_class[s.pred[i] as usize].push((s.prob[i], i));
+                    }
+                }
+                for (c, mut v) in by_class.into_iter().enumerate() {
+                    v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+                    for &(_, i) in v.iter().take(self.cfg.pseudo_per_class) {
+                        x.extend_from_slice(self.emb.row(self.pool_rows[i]));
+                        y.push(c as u32);
+                        w.push(self.cfg.pseudo_weight);
+                        pseudo_labels += 1;
+                    }
+                }
+                let mut cfg = self.cfg.head.clone();
+                cfg.epochs = (cfg.epochs / 2).max(1);
+                head = Head::train(&head, &x, &y, &w, &cfg)?;
+            }
+        }
+        let train_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = Instant::now();
+        let probs = head.predict(&self.x_pool)?;
+        let scores = Scores::from_probs(probs, self.k);
+        let test = match &self.x_test {
+            Some(xt) => {
+                let s = Scores::from_probs(head.predict(xt)?, self.k);
+                Some(evaluate(&s.pred, &self.test_gold, self.k))
+            }
+            None => None,
+        };
+        let predict_ms = t1.elapsed().as_secs_f64() * 1e3;
+        Ok(Iteration { head, scores, test, pseudo_labels, train_ms, predict_ms })
+    }
+
+    /// Scores of the pool under a given head.
+    pub fn score_with(&self, head: &Head) -> Result<Scores> {
+        Ok(Scores::from_probs(head.predict(&self.x_pool)?, self.k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_entropy_and_margin() {
+        let s = Scores::from_probs(vec![0.5, 0.5, 0.0, 1.0, 0.0, 0.0, 0.2, 0.3, 0.5], 3);
+        assert_eq!(s.pred, vec![0, 0, 2]);
+        assert!((s.entropy[0] - std::f32::consts::LN_2).abs() < 1e-6);
+        assert_eq!(s.entropy[1], 0.0);
+        assert!((s.margin[2] - 0.2).abs() < 1e-6);
+        assert_eq!(s.top(2, 2), vec![(2, 0.5), (1, 0.3)]);
+    }
+
+    #[test]
+    fn strategies_order() {
+        let s = Scores::from_probs(vec![0.9, 0.1, 0.5, 0.5, 0.7, 0.3], 2);
+        let all = vec![true; 3];
+        assert_eq!(rank(&s, Strategy::Margin, &all, None, 10, 0), vec![1, 2, 0]);
+        assert_eq!(rank(&s, Strategy::Entropy, &all, None, 10, 0), vec![1, 2, 0]);
+        assert_eq!(rank(&s, Strategy::LeastConfidence, &all, None, 10, 0), vec![1, 2, 0]);
+        assert_eq!(rank(&s, Strategy::Margin, &[true, false, true], None, 10, 0), vec![2, 0]);
+        let r1 = rank(&s, Strategy::Random, &all, None, 10, 7);
+        assert_eq!(r1, rank(&s, Strategy::Random, &all, None, 10, 7));
+    }
+
+    #[test]
+    fn diverse_spreads_duplicates() {
+        // Rows 0 and 1 identical, both most uncertain; batch of 2.
+        let m = Matrix::owned(vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0], 2);
+        let s = Scores::from_probs(vec![0.5, 0.5, 0.51, 0.49, 0.6, 0.4], 2);
+        let r = rank(&s, Strategy::Diverse, &[true; 3], Some((&m, &[0, 1, 2])), 2, 0);
+        assert_eq!(r, vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn metrics_match_hand_computation() {
+        let m = evaluate(&[0, 0, 1, 2], &[0, 1, 1, 1], 3);
+        assert!((m.accuracy - 0.5).abs() < 1e-12);
+        // class0: p=1/2 r=1 f=2/3; class1: p=1 r=1/3 f=0.5; class2: p=0 r=0 f=0
+        assert!((m.macro_f1 - (2.0 / 3.0 + 0.5) / 3.0).abs() < 1e-12);
+    }
+}

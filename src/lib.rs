@@ -1,0 +1,19 @@
+//! labelrest: label a few, the model labels the rest.
+//!
+//! Layers, from the bottom: `data` (reading files), `store` (the SQLite
+//! session), `model` (encoder, embedding cache, head), `learn` (scores,
+//! strategies, metrics, one iteration), `worker` (the background thread),
+//! `ui` (the terminal workstation), `cli` (the subcommands).
+
+pub mod bench;
+pub mod cli;
+pub mod data;
+pub mod export;
+pub mod learn;
+pub mod model;
+pub mod plot;
+pub mod predict;
+pub mod simulate;
+pub mod store;
+pub mod ui;
+pub mod worker;

@@ -1,0 +1,141 @@
+//! The embedding cache: every row embedded once per session and model.
+//!
+//! Two files beside the session, keyed by the model's content hash:
+//! `emb-<hash>.f32` holds `rows * dim` little-endian floats at fixed
+//! offsets, and `emb-<hash>.done` one byte a row, set to 1 only after that
+//! row's vector is on disk. A crash mid-way loses at most the batch being
+//! written; the next run embeds only the rows not done. A complete cache is
+//! memory-mapped.
+
+use anyhow::{bail, Context, Result};
+use memmap2::Mmap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A matrix of row embeddings, `n * dim` floats, row-major.
+pub enum Matrix {
+    Mapped { map: Mmap, n: usize, dim: usize },
+    Owned { data: Vec<f32>, n: usize, dim: usize },
+}
+
+impl Matrix {
+    pub fn owned(data: Vec<f32>, dim: usize) -> Matrix {
+        let n = if dim == 0 { 0 } else { data.len() / dim };
+        Matrix::Owned { data, n, dim }
+    }
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            Matrix::Owned { data, .. } => data,
+            Matrix::Mapped { map, n, dim } => {
+                let bytes = &map[..n * dim * 4];
+                // SAFETY: the map is page-aligned, so aligned for f32, and
+                // holds exactly n*dim little-endian f32 values (checked on open).
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, n * dim) }
+            }
+        }
+    }
+    pub fn n(&self) -> usize {
+        match self {
+            Matrix::Owned { n, .. } | Matrix::Mapped { n, .. } => *n,
+        }
+    }
+    pub fn dim(&self) -> usize {
+        match self {
+            Matrix::Owned { dim, .. } | Matrix::Mapped { dim, .. } => *dim,
+        }
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        let d = self.dim();
+        &self.as_slice()[i * d..(i + 1) * d]
+    }
+}
+
+pub struct Cache {
+    data_path: PathBuf,
+    done_path: PathBuf,
+    data: File,
+    done_file: File,
+    done: Vec<u8>,
+    pub n: usize,
+    pub dim: usize,
+}
+
+impl Cache {
+    pub fn paths(dir: &Path, hash: &str) -> (PathBuf, PathBuf) {
+        (dir.join(format!("emb-{hash}.f32")), dir.join(format!("emb-{hash}.done")))
+    }
+
+    /// Opens (or creates) the cache for `n` rows of `dim` floats.
+    pub fn open(dir: &Path, hash: &str, n: usize, dim: usize) -> Result<Cache> {
+        let (data_path, done_path) = Self::paths(dir, hash);
+        let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&data_path)
+            .with_context(|| format!("cannot open embedding cache {}", data_path.display()))?;
+        let want = (n * dim * 4) as u64;
+        let have = data.metadata()?.len();
+        let mut done_file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&done_path)?;
+        let mut done = std::fs::read(&done_path)?;
+        if have != want || done.len() != n {
+            // A cache of another shape (the session changed?) is started anew.
+            if have != 0 || !done.is_empty() {
+                tracing::warn!("embedding cache {} has the wrong size; rebuilding", data_path.display());
+            }
+            data.set_len(0)?;
+            data.set_len(want)?;
+            done = vec![0u8; n];
+            done_file.set_len(0)?;
+            use std::io::Write;
+            done_file.write_all(&done)?;
+            done_file.sync_all()?;
+        }
+        Ok(Cache { data_path, done_path, data, done_file, done, n, dim })
+    }
+
+    /// Rows not embedded yet.
+    pub fn missing(&self) -> Vec<usize> {
+        self.done.iter().enumerate().filter(|(_, &d)| d == 0).map(|(i, _)| i).collect()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.done.iter().all(|&d| d == 1)
+    }
+
+    /// Writes the vectors of some rows: data first (synced), then their done marks.
+    pub fn write(&mut self, rows: &[usize], vecs: &[f32]) -> Result<()> {
+        if vecs.len() != rows.len() * self.dim {
+            bail!("embedding batch has {} floats for {} rows of {}", vecs.len(), rows.len(), self.dim);
+        }
+        let mut buf = vec![0u8; self.dim * 4];
+        for (j, &r) in rows.iter().enumerate() {
+            for (k, v) in vecs[j * self.dim..(j + 1) * self.dim].iter().enumerate() {
+                buf[k * 4..k * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            self.data.write_all_at(&buf, (r * self.dim * 4) as u64)?;
+        }
+        self.data.sync_data()?;
+        for &r in rows {
+            self.done[r] = 1;
+            self.done_file.write_all_at(&[1], r as u64)?;
+        }
+        self.done_file.sync_data()?;
+        Ok(())
+    }
+
+    /// Memory-maps the complete cache.
+    pub fn load(&self) -> Result<Matrix> {
+        if !self.complete() {
+            bail!("embedding cache {} is incomplete ({} rows missing)", self.data_path.display(), self.missing().len());
+        }
+        let f = File::open(&self.data_path)?;
+        // SAFETY: the file is ours and is not written while mapped.
+        let map = unsafe { Mmap::map(&f)? };
+        if map.len() != self.n * self.dim * 4 {
+            bail!("embedding cache {} has the wrong size", self.data_path.display());
+        }
+        if cfg!(target_endian = "big") {
+            bail!("the embedding cache is little-endian");
+        }
+        let _ = &self.done_path;
+        Ok(Matrix::Mapped { map, n: self.n, dim: self.dim })
+    }
+}

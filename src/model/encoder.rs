@@ -1,0 +1,180 @@
+//! The sentence encoder: a local Hugging Face BERT-family folder run with
+//! candle-transformers' BERT, mean pooling over real tokens, L2-normalised,
+//! as sentence-transformers computes it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// Which device to run on.
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if !cfg!(feature = "cuda") {
+                bail!("this labelrest was built without CUDA; rebuild with `--features cuda` or use --device cpu");
+            }
+            Device::new_cuda(0).map_err(|e| anyhow!("cannot open CUDA device 0: {e}"))
+        }
+        other => bail!("unknown device '{other}'; use cpu or cuda"),
+    }
+}
+
+/// A content hash of a model folder (weights, config and tokenizer), used to
+/// key the embedding cache: a different model never reads another's vectors.
+pub fn model_hash(dir: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let p = dir.join(f);
+        let mut file = std::fs::File::open(&p).with_context(|| format!("model folder {}: cannot open {f}", dir.display()))?;
+        h.update(f.as_bytes());
+        std::io::copy(&mut file, &mut h)?;
+    }
+    if let Ok(s) = std::fs::read(dir.join("sentence_bert_config.json")) {
+        h.update(&s);
+    }
+    let d = h.finalize();
+    Ok(d.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pub device: Device,
+    pub dim: usize,
+    pub max_len: usize,
+    pub dir: PathBuf,
+    pub hash: String,
+    /// Largest number of tokens (sum over a batch, padding included) per forward pass.
+    pub batch_tokens: usize,
+}
+
+impl Encoder {
+    /// Loads a BERT-family folder: `config.json`, `tokenizer.json`,
+    /// `model.safetensors`, and `sentence_bert_config.json` for the maximum
+    /// length when present (else 256, capped by the position embeddings).
+    pub fn load(dir: &Path, device: &Device) -> Result<Encoder> {
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            if !dir.join(f).exists() {
+                bail!("model folder {} has no {f} (a Hugging Face BERT folder needs config.json, tokenizer.json and model.safetensors)", dir.display());
+            }
+        }
+        let cfg_text = std::fs::read_to_string(dir.join("config.json"))?;
+        let config: Config = serde_json::from_str(&cfg_text).with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
+        let raw: serde_json::Value = serde_json::from_str(&cfg_text)?;
+        let max_pos = raw.get("max_position_embeddings").and_then(|v| v.as_u64()).unwrap_or(512) as usize;
+        let max_len = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
+            .map(|m| m as usize)
+            .unwrap_or(256)
+            .min(max_pos);
+        let dim = config.hidden_size;
+        // SAFETY: the weights file is memory-mapped read-only; it must not be
+        // changed while labelrest runs.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, device)? };
+        let model = BertModel::load(vb, &config).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?;
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("{}: {e}", dir.join("tokenizer.json").display()))?;
+        // The bundled tokenizer.json pads to 128; we pad per batch ourselves.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| anyhow!("{e}"))?;
+        let hash = model_hash(dir)?;
+        Ok(Encoder { model, tokenizer, device: device.clone(), dim, max_len, dir: dir.to_path_buf(), hash, batch_tokens: 4096 })
+    }
+
+    /// Token ids of each text (truncated, with [CLS] and [SEP]).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| anyhow!("tokenizer: {e}"))?;
+        Ok(enc.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Embeds texts; the result is `texts.len() * dim` floats in input order.
+    /// `progress(done, total)` is called after every batch.
+    pub fn embed(&self, texts: &[&str], mut progress: impl FnMut(usize, usize)) -> Result<Vec<f32>> {
+        let ids = self.tokenize(texts)?;
+        let mut out = vec![0f32; texts.len() * self.dim];
+        let mut done = 0;
+        self.embed_ids(&ids, |idx, vecs| {
+            for (j, &i) in idx.iter().enumerate() {
+                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(&vecs[j * self.dim..(j + 1) * self.dim]);
+            }
+            done += idx.len();
+            progress(done, texts.len());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Embeds tokenised texts in batches of similar length (little padding)
+    /// and hands each batch to `sink(indices, vectors)`.
+    pub fn embed_ids(&self, ids: &[Vec<u32>], mut sink: impl FnMut(&[usize], &[f32]) -> Result<()>) -> Result<()> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let mut start = 0;
+        while start < order.len() {
+            let longest = ids[order[start]].len().max(1);
+            let n = (self.batch_tokens / longest).clamp(1, 256).min(order.len() - start);
+            let batch = &order[start..start + n];
+            let vecs = self.forward_batch(batch.iter().map(|&i| ids[i].as_slice()).collect::<Vec<_>>().as_slice())?;
+            sink(batch, &vecs)?;
+            start += n;
+        }
+        Ok(())
+    }
+
+    fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+        let b = seqs.len();
+        let mut input = vec![0u32; b * len];
+        let mut mask = vec![0u32; b * len];
+        for (i, s) in seqs.iter().enumerate() {
+            input[i * len..i * len + s.len()].copy_from_slice(s);
+            for m in &mut mask[i * len..i * len + s.len()] {
+                *m = 1;
+            }
+        }
+        let input_t = Tensor::from_vec(input, (b, len), &self.device)?;
+        let mask_t = Tensor::from_vec(mask, (b, len), &self.device)?;
+        let types = input_t.zeros_like()?;
+        let hidden = self.model.forward(&input_t, &types, Some(&mask_t))?; // (b, len, d)
+        let maskf = mask_t.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, len, 1)
+        let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, d)
+        let counts = maskf.sum(1)?.clamp(1e-9, f64::MAX)?; // (b, 1)
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        let normed = mean.broadcast_div(&norm)?;
+        Ok(normed.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Makes a label name read as words: `card_arrival` -> "card arrival".
+pub fn label_prompt(name: &str, description: Option<&str>) -> String {
+    let words: String = name
+        .chars()
+        .map(|c| if c == '_' || c == '-' || c == '.' || c == ':' { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match description {
+        Some(d) if !d.trim().is_empty() => format!("{words}: {}", d.trim()),
+        _ => words,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn prompts_read_as_words() {
+        assert_eq!(label_prompt("card_arrival", None), "card arrival");
+        assert_eq!(label_prompt("NUM", Some("number or quantity")), "NUM: number or quantity");
+    }
+}

@@ -1,0 +1,49 @@
+//! The model: the candle encoder, the embedding cache, the classifier head.
+
+pub mod cache;
+pub mod encoder;
+pub mod head;
+
+pub use cache::{Cache, Matrix};
+pub use encoder::{device, label_prompt, model_hash, Encoder};
+pub use head::{Head, HeadConfig};
+
+use anyhow::{anyhow, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Embeds `texts` through the cache `emb-<key>` in `dir`: rows already
+/// there are not embedded again, and a crash loses at most one batch.
+/// `progress(stage, done, total)` follows the work; `cancel` stops it.
+pub fn embed_cached(
+    dir: &Path,
+    key: &str,
+    encoder: &Encoder,
+    texts: &[&str],
+    progress: &mut dyn FnMut(&str, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<Matrix> {
+    let mut cache = Cache::open(dir, key, texts.len(), encoder.dim)?;
+    let missing = cache.missing();
+    if !missing.is_empty() {
+        let total = texts.len();
+        let mut done = total - missing.len();
+        progress("embedding", done, total);
+        // Tokenise and embed in chunks so that progress and the cache advance together.
+        for chunk in missing.chunks(2048) {
+            let sub: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let ids = encoder.tokenize(&sub)?;
+            encoder.embed_ids(&ids, |idx, vecs| {
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(anyhow!("cancelled"));
+                }
+                let rows: Vec<usize> = idx.iter().map(|&j| chunk[j]).collect();
+                cache.write(&rows, vecs)?;
+                done += rows.len();
+                progress("embedding", done, total);
+                Ok(())
+            })?;
+        }
+    }
+    cache.load()
+}

@@ -1,0 +1,860 @@
+//! The session store: one SQLite database (WAL, synchronous=FULL) per session
+//! in its own folder, with the rows, every label with who gave it and when,
+//! the iterations and their metrics, the latest predictions and the settings.
+//!
+//! Layout of a session folder `SESSIONS/NAME/`:
+//! - `session.db` (+ `-wal`, `-shm`): the database;
+//! - `lock`: the process id of the process that has the session open for work;
+//! - `emb-<model hash>.f32` and `.done`: the embedding cache (see `model::cache`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::data::{self, Columns, DataError, Format, LabelDef};
+
+pub const SCHEMA_VERSION: i64 = 2;
+const DB_FILE: &str = "session.db";
+
+/// Who gave a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    Seed,
+    Person,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Seed => "seed",
+            Source::Person => "person",
+        }
+    }
+    fn parse(s: &str) -> Result<Source> {
+        match s {
+            "seed" => Ok(Source::Seed),
+            "person" => Ok(Source::Person),
+            other => bail!("unknown label source '{other}' in the session"),
+        }
+    }
+}
+
+/// The settings of a session, kept as JSON in the database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    /// The encoder folder.
+    pub model: String,
+    /// Query strategy name (see `learn::Strategy`).
+    pub strategy: String,
+    /// Decisions per batch before a retrain.
+    pub batch: usize,
+    /// Training mode of the model (`head` on the CPU).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Self-training: "auto", "on" or "off".
+    #[serde(default = "default_self_training")]
+    pub self_training: String,
+    /// Device: "cpu" or "cuda".
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Seed for everything random.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_mode() -> String {
+    "head".into()
+}
+fn default_self_training() -> String {
+    "auto".into()
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model: String::new(),
+            strategy: "margin".into(),
+            batch: 10,
+            mode: default_mode(),
+            self_training: default_self_training(),
+            device: default_device(),
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Pool,
+    Test,
+}
+
+/// One row of text as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub split: Split,
+    pub text: String,
+    /// Gold label (index into the label set), never shown to the model.
+    pub gold: Option<u32>,
+}
+
+/// The current label of a row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Label {
+    pub row_id: i64,
+    pub label: u32,
+    pub source: Source,
+    pub iteration: i64,
+    /// The model's prediction when the person decided, if there was one.
+    pub predicted: Option<u32>,
+}
+
+/// A stored prediction of the model for one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub row_id: i64,
+    pub label: u32,
+    pub prob: f32,
+    pub entropy: f32,
+    pub margin: f32,
+    pub rank: Option<i64>,
+}
+
+/// A summary of a session for `labelrest sessions`.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub name: String,
+    pub rows: i64,
+    pub test_rows: i64,
+    pub labelled: i64,
+    pub iterations: i64,
+    pub last_opened: String,
+    pub path: PathBuf,
+}
+
+/// Checks a session name: no path separators, no leading dot, not empty.
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        bail!("the session name is empty");
+    }
+    if name.contains('/') || name.contains('\\') || name.contains('\0') {
+        bail!("session name '{name}' contains a path separator; use a plain name like 'banking'");
+    }
+    if name.starts_with('.') {
+        bail!("session name '{name}' starts with a dot; use a plain name like 'banking'");
+    }
+    if name.len() > 100 {
+        bail!("session name '{name}' is longer than 100 bytes");
+    }
+    Ok(())
+}
+
+pub fn session_dir(sessions: &Path, name: &str) -> PathBuf {
+    sessions.join(name)
+}
+
+pub fn exists(sessions: &Path, name: &str) -> bool {
+    session_dir(sessions, name).join(DB_FILE).exists()
+}
+
+/// Lists the sessions in a sessions folder, sorted by name.
+pub fn list(sessions: &Path) -> Result<Vec<Summary>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(sessions) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot read sessions folder {}", sessions.display())),
+    };
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || !entry.path().join(DB_FILE).exists() {
+            continue;
+        }
+        match Session::open_read_only(sessions, &name).and_then(|s| s.summary()) {
+            Ok(s) => out.push(s),
+            Err(e) => tracing::warn!("skipping session {name}: {e:#}"),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Deletes a session folder. Refused while another process has it open.
+pub fn remove(sessions: &Path, name: &str) -> Result<()> {
+    validate_name(name)?;
+    let dir = session_dir(sessions, name);
+    if !dir.join(DB_FILE).exists() {
+        bail!("no session '{name}' in {}", sessions.display());
+    }
+    let lock = Lock::acquire(&dir, name)?;
+    drop(lock);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+}
+
+/// The lock that marks a session as open for work by one process.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    if r == 0 {
+        // A zombie still answers; treat it as dead.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some(after) = stat.rsplit_once(") ") {
+                return !after.1.starts_with('Z');
+            }
+        }
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+impl Lock {
+    pub fn acquire(dir: &Path, name: &str) -> Result<Lock> {
+        let path = dir.join("lock");
+        let me = std::process::id() as i32;
+        for _ in 0..5 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    let cmd = std::env::args().collect::<Vec<_>>().join(" ");
+                    writeln!(f, "{me}\n{cmd}")?;
+                    f.sync_all()?;
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let content = std::fs::read_to_string(&path).unwrap_or_default();
+                    let mut lines = content.lines();
+                    let pid: i32 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+                    let cmd = lines.next().unwrap_or("").to_string();
+                    if pid != me && pid_alive(pid) {
+                        bail!(
+                            "session '{name}' is open in another process (pid {pid}{}); close it there first",
+                            if cmd.is_empty() { String::new() } else { format!(": {cmd}") }
+                        );
+                    }
+                    // Stale lock from a dead process (or our own): take it over.
+                    tracing::info!("taking over stale lock of pid {pid} on {}", path.display());
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create lock {}", path.display())),
+            }
+        }
+        bail!("could not take the lock {}", path.display())
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a session is made from.
+#[derive(Debug, Clone)]
+pub struct ImportSpec {
+    pub data: PathBuf,
+    pub format: Option<Format>,
+    pub columns: Columns,
+    /// What the label column means, when there is one.
+    pub label_col_is: LabelColIs,
+    pub labels: Option<Vec<LabelDef>>,
+    pub test: Option<PathBuf>,
+    /// Label column of the test file (default: the same as the data's, else `label`).
+    pub test_label_col: Option<String>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabelColIs {
+    Seed,
+    Gold,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportReport {
+    pub pool_rows: u64,
+    pub test_rows: u64,
+    pub seed_labels: u64,
+    pub gold_labels: u64,
+    pub skipped_empty: u64,
+    pub labels: usize,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE label_set(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT);
+CREATE TABLE rows(
+  id INTEGER PRIMARY KEY,
+  split TEXT NOT NULL CHECK (split IN ('pool','test')),
+  text TEXT NOT NULL,
+  gold INTEGER REFERENCES label_set(id),
+  source_line INTEGER NOT NULL
+);
+CREATE TABLE annotations(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  row_id INTEGER NOT NULL REFERENCES rows(id),
+  label INTEGER NOT NULL REFERENCES label_set(id),
+  source TEXT NOT NULL CHECK (source IN ('seed','person')),
+  iteration INTEGER NOT NULL,
+  at TEXT NOT NULL,
+  predicted INTEGER,
+  replaces INTEGER,
+  active INTEGER NOT NULL DEFAULT 1,
+  undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
+CREATE TABLE iterations(
+  id INTEGER PRIMARY KEY,
+  n_labels INTEGER NOT NULL,
+  at TEXT NOT NULL,
+  metrics TEXT NOT NULL
+);
+CREATE TABLE predictions(
+  row_id INTEGER PRIMARY KEY REFERENCES rows(id),
+  label INTEGER NOT NULL,
+  prob REAL NOT NULL,
+  entropy REAL NOT NULL,
+  margin REAL NOT NULL,
+  rank INTEGER,
+  iteration INTEGER NOT NULL
+);
+";
+
+/// An open session.
+pub struct Session {
+    pub name: String,
+    pub dir: PathBuf,
+    conn: Connection,
+    _lock: Option<Lock>,
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before it returns, also in WAL mode.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Session {
+    /// Creates a session from a data file. Nothing is left behind on error:
+    /// the session is built in a temporary folder and moved into place at the end.
+    pub fn create(sessions: &Path, name: &str, spec: &ImportSpec, force: bool) -> Result<ImportReport> {
+        validate_name(name)?;
+        let final_dir = session_dir(sessions, name);
+        if final_dir.join(DB_FILE).exists() && !force {
+            bail!("session '{name}' exists already in {}; use --force to replace it, or another name", sessions.display());
+        }
+        std::fs::create_dir_all(sessions).with_context(|| format!("cannot create sessions folder {}", sessions.display()))?;
+        let tmp = sessions.join(format!(".{name}.new-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let res = Self::build(&tmp, spec);
+        match res {
+            Ok(report) => {
+                if final_dir.exists() {
+                    // --force: refuse if someone is working in it.
+                    let lock = Lock::acquire(&final_dir, name);
+                    if let Err(e) = lock {
+                        let _ = std::fs::remove_dir_all(&tmp);
+                        return Err(e);
+                    }
+                    drop(lock);
+                    std::fs::remove_dir_all(&final_dir)?;
+                }
+                std::fs::rename(&tmp, &final_dir)?;
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn build(dir: &Path, spec: &ImportSpec) -> Result<ImportReport> {
+        let data_format = match spec.format {
+            Some(f) => f,
+            None => Format::from_path(&spec.data)?,
+        };
+        if !spec.data.exists() {
+            return Err(DataError::new(&spec.data, None, None, "no such file").into());
+        }
+        if let Some(t) = &spec.test {
+            if !t.exists() {
+                return Err(DataError::new(t, None, None, "no such file").into());
+            }
+        }
+        let labels: Vec<LabelDef> = match &spec.labels {
+            Some(l) => l.clone(),
+            None => match &spec.columns.label {
+                Some(_) => data::labels_from_column(&spec.data, data_format, &spec.columns)?,
+                None => bail!("no label set: give --labels a,b,c, --labels-file FILE, or a --label-col to take them from"),
+            },
+        };
+        if labels.len() < 2 {
+            bail!(
+                "the label set has {} label{}; a classifier needs at least two",
+                labels.len(),
+                if labels.len() == 1 { "" } else { "s" }
+            );
+        }
+        let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
+
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        configure(&conn)?;
+        // The import itself is one transaction: durable once, fast.
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        conn.execute_batch(SCHEMA)?;
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut ins = tx.prepare("INSERT INTO label_set(id, name, description) VALUES (?1, ?2, ?3)")?;
+            for (i, l) in labels.iter().enumerate() {
+                ins.execute(params![i as i64, l.name, l.description])?;
+            }
+        }
+        let mut report = ImportReport { labels: labels.len(), ..Default::default() };
+        let t = now();
+        {
+            let mut ins_row = tx.prepare("INSERT INTO rows(split, text, gold, source_line) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut ins_ann = tx.prepare(
+                "INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)",
+            )?;
+            let file = spec.data.clone();
+            let stats = data::read_records(&spec.data, data_format, &spec.columns, |r| {
+                let label = match r.label.as_deref() {
+                    None | Some("") => None,
+                    Some(l) => Some(*index.get(l).ok_or_else(|| {
+                        DataError::new(&file, Some(r.line), None, format!("label '{l}' is not in the label set ({})", preview_labels(&labels)))
+                    })?),
+                };
+                let gold = if spec.label_col_is == LabelColIs::Gold { label } else { None };
+                ins_row
+                    .execute(params!["pool", r.text, gold, r.line as i64])
+                    .map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e}")))?;
+                let id = tx.last_insert_rowid();
+                if spec.label_col_is == LabelColIs::Seed {
+                    if let Some(l) = label {
+                        ins_ann
+                            .execute(params![id, l, t])
+                            .map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e}")))?;
+                        report.seed_labels += 1;
+                    }
+                } else if label.is_some() {
+                    report.gold_labels += 1;
+                }
+                report.pool_rows += 1;
+                Ok(())
+            })?;
+            report.skipped_empty += stats.skipped_empty;
+            if report.pool_rows == 0 {
+                return Err(DataError::new(&spec.data, None, None, "no rows with text").into());
+            }
+            if let Some(test) = &spec.test {
+                let tf = match spec.format {
+                    Some(f) => f,
+                    None => Format::from_path(test)?,
+                };
+                let tcols = Columns {
+                    text: spec.columns.text.clone(),
+                    label: Some(
+                        spec.test_label_col.clone().or_else(|| spec.columns.label.clone()).unwrap_or_else(|| "label".into()),
+                    ),
+                };
+                let stats = data::read_records(test, tf, &tcols, |r| {
+                    let l = r.label.unwrap_or_default();
+                    if l.is_empty() {
+                        return Err(DataError::new(test, Some(r.line), None, "a test row needs a gold label"));
+                    }
+                    let gold = *index.get(l.as_str()).ok_or_else(|| {
+                        DataError::new(test, Some(r.line), None, format!("label '{l}' is not in the label set ({})", preview_labels(&labels)))
+                    })?;
+                    ins_row
+                        .execute(params!["test", r.text, gold, r.line as i64])
+                        .map_err(|e| DataError::new(test, Some(r.line), None, format!("cannot store: {e}")))?;
+                    report.test_rows += 1;
+                    Ok(())
+                })?;
+                report.skipped_empty += stats.skipped_empty;
+            }
+        }
+        let mut settings = spec.settings.clone();
+        if settings.batch == 0 {
+            settings.batch = 10;
+        }
+        tx.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()])?;
+        tx.execute("INSERT INTO meta(key, value) VALUES ('created', ?1)", params![now()])?;
+        tx.execute("INSERT INTO meta(key, value) VALUES ('last_opened', ?1)", params![now()])?;
+        tx.execute("INSERT INTO meta(key, value) VALUES ('settings', ?1)", params![serde_json::to_string(&settings)?])?;
+        tx.execute("INSERT INTO meta(key, value) VALUES ('source', ?1)", params![spec.data.display().to_string()])?;
+        tx.commit()?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(report)
+    }
+
+    /// Opens a session for work: takes its lock, migrates an older schema.
+    pub fn open(sessions: &Path, name: &str) -> Result<Session> {
+        validate_name(name)?;
+        let dir = session_dir(sessions, name);
+        if !dir.join(DB_FILE).exists() {
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+        }
+        let lock = Lock::acquire(&dir, name)?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        configure(&conn)?;
+        let s = Session { name: name.to_string(), dir, conn, _lock: Some(lock) };
+        s.check_schema(true)?;
+        s.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", params![now()])?;
+        Ok(s)
+    }
+
+    /// Opens a session to read it (listing, export) without taking the lock.
+    pub fn open_read_only(sessions: &Path, name: &str) -> Result<Session> {
+        validate_name(name)?;
+        let dir = session_dir(sessions, name);
+        if !dir.join(DB_FILE).exists() {
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+        }
+        let conn = Connection::open_with_flags(
+            dir.join(DB_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let s = Session { name: name.to_string(), dir, conn, _lock: None };
+        s.check_schema(false)?;
+        Ok(s)
+    }
+
+    /// A second connection to the same database for another thread (no lock of its own).
+    pub fn reopen_shared(&self) -> Result<Session> {
+        let conn = Connection::open(self.dir.join(DB_FILE))?;
+        configure(&conn)?;
+        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _lock: None })
+    }
+
+    fn check_schema(&self, migrate: bool) -> Result<()> {
+        let has_meta: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .with_context(|| format!("{} is not a labelrest session database", self.dir.join(DB_FILE).display()))?;
+        if !has_meta {
+            bail!("{} is not a labelrest session (no meta table)", self.dir.join(DB_FILE).display());
+        }
+        let v: Option<String> =
+            self.conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        let v: i64 = v
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("session '{}' has no schema version; it is not a labelrest session", self.name))?;
+        if v > SCHEMA_VERSION {
+            bail!(
+                "session '{}' was written by a newer labelrest (schema {v}, this one reads up to {SCHEMA_VERSION}); upgrade labelrest to open it",
+                self.name
+            );
+        }
+        if v < SCHEMA_VERSION {
+            if !migrate {
+                bail!("session '{}' has the older schema {v}; open it once with `labelrest label` to migrate it", self.name);
+            }
+            self.migrate(v)?;
+        }
+        Ok(())
+    }
+
+    /// Migrates from an older schema, step by step, in one transaction.
+    fn migrate(&self, from: i64) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut v = from;
+        while v < SCHEMA_VERSION {
+            match v {
+                // Schema 1 had no record of what the model predicted when a
+                // person decided, so no kept-prediction rate.
+                1 => {
+                    tx.execute_batch("ALTER TABLE annotations ADD COLUMN predicted INTEGER;")?;
+                }
+                other => bail!("session '{}' has schema {other}, which this labelrest cannot migrate", self.name),
+            }
+            v += 1;
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", params![SCHEMA_VERSION.to_string()])?;
+        tx.commit()?;
+        tracing::info!("migrated session {} from schema {from} to {SCHEMA_VERSION}", self.name);
+        Ok(())
+    }
+
+    pub fn summary(&self) -> Result<Summary> {
+        let rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='pool'", [], |r| r.get(0))?;
+        let test_rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='test'", [], |r| r.get(0))?;
+        let labelled: i64 = self.conn.query_row("SELECT count(*) FROM annotations WHERE active=1", [], |r| r.get(0))?;
+        let iterations: i64 = self.conn.query_row("SELECT count(*) FROM iterations", [], |r| r.get(0))?;
+        let last_opened: String = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key='last_opened'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default();
+        Ok(Summary { name: self.name.clone(), rows, test_rows, labelled, iterations, last_opened, path: self.dir.clone() })
+    }
+
+    pub fn settings(&self) -> Result<Settings> {
+        let s: String = self.conn.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get(0))?;
+        Ok(serde_json::from_str(&s)?)
+    }
+
+    pub fn save_settings(&self, s: &Settings) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('settings', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![serde_json::to_string(s)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn label_set(&self) -> Result<Vec<LabelDef>> {
+        let mut st = self.conn.prepare("SELECT name, description FROM label_set ORDER BY id")?;
+        let v = st
+            .query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
+    pub fn set_label_description(&self, label: u32, description: Option<&str>) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE label_set SET description = ?1 WHERE id = ?2",
+            params![description.filter(|d| !d.trim().is_empty()), label as i64],
+        )?;
+        if n != 1 {
+            bail!("no label {label} in the label set");
+        }
+        Ok(())
+    }
+
+    /// All rows in id order (pool rows first, then test rows).
+    pub fn rows(&self) -> Result<Vec<Row>> {
+        let mut st = self.conn.prepare("SELECT id, split, text, gold FROM rows ORDER BY id")?;
+        let v = st
+            .query_map([], |r| {
+                let split: String = r.get(1)?;
+                Ok(Row {
+                    id: r.get(0)?,
+                    split: if split == "test" { Split::Test } else { Split::Pool },
+                    text: r.get(2)?,
+                    gold: r.get::<_, Option<i64>>(3)?.map(|g| g as u32),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
+    pub fn row_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM rows", [], |r| r.get(0))?)
+    }
+
+    /// The current label of every labelled row.
+    pub fn labels(&self) -> Result<Vec<Label>> {
+        let mut st = self.conn.prepare(
+            "SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(row_id, label, source, iteration, predicted)| {
+                Ok(Label { row_id, label: label as u32, source: Source::parse(&source)?, iteration, predicted: predicted.map(|p| p as u32) })
+            })
+            .collect()
+    }
+
+    /// Records a person's label for a row; returns when it is on disk.
+    /// A row labelled before gets the new label; the old one is kept in the
+    /// history and comes back on undo.
+    pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        let tx = self.conn.unchecked_transaction()?;
+        let split: Option<String> = tx.query_row("SELECT split FROM rows WHERE id=?1", params![row_id], |r| r.get(0)).optional()?;
+        match split.as_deref() {
+            None => bail!("no row {row_id} in session '{}'", self.name),
+            Some("test") => bail!("row {row_id} is in the held-out test set and cannot be labelled"),
+            _ => {}
+        }
+        let nlabels: i64 = tx.query_row("SELECT count(*) FROM label_set", [], |r| r.get(0))?;
+        if label as i64 >= nlabels {
+            bail!("label {label} is not in the label set of session '{}'", self.name);
+        }
+        let prev: Option<i64> =
+            tx.query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| r.get(0)).optional()?;
+        if let Some(p) = prev {
+            tx.execute("UPDATE annotations SET active=0 WHERE id=?1", params![p])?;
+        }
+        tx.execute(
+            "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces) VALUES (?1, ?2, 'person', ?3, ?4, ?5, ?6)",
+            params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Undoes the person's most recent decision that is not undone yet.
+    /// Returns the row it was about, or None when there is nothing to undo.
+    pub fn undo_last(&self) -> Result<Option<i64>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let last: Option<(i64, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT id, row_id, replaces FROM annotations WHERE source='person' AND undone=0 AND active=1 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, row_id, replaces)) = last else { return Ok(None) };
+        tx.execute("UPDATE annotations SET active=0, undone=1 WHERE id=?1", params![id])?;
+        if let Some(p) = replaces {
+            tx.execute("UPDATE annotations SET active=1 WHERE id=?1", params![p])?;
+        }
+        tx.commit()?;
+        Ok(Some(row_id))
+    }
+
+    /// Number of person decisions (not undone) made at a given iteration.
+    pub fn decisions_since(&self, iteration: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM annotations WHERE source='person' AND active=1 AND iteration >= ?1",
+            params![iteration],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn add_iteration(&self, n_labels: i64, metrics: &serde_json::Value) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, ?3)",
+            params![n_labels, now(), serde_json::to_string(metrics)?],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn iterations(&self) -> Result<Vec<(i64, i64, serde_json::Value)>> {
+        let mut st = self.conn.prepare("SELECT id, n_labels, metrics FROM iterations ORDER BY id")?;
+        let v = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        v.into_iter().map(|(i, n, m)| Ok((i, n, serde_json::from_str(&m)?))).collect()
+    }
+
+    /// Replaces the stored predictions (one transaction).
+    pub fn save_predictions(&self, iteration: i64, preds: &[Prediction]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM predictions", [])?;
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for p in preds {
+                st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, iteration])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn predictions(&self) -> Result<HashMap<i64, Prediction>> {
+        let mut st = self.conn.prepare("SELECT row_id, label, prob, entropy, margin, rank FROM predictions")?;
+        let v = st
+            .query_map([], |r| {
+                Ok(Prediction {
+                    row_id: r.get(0)?,
+                    label: r.get::<_, i64>(1)? as u32,
+                    prob: r.get::<_, f64>(2)? as f32,
+                    entropy: r.get::<_, f64>(3)? as f32,
+                    margin: r.get::<_, f64>(4)? as f32,
+                    rank: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v.into_iter().map(|p| (p.row_id, p)).collect())
+    }
+
+    /// `PRAGMA integrity_check` and foreign-key check; Ok when consistent.
+    pub fn check_integrity(&self) -> Result<()> {
+        let r: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if r != "ok" {
+            bail!("integrity check failed: {r}");
+        }
+        let bad: i64 = self.conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        if bad > 0 {
+            bail!("{bad} foreign key violations");
+        }
+        let dup: i64 = self.conn.query_row(
+            "SELECT count(*) FROM (SELECT row_id FROM annotations WHERE active=1 GROUP BY row_id HAVING count(*) > 1)",
+            [],
+            |r| r.get(0),
+        )?;
+        if dup > 0 {
+            bail!("{dup} rows have more than one active label");
+        }
+        Ok(())
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn preview_labels(labels: &[LabelDef]) -> String {
+    let names: Vec<&str> = labels.iter().take(8).map(|l| l.name.as_str()).collect();
+    if labels.len() > 8 {
+        format!("{}, ... {} in all", names.join(", "), labels.len())
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Where sessions live: `--sessions DIR`, else `LABELREST_SESSIONS`, else
+/// `./sessions` when it exists, else the platform data folder.
+pub fn sessions_dir(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = flag {
+        return Ok(d.to_path_buf());
+    }
+    if let Some(d) = std::env::var_os("LABELREST_SESSIONS").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    let local = PathBuf::from("sessions");
+    if local.is_dir() {
+        return Ok(local);
+    }
+    let dirs = directories::ProjectDirs::from("org", "labelrest", "labelrest")
+        .ok_or_else(|| anyhow!("no home folder to keep sessions in; give --sessions DIR"))?;
+    Ok(dirs.data_dir().join("sessions"))
+}

@@ -1,0 +1,697 @@
+//! The workstation's state and what each action does to it. Drawing reads
+//! this state and never changes it; the event loop (`tui.rs`) turns keys into
+//! `Action`s and forwards the jobs in `outbox` to the worker.
+
+use anyhow::Result;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::data::display_safe;
+use crate::learn::{Scores, Strategy};
+use crate::store::{Session, Source, Split};
+use crate::worker::{Event, IterationRecord, Job, Update};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Unlabelled rows, ranked by the strategy.
+    Queue,
+    /// Rows with a person's (or seed) label, newest first.
+    Labelled,
+    /// Every row with the person's label or the model's prediction.
+    All,
+}
+
+impl View {
+    pub fn next(self) -> View {
+        match self {
+            View::Queue => View::Labelled,
+            View::Labelled => View::All,
+            View::All => View::Queue,
+        }
+    }
+    fn index(self) -> usize {
+        match self {
+            View::Queue => 0,
+            View::Labelled => 1,
+            View::All => 2,
+        }
+    }
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Queue => "Queue",
+            View::Labelled => "Labelled",
+            View::All => "All rows",
+        }
+    }
+}
+
+/// What the label picker is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickerPurpose {
+    /// Label the selected row.
+    Label,
+    /// Filter the all-rows view by (predicted or given) label.
+    Filter,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    None,
+    Help,
+    Picker { purpose: PickerPurpose, query: String, selected: usize, matches: Vec<u32> },
+    /// Editing a label's description (from the picker, with Tab).
+    Describe { label: u32, text: String },
+}
+
+/// Everything a key can do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Take the model's prediction as the label.
+    Accept,
+    /// Take the n-th suggested label (1-based).
+    Pick(usize),
+    OpenPicker,
+    Skip,
+    Undo,
+    Retrain,
+    NextView,
+    CycleStrategy,
+    Export,
+    ToggleHelp,
+    /// All-rows view: filter by a label (picker) or clear the filter.
+    Filter,
+    /// All-rows view: sort by confidence (ascending, descending, off).
+    SortConfidence,
+    Quit,
+    // Inside an overlay:
+    Input(char),
+    Backspace,
+    Confirm,
+    Cancel,
+    /// In the picker: edit the highlighted label's description.
+    EditDescription,
+    None,
+}
+
+/// The worker's state as the status line shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerState {
+    Starting,
+    Busy { stage: String, done: usize, total: usize },
+    Idle,
+}
+
+pub struct App {
+    pub name: String,
+    pub session: Session,
+    /// Display-safe text of each pool row.
+    pub texts: Vec<String>,
+    pub row_ids: Vec<i64>,
+    pub label_names: Vec<String>,
+    pub label_descriptions: Vec<Option<String>>,
+    /// The current label of each pool row.
+    pub labels: Vec<Option<(u32, Source)>>,
+    pub n_labelled: usize,
+    /// The latest model view (scores and ranking).
+    pub update: Option<Arc<Update>>,
+    /// Predictions stored by the last session, shown until the worker is ready.
+    pub stored: Vec<Option<(u32, f32, f32)>>,
+    pub ranking: Vec<u32>,
+    pub queue: Vec<u32>,
+    pub labelled_list: Vec<u32>,
+    pub all_list: Vec<u32>,
+    pub view: View,
+    pub cursor: [usize; 3],
+    pub offset: [usize; 3],
+    /// Rows of the table area, set by the event loop from the terminal size.
+    pub page: usize,
+    pub skipped: Vec<u32>,
+    pub batch_size: usize,
+    /// Decisions made since the last retrain request.
+    pub batch_done: usize,
+    pub iteration: i64,
+    pub history: Vec<IterationRecord>,
+    pub worker: WorkerState,
+    pub error: Option<String>,
+    pub message: Option<String>,
+    pub overlay: Overlay,
+    pub strategy: Strategy,
+    pub has_test: bool,
+    pub all_filter: Option<u32>,
+    /// 0: pool order, 1: least confident first, 2: most confident first.
+    pub all_sort: u8,
+    pub quit: bool,
+    /// Jobs for the worker, taken by the event loop.
+    pub outbox: Vec<Job>,
+    /// Where `e` writes the export.
+    pub export_path: std::path::PathBuf,
+    /// Decisions (row, was it an accepted prediction) in this run, for undo bookkeeping.
+    undo_depth: usize,
+    pub mode: String,
+}
+
+impl App {
+    /// Loads a session's rows, labels, stored predictions and history.
+    pub fn load(session: Session) -> Result<App> {
+        let rows = session.rows()?;
+        let label_set = session.label_set()?;
+        let settings = session.settings()?;
+        let mut texts = Vec::new();
+        let mut row_ids = Vec::new();
+        let mut has_test = false;
+        for r in &rows {
+            match r.split {
+                Split::Pool => {
+                    texts.push(display_safe(&r.text));
+                    row_ids.push(r.id);
+                }
+                Split::Test => has_test = true,
+            }
+        }
+        let id_to_pool: std::collections::HashMap<i64, usize> = row_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let mut labels = vec![None; row_ids.len()];
+        let mut n_labelled = 0;
+        for l in session.labels()? {
+            if let Some(&i) = id_to_pool.get(&l.row_id) {
+                labels[i] = Some((l.label, l.source));
+                n_labelled += 1;
+            }
+        }
+        let preds = session.predictions()?;
+        let mut stored = vec![None; row_ids.len()];
+        let mut ranked: Vec<(i64, u32)> = Vec::new();
+        for (id, p) in &preds {
+            if let Some(&i) = id_to_pool.get(id) {
+                stored[i] = Some((p.label, p.prob, p.entropy));
+                if let Some(r) = p.rank {
+                    ranked.push((r, i as u32));
+                }
+            }
+        }
+        ranked.sort();
+        let history: Vec<IterationRecord> = session
+            .iterations()?
+            .into_iter()
+            .map(|(id, _, m)| {
+                let mut r: IterationRecord = serde_json::from_value(m).unwrap_or_default();
+                r.iteration = id;
+                r
+            })
+            .collect();
+        let iteration = history.last().map(|h| h.iteration).unwrap_or(0);
+        let export_path = std::path::PathBuf::from(format!("{}-labels.csv", session.name));
+        let mut app = App {
+            name: session.name.clone(),
+            texts,
+            row_ids,
+            label_names: label_set.iter().map(|l| l.name.clone()).collect(),
+            label_descriptions: label_set.iter().map(|l| l.description.clone()).collect(),
+            labels,
+            n_labelled,
+            update: None,
+            stored,
+            ranking: ranked.into_iter().map(|(_, i)| i).collect(),
+            queue: Vec::new(),
+            labelled_list: Vec::new(),
+            all_list: Vec::new(),
+            view: View::Queue,
+            cursor: [0; 3],
+            offset: [0; 3],
+            page: 10,
+            skipped: Vec::new(),
+            batch_size: settings.batch.max(1),
+            batch_done: 0,
+            iteration,
+            history,
+            worker: WorkerState::Starting,
+            error: None,
+            message: None,
+            overlay: Overlay::None,
+            strategy: Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin),
+            has_test,
+            all_filter: None,
+            all_sort: 0,
+            quit: false,
+            outbox: Vec::new(),
+            export_path,
+            undo_depth: 0,
+            mode: settings.mode.clone(),
+            session,
+        };
+        // Decisions already made on the current model count towards the batch.
+        app.batch_done = app.session.decisions_since(app.iteration.max(1)).unwrap_or(0) as usize % app.batch_size;
+        if app.ranking.is_empty() {
+            app.ranking = (0..app.row_ids.len() as u32).collect();
+        }
+        app.rebuild_lists();
+        Ok(app)
+    }
+
+    pub fn scores(&self) -> Option<&Scores> {
+        self.update.as_ref().map(|u| &u.scores)
+    }
+
+    /// The model's (label, probability, entropy) for a pool row.
+    pub fn prediction(&self, i: usize) -> Option<(u32, f32, f32)> {
+        match self.scores() {
+            Some(s) if i < s.len() => Some((s.pred[i], s.prob[i], s.entropy[i])),
+            _ => self.stored.get(i).copied().flatten(),
+        }
+    }
+
+    /// The top suggestions for a row (up to 9), best first.
+    pub fn suggestions(&self, i: usize) -> Vec<(u32, f32)> {
+        match self.scores() {
+            Some(s) if i < s.len() => s.top(i, 9),
+            _ => self.prediction(i).map(|(l, p, _)| vec![(l, p)]).unwrap_or_default(),
+        }
+    }
+
+    pub fn list(&self, v: View) -> &[u32] {
+        match v {
+            View::Queue => &self.queue,
+            View::Labelled => &self.labelled_list,
+            View::All => &self.all_list,
+        }
+    }
+
+    pub fn current_list(&self) -> &[u32] {
+        self.list(self.view)
+    }
+
+    pub fn cursor(&self) -> usize {
+        self.cursor[self.view.index()]
+    }
+
+    pub fn offset(&self) -> usize {
+        self.offset[self.view.index()]
+    }
+
+    /// The selected pool row.
+    pub fn selected(&self) -> Option<usize> {
+        self.current_list().get(self.cursor()).map(|&i| i as usize)
+    }
+
+    /// Rows of the queue that make the current batch.
+    pub fn batch_remaining(&self) -> usize {
+        self.batch_size.saturating_sub(self.batch_done)
+    }
+
+    fn rebuild_lists(&mut self) {
+        let selected: Vec<Option<u32>> = [View::Queue, View::Labelled, View::All]
+            .iter()
+            .map(|&v| self.list(v).get(self.cursor[v.index()]).copied())
+            .collect();
+        let skipped: HashSet<u32> = self.skipped.iter().copied().collect();
+        let mut seen = vec![false; self.row_ids.len()];
+        let mut queue: Vec<u32> = Vec::with_capacity(self.ranking.len());
+        for &i in &self.ranking {
+            let iu = i as usize;
+            if iu < seen.len() && !seen[iu] {
+                seen[iu] = true;
+                if self.labels[iu].is_none() && !skipped.contains(&i) {
+                    queue.push(i);
+                }
+            }
+        }
+        // Rows the ranking did not cover (labelled at the time, then undone).
+        for (i, s) in seen.iter().enumerate() {
+            if !s && self.labels[i].is_none() && !skipped.contains(&(i as u32)) {
+                queue.push(i as u32);
+            }
+        }
+        queue.extend(self.skipped.iter().copied().filter(|&i| self.labels[i as usize].is_none()));
+        self.queue = queue;
+        self.labelled_list = self.labelled_order();
+        let mut all: Vec<u32> = (0..self.row_ids.len() as u32)
+            .filter(|&i| match self.all_filter {
+                None => true,
+                Some(f) => self.shown_label(i as usize).map(|(l, _)| l) == Some(f),
+            })
+            .collect();
+        if self.all_sort != 0 {
+            let conf = |i: u32| -> f32 {
+                match self.labels[i as usize] {
+                    Some(_) => 2.0,
+                    None => self.prediction(i as usize).map(|p| p.1).unwrap_or(0.0),
+                }
+            };
+            all.sort_by(|&a, &b| {
+                let o = conf(a).partial_cmp(&conf(b)).unwrap_or(std::cmp::Ordering::Equal);
+                if self.all_sort == 1 { o.then(a.cmp(&b)) } else { o.reverse().then(a.cmp(&b)) }
+            });
+        }
+        self.all_list = all;
+        // Keep each view's cursor on the row it was on where that row is still listed.
+        for (k, &v) in [View::Queue, View::Labelled, View::All].iter().enumerate() {
+            let list = self.list(v);
+            let len = list.len();
+            let idx = v.index();
+            if let Some(row) = selected[k] {
+                if v != View::Queue || self.labels[row as usize].is_none() {
+                    if let Some(p) = list.iter().position(|&r| r == row) {
+                        self.cursor[idx] = p;
+                    }
+                }
+            }
+            if self.cursor[idx] >= len {
+                self.cursor[idx] = len.saturating_sub(1);
+            }
+        }
+        self.scroll_into_view();
+    }
+
+    fn labelled_order(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = (0..self.row_ids.len() as u32).filter(|&i| self.labels[i as usize].is_some()).collect();
+        v.reverse();
+        v
+    }
+
+    /// The label the all-rows view shows: the person's, else the model's.
+    pub fn shown_label(&self, i: usize) -> Option<(u32, &'static str)> {
+        match self.labels[i] {
+            Some((l, Source::Person)) => Some((l, "person")),
+            Some((l, Source::Seed)) => Some((l, "seed")),
+            None => self.prediction(i).map(|p| (p.0, "model")),
+        }
+    }
+
+    pub fn scroll_into_view(&mut self) {
+        let idx = self.view.index();
+        let page = self.page.max(1);
+        let c = self.cursor[idx];
+        if c < self.offset[idx] {
+            self.offset[idx] = c;
+        } else if c >= self.offset[idx] + page {
+            self.offset[idx] = c + 1 - page;
+        }
+        let len = self.current_list().len();
+        if self.offset[idx] + page > len {
+            self.offset[idx] = len.saturating_sub(page);
+        }
+    }
+
+    pub fn set_page(&mut self, rows: usize) {
+        self.page = rows.max(1);
+        self.scroll_into_view();
+    }
+
+    fn move_cursor(&mut self, delta: isize) {
+        let len = self.current_list().len();
+        if len == 0 {
+            return;
+        }
+        let idx = self.view.index();
+        let c = self.cursor[idx] as isize + delta;
+        self.cursor[idx] = c.clamp(0, len as isize - 1) as usize;
+        self.scroll_into_view();
+    }
+
+    /// Takes a worker event.
+    pub fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Progress { stage, done, total } => self.worker = WorkerState::Busy { stage, done, total },
+            Event::Idle => self.worker = WorkerState::Idle,
+            Event::Error(e) => {
+                self.error = Some(e);
+                self.worker = WorkerState::Idle;
+            }
+            Event::Update(u) => self.apply_update(u),
+        }
+    }
+
+    pub fn apply_update(&mut self, u: Arc<Update>) {
+        if u.iteration != self.iteration || self.history.last().map(|h| h.iteration) != Some(u.iteration) {
+            if u.iteration > 0 && !self.history.iter().any(|h| h.iteration == u.iteration) {
+                self.history.push(u.record.clone());
+            }
+        }
+        self.iteration = u.iteration;
+        self.ranking = u.ranking.clone();
+        self.update = Some(u);
+        self.error = None;
+        // A new ranking puts skipped rows back in line.
+        self.skipped.clear();
+        self.rebuild_lists();
+    }
+
+    /// Records a decision on the selected row: on disk first, then on screen.
+    fn decide(&mut self, label: u32) -> Result<()> {
+        let Some(i) = self.selected() else { return Ok(()) };
+        let predicted = self.prediction(i).map(|p| p.0);
+        self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
+        let was_labelled = self.labels[i].is_some();
+        self.labels[i] = Some((label, Source::Person));
+        if !was_labelled {
+            self.n_labelled += 1;
+        }
+        self.skipped.retain(|&r| r as usize != i);
+        self.undo_depth += 1;
+        self.message = None;
+        self.batch_done += 1;
+        if self.batch_done >= self.batch_size {
+            self.batch_done = 0;
+            self.outbox.push(Job::Retrain { strategy: self.strategy });
+        }
+        self.rebuild_lists();
+        Ok(())
+    }
+
+    fn undo(&mut self) -> Result<()> {
+        match self.session.undo_last()? {
+            None => self.message = Some("nothing to undo".into()),
+            Some(row_id) => {
+                let Some(i) = self.row_ids.iter().position(|&r| r == row_id) else { return Ok(()) };
+                // Read back what the row's label is now (an earlier one, or none).
+                let now = self.session.labels()?.into_iter().find(|l| l.row_id == row_id).map(|l| (l.label, l.source));
+                if self.labels[i].is_some() && now.is_none() {
+                    self.n_labelled -= 1;
+                }
+                self.labels[i] = now;
+                self.batch_done = self.batch_done.saturating_sub(1);
+                self.rebuild_lists();
+                // Put the cursor on the row that came back.
+                if let Some(p) = self.current_list().iter().position(|&r| r as usize == i) {
+                    self.cursor[self.view.index()] = p;
+                    self.scroll_into_view();
+                }
+                self.message = Some(format!("undone: row {row_id}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn picker_matches(&self, query: &str) -> Vec<u32> {
+        if query.is_empty() {
+            // Best suggestions for the selected row first, then the rest in order.
+            let mut v: Vec<u32> = self.selected().map(|i| self.suggestions(i).into_iter().map(|s| s.0).collect()).unwrap_or_default();
+            for l in 0..self.label_names.len() as u32 {
+                if !v.contains(&l) {
+                    v.push(l);
+                }
+            }
+            return v;
+        }
+        use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
+        let mut matcher = nucleo_matcher::Matcher::new(nucleo_matcher::Config::DEFAULT);
+        let pat = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
+        let hay: Vec<String> = self
+            .label_names
+            .iter()
+            .zip(&self.label_descriptions)
+            .map(|(n, d)| match d {
+                Some(d) => format!("{n} {d}"),
+                None => n.clone(),
+            })
+            .collect();
+        let mut scored: Vec<(u32, u32)> = Vec::new();
+        let mut buf = Vec::new();
+        for (i, h) in hay.iter().enumerate() {
+            if let Some(s) = pat.score(nucleo_matcher::Utf32Str::new(h, &mut buf), &mut matcher) {
+                scored.push((s, i as u32));
+            }
+        }
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Applies an action. Errors from the store show in the status line;
+    /// no label is ever lost.
+    pub fn handle(&mut self, a: Action) {
+        if let Err(e) = self.try_handle(a) {
+            self.error = Some(format!("{e:#}"));
+        }
+    }
+
+    fn try_handle(&mut self, a: Action) -> Result<()> {
+        match &mut self.overlay {
+            Overlay::Help => {
+                if matches!(a, Action::Cancel | Action::ToggleHelp | Action::Quit | Action::Confirm) {
+                    self.overlay = Overlay::None;
+                }
+                return Ok(());
+            }
+            Overlay::Describe { label, text } => {
+                match a {
+                    Action::Input(c) => text.push(c),
+                    Action::Backspace => {
+                        text.pop();
+                    }
+                    Action::Confirm => {
+                        let (l, t) = (*label, text.trim().to_string());
+                        self.session.set_label_description(l, Some(&t))?;
+                        self.label_descriptions[l as usize] = if t.is_empty() { None } else { Some(t) };
+                        self.overlay = Overlay::None;
+                        self.message = Some(format!("description of '{}' saved; retraining", self.label_names[l as usize]));
+                        self.outbox.push(Job::Retrain { strategy: self.strategy });
+                    }
+                    Action::Cancel => self.overlay = Overlay::None,
+                    _ => {}
+                }
+                return Ok(());
+            }
+            Overlay::Picker { purpose, query, selected, matches } => {
+                let purpose = *purpose;
+                match a {
+                    Action::Input(c) => {
+                        query.push(c);
+                        let q = query.clone();
+                        let m = self.picker_matches(&q);
+                        if let Overlay::Picker { matches, selected, .. } = &mut self.overlay {
+                            *matches = m;
+                            *selected = 0;
+                        }
+                    }
+                    Action::Backspace => {
+                        query.pop();
+                        let q = query.clone();
+                        let m = self.picker_matches(&q);
+                        if let Overlay::Picker { matches, selected, .. } = &mut self.overlay {
+                            *matches = m;
+                            *selected = 0;
+                        }
+                    }
+                    Action::Up => *selected = selected.saturating_sub(1),
+                    Action::Down => {
+                        if *selected + 1 < matches.len() {
+                            *selected += 1
+                        }
+                    }
+                    Action::Confirm => {
+                        let pick = matches.get(*selected).copied();
+                        self.overlay = Overlay::None;
+                        if let Some(l) = pick {
+                            match purpose {
+                                PickerPurpose::Label => self.decide(l)?,
+                                PickerPurpose::Filter => {
+                                    self.all_filter = Some(l);
+                                    self.cursor[View::All.index()] = 0;
+                                    self.rebuild_lists();
+                                }
+                            }
+                        }
+                    }
+                    Action::EditDescription => {
+                        if let Some(&l) = matches.get(*selected) {
+                            let text = self.label_descriptions[l as usize].clone().unwrap_or_default();
+                            self.overlay = Overlay::Describe { label: l, text };
+                        }
+                    }
+                    Action::Cancel => self.overlay = Overlay::None,
+                    _ => {}
+                }
+                return Ok(());
+            }
+            Overlay::None => {}
+        }
+        match a {
+            Action::Up => self.move_cursor(-1),
+            Action::Down => self.move_cursor(1),
+            Action::PageUp => self.move_cursor(-(self.page as isize)),
+            Action::PageDown => self.move_cursor(self.page as isize),
+            Action::Top => self.move_cursor(isize::MIN / 2),
+            Action::Bottom => self.move_cursor(isize::MAX / 2),
+            Action::Accept | Action::Confirm => {
+                if let Some(i) = self.selected() {
+                    match self.prediction(i) {
+                        Some((l, _, _)) => self.decide(l)?,
+                        None => self.message = Some("no prediction yet: pick a label with 1-9 or /".into()),
+                    }
+                }
+            }
+            Action::Pick(n) => {
+                if let Some(i) = self.selected() {
+                    let s = self.suggestions(i);
+                    match s.get(n.saturating_sub(1)) {
+                        Some(&(l, _)) => self.decide(l)?,
+                        None => self.message = Some(format!("no suggestion {n}")),
+                    }
+                }
+            }
+            Action::OpenPicker => {
+                if self.selected().is_some() {
+                    let matches = self.picker_matches("");
+                    self.overlay = Overlay::Picker { purpose: PickerPurpose::Label, query: String::new(), selected: 0, matches };
+                }
+            }
+            Action::Filter => {
+                if self.view == View::All {
+                    if self.all_filter.is_some() {
+                        self.all_filter = None;
+                        self.rebuild_lists();
+                    } else {
+                        let matches: Vec<u32> = (0..self.label_names.len() as u32).collect();
+                        self.overlay = Overlay::Picker { purpose: PickerPurpose::Filter, query: String::new(), selected: 0, matches };
+                    }
+                }
+            }
+            Action::SortConfidence => {
+                if self.view == View::All {
+                    self.all_sort = (self.all_sort + 1) % 3;
+                    self.rebuild_lists();
+                }
+            }
+            Action::Skip => {
+                if self.view == View::Queue {
+                    if let Some(i) = self.selected() {
+                        self.skipped.retain(|&r| r as usize != i);
+                        self.skipped.push(i as u32);
+                        self.rebuild_lists();
+                    }
+                }
+            }
+            Action::Undo => self.undo()?,
+            Action::Retrain => {
+                self.batch_done = 0;
+                self.outbox.push(Job::Retrain { strategy: self.strategy });
+                self.message = Some("retraining".into());
+            }
+            Action::NextView => {
+                self.view = self.view.next();
+                self.scroll_into_view();
+            }
+            Action::CycleStrategy => {
+                self.strategy = self.strategy.next();
+                let mut s = self.session.settings()?;
+                s.strategy = self.strategy.name().into();
+                self.session.save_settings(&s)?;
+                self.outbox.push(Job::Retrain { strategy: self.strategy });
+                self.message = Some(format!("strategy: {}; re-ranking", self.strategy.name()));
+            }
+            Action::Export => {
+                let r = crate::export::export(&self.session, &self.export_path, &Default::default())?;
+                self.message = Some(format!("exported {} rows to {}", r.rows, self.export_path.display()));
+            }
+            Action::ToggleHelp => self.overlay = Overlay::Help,
+            Action::Quit => self.quit = true,
+            _ => {}
+        }
+        Ok(())
+    }
+}

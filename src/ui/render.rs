@@ -1,0 +1,458 @@
+//! Drawing: a pure function of the `App` state onto a ratatui frame. Only the
+//! visible rows are built, so 100,000 rows draw as fast as 100.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
+
+use super::app::{App, Overlay, PickerPurpose, View, WorkerState};
+
+/// Colours, or none at all under NO_COLOR.
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    pub fn from_env() -> Theme {
+        Theme { color: std::env::var_os("NO_COLOR").map(|v| v.is_empty()).unwrap_or(true) }
+    }
+    fn fg(&self, c: Color) -> Style {
+        if self.color { Style::default().fg(c) } else { Style::default() }
+    }
+    fn selected(&self) -> Style {
+        Style::default().add_modifier(Modifier::REVERSED)
+    }
+    fn batch(&self) -> Style {
+        if self.color { Style::default().fg(Color::Yellow) } else { Style::default().add_modifier(Modifier::BOLD) }
+    }
+    fn dim(&self) -> Style {
+        if self.color { Style::default().fg(Color::DarkGray) } else { Style::default() }
+    }
+    fn error(&self) -> Style {
+        if self.color { Style::default().fg(Color::Red).add_modifier(Modifier::BOLD) } else { Style::default().add_modifier(Modifier::BOLD) }
+    }
+}
+
+/// The screen's areas for a terminal size (also used to size the page).
+pub struct Areas {
+    pub header: Rect,
+    pub table: Rect,
+    pub side: Option<Rect>,
+    pub detail: Option<Rect>,
+    pub footer: Rect,
+}
+
+pub fn areas(area: Rect) -> Areas {
+    let detail_h = if area.height >= 20 { 5 } else if area.height >= 14 { 4 } else { 0 };
+    let [header, body, detail, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(detail_h), Constraint::Length(1)]).areas(area);
+    let side_w = if area.width >= 110 { 32 } else if area.width >= 72 { 27 } else { 0 };
+    let (table, side) = if side_w > 0 {
+        let [t, s] = Layout::horizontal([Constraint::Min(20), Constraint::Length(side_w)]).areas(body);
+        (t, Some(s))
+    } else {
+        (body, None)
+    };
+    Areas { header, table, side, detail: if detail_h > 0 { Some(detail) } else { None }, footer }
+}
+
+/// Rows of data the table area shows (inside its border, under its header).
+pub fn table_page(area: Rect) -> usize {
+    areas(area).table.height.saturating_sub(3) as usize
+}
+
+/// Cuts a string to `w` columns, with an ellipsis when cut.
+pub fn cut(s: &str, w: usize) -> String {
+    if w == 0 {
+        return String::new();
+    }
+    if s.width() <= w {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let cw = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + cw + 1 > w {
+            break;
+        }
+        out.push(c);
+        used += cw;
+    }
+    out.push('…');
+    out
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
+    let area = f.area();
+    if area.width < 24 || area.height < 6 {
+        f.render_widget(Paragraph::new("labelrest: terminal too small").wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let a = areas(area);
+    draw_header(f, app, a.header, theme);
+    draw_table(f, app, a.table, theme);
+    if let Some(s) = a.side {
+        draw_side(f, app, s, theme);
+    }
+    if let Some(d) = a.detail {
+        draw_detail(f, app, d, theme);
+    }
+    draw_footer(f, app, a.footer, theme);
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => draw_help(f, area, theme),
+        Overlay::Picker { purpose, query, selected, matches } => draw_picker(f, app, area, *purpose, query, *selected, matches, theme),
+        Overlay::Describe { label, text } => draw_describe(f, app, area, *label, text, theme),
+    }
+}
+
+fn worker_text(app: &App) -> String {
+    match &app.worker {
+        WorkerState::Starting => "starting".into(),
+        WorkerState::Idle => "idle".into(),
+        WorkerState::Busy { stage, done, total } if *total > 1 => format!("{stage} {}/{}", thousands(*done), thousands(*total)),
+        WorkerState::Busy { stage, .. } => stage.clone(),
+    }
+}
+
+fn draw_header(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
+    let right = format!("worker: {}", worker_text(app));
+    let left = format!(
+        " labelrest · {} · iteration {} · {} labelled / {} · {}",
+        app.name,
+        app.iteration,
+        thousands(app.n_labelled),
+        thousands(app.row_ids.len()),
+        app.strategy.name()
+    );
+    let w = area.width as usize;
+    let rw = right.width();
+    let lw = w.saturating_sub(rw + 1);
+    let left = cut(&left, lw);
+    let pad = w.saturating_sub(left.width() + rw);
+    let line = Line::from(vec![
+        Span::styled(left, Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(" ".repeat(pad)),
+        Span::styled(cut(&right, w), theme.fg(Color::Cyan)),
+    ]);
+    f.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
+    let list = app.current_list();
+    let title = match app.view {
+        View::Queue => format!(" Queue ({}, {} rows) ", app.strategy.name(), thousands(list.len())),
+        View::Labelled => format!(" Labelled ({}) ", thousands(list.len())),
+        View::All => {
+            let mut t = format!(" All rows ({})", thousands(list.len()));
+            if let Some(l) = app.all_filter {
+                t.push_str(&format!(" label={}", app.label_names[l as usize]));
+            }
+            match app.all_sort {
+                1 => t.push_str(" least sure first"),
+                2 => t.push_str(" surest first"),
+                _ => {}
+            }
+            t.push(' ');
+            t
+        }
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner_w = area.width.saturating_sub(2) as usize;
+    let page = area.height.saturating_sub(3) as usize;
+    // Column widths: marker+number, text, label, prob, entropy.
+    let num_w = 6usize;
+    let label_w = if inner_w >= 70 { 22 } else if inner_w >= 44 { 16 } else { 10 };
+    let num_cols = if inner_w >= 40 { 11 } else { 0 };
+    let text_w = inner_w.saturating_sub(num_w + label_w + num_cols + 3).max(4);
+    let label_head = match app.view {
+        View::Queue => "prediction",
+        View::Labelled => "label",
+        View::All => "label (source)",
+    };
+    let mut header_cells = vec![Cell::from("#"), Cell::from("text"), Cell::from(label_head)];
+    if num_cols > 0 {
+        header_cells.push(Cell::from(" prob"));
+        header_cells.push(Cell::from("  ent"));
+    }
+    let header = Row::new(header_cells).style(Style::default().add_modifier(Modifier::BOLD));
+    let start = app.offset().min(list.len());
+    let end = (start + page).min(list.len());
+    let batch_n = if app.view == View::Queue { app.batch_remaining() } else { 0 };
+    let mut rows = Vec::with_capacity(end - start);
+    for (pos, &i) in list[start..end].iter().enumerate() {
+        let pos = start + pos;
+        let i = i as usize;
+        let sel = pos == app.cursor();
+        let marker = if sel { "▶" } else if pos < batch_n { "•" } else { " " };
+        let pred = app.prediction(i);
+        let label_text = match app.view {
+            View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
+            View::Labelled => app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default(),
+            View::All => match app.shown_label(i) {
+                Some((l, src)) => format!("{} ({})", app.label_names[l as usize], &src[..1]),
+                None => String::new(),
+            },
+        };
+        let mut cells = vec![
+            Cell::from(format!("{marker}{:>4}", pos + 1)),
+            Cell::from(cut(&app.texts[i], text_w)),
+            Cell::from(cut(&label_text, label_w)),
+        ];
+        if num_cols > 0 {
+            match pred {
+                Some((_, p, e)) => {
+                    cells.push(Cell::from(format!("{p:>5.2}")));
+                    cells.push(Cell::from(format!("{e:>5.2}")));
+                }
+                None => {
+                    cells.push(Cell::from("    -"));
+                    cells.push(Cell::from("    -"));
+                }
+            }
+        }
+        let mut style = Style::default();
+        if pos < batch_n {
+            style = theme.batch();
+        }
+        if sel {
+            style = theme.selected();
+        }
+        rows.push(Row::new(cells).style(style));
+    }
+    let mut widths = vec![Constraint::Length(num_w as u16), Constraint::Length(text_w as u16), Constraint::Length(label_w as u16)];
+    if num_cols > 0 {
+        widths.push(Constraint::Length(5));
+        widths.push(Constraint::Length(5));
+    }
+    let empty = list.is_empty();
+    let table = Table::new(rows, widths).header(header).block(block).column_spacing(1);
+    f.render_widget(table, area);
+    if empty {
+        let msg = match app.view {
+            View::Queue => "every row is labelled: press e to export",
+            View::Labelled => "no labels yet: press Tab for the queue",
+            View::All => "no rows match the filter (f clears it)",
+        };
+        let inner = Rect { x: area.x + 2, y: area.y + 2, width: area.width.saturating_sub(4), height: 1.min(area.height.saturating_sub(3)) };
+        f.render_widget(Paragraph::new(msg).style(theme.dim()), inner);
+    }
+}
+
+fn spark(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    values.iter().map(|&v| BARS[((v.clamp(0.0, 1.0) * 7.0).round() as usize).min(7)]).collect()
+}
+
+fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
+    let block = Block::default().borders(Borders::ALL).title(" Iterations ");
+    let inner_h = area.height.saturating_sub(2) as usize;
+    let w = area.width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let gold = app.has_test;
+    lines.push(Line::styled(
+        if gold { " it  lab   acc   F1  kept" } else { " it  lab  kept  ent" },
+        Style::default().add_modifier(Modifier::BOLD),
+    ));
+    // The last rows of history that fit, leaving room for the summary lines.
+    let summary_lines = 6usize;
+    let room = inner_h.saturating_sub(1 + summary_lines).max(1);
+    let hist = &app.history[app.history.len().saturating_sub(room)..];
+    for h in hist {
+        let kept = h.kept_rate().map(|k| format!("{:>3.0}%", k * 100.0)).unwrap_or_else(|| "   -".into());
+        let s = if gold {
+            format!(
+                "{:>3} {:>4} {:>5} {:>4} {kept}",
+                h.iteration,
+                h.labels,
+                h.accuracy.map(|a| format!("{:.1}", a * 100.0)).unwrap_or_else(|| "-".into()),
+                h.macro_f1.map(|a| format!("{:.1}", a * 100.0)).unwrap_or_else(|| "-".into()),
+            )
+        } else {
+            format!("{:>3} {:>4} {kept} {:>4.2}", h.iteration, h.labels, h.mean_entropy)
+        };
+        lines.push(Line::raw(cut(&s, w)));
+    }
+    if app.history.is_empty() {
+        lines.push(Line::styled(" no model yet", theme.dim()));
+    }
+    let series: Vec<f64> = if gold {
+        app.history.iter().filter_map(|h| h.accuracy).collect()
+    } else {
+        app.history.iter().filter_map(|h| h.kept_rate()).collect()
+    };
+    let tail = &series[series.len().saturating_sub(w.saturating_sub(5))..];
+    lines.push(Line::raw(cut(&format!(" {} {}", if gold { "acc" } else { "kept" }, spark(tail)), w)));
+    if let Some(last) = app.history.last() {
+        let prev = app.history.len().checked_sub(2).map(|i| app.history[i].mean_entropy);
+        let delta = prev.map(|p| {
+            let d = last.mean_entropy - p;
+            format!(" ({}{:.2})", if d <= 0.0 { "↓" } else { "↑" }, d.abs())
+        });
+        lines.push(Line::raw(cut(&format!(" mean entropy {:.2}{}", last.mean_entropy, delta.unwrap_or_default()), w)));
+        lines.push(Line::raw(cut(&format!(" last retrain {:.0} ms", last.total_ms), w)));
+        if last.pseudo_labels > 0 {
+            lines.push(Line::raw(cut(&format!(" model labels used {}", last.pseudo_labels), w)));
+        }
+    }
+    lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode, app.batch_done, app.batch_size), w)));
+    // Per-class counts of the person's labels, largest first.
+    let mut counts = vec![0usize; app.label_names.len()];
+    for (l, _) in app.labels.iter().flatten() {
+        counts[*l as usize] += 1;
+    }
+    let mut top: Vec<(usize, usize)> = counts.iter().copied().enumerate().filter(|c| c.1 > 0).collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let classes = top.len();
+    let s: Vec<String> = top.iter().take(3).map(|(l, c)| format!("{} {c}", cut(&app.label_names[*l], 10))).collect();
+    if classes > 0 {
+        lines.push(Line::raw(cut(&format!(" {classes} classes: {}", s.join(", ")), w)));
+    }
+    lines.truncate(inner_h);
+    f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
+    let Some(i) = app.selected() else {
+        f.render_widget(Block::default().borders(Borders::ALL).title(" Row "), area);
+        return;
+    };
+    let given = app.labels[i].map(|(l, s)| format!(" · labelled {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
+    let block = Block::default().borders(Borders::ALL).title(format!(" Row {}{given} ", app.row_ids[i]));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if inner.height == 0 {
+        return;
+    }
+    let [text_area, sugg_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    f.render_widget(Paragraph::new(app.texts[i].as_str()).wrap(Wrap { trim: false }), text_area);
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for (n, (l, p)) in app.suggestions(i).into_iter().enumerate() {
+        let s = format!("{} {} {:.2}  ", n + 1, app.label_names[l as usize], p);
+        if used + s.width() > inner.width as usize {
+            break;
+        }
+        used += s.width();
+        spans.push(Span::styled(format!("{} ", n + 1), theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)));
+        spans.push(Span::raw(format!("{} {:.2}  ", app.label_names[l as usize], p)));
+    }
+    if spans.is_empty() {
+        spans.push(Span::styled("no prediction yet", theme.dim()));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), sugg_area);
+}
+
+fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
+    let w = area.width as usize;
+    if let Some(e) = &app.error {
+        f.render_widget(Paragraph::new(cut(&format!(" error: {e}"), w)).style(theme.error()), area);
+        return;
+    }
+    if let Some(m) = &app.message {
+        f.render_widget(Paragraph::new(cut(&format!(" {m}"), w)).style(theme.fg(Color::Green)), area);
+        return;
+    }
+    let keys = match app.view {
+        View::Queue => " Enter accept · 1-9 pick · / label · x skip · u undo · r retrain · Tab view · ? help · q quit",
+        View::Labelled => " Enter keep · 1-9 / relabel · u undo · Tab view · ? help · q quit",
+        View::All => " f filter · c sort by confidence · / label · e export · Tab view · ? help · q quit",
+    };
+    f.render_widget(Paragraph::new(cut(keys, w)).style(theme.dim()), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+pub const HELP: &[(&str, &str)] = &[
+    ("j k ↑ ↓", "move"),
+    ("g G PgUp PgDn", "top, bottom, page"),
+    ("Enter a", "accept the prediction"),
+    ("1-9", "take the n-th suggestion"),
+    ("/ l", "label picker (type to filter)"),
+    ("Tab (in picker)", "edit the label's description"),
+    ("x", "skip the row for now"),
+    ("u", "undo the last decision"),
+    ("r", "retrain now"),
+    ("Tab", "queue / labelled / all rows"),
+    ("f c", "all rows: filter by label, sort"),
+    ("s", "next query strategy"),
+    ("e", "export to NAME-labels.csv"),
+    ("q", "quit (all is saved)"),
+];
+
+fn draw_help(f: &mut Frame, area: Rect, _theme: Theme) {
+    let r = centered(area, 52, HELP.len() as u16 + 4);
+    f.render_widget(Clear, r);
+    let mut lines: Vec<Line> = HELP.iter().map(|(k, d)| Line::raw(format!(" {k:<16} {d}"))).collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(" entropy in nats (natural log); Esc closes"));
+    f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys ")), r);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, query: &str, selected: usize, matches: &[u32], theme: Theme) {
+    let h = (area.height.saturating_sub(4)).clamp(5, 20);
+    let r = centered(area, 60.min(area.width.saturating_sub(2)), h);
+    f.render_widget(Clear, r);
+    let title = match purpose {
+        PickerPurpose::Label => " Label (type to filter · Enter pick · Tab describe · Esc) ",
+        PickerPurpose::Filter => " Filter by label ",
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    if inner.height < 2 {
+        return;
+    }
+    let [q, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    f.render_widget(Paragraph::new(format!("> {query}▏")), q);
+    let probs: Vec<(u32, f32)> = app.selected().map(|i| app.suggestions(i)).unwrap_or_default();
+    let n = list.height as usize;
+    let start = selected.saturating_sub(n.saturating_sub(1));
+    let w = list.width as usize;
+    let lines: Vec<Line> = matches
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(n)
+        .map(|(pos, &l)| {
+            let p = probs.iter().find(|x| x.0 == l).map(|x| format!(" {:.2}", x.1)).unwrap_or_default();
+            let d = app.label_descriptions[l as usize].as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
+            let s = cut(&format!(" {}{p}{d}", app.label_names[l as usize]), w);
+            if pos == selected { Line::styled(s, theme.selected()) } else { Line::raw(s) }
+        })
+        .collect();
+    if lines.is_empty() {
+        f.render_widget(Paragraph::new(" no label matches").style(theme.dim()), list);
+    } else {
+        f.render_widget(Paragraph::new(lines), list);
+    }
+}
+
+fn draw_describe(f: &mut Frame, app: &App, area: Rect, label: u32, text: &str, _theme: Theme) {
+    let r = centered(area, 64.min(area.width.saturating_sub(2)), 5);
+    f.render_widget(Clear, r);
+    let block = Block::default().borders(Borders::ALL).title(format!(" Describe '{}' (Enter save · Esc cancel) ", app.label_names[label as usize]));
+    f.render_widget(Paragraph::new(format!("{text}▏")).wrap(Wrap { trim: false }).block(block), r);
+}

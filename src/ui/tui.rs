@@ -1,0 +1,135 @@
+//! The terminal: raw mode and the alternate screen, restored on every exit
+//! (quit, SIGHUP, SIGTERM, errors and panics), and the event loop.
+
+use anyhow::Result;
+use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::{execute, terminal};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::app::{Action, App, Overlay};
+use super::render::{self, Theme};
+use crate::worker::{self, Worker};
+
+/// Maps a key to an action; what a key means depends on the open overlay.
+pub fn keymap(k: KeyEvent, app: &App) -> Action {
+    if k.modifiers.contains(KeyModifiers::CONTROL) {
+        return match k.code {
+            KeyCode::Char('c') => Action::Quit,
+            KeyCode::Char('d') => Action::PageDown,
+            KeyCode::Char('u') => Action::PageUp,
+            _ => Action::None,
+        };
+    }
+    match app.overlay {
+        Overlay::Picker { .. } => match k.code {
+            KeyCode::Esc => Action::Cancel,
+            KeyCode::Enter => Action::Confirm,
+            KeyCode::Up => Action::Up,
+            KeyCode::Down => Action::Down,
+            KeyCode::Tab => Action::EditDescription,
+            KeyCode::Backspace => Action::Backspace,
+            KeyCode::Char(c) => Action::Input(c),
+            _ => Action::None,
+        },
+        Overlay::Describe { .. } => match k.code {
+            KeyCode::Esc => Action::Cancel,
+            KeyCode::Enter => Action::Confirm,
+            KeyCode::Backspace => Action::Backspace,
+            KeyCode::Char(c) => Action::Input(c),
+            _ => Action::None,
+        },
+        Overlay::Help => match k.code {
+            KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter => Action::Cancel,
+            _ => Action::None,
+        },
+        Overlay::None => match k.code {
+            KeyCode::Char('j') | KeyCode::Down => Action::Down,
+            KeyCode::Char('k') | KeyCode::Up => Action::Up,
+            KeyCode::Char('g') | KeyCode::Home => Action::Top,
+            KeyCode::Char('G') | KeyCode::End => Action::Bottom,
+            KeyCode::PageDown | KeyCode::Char(' ') => Action::PageDown,
+            KeyCode::PageUp => Action::PageUp,
+            KeyCode::Enter | KeyCode::Char('a') => Action::Accept,
+            KeyCode::Char(c @ '1'..='9') => Action::Pick(c as usize - '0' as usize),
+            KeyCode::Char('/') | KeyCode::Char('l') => Action::OpenPicker,
+            KeyCode::Char('x') => Action::Skip,
+            KeyCode::Char('u') => Action::Undo,
+            KeyCode::Char('r') => Action::Retrain,
+            KeyCode::Tab => Action::NextView,
+            KeyCode::Char('s') => Action::CycleStrategy,
+            KeyCode::Char('e') => Action::Export,
+            KeyCode::Char('f') => Action::Filter,
+            KeyCode::Char('c') => Action::SortConfidence,
+            KeyCode::Char('?') => Action::ToggleHelp,
+            KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
+            _ => Action::None,
+        },
+    }
+}
+
+fn restore() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+/// Restores the terminal when dropped (normal return, `?` or unwinding).
+struct Guard;
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        tracing::error!("panic: {info}");
+        prev(info);
+    }));
+    terminal::enable_raw_mode()?;
+    let _guard = Guard;
+    execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
+    let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    term.clear()?;
+    let theme = Theme::from_env();
+    loop {
+        let size = term.size()?;
+        app.set_page(render::table_page(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
+        if let Err(e) = term.draw(|f| render::draw(f, &app, theme)) {
+            // The terminal is gone (SIGHUP, closed SSH): nothing to draw on.
+            tracing::warn!("draw failed: {e}");
+            break;
+        }
+        if app.quit || stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if event::poll(Duration::from_millis(40))? {
+            match event::read()? {
+                TermEvent::Key(k) if k.kind == KeyEventKind::Press => {
+                    let a = keymap(k, &app);
+                    tracing::debug!("key {:?} -> {:?}", k.code, a);
+                    app.handle(a);
+                }
+                _ => {}
+            }
+        }
+        for ev in worker::drain(&rx) {
+            app.on_event(ev);
+        }
+        for job in app.outbox.drain(..) {
+            worker.request(job);
+        }
+    }
+    tracing::info!("leaving session {}", app.name);
+    worker.shutdown();
+    Ok(())
+}
