@@ -200,9 +200,8 @@ where
         }
         let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
         let line = pos.line();
-        let end_line = rdr.position().line();
         last_start_line = line;
-        last_multiline = end_line > line + 1;
+        last_multiline = rec.iter().any(|f| f.contains(&b'\n') || f.contains(&b'\r'));
         let text = utf8_field(path, rec.get(ti).unwrap_or(b""), line, pos.byte(), &rec, ti)?;
         let label = match li {
             Some(i) => Some(utf8_field(path, rec.get(i).unwrap_or(b""), line, pos.byte(), &rec, i)?.trim().to_string()),

@@ -1,0 +1,42 @@
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn demo(file: &str) -> PathBuf {
+    root().join("assets/demo").join(file)
+}
+
+/// Runs the real binary with a sessions folder.
+pub fn labelrest(sessions: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .arg("--sessions")
+        .arg(sessions)
+        .args(args)
+        .env("LABELREST_LOG", sessions.join("test.log"))
+        .output()
+        .expect("run labelrest")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// The first `n` data lines of the demo train file, as CSV text with header.
+pub fn demo_head(n: usize) -> String {
+    let s = std::fs::read_to_string(demo("train.csv")).unwrap();
+    s.lines().take(n + 1).collect::<Vec<_>>().join("\n") + "\n"
+}

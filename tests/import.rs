@@ -1,0 +1,157 @@
+//! Import: every format, and every kind of bad input refused with one line
+//! that names the file, the line and the problem, leaving nothing behind.
+
+mod common;
+use common::*;
+use labelrest::store::Session;
+
+fn no_sessions_left(dir: &std::path::Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| !n.ends_with(".log")).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn imports_csv_with_gold_and_test() {
+    let d = tempfile::tempdir().unwrap();
+    let o = labelrest(d.path(), &["new", "bank", "--data", demo("train.csv").to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", demo("test.csv").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2000 rows, 77 labels"), "{}", stdout(&o));
+    let s = Session::open_read_only(d.path(), "bank").unwrap();
+    let rows = s.rows().unwrap();
+    assert_eq!(rows.iter().filter(|r| r.split == labelrest::store::Split::Test).count(), 500);
+    assert!(rows.iter().all(|r| r.gold.is_some()));
+    // Gold labels are not labels: nothing is labelled.
+    assert!(s.labels().unwrap().is_empty());
+    let sum = s.summary().unwrap();
+    assert_eq!((sum.rows, sum.test_rows, sum.labelled), (2000, 500, 0));
+}
+
+#[test]
+fn imports_seed_labels_tsv_jsonl_and_labels_file() {
+    let d = tempfile::tempdir().unwrap();
+    let tsv = write(d.path(), "x.tsv", b"label\ttext\nham\tI\x27m home \"soon\"\nspam\tWIN a prize now\nham\t   \n\tno label here\n");
+    let o = labelrest(d.path(), &["new", "t", "--data", tsv.to_str().unwrap(), "--label-col", "label", "--labels", "ham,spam"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 seed labels"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 empty texts skipped"), "{}", stdout(&o));
+    let s = Session::open_read_only(d.path(), "t").unwrap();
+    let rows = s.rows().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].text, "I'm home \"soon\"");
+    assert_eq!(s.labels().unwrap().len(), 2);
+
+    let jl = write(d.path(), "x.jsonl", "{\"body\": \"caf\u{e9} \u{92}ok\u{92}\", \"y\": \"a\"}\n\n{\"body\": \"second\", \"y\": null}\n".as_bytes());
+    let lf = write(d.path(), "labels.txt", b"# comment\na\tthe first kind\nb\n");
+    let o = labelrest(d.path(), &["new", "j", "--data", jl.to_str().unwrap(), "--text-col", "body", "--label-col", "y", "--labels-file", lf.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Session::open_read_only(d.path(), "j").unwrap();
+    // Stored exactly as given, control characters included.
+    assert_eq!(s.rows().unwrap()[0].text, "caf\u{e9} \u{92}ok\u{92}");
+    let ls = s.label_set().unwrap();
+    assert_eq!(ls[0].description.as_deref(), Some("the first kind"));
+    assert_eq!(ls[1].name, "b");
+
+    // --format overrides the extension.
+    let txt = write(d.path(), "x.txt", b"text\nhello\nworld\n");
+    let o = labelrest(d.path(), &["new", "f", "--data", txt.to_str().unwrap(), "--format", "csv", "--labels", "a,b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = labelrest(d.path(), &["new", "g", "--data", txt.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--format"), "{}", stderr(&o));
+}
+
+fn refused(args: &[&str], files: &[(&str, &[u8])], want: &[&str]) {
+    let d = tempfile::tempdir().unwrap();
+    let sessions = d.path().join("sessions");
+    for (name, content) in files {
+        write(d.path(), name, content);
+    }
+    let args: Vec<String> = args.iter().map(|a| a.replace("DIR", d.path().to_str().unwrap())).collect();
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = labelrest(&sessions, &args);
+    assert!(!o.status.success(), "accepted: {args:?}");
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    for w in want {
+        assert!(e.contains(w), "'{w}' not in: {e}");
+    }
+    no_sessions_left(&sessions);
+}
+
+#[test]
+fn missing_file() {
+    refused(&["new", "s", "--data", "DIR/nope.csv", "--labels", "a,b"], &[], &["nope.csv", "no such file"]);
+}
+
+#[test]
+fn unknown_column_lists_columns() {
+    refused(&["new", "s", "--data", "DIR/a.csv", "--text-col", "body", "--labels", "a,b"], &[("a.csv", b"text,label\nhi,a\n")], &["a.csv:1", "no text column 'body'", "text, label"]);
+    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "y"], &[("a.csv", b"text,label\nhi,a\n")], &["no label column 'y'", "text, label"]);
+}
+
+#[test]
+fn unbalanced_quote() {
+    // In the middle: the record swallows the next lines and has too few fields.
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text,label\nfine,a\n\"broken,a\nmore,b\nlast,a\n")], &["a.csv:3", "malformed CSV"]);
+    // At the end: the quote runs to the end of the file.
+    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"], &[("a.csv", b"text,label\nfine,a\nbad,\"a\n\n")], &["a.csv:3", "unbalanced quote"]);
+}
+
+#[test]
+fn malformed_jsonl() {
+    refused(&["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"], &[("a.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"oops\n")], &["a.jsonl:2:", "malformed JSON"]);
+    refused(&["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"], &[("a.jsonl", b"{\"txt\": \"ok\"}\n")], &["a.jsonl:1", "no text field 'text'", "txt"]);
+}
+
+#[test]
+fn invalid_utf8_names_line_and_offset() {
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text,label\nfine,a\nbad \xff here,b\n")], &["a.csv:3", "invalid UTF-8 at byte offset 22"]);
+    refused(&["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"], &[("a.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"b\xc3\"}\n")], &["a.jsonl:2", "invalid UTF-8 at byte offset 26"]);
+}
+
+#[test]
+fn seed_label_not_in_set() {
+    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"], &[("a.csv", b"text,label\none,a\ntwo,c\n")], &["a.csv:3", "label 'c' is not in the label set"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b", "--test", "DIR/t.csv"],
+        &[("a.csv", b"text\none\n"), ("t.csv", b"text,label\nx,a\ny,zzz\n")],
+        &["t.csv:3", "label 'zzz'"],
+    );
+}
+
+#[test]
+fn fewer_than_two_labels() {
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "only"], &[("a.csv", b"text\none\n")], &["1 label", "at least two"]);
+    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "label"], &[("a.csv", b"text,label\none,a\ntwo,a\n")], &["at least two"]);
+}
+
+#[test]
+fn session_names() {
+    refused(&["new", "a/b", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text\none\n")], &["path separator"]);
+    refused(&["new", "..", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text\none\n")], &["starts with a dot"]);
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "a.csv", b"text\none\ntwo\n");
+    let o = labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(o.status.success());
+    let o = labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--labels", "x,y"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("exists already") && stderr(&o).contains("--force"), "{}", stderr(&o));
+    // The old one is untouched; --force replaces it.
+    assert_eq!(Session::open_read_only(d.path(), "s").unwrap().label_set().unwrap()[0].name, "a");
+    let o = labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--labels", "x,y", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(Session::open_read_only(d.path(), "s").unwrap().label_set().unwrap()[0].name, "x");
+}
+
+#[test]
+fn a_failed_import_keeps_the_old_session() {
+    let d = tempfile::tempdir().unwrap();
+    let good = write(d.path(), "a.csv", b"text\none\ntwo\n");
+    let bad = write(d.path(), "b.csv", b"text\none\n\"two\n");
+    assert!(labelrest(d.path(), &["new", "s", "--data", good.to_str().unwrap(), "--labels", "a,b"]).status.success());
+    let o = labelrest(d.path(), &["new", "s", "--data", bad.to_str().unwrap(), "--labels", "a,b", "--force"]);
+    assert!(!o.status.success());
+    assert_eq!(Session::open_read_only(d.path(), "s").unwrap().rows().unwrap().len(), 2);
+}

@@ -1,0 +1,212 @@
+//! Sessions: listing, removal, the lock, migration, export, and no label lost
+//! when the process is killed.
+
+mod common;
+use common::*;
+use labelrest::store::{self, Session};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+fn small_session(dir: &std::path::Path, name: &str) {
+    let f = write(dir, &format!("{name}.csv"), demo_head(200).as_bytes());
+    let o = labelrest(dir, &["new", name, "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn list_and_remove() {
+    let d = tempfile::tempdir().unwrap();
+    small_session(d.path(), "one");
+    small_session(d.path(), "two");
+    let o = labelrest(d.path(), &["sessions"]);
+    let out = stdout(&o);
+    assert!(out.contains("one") && out.contains("two") && out.contains("200"), "{out}");
+    // Without --yes it asks; "n" keeps it.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .args(["--sessions", d.path().to_str().unwrap(), "sessions", "rm", "one"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(store::exists(d.path(), "one"));
+    let o = labelrest(d.path(), &["sessions", "rm", "one", "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!store::exists(d.path(), "one"));
+    let o = labelrest(d.path(), &["sessions", "rm", "one", "--yes"]);
+    assert!(stderr(&o).contains("no session 'one'"));
+}
+
+#[test]
+fn sessions_dir_resolution() {
+    let d = tempfile::tempdir().unwrap();
+    let explicit = d.path().join("x");
+    assert_eq!(store::sessions_dir(Some(&explicit)).unwrap(), explicit);
+    // The environment variable is read when no flag is given (checked through the binary).
+    let f = write(d.path(), "a.csv", b"text\none\ntwo\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .args(["new", "viaenv", "--data", f.to_str().unwrap(), "--labels", "a,b"])
+        .env("LABELREST_SESSIONS", d.path().join("envdir"))
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.path().join("envdir/viaenv/session.db").exists());
+    // ./sessions when it exists.
+    std::fs::create_dir(d.path().join("sessions")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .args(["new", "local", "--data", f.to_str().unwrap(), "--labels", "a,b"])
+        .env_remove("LABELREST_SESSIONS")
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.path().join("sessions/local/session.db").exists());
+}
+
+#[test]
+fn lock_refuses_a_second_process_and_stale_locks_are_taken_over() {
+    let d = tempfile::tempdir().unwrap();
+    small_session(d.path(), "s");
+    let held = Session::open(d.path(), "s").unwrap();
+    let o = labelrest(d.path(), &["annotate", "s"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("open in another process") && e.contains(&format!("pid {}", std::process::id())), "{e}");
+    // rm is refused too while it is open.
+    assert!(!labelrest(d.path(), &["sessions", "rm", "s", "--yes"]).status.success());
+    drop(held);
+    // A lock left by a dead process.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(d.path().join("s/lock"), format!("{dead}\nlabelrest label s\n")).unwrap();
+    let s = Session::open(d.path(), "s").expect("stale lock taken over");
+    drop(s);
+    assert!(!d.path().join("s/lock").exists());
+}
+
+#[test]
+fn older_schema_is_migrated_newer_refused() {
+    let d = tempfile::tempdir().unwrap();
+    small_session(d.path(), "s");
+    {
+        let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
+        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
+    }
+    // Reading without migrating is refused with a clear message.
+    let e = Session::open_read_only(d.path(), "s").err().unwrap().to_string();
+    assert!(e.contains("older schema 1"), "{e}");
+    let s = Session::open(d.path(), "s").unwrap();
+    s.add_label(1, 0, 0, Some(0)).unwrap();
+    assert_eq!(s.labels().unwrap()[0].predicted, Some(0));
+    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("2"));
+    drop(s);
+    {
+        let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
+        c.execute("UPDATE meta SET value='99' WHERE key='schema_version'", []).unwrap();
+    }
+    let e = Session::open(d.path(), "s").err().unwrap().to_string();
+    assert!(e.contains("newer labelrest") && e.contains("99"), "{e}");
+    // Not a session at all.
+    std::fs::create_dir(d.path().join("junk")).unwrap();
+    rusqlite::Connection::open(d.path().join("junk/session.db")).unwrap().execute_batch("CREATE TABLE x(y);").unwrap();
+    let e = Session::open(d.path(), "junk").err().unwrap().to_string();
+    assert!(e.contains("not a labelrest session"), "{e}");
+}
+
+#[test]
+fn labels_undo_and_history() {
+    let d = tempfile::tempdir().unwrap();
+    small_session(d.path(), "s");
+    let s = Session::open(d.path(), "s").unwrap();
+    s.add_label(1, 3, 1, Some(3)).unwrap();
+    s.add_label(2, 4, 1, Some(5)).unwrap();
+    s.add_label(1, 7, 1, Some(3)).unwrap(); // relabel
+    let now: Vec<(i64, u32)> = s.labels().unwrap().iter().map(|l| (l.row_id, l.label)).collect();
+    assert_eq!(now, vec![(2, 4), (1, 7)]);
+    assert_eq!(s.undo_last().unwrap(), Some(1));
+    let now: Vec<(i64, u32)> = s.labels().unwrap().iter().map(|l| (l.row_id, l.label)).collect();
+    assert_eq!(now, vec![(1, 3), (2, 4)], "the earlier label comes back");
+    assert_eq!(s.undo_last().unwrap(), Some(2));
+    assert_eq!(s.undo_last().unwrap(), Some(1));
+    assert_eq!(s.undo_last().unwrap(), None);
+    assert!(s.labels().unwrap().is_empty());
+    // Bad rows and labels are refused.
+    assert!(s.add_label(99999, 0, 0, None).is_err());
+    assert!(s.add_label(1, 500, 0, None).is_err());
+    s.check_integrity().unwrap();
+}
+
+/// A real labelrest process writes labels and acknowledges each; it is
+/// killed with SIGKILL at a random moment; every acknowledged label is there.
+#[test]
+fn sigkill_loses_no_acknowledged_label() {
+    let d = tempfile::tempdir().unwrap();
+    small_session(d.path(), "s");
+    let names: Vec<String> = Session::open_read_only(d.path(), "s").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    for round in 0..3u64 {
+        let kill_after = 5 + ((seed >> (round * 5)) % 60) as usize;
+        let mut c = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+            .args(["--sessions", d.path().to_str().unwrap(), "annotate", "s"])
+            .env("LABELREST_LOG", d.path().join("test.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let stdout = c.stdout.take().unwrap();
+        // Feed labels from a thread so the child always has work.
+        let names2 = names.clone();
+        let feeder = std::thread::spawn(move || {
+            for i in 0..200u64 {
+                let row = 1 + (i * 7 + round * 13) % 200;
+                let label = &names2[((i + round) % names2.len() as u64) as usize];
+                if writeln!(stdin, "{row}\t{label}").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut acked: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let mut n = 0;
+        while n < kill_after {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let id: i64 = line.trim().strip_prefix("ok ").unwrap().parse().unwrap();
+            let i = acked.len() as u64;
+            let _ = i;
+            n += 1;
+            acked.insert(id, String::new());
+        }
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        let _ = feeder.join();
+        // Recompute what each acknowledged row's last acknowledged label was.
+        let mut expect = std::collections::HashMap::new();
+        for i in 0..n as u64 {
+            let row = 1 + (i * 7 + round * 13) % 200;
+            expect.insert(row as i64, ((i + round) % names.len() as u64) as u32);
+        }
+        let s = Session::open(d.path(), "s").expect("reopens after SIGKILL (stale lock taken over)");
+        s.check_integrity().unwrap();
+        let got: std::collections::HashMap<i64, u32> = s.labels().unwrap().into_iter().map(|l| (l.row_id, l.label)).collect();
+        for (row, label) in &expect {
+            let g = got.get(row).copied();
+            // A later, unacknowledged write to the same row may have landed too.
+            assert!(g.is_some(), "round {round}: acknowledged row {row} lost (killed after {n})");
+            if g != Some(*label) {
+                let later: Vec<u32> = (n as u64..200).filter(|i| 1 + (i * 7 + round * 13) % 200 == *row as u64).map(|i| ((i + round) % names.len() as u64) as u32).collect();
+                assert!(later.contains(&g.unwrap()), "round {round}: row {row} has {g:?}, acknowledged {label}");
+            }
+        }
+    }
+}
