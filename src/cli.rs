@@ -180,6 +180,21 @@ pub struct SimulateArgs {
     pub text_col: String,
     #[arg(long, default_value = "label")]
     pub label_col: String,
+    /// Head training: full-batch epochs.
+    #[arg(long, default_value_t = labelrest_default_head().epochs)]
+    pub head_epochs: usize,
+    /// Head training: AdamW learning rate.
+    #[arg(long, default_value_t = labelrest_default_head().lr)]
+    pub head_lr: f64,
+    /// Head training: AdamW weight decay.
+    #[arg(long, default_value_t = labelrest_default_head().weight_decay)]
+    pub head_wd: f64,
+    /// Head training: L2 pull towards the zero-shot head.
+    #[arg(long, default_value_t = labelrest_default_head().anchor)]
+    pub head_anchor: f64,
+    /// Head training: start from the zero-shot head (prior) or from zero.
+    #[arg(long, default_value = "prior", value_parser = ["prior", "zero"])]
+    pub head_init: String,
     /// Dataset name in the outputs (default: the train file's folder).
     #[arg(long)]
     pub name: Option<String>,
@@ -232,6 +247,10 @@ pub enum BenchWhat {
         #[arg(long, value_enum, default_value = "auto")]
         self_training: SelfTraining,
     },
+}
+
+fn labelrest_default_head() -> crate::model::HeadConfig {
+    crate::model::HeadConfig::default()
 }
 
 fn sessions_dir(cli: &Cli) -> Result<PathBuf> {
@@ -422,6 +441,14 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         label_col: a.label_col,
         self_training: a.self_training,
         prior_weight: a.prior_weight,
+        head: crate::model::HeadConfig {
+            epochs: a.head_epochs,
+            lr: a.head_lr,
+            weight_decay: a.head_wd,
+            anchor: a.head_anchor,
+            prior_init: a.head_init == "prior",
+            ..Default::default()
+        },
         quiet: false,
     };
     let points = crate::simulate::run(&opts)?;

@@ -283,7 +283,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { head: HeadConfig::default(), prior_weight: 0.0, self_training: SelfTraining::Auto, pseudo_per_class: 10, pseudo_weight: 0.3 }
+        EngineConfig { head: HeadConfig::default(), prior_weight: 1.0, self_training: SelfTraining::Auto, pseudo_per_class: 10, pseudo_weight: 0.3 }
     }
 }
 
@@ -356,16 +356,24 @@ impl Engine {
         let mut pseudo_labels = 0;
         if !labels.is_empty() {
             let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+            // The person's labels, balanced over the classes present (mean weight 1).
+            let mut counts = vec![0usize; self.k];
+            for &(_, l) in labels {
+                counts[l as usize] += 1;
+            }
+            let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
             for &(i, l) in labels {
                 x.extend_from_slice(self.emb.row(self.pool_rows[i]));
                 y.push(l);
-                w.push(1.0);
+                w.push(labels.len() as f32 / (present * counts[l as usize] as f32));
             }
+            // One pseudo-example per class from its label prompt, fading as
+            // the class gets labels of its own.
             if self.cfg.prior_weight > 0.0 {
                 for j in 0..self.k {
                     x.extend_from_slice(&self.label_emb[j * self.dim..(j + 1) * self.dim]);
                     y.push(j as u32);
-                    w.push(self.cfg.prior_weight);
+                    w.push(self.cfg.prior_weight / (1.0 + counts[j] as f32));
                 }
             }
             head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use rand::SeedableRng;
 use std::time::Instant;
 
 use crate::data::{self, Columns, Format, LabelDef};
@@ -30,6 +31,7 @@ pub struct SimOptions {
     pub label_col: String,
     pub self_training: SelfTraining,
     pub prior_weight: f32,
+    pub head: crate::model::HeadConfig,
     pub quiet: bool,
 }
 
@@ -124,7 +126,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
     let n_train = train.texts.len();
-    let cfg = EngineConfig { self_training: opts.self_training, prior_weight: opts.prior_weight, ..Default::default() };
+    let cfg = EngineConfig { self_training: opts.self_training, prior_weight: opts.prior_weight, head: opts.head.clone(), ..Default::default() };
     let engine = Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?;
 
     let mut points = Vec::new();
@@ -149,7 +151,16 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
 /// One simulated session: returns (labels, accuracy, macro-F1, seconds of the iteration).
 fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &SimOptions) -> Result<Vec<(usize, f64, f64, f64)>> {
     let n = engine.pool_len();
+    // Each seed sees a different random 90% of the pool (the rest is never
+    // offered), so that seeds differ even where the strategy is deterministic.
     let mut labelled = vec![false; n];
+    if opts.seeds > 1 {
+        use rand::Rng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed ^ seed);
+        for l in labelled.iter_mut() {
+            *l = rng.gen_bool(0.1);
+        }
+    }
     let mut pairs: Vec<(usize, u32)> = Vec::new();
     let mut out = Vec::new();
     let mut ranking: Vec<u32> = if opts.zero_shot {
@@ -157,11 +168,13 @@ fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &
         let it = engine.iterate(&[])?;
         let m = it.test.clone().unwrap_or_default();
         out.push((0, m.accuracy, m.macro_f1, t.elapsed().as_secs_f64()));
-        learn::rank(&it.scores, strategy, &labelled, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed)
+        let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
+        learn::rank(&it.scores, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed)
     } else {
         // Without zero-shot the first batch is random.
         let s = learn::Scores::from_probs(vec![1.0 / 2.0; n * 2], 2);
-        learn::rank(&s, Strategy::Random, &labelled, None, opts.batch, seed)
+        let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
+        learn::rank(&s, Strategy::Random, &eligible, None, opts.batch, seed)
     };
     let mut iteration = 0u64;
     while pairs.len() < opts.max_labels.min(n) {
@@ -184,7 +197,8 @@ fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &
         iteration += 1;
         let t = Instant::now();
         let it = engine.iterate(&pairs)?;
-        ranking = learn::rank(&it.scores, strategy, &labelled, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed.wrapping_mul(1_000_003) ^ iteration);
+        let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
+        ranking = learn::rank(&it.scores, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed.wrapping_mul(1_000_003) ^ iteration);
         let m = it.test.clone().unwrap_or_default();
         out.push((pairs.len(), m.accuracy, m.macro_f1, t.elapsed().as_secs_f64()));
     }

@@ -16,13 +16,18 @@ pub struct HeadConfig {
     pub weight_decay: f64,
     /// Zero-shot temperature: logits = cos / temperature.
     pub temperature: f32,
-    /// Weight each class equally however many labels it has.
+    /// Weight each class equally however many labels it has, over all rows
+    /// given (the engine balances the person's labels itself and leaves this off).
     pub class_weights: bool,
+    /// L2 pull of the weights back towards the starting (zero-shot) head.
+    pub anchor: f64,
+    /// Start from the zero-shot head (true) or from zero weights.
+    pub prior_init: bool,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { epochs: 60, lr: 0.5, weight_decay: 1e-3, temperature: 0.05, class_weights: true }
+        HeadConfig { epochs: 100, lr: 0.1, weight_decay: 0.0, temperature: 0.05, class_weights: false, anchor: 0.0, prior_init: false }
     }
 }
 
@@ -83,8 +88,13 @@ impl Head {
         let xt = Tensor::from_slice(x, (n, dim), &dev)?;
         let yt = Tensor::from_slice(y, (n, 1), &dev)?;
         let wt = Tensor::from_vec(weights, n, &dev)?;
-        let w = Var::from_tensor(&Tensor::from_slice(&init.w, (dim, k), &dev)?)?;
-        let b = Var::from_tensor(&Tensor::from_slice(&init.b, k, &dev)?)?;
+        let w0 = Tensor::from_slice(&init.w, (dim, k), &dev)?;
+        let b0 = Tensor::from_slice(&init.b, k, &dev)?;
+        let (w, b) = if cfg.prior_init {
+            (Var::from_tensor(&w0)?, Var::from_tensor(&b0)?)
+        } else {
+            (Var::zeros((dim, k), DType::F32, &dev)?, Var::zeros(k, DType::F32, &dev)?)
+        };
         let mut opt = AdamW::new(
             vec![w.clone(), b.clone()],
             ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() },
@@ -93,7 +103,11 @@ impl Head {
             let logits = xt.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let nll = logp.gather(&yt, 1)?.squeeze(1)?.neg()?;
-            let loss = (nll * &wt)?.sum_all()?;
+            let mut loss = (nll * &wt)?.sum_all()?;
+            if cfg.anchor > 0.0 {
+                let pull = (w.as_tensor() - &w0)?.sqr()?.sum_all()?.affine(cfg.anchor, 0.0)?;
+                loss = (loss + pull)?;
+            }
             if epoch + 1 == cfg.epochs || epoch == 0 {
                 let l = loss.to_scalar::<f32>()?;
                 if !l.is_finite() {

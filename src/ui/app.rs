@@ -432,6 +432,7 @@ impl App {
                 self.history.push(u.record.clone());
             }
         }
+        let newer = u.iteration != self.iteration;
         self.iteration = u.iteration;
         self.ranking = u.ranking.clone();
         self.update = Some(u);
@@ -439,6 +440,12 @@ impl App {
         // A new ranking puts skipped rows back in line.
         self.skipped.clear();
         self.rebuild_lists();
+        // At the start of a batch the new batch is what the person wants to
+        // see; in the middle of one the cursor stays on the row being read.
+        if newer && self.batch_done == 0 && self.view == View::Queue {
+            self.cursor[0] = 0;
+            self.scroll_into_view();
+        }
     }
 
     /// Records a decision on the selected row: on disk first, then on screen.
@@ -660,9 +667,14 @@ impl App {
             Action::Skip => {
                 if self.view == View::Queue {
                     if let Some(i) = self.selected() {
+                        let at = self.cursor[0];
                         self.skipped.retain(|&r| r as usize != i);
                         self.skipped.push(i as u32);
                         self.rebuild_lists();
+                        // Stay in place: the next row moves up under the cursor.
+                        self.cursor[0] = at.min(self.queue.len().saturating_sub(1));
+                        self.scroll_into_view();
+                        self.message = Some("skipped for now: back at the end of the queue".into());
                     }
                 }
             }

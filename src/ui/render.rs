@@ -50,7 +50,7 @@ pub fn areas(area: Rect) -> Areas {
     let detail_h = if area.height >= 20 { 5 } else if area.height >= 14 { 4 } else { 0 };
     let [header, body, detail, footer] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(detail_h), Constraint::Length(1)]).areas(area);
-    let side_w = if area.width >= 110 { 32 } else if area.width >= 72 { 27 } else { 0 };
+    let side_w = if area.width >= 110 { 32 } else if area.width >= 72 { 25 } else { 0 };
     let (table, side) = if side_w > 0 {
         let [t, s] = Layout::horizontal([Constraint::Min(20), Constraint::Length(side_w)]).areas(body);
         (t, Some(s))
@@ -178,10 +178,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let inner_w = area.width.saturating_sub(2) as usize;
     let page = area.height.saturating_sub(3) as usize;
     // Column widths: marker+number, text, label, prob, entropy.
-    let num_w = 6usize;
-    let label_w = if inner_w >= 70 { 22 } else if inner_w >= 44 { 16 } else { 10 };
-    let num_cols = if inner_w >= 40 { 11 } else { 0 };
-    let text_w = inner_w.saturating_sub(num_w + label_w + num_cols + 3).max(4);
+    let digits = list.len().max(1).to_string().len().max(2);
+    let num_w = digits + 1;
+    let label_w = if inner_w >= 70 { 24 } else if inner_w >= 44 { 15 } else { 10 };
+    let num_cols = if inner_w >= 40 { 10 } else { 0 };
+    let text_w = inner_w.saturating_sub(num_w + label_w + num_cols + 2 + if num_cols > 0 { 2 } else { 0 }).max(4);
     let label_head = match app.view {
         View::Queue => "prediction",
         View::Labelled => "label",
@@ -189,8 +190,8 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     };
     let mut header_cells = vec![Cell::from("#"), Cell::from("text"), Cell::from(label_head)];
     if num_cols > 0 {
-        header_cells.push(Cell::from(" prob"));
-        header_cells.push(Cell::from("  ent"));
+        header_cells.push(Cell::from("prob"));
+        header_cells.push(Cell::from(" ent"));
     }
     let header = Row::new(header_cells).style(Style::default().add_modifier(Modifier::BOLD));
     let start = app.offset().min(list.len());
@@ -212,19 +213,19 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             },
         };
         let mut cells = vec![
-            Cell::from(format!("{marker}{:>4}", pos + 1)),
+            Cell::from(format!("{marker}{:>digits$}", pos + 1)),
             Cell::from(cut(&app.texts[i], text_w)),
             Cell::from(cut(&label_text, label_w)),
         ];
         if num_cols > 0 {
             match pred {
                 Some((_, p, e)) => {
-                    cells.push(Cell::from(format!("{p:>5.2}")));
-                    cells.push(Cell::from(format!("{e:>5.2}")));
+                    cells.push(Cell::from(format!("{p:>4.2}")));
+                    cells.push(Cell::from(if e < 9.995 { format!("{e:>4.2}") } else { format!("{e:>4.1}") }));
                 }
                 None => {
-                    cells.push(Cell::from("    -"));
-                    cells.push(Cell::from("    -"));
+                    cells.push(Cell::from("   -"));
+                    cells.push(Cell::from("   -"));
                 }
             }
         }
@@ -239,8 +240,8 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     }
     let mut widths = vec![Constraint::Length(num_w as u16), Constraint::Length(text_w as u16), Constraint::Length(label_w as u16)];
     if num_cols > 0 {
-        widths.push(Constraint::Length(5));
-        widths.push(Constraint::Length(5));
+        widths.push(Constraint::Length(4));
+        widths.push(Constraint::Length(4));
     }
     let empty = list.is_empty();
     let table = Table::new(rows, widths).header(header).block(block).column_spacing(1);
@@ -268,7 +269,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let mut lines: Vec<Line> = Vec::new();
     let gold = app.has_test;
     lines.push(Line::styled(
-        if gold { " it  lab   acc   F1  kept" } else { " it  lab  kept  ent" },
+        if gold { " it lab  acc   F1 kept" } else { " it lab kept  ent" },
         Style::default().add_modifier(Modifier::BOLD),
     ));
     // The last rows of history that fit, leaving room for the summary lines.
@@ -277,16 +278,17 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let hist = &app.history[app.history.len().saturating_sub(room)..];
     for h in hist {
         let kept = h.kept_rate().map(|k| format!("{:>3.0}%", k * 100.0)).unwrap_or_else(|| "   -".into());
+        let pct = |v: Option<f64>| v.map(|a| if a >= 0.9995 { "100".to_string() } else { format!("{:.1}", a * 100.0) }).unwrap_or_else(|| "-".into());
         let s = if gold {
             format!(
-                "{:>3} {:>4} {:>5} {:>4} {kept}",
+                "{:>3}{:>4} {:>4} {:>4} {kept}",
                 h.iteration,
                 h.labels,
-                h.accuracy.map(|a| format!("{:.1}", a * 100.0)).unwrap_or_else(|| "-".into()),
-                h.macro_f1.map(|a| format!("{:.1}", a * 100.0)).unwrap_or_else(|| "-".into()),
+                pct(h.accuracy),
+                pct(h.macro_f1),
             )
         } else {
-            format!("{:>3} {:>4} {kept} {:>4.2}", h.iteration, h.labels, h.mean_entropy)
+            format!("{:>3}{:>4} {kept} {:>4.2}", h.iteration, h.labels, h.mean_entropy)
         };
         lines.push(Line::raw(cut(&s, w)));
     }
@@ -304,12 +306,12 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         let prev = app.history.len().checked_sub(2).map(|i| app.history[i].mean_entropy);
         let delta = prev.map(|p| {
             let d = last.mean_entropy - p;
-            format!(" ({}{:.2})", if d <= 0.0 { "↓" } else { "↑" }, d.abs())
+            format!(" {}{:.2}", if d <= 0.0 { "↓" } else { "↑" }, d.abs())
         });
-        lines.push(Line::raw(cut(&format!(" mean entropy {:.2}{}", last.mean_entropy, delta.unwrap_or_default()), w)));
-        lines.push(Line::raw(cut(&format!(" last retrain {:.0} ms", last.total_ms), w)));
+        lines.push(Line::raw(cut(&format!(" entropy {:.2}{}", last.mean_entropy, delta.unwrap_or_default()), w)));
+        lines.push(Line::raw(cut(&format!(" retrain {:.0} ms", last.total_ms), w)));
         if last.pseudo_labels > 0 {
-            lines.push(Line::raw(cut(&format!(" model labels used {}", last.pseudo_labels), w)));
+            lines.push(Line::raw(cut(&format!(" pseudo-labels {}", last.pseudo_labels), w)));
         }
     }
     lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode, app.batch_done, app.batch_size), w)));

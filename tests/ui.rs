@@ -1,0 +1,273 @@
+//! The workstation: snapshots of each view on ratatui's TestBackend, and
+//! keys driven through the app with the labels checked in the store. The
+//! model is the real one, on a small slice of the demo data.
+
+mod common;
+use common::*;
+use labelrest::learn::Strategy;
+use labelrest::store::Session;
+use labelrest::ui::app::{Action, App, Overlay, View};
+use labelrest::ui::render::{self, Theme};
+use labelrest::worker::{self, Job, Update};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use std::sync::Arc;
+
+/// A session of the first `n` demo rows, with the demo test set when `test`.
+fn session(dir: &std::path::Path, n: usize, test: bool) -> Session {
+    let f = write(dir, "data.csv", demo_head(n).as_bytes());
+    let t = std::fs::read_to_string(demo("test.csv")).unwrap();
+    let tf = write(dir, "test.csv", (t.lines().take(81).collect::<Vec<_>>().join("\n") + "\n").as_bytes());
+    // The whole demo label set, in order of first appearance.
+    let mut names: Vec<String> = Vec::new();
+    let mut rdr = csv::Reader::from_path(demo("train.csv")).unwrap();
+    for r in rdr.records() {
+        let l = r.unwrap()[1].to_string();
+        if !names.contains(&l) {
+            names.push(l);
+        }
+    }
+    let lf = write(dir, "labels.txt", (names.join("\n") + "\n").as_bytes());
+    let mut args = vec!["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--labels-file", lf.to_str().unwrap()];
+    if test {
+        args.extend(["--test", tf.to_str().unwrap()]);
+    }
+    let o = labelrest(dir, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    Session::open(dir, "s").unwrap()
+}
+
+/// Timings vary from run to run; fix them so snapshots are stable.
+fn steady(u: Update) -> Arc<Update> {
+    let mut u = u;
+    u.record.total_ms = 42.0;
+    u.record.train_ms = 30.0;
+    Arc::new(u)
+}
+
+fn app_with_model(dir: &std::path::Path, n: usize, test: bool) -> App {
+    let s = session(dir, n, test);
+    let u = worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    let mut app = App::load(s).unwrap();
+    for h in &mut app.history {
+        h.total_ms = 42.0;
+        h.train_ms = 30.0;
+    }
+    app.apply_update(steady(u));
+    app.worker = labelrest::ui::app::WorkerState::Idle;
+    app
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    app.set_page(render::table_page(ratatui::layout::Rect::new(0, 0, w, h)));
+    t.draw(|f| render::draw(f, app, Theme { color: false })).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut s = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Runs one retrain as the worker would and gives the update to the app.
+fn retrain(app: &mut App) {
+    let jobs: Vec<Job> = app.outbox.drain(..).collect();
+    assert!(!jobs.is_empty(), "a retrain was asked for");
+    let s = app.session.reopen_shared().unwrap();
+    let u = worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    app.apply_update(steady(u));
+}
+
+#[test]
+fn queue_view_80x24_with_batch_marker() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 120, true);
+    insta::assert_snapshot!("queue_80x24", screen(&mut app, 80, 24));
+}
+
+#[test]
+fn picker_help_and_tiny_terminals() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 120, true);
+    app.handle(Action::OpenPicker);
+    for c in "card".chars() {
+        app.handle(Action::Input(c));
+    }
+    insta::assert_snapshot!("picker_card", screen(&mut app, 80, 24));
+    app.handle(Action::Cancel);
+    app.handle(Action::ToggleHelp);
+    insta::assert_snapshot!("help", screen(&mut app, 80, 24));
+    app.handle(Action::Cancel);
+    insta::assert_snapshot!("tiny_30x8", screen(&mut app, 30, 8));
+    // No size panics.
+    for w in [1u16, 2, 5, 10, 23, 24, 40, 60, 71, 72, 100, 140] {
+        for h in [1u16, 2, 3, 5, 6, 8, 12, 14, 20, 24, 40] {
+            screen(&mut app, w, h);
+        }
+    }
+}
+
+#[test]
+fn panel_without_held_out_set_shows_kept_rate() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 120, false);
+    // One batch: accept the first five predictions, correct five with suggestion 2.
+    for i in 0..10 {
+        app.handle(if i < 5 { Action::Accept } else { Action::Pick(2) });
+    }
+    retrain(&mut app);
+    for h in &mut app.history {
+        h.total_ms = 42.0;
+    }
+    let last = app.history.last().unwrap();
+    assert_eq!((last.kept, last.decided), (Some(5), Some(10)));
+    insta::assert_snapshot!("panel_no_test_100x30", screen(&mut app, 100, 30));
+}
+
+#[test]
+fn a_batch_of_ten_is_stored_and_retrains() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    let first_batch: Vec<usize> = app.queue[..10].iter().map(|&i| i as usize).collect();
+    let preds: Vec<u32> = first_batch.iter().map(|&i| app.prediction(i).unwrap().0).collect();
+    for n in 0..10 {
+        assert_eq!(app.selected(), Some(first_batch[n]), "the cursor walks down the batch");
+        app.handle(Action::Accept);
+        // Durable before the screen moves on: the store has it now.
+        assert_eq!(app.session.labels().unwrap().len(), n + 1);
+        if n < 9 {
+            assert!(app.outbox.is_empty());
+        }
+    }
+    assert_eq!(app.outbox, vec![Job::Retrain { strategy: Strategy::Margin }]);
+    let stored = app.session.labels().unwrap();
+    for (l, (&row, &p)) in stored.iter().zip(first_batch.iter().zip(&preds)) {
+        assert_eq!(l.row_id, app.row_ids[row]);
+        assert_eq!(l.label, p);
+        assert_eq!(l.predicted, Some(p));
+        assert_eq!(l.source, labelrest::store::Source::Person);
+    }
+    assert_eq!(app.queue.len(), 140, "labelled rows leave the queue");
+    let it_before = app.iteration;
+    retrain(&mut app);
+    assert!(app.iteration > it_before);
+    assert_eq!(app.history.last().unwrap().labels, 10);
+    assert!(app.history.last().unwrap().accuracy.is_some());
+    // The new ranking never offers a labelled row.
+    assert!(app.queue.iter().all(|&i| app.labels[i as usize].is_none()));
+}
+
+#[test]
+fn pick_skip_undo_relabel_describe_export() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 100, true);
+    // Skip sends the row to the end of the queue.
+    let first = app.selected().unwrap();
+    app.handle(Action::Skip);
+    assert_eq!(*app.queue.last().unwrap() as usize, first);
+    assert_ne!(app.selected(), Some(first));
+    // Pick the third suggestion.
+    let row = app.selected().unwrap();
+    let third = app.suggestions(row)[2].0;
+    app.handle(Action::Pick(3));
+    assert_eq!(app.session.labels().unwrap()[0].label, third);
+    // The picker: type, move, Enter.
+    let row2 = app.selected().unwrap();
+    app.handle(Action::OpenPicker);
+    assert!(matches!(app.overlay, Overlay::Picker { .. }));
+    for c in "lost or stolen".chars() {
+        app.handle(Action::Input(c));
+    }
+    app.handle(Action::Confirm);
+    let lost = app.label_names.iter().position(|n| n == "lost_or_stolen_card").unwrap() as u32;
+    let labels = app.session.labels().unwrap();
+    assert_eq!(labels.last().unwrap().label, lost);
+    assert_eq!(labels.last().unwrap().row_id, app.row_ids[row2]);
+    // Undo twice: both rows come back to the queue, the store is empty.
+    app.handle(Action::Undo);
+    assert_eq!(app.selected(), Some(row2));
+    app.handle(Action::Undo);
+    assert!(app.session.labels().unwrap().is_empty());
+    assert_eq!(app.n_labelled, 0);
+    assert!(app.queue.contains(&(row as u32)) && app.queue.contains(&(row2 as u32)));
+    app.handle(Action::Undo);
+    assert_eq!(app.message.as_deref(), Some("nothing to undo"));
+    // Label, then relabel from the labelled view.
+    app.handle(Action::Accept);
+    app.handle(Action::NextView);
+    assert_eq!(app.view, View::Labelled);
+    let r = app.selected().unwrap();
+    let before = app.labels[r].unwrap().0;
+    app.handle(Action::Pick(2));
+    let after = app.session.labels().unwrap()[0].label;
+    assert_ne!(before, after);
+    assert_eq!(app.session.labels().unwrap().len(), 1);
+    // All-rows view: filter by a label and sort by confidence.
+    app.handle(Action::NextView);
+    assert_eq!(app.view, View::All);
+    assert_eq!(app.all_list.len(), 100);
+    app.handle(Action::SortConfidence);
+    let c: Vec<f32> = app.all_list.iter().filter(|&&i| app.labels[i as usize].is_none()).map(|&i| app.prediction(i as usize).unwrap().1).collect();
+    assert!(c.windows(2).all(|w| w[0] <= w[1]), "least sure first");
+    app.handle(Action::Filter);
+    app.handle(Action::Confirm); // the first label
+    assert!(app.all_list.iter().all(|&i| app.shown_label(i as usize).unwrap().0 == 0));
+    app.handle(Action::Filter);
+    assert_eq!(app.all_filter, None);
+    // Describe a label from the picker: saved, and a retrain is asked for.
+    app.handle(Action::OpenPicker);
+    app.handle(Action::EditDescription);
+    assert!(matches!(app.overlay, Overlay::Describe { .. }));
+    for c in " money".chars() {
+        app.handle(Action::Input(c));
+    }
+    app.handle(Action::Confirm);
+    assert!(app.outbox.contains(&Job::Retrain { strategy: Strategy::Margin }));
+    assert!(app.session.label_set().unwrap().iter().any(|l| l.description.as_deref().map(|d| d.ends_with("money")).unwrap_or(false)));
+    // Export.
+    app.export_path = d.path().join("out.csv");
+    app.handle(Action::Export);
+    let out = std::fs::read_to_string(d.path().join("out.csv")).unwrap();
+    assert_eq!(out.lines().count(), 101);
+    assert!(out.contains(",person,"));
+    // Strategy cycles and is saved.
+    app.handle(Action::CycleStrategy);
+    assert_eq!(app.session.settings().unwrap().strategy, "entropy");
+    app.handle(Action::Quit);
+    assert!(app.quit);
+}
+
+#[test]
+fn worker_coalesces_and_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 80, true);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = labelrest::worker::Worker::start(&s, tx).unwrap();
+    // Wait for the first view (zero-shot).
+    let mut saw_progress = false;
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            worker::Event::Progress { stage, .. } => saw_progress |= stage == "embedding",
+            worker::Event::Update(u) => {
+                assert_eq!(u.n_labels, 0);
+                break;
+            }
+            worker::Event::Error(e) => panic!("{e}"),
+            worker::Event::Idle => {}
+        }
+    }
+    assert!(saw_progress);
+    let before = s.iterations().unwrap().len();
+    for _ in 0..6 {
+        w.request(Job::Retrain { strategy: Strategy::Entropy });
+    }
+    // Let it finish, then count: one running, one pending at most.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    w.shutdown();
+    let ran = s.iterations().unwrap().len() - before;
+    assert!((1..=2).contains(&ran), "{ran} iterations for 6 requests");
+}
