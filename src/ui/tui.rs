@@ -101,6 +101,20 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
     let theme = Theme::from_env();
+    // Keys are read on their own thread: when the terminal goes away
+    // (SIGHUP), crossterm's reader can spin without returning, and the main
+    // loop must still see the signal, save nothing more and exit.
+    let (key_tx, key_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("labelrest-input".into()).spawn(move || loop {
+        match event::read() {
+            Ok(ev) => {
+                if key_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    })?;
     loop {
         let size = term.size()?;
         app.set_page(render::table_page(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
@@ -112,15 +126,20 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
         if app.quit || stop.load(Ordering::SeqCst) {
             break;
         }
-        if event::poll(Duration::from_millis(40))? {
-            match event::read()? {
-                TermEvent::Key(k) if k.kind == KeyEventKind::Press => {
+        let mut next = key_rx.recv_timeout(Duration::from_millis(40)).ok();
+        while let Some(ev) = next.take() {
+            if let TermEvent::Key(k) = ev {
+                if k.kind == KeyEventKind::Press {
                     let a = keymap(k, &app);
                     tracing::debug!("key {:?} -> {:?}", k.code, a);
                     app.handle(a);
                 }
-                _ => {}
             }
+            if app.quit || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // Take keys that arrived together before drawing again.
+            next = key_rx.try_recv().ok();
         }
         for ev in worker::drain(&rx) {
             app.on_event(ev);

@@ -1,0 +1,96 @@
+//! End to end: the real binary in tmux. Label a batch of ten on real demo
+//! data, see the ranking refresh and an iteration appear in the panel, quit,
+//! resume, find everything there; then a hang-up (SIGHUP) loses nothing.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tmux(args: &[&str]) -> String {
+    let o = Command::new("tmux").args(args).output().expect("tmux");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn label_a_batch_quit_resume_hangup() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
+        eprintln!("tmux not installed; skipping the end-to-end test");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let data = write(d.path(), "data.csv", demo_head(300).as_bytes());
+    let o = labelrest(d.path(), &["new", "e2e", "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", demo("test.csv").to_str().unwrap()]);
+    assert!(!o.status.success(), "the test set has labels outside the first 300 rows' set");
+    let o = labelrest(d.path(), &["new", "e2e", "--data", demo("train.csv").to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", demo("test.csv").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = format!("lr-e2e-{}", std::process::id());
+    let sock = d.path().join("tmux.sock");
+    let sock = sock.to_str().unwrap();
+    let bin = env!("CARGO_BIN_EXE_labelrest");
+    let cmd = format!("LABELREST_LOG={}/log NO_COLOR=1 {bin} --sessions {} label e2e; echo EXITED $?; sleep 60", d.path().display(), d.path().display());
+    let run = |cmd: &str| {
+        let st = Command::new("tmux").args(["-S", sock, "new-session", "-d", "-s", &name, "-x", "100", "-y", "30", cmd]).status().unwrap();
+        assert!(st.success());
+    };
+    let t = |args: &[&str]| {
+        let mut a = vec!["-S", sock];
+        a.extend_from_slice(args);
+        tmux(&a)
+    };
+    let cap = || t(&["capture-pane", "-p", "-t", &name]);
+    let wait = |what: &[&str], secs: u64| -> String {
+        let start = Instant::now();
+        loop {
+            let s = cap();
+            if what.iter().all(|w| s.contains(w)) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("waited {secs}s for {what:?}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    run(&cmd);
+    // The worker embeds the 2,500 rows, then shows the zero-shot ranking.
+    let s = wait(&["iteration 1", "worker: idle", "Queue (margin, 2,000 rows)"], 240);
+    assert!(s.contains("0 labelled / 2,000"), "{s}");
+    let first_row = s.lines().find(|l| l.contains('▶')).unwrap().to_string();
+    for _ in 0..10 {
+        t(&["send-keys", "-t", &name, "Enter"]);
+    }
+    let s = wait(&["iteration 2", "10 labelled / 2,000", "worker: idle"], 60);
+    assert!(s.contains("Queue (margin, 1,990 rows)"), "{s}");
+    // The panel has the new iteration: 10 labels, all kept.
+    assert!(s.lines().any(|l| l.contains("  2  10") && l.contains("100%")), "{s}");
+    assert_ne!(s.lines().find(|l| l.contains('▶')).unwrap(), first_row, "ranking refreshed");
+    // Two more decisions, then quit.
+    t(&["send-keys", "-t", &name, "2"]);
+    t(&["send-keys", "-t", &name, "Enter"]);
+    wait(&["12 labelled"], 10);
+    t(&["send-keys", "-t", &name, "q"]);
+    let s = wait(&["EXITED 0"], 20);
+    assert!(!s.contains("Queue"), "terminal restored (alternate screen left): {s}");
+    t(&["kill-session", "-t", &name]);
+
+    // Resume: same labels, same iteration, no re-embedding.
+    run(&cmd);
+    let s = wait(&["iteration 2", "12 labelled / 2,000", "worker: idle"], 60);
+    assert!(s.contains("batch 2/10"), "the batch count resumes: {s}");
+    // A hang-up (what a dropped SSH connection sends) ends it cleanly.
+    t(&["send-keys", "-t", &name, "Enter"]);
+    wait(&["13 labelled"], 10);
+    t(&["kill-session", "-t", &name]);
+    let start = Instant::now();
+    while d.path().join("e2e/lock").exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!d.path().join("e2e/lock").exists(), "the process ended and released its lock");
+    let s = labelrest::store::Session::open(d.path(), "e2e").unwrap();
+    assert_eq!(s.labels().unwrap().len(), 13);
+    s.check_integrity().unwrap();
+    let _ = t(&["kill-server"]);
+}
