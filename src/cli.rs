@@ -170,9 +170,15 @@ pub struct SimulateArgs {
     pub zero_shot: String,
     #[arg(long, value_enum, default_value = "auto")]
     pub self_training: SelfTraining,
-    /// Weight of one label-prompt pseudo-example per class (0: none).
-    #[arg(long, default_value_t = 0.0)]
+    /// Weight of one label-prompt pseudo-example per class, fading as the class gets labels (0: none).
+    #[arg(long, default_value_t = crate::learn::EngineConfig::default().prior_weight)]
     pub prior_weight: f32,
+    /// Self-training: pseudo-labels per predicted class.
+    #[arg(long, default_value_t = crate::learn::EngineConfig::default().pseudo_per_class)]
+    pub pseudo_per_class: usize,
+    /// Self-training: weight of a pseudo-label (a person's label weighs 1).
+    #[arg(long, default_value_t = crate::learn::EngineConfig::default().pseudo_weight)]
+    pub pseudo_weight: f32,
     /// Label set with descriptions (`label<TAB>description`).
     #[arg(long)]
     pub labels_file: Option<PathBuf>,
@@ -441,6 +447,8 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         label_col: a.label_col,
         self_training: a.self_training,
         prior_weight: a.prior_weight,
+        pseudo_per_class: a.pseudo_per_class,
+        pseudo_weight: a.pseudo_weight,
         head: crate::model::HeadConfig {
             epochs: a.head_epochs,
             lr: a.head_lr,

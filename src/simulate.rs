@@ -31,6 +31,8 @@ pub struct SimOptions {
     pub label_col: String,
     pub self_training: SelfTraining,
     pub prior_weight: f32,
+    pub pseudo_per_class: usize,
+    pub pseudo_weight: f32,
     pub head: crate::model::HeadConfig,
     pub quiet: bool,
 }
@@ -126,7 +128,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
     let n_train = train.texts.len();
-    let cfg = EngineConfig { self_training: opts.self_training, prior_weight: opts.prior_weight, head: opts.head.clone(), ..Default::default() };
+    let cfg = EngineConfig { self_training: opts.self_training, prior_weight: opts.prior_weight, head: opts.head.clone(), pseudo_per_class: opts.pseudo_per_class, pseudo_weight: opts.pseudo_weight };
     let engine = Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?;
 
     let mut points = Vec::new();

@@ -39,6 +39,14 @@ fn label_a_batch_quit_resume_hangup() {
         a.extend_from_slice(args);
         tmux(&a)
     };
+    // Whatever happens, the tmux server (and the labelrest in it) goes away.
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux").args(["-S", &self.0, "kill-server"]).output();
+        }
+    }
+    let _kill = Kill(sock.to_string());
     let cap = || t(&["capture-pane", "-p", "-t", &name]);
     let wait = |what: &[&str], secs: u64| -> String {
         let start = Instant::now();

@@ -86,7 +86,9 @@ impl Encoder {
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| anyhow!("{e}"))?;
         let hash = model_hash(dir)?;
-        Ok(Encoder { model, tokenizer, device: device.clone(), dim, max_len, dir: dir.to_path_buf(), hash, batch_tokens: 4096 })
+        // Tokens per forward pass (padding included); LABELREST_BATCH_TOKENS overrides.
+        let batch_tokens = std::env::var("LABELREST_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+        Ok(Encoder { model, tokenizer, device: device.clone(), dim, max_len, dir: dir.to_path_buf(), hash, batch_tokens })
     }
 
     /// Token ids of each text (truncated, with [CLS] and [SEP]).

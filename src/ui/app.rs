@@ -154,6 +154,8 @@ pub struct App {
     /// Decisions (row, was it an accepted prediction) in this run, for undo bookkeeping.
     undo_depth: usize,
     pub mode: String,
+    /// The help screen's lines (from the key bindings in use).
+    pub keys_help: Vec<(String, String)>,
 }
 
 impl App {
@@ -242,6 +244,7 @@ impl App {
             export_path,
             undo_depth: 0,
             mode: settings.mode.clone(),
+            keys_help: super::keys::KeyMap::default().help(),
             session,
         };
         // Decisions already made on the current model count towards the batch.

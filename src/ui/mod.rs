@@ -4,6 +4,7 @@
 //! the terminal and the event loop.
 
 pub mod app;
+pub mod keys;
 pub mod render;
 pub mod tui;
 
@@ -19,11 +20,13 @@ pub fn run(sessions: &Path, name: &str) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("`labelrest label` needs a terminal; for headless work see `labelrest annotate`, `retrain` and `export`");
     }
+    let keys = keys::KeyMap::load(keys::KeyMap::path().as_deref())?;
     let session = Session::open(sessions, name)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = Worker::start(&session, tx)?;
-    let app = app::App::load(session)?;
-    tui::run(app, worker, rx)
+    let mut app = app::App::load(session)?;
+    app.keys_help = keys.help();
+    tui::run(app, worker, rx, keys)
 }
 
 /// Logs to a file, never to the terminal: `LABELREST_LOG`, else

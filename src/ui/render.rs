@@ -117,7 +117,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
     draw_footer(f, app, a.footer, theme);
     match &app.overlay {
         Overlay::None => {}
-        Overlay::Help => draw_help(f, area, theme),
+        Overlay::Help => draw_help(f, app, area, theme),
         Overlay::Picker { purpose, query, selected, matches } => draw_picker(f, app, area, *purpose, query, *selected, matches, theme),
         Overlay::Describe { label, text } => draw_describe(f, app, area, *label, text, theme),
     }
@@ -386,27 +386,11 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
-pub const HELP: &[(&str, &str)] = &[
-    ("j k ↑ ↓", "move"),
-    ("g G PgUp PgDn", "top, bottom, page"),
-    ("Enter a", "accept the prediction"),
-    ("1-9", "take the n-th suggestion"),
-    ("/ l", "label picker (type to filter)"),
-    ("Tab (in picker)", "edit the label's description"),
-    ("x", "skip the row for now"),
-    ("u", "undo the last decision"),
-    ("r", "retrain now"),
-    ("Tab", "queue / labelled / all rows"),
-    ("f c", "all rows: filter by label, sort"),
-    ("s", "next query strategy"),
-    ("e", "export to NAME-labels.csv"),
-    ("q", "quit (all is saved)"),
-];
-
-fn draw_help(f: &mut Frame, area: Rect, _theme: Theme) {
-    let r = centered(area, 52, HELP.len() as u16 + 4);
+fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
+    let r = centered(area, 60, app.keys_help.len() as u16 + 4);
     f.render_widget(Clear, r);
-    let mut lines: Vec<Line> = HELP.iter().map(|(k, d)| Line::raw(format!(" {k:<16} {d}"))).collect();
+    let w = r.width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = app.keys_help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<22} {d}"), w))).collect();
     lines.push(Line::raw(""));
     lines.push(Line::raw(" entropy in nats (natural log); Esc closes"));
     f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys ")), r);

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::app::{Action, App, Overlay};
+use super::keys::KeyMap;
 use super::render::{self, Theme};
 use crate::worker::{self, Worker};
 
 /// Maps a key to an action; what a key means depends on the open overlay.
-pub fn keymap(k: KeyEvent, app: &App) -> Action {
+pub fn keymap(k: KeyEvent, app: &App, keys: &KeyMap) -> Action {
     if k.modifiers.contains(KeyModifiers::CONTROL) {
         return match k.code {
             KeyCode::Char('c') => Action::Quit,
@@ -46,28 +47,7 @@ pub fn keymap(k: KeyEvent, app: &App) -> Action {
             KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter => Action::Cancel,
             _ => Action::None,
         },
-        Overlay::None => match k.code {
-            KeyCode::Char('j') | KeyCode::Down => Action::Down,
-            KeyCode::Char('k') | KeyCode::Up => Action::Up,
-            KeyCode::Char('g') | KeyCode::Home => Action::Top,
-            KeyCode::Char('G') | KeyCode::End => Action::Bottom,
-            KeyCode::PageDown | KeyCode::Char(' ') => Action::PageDown,
-            KeyCode::PageUp => Action::PageUp,
-            KeyCode::Enter | KeyCode::Char('a') => Action::Accept,
-            KeyCode::Char(c @ '1'..='9') => Action::Pick(c as usize - '0' as usize),
-            KeyCode::Char('/') | KeyCode::Char('l') => Action::OpenPicker,
-            KeyCode::Char('x') => Action::Skip,
-            KeyCode::Char('u') => Action::Undo,
-            KeyCode::Char('r') => Action::Retrain,
-            KeyCode::Tab => Action::NextView,
-            KeyCode::Char('s') => Action::CycleStrategy,
-            KeyCode::Char('e') => Action::Export,
-            KeyCode::Char('f') => Action::Filter,
-            KeyCode::Char('c') => Action::SortConfidence,
-            KeyCode::Char('?') => Action::ToggleHelp,
-            KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
-            _ => Action::None,
-        },
+        Overlay::None => keys.normal(&k),
     }
 }
 
@@ -84,7 +64,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
+pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>, keys: KeyMap) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -130,7 +110,7 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
         while let Some(ev) = next.take() {
             if let TermEvent::Key(k) = ev {
                 if k.kind == KeyEventKind::Press {
-                    let a = keymap(k, &app);
+                    let a = keymap(k, &app, &keys);
                     tracing::debug!("key {:?} -> {:?}", k.code, a);
                     app.handle(a);
                 }

@@ -1,0 +1,206 @@
+//! The learning engine on the real model and real text: zero-shot, the head,
+//! the embedding cache surviving an interruption, export, predict, simulate.
+
+mod common;
+use common::*;
+use labelrest::learn::{Engine, EngineConfig, SelfTraining};
+use labelrest::model::{self, Encoder, Head, HeadConfig, Matrix};
+use labelrest::store::Session;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn encoder() -> Encoder {
+    Encoder::load(&root().join("assets/models/all-MiniLM-L6-v2"), &candle_core::Device::Cpu).unwrap()
+}
+
+#[test]
+fn zero_shot_reads_label_names_and_the_head_learns() {
+    let enc = encoder();
+    let names = ["card_arrival", "lost_or_stolen_card", "exchange_rate"];
+    let prompts: Vec<String> = names.iter().map(|n| model::label_prompt(n, None)).collect();
+    let le = enc.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {}).unwrap();
+    let texts = [
+        "When will my new card arrive in the post?",
+        "Someone stole my wallet with my card in it",
+        "What rate do you use to convert euros to dollars?",
+        "My card still has not arrived after two weeks",
+        "I think I lost my card somewhere yesterday",
+        "How much is the exchange rate for pounds today?",
+    ];
+    let emb = enc.embed(&texts, |_, _| {}).unwrap();
+    let engine = Engine::new(Arc::new(Matrix::owned(emb, 384)), (0..6).collect(), vec![3, 4, 5], vec![0, 1, 2], le, 3, EngineConfig::default()).unwrap();
+    let z = engine.iterate(&[]).unwrap();
+    assert_eq!(z.scores.pred, vec![0, 1, 2, 0, 1, 2], "zero-shot from label names");
+    assert_eq!(z.test.as_ref().unwrap().accuracy, 1.0);
+    // With labels for two classes only, the third still gets sensible probabilities.
+    let it = engine.iterate(&[(0, 0), (1, 1)]).unwrap();
+    assert_eq!(it.scores.pred[2], 2, "a class with no label yet keeps its prior: {:?}", &it.scores.probs[6..9]);
+    assert!(it.scores.probs.iter().all(|p| p.is_finite() && *p > 0.0));
+    // Deterministic: the same labels give the same head.
+    let again = engine.iterate(&[(0, 0), (1, 1)]).unwrap();
+    assert_eq!(it.head, again.head);
+}
+
+#[test]
+fn head_class_weights_and_divergence() {
+    let init = Head { dim: 2, k: 2, w: vec![0.0; 4], b: vec![0.0; 2] };
+    // Nine of class 0, one of class 1: balanced weights still separate them.
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..9 {
+        x.extend_from_slice(&[1.0, 0.1 * i as f32]);
+        y.push(0);
+    }
+    x.extend_from_slice(&[-1.0, 0.0]);
+    y.push(1);
+    let w = vec![1.0; 10];
+    let h = Head::train(&init, &x, &y, &w, &HeadConfig { class_weights: true, ..Default::default() }).unwrap();
+    let t = candle_core::Tensor::from_slice(&[-0.9f32, 0.0, 0.9, 0.3], (2, 2), &candle_core::Device::Cpu).unwrap();
+    let p = h.predict(&t).unwrap();
+    assert!(p[1] > 0.5 && p[2] > 0.5, "{p:?}");
+    // A learning rate that blows up is reported, not used.
+    let e = Head::train(&init, &[f32::NAN, 0.0], &[0], &[1.0], &HeadConfig::default()).err().unwrap().to_string();
+    assert!(e.contains("diverged"), "{e}");
+    assert!(SelfTraining::Auto.enabled(77, 10003));
+    assert!(!SelfTraining::Auto.enabled(3, 1811));
+    assert!(!SelfTraining::Auto.enabled(50, 2000));
+}
+
+#[test]
+fn embedding_cache_resumes_after_an_interruption() {
+    let enc = encoder();
+    let s = std::fs::read_to_string(demo("train.csv")).unwrap();
+    let texts: Vec<String> = csv::Reader::from_reader(s.as_bytes()).records().take(300).map(|r| r.unwrap()[0].to_string()).collect();
+    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+    let d = tempfile::tempdir().unwrap();
+    let mut small = enc;
+    small.batch_tokens = 512; // small batches, so the interruption lands mid-way
+    let cancel = AtomicBool::new(false);
+    let mut batches = 0;
+    let r = model::embed_cached(d.path(), "k", &small, &refs, &mut |_, done, _| {
+        if done > 0 {
+            batches += 1;
+        }
+        if batches == 3 {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    }, &cancel);
+    assert!(r.is_err(), "interrupted");
+    let cache = model::Cache::open(d.path(), "k", 300, 384).unwrap();
+    let missing = cache.missing().len();
+    assert!(missing > 0 && missing < 300, "{missing} missing");
+    drop(cache);
+    // The next run embeds only what is missing, and the result is the same as in one go.
+    let mut first_done = None;
+    let m = model::embed_cached(d.path(), "k", &small, &refs, &mut |_, done, _| {
+        first_done.get_or_insert(done);
+    }, &AtomicBool::new(false))
+    .unwrap();
+    assert_eq!(first_done, Some(300 - missing));
+    assert!(matches!(m, Matrix::Mapped { .. }), "a complete cache is memory-mapped");
+    let fresh = small.embed(&refs, |_, _| {}).unwrap();
+    let diff = m.as_slice().iter().zip(&fresh).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "{diff}");
+}
+
+fn session_with_model(d: &std::path::Path) -> Session {
+    let f = write(d, "data.csv", demo_head(150).as_bytes());
+    let o = labelrest(d, &["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Session::open(d, "s").unwrap();
+    s.add_label(1, 0, 0, None).unwrap();
+    s.add_label(2, 1, 0, None).unwrap();
+    drop(s);
+    let o = labelrest(d, &["retrain", "s"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("iteration 1: 2 labels"), "{}", stdout(&o));
+    Session::open_read_only(d, "s").unwrap()
+}
+
+#[test]
+fn export_every_row_with_its_source() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = session_with_model(d.path());
+    let out = d.path().join("all.csv");
+    let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut r = csv::Reader::from_path(&out).unwrap();
+    assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), vec!["id", "text", "label", "source", "probability", "entropy"]);
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len(), 150);
+    assert_eq!(&rows[0][3], "person");
+    assert_eq!(&rows[5][3], "model");
+    let probs: Vec<f32> = rows.iter().map(|r| r[4].parse().unwrap()).collect();
+    assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
+    // Filters.
+    let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("mine.jsonl").to_str().unwrap(), "--only-labelled"]);
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(d.path().join("mine.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["source"], "person");
+    let threshold = 0.3f32;
+    let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("sure.csv").to_str().unwrap(), "--min-confidence", "0.3"]);
+    assert!(o.status.success());
+    let want = 2 + probs.iter().enumerate().filter(|(i, p)| *i >= 2 && **p >= threshold).count();
+    let got = csv::Reader::from_path(d.path().join("sure.csv")).unwrap().records().count();
+    assert_eq!(got, want);
+    let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("x.xml").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains(".csv or .jsonl"));
+    let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("y.csv").to_str().unwrap(), "--min-confidence", "2"]);
+    assert!(!o.status.success() && stderr(&o).contains("between 0 and 1"));
+}
+
+#[test]
+fn predict_a_new_file_with_the_session_model() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = session_with_model(d.path());
+    // The session's own rows 3-10 through predict give what export says the model gives them.
+    let exp = d.path().join("exp.csv");
+    assert!(labelrest(d.path(), &["export", "s", "--out", exp.to_str().unwrap()]).status.success());
+    let exported: Vec<csv::StringRecord> = csv::Reader::from_path(&exp).unwrap().records().map(|r| r.unwrap()).collect();
+    let mut jl = String::new();
+    for r in &exported[2..10] {
+        jl.push_str(&serde_json::json!({ "text": &r[1] }).to_string());
+        jl.push('\n');
+    }
+    let input = write(d.path(), "new.jsonl", jl.as_bytes());
+    let out = d.path().join("pred.csv");
+    let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(&out).unwrap().records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 8);
+    for (p, e) in rows.iter().zip(&exported[2..10]) {
+        assert_eq!(&p[1], &e[1]);
+        assert_eq!(&p[2], &e[2], "label of {:?}", &p[1]);
+        let (pp, ep): (f32, f32) = (p[3].parse().unwrap(), e[4].parse().unwrap());
+        assert!((pp - ep).abs() < 1e-3, "{pp} vs {ep}");
+    }
+    // A session without a model yet says what to do.
+    let f = write(d.path(), "b.csv", b"text\none\ntwo\n");
+    assert!(labelrest(d.path(), &["new", "fresh", "--data", f.to_str().unwrap(), "--labels", "a,b"]).status.success());
+    let o = labelrest(d.path(), &["predict", "fresh", "--input", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("retrain"), "{}", stderr(&o));
+}
+
+#[test]
+fn simulate_writes_curves_plot_and_table() {
+    let d = tempfile::tempdir().unwrap();
+    let train = write(d.path(), "train.csv", demo_head(400).as_bytes());
+    let labels: std::collections::HashSet<String> = csv::Reader::from_path(&train).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
+    let t = std::fs::read_to_string(demo("test.csv")).unwrap();
+    let test_lines: Vec<&str> = t.lines().skip(1).filter(|l| labels.contains(l.rsplit(',').next().unwrap())).take(100).collect();
+    let test = write(d.path(), "test.csv", format!("text,label\n{}\n", test_lines.join("\n")).as_bytes());
+    let out = d.path().join("out");
+    let o = labelrest(d.path(), &["simulate", "--train", train.to_str().unwrap(), "--test", test.to_str().unwrap(), "--strategy", "margin,random", "--seeds", "2", "--max-labels", "30", "--name", "demo", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(out.join("curves.csv")).unwrap().records().map(|r| r.unwrap()).collect();
+    // 2 strategies x 2 seeds x (zero-shot + 3 batches).
+    assert_eq!(rows.len(), 16);
+    assert!(rows.iter().any(|r| &r[1] == "random" && &r[3] == "30"));
+    let acc: Vec<f64> = rows.iter().map(|r| r[4].parse().unwrap()).collect();
+    assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)));
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(table.contains("acc@10") && table.contains("| demo | margin |"), "{table}");
+    assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<svg"));
+    assert!(std::fs::read(out.join("curves.png")).unwrap().starts_with(b"\x89PNG"));
+}
