@@ -4,13 +4,12 @@ use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cli::{BenchArgs, BenchWhat};
 use crate::data::{self, Columns, Format};
-use crate::learn::{self, Engine, EngineConfig, Strategy};
-use crate::model::{self, Encoder};
+use crate::learn::{self, Strategy};
+use crate::model::Encoder;
 use crate::store::{ImportSpec, LabelColIs, Session, Settings};
 
 /// Peak resident memory of this process in MiB (VmHWM), where Linux tells it.
@@ -26,8 +25,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
+pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
+        BenchWhat::Ui { name, keys } => bench_ui(sessions, &name, keys)?,
         BenchWhat::Import { data, labels, label_col } => {
             let dir = tempfile_dir()?;
             let spec = ImportSpec {
@@ -73,44 +73,36 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
             );
         }
-        BenchWhat::Refresh { data, labels, repeat, cache, self_training } => {
-            let f = Format::from_path(&data)?;
-            let mut texts = Vec::new();
-            let mut golds = Vec::new();
-            data::read_records(&data, f, &Columns { text: "text".into(), label: Some("label".into()) }, |r| {
-                texts.push(r.text);
-                golds.push(r.label.unwrap_or_default());
-                Ok(())
-            })?;
-            let mut names: Vec<String> = Vec::new();
-            for g in &golds {
-                if !names.contains(g) {
-                    names.push(g.clone());
-                }
-            }
-            let y: Vec<u32> = golds.iter().map(|g| names.iter().position(|n| n == g).unwrap_or(0) as u32).collect();
-            let enc = Encoder::load(&crate::worker::model_dir("bundled"), &candle_core::Device::Cpu)?;
-            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        BenchWhat::Refresh { name, labels, repeat, self_training } => {
+            let session = Session::open_read_only(sessions, &name)?;
             let t = Instant::now();
-            let emb = model::embed_cached(&cache, &format!("{}-{}", enc.hash, texts.len()), &enc, &refs, &mut |_, d, n| {
-                if d % 4096 < 64 {
-                    eprint!("\rembedding {d}/{n}");
+            let cancel = AtomicBool::new(false);
+            let mut p = crate::worker::prepare(&session, &mut |stage, d, n| {
+                if n > 1 && (d % 4096 < 128 || d == n) {
+                    eprint!("\r{stage} {d}/{n}   ");
                 }
-            }, &AtomicBool::new(false))?;
-            eprintln!("\rembeddings ready in {:.1}s", t.elapsed().as_secs_f64());
-            let prompts: Vec<String> = names.iter().map(|n| model::label_prompt(n, None)).collect();
-            let label_emb = enc.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
-            let k = names.len();
-            let n = texts.len();
-            let engine = Engine::new(Arc::new(emb), (0..n).collect(), vec![], vec![], label_emb, k, EngineConfig { self_training, ..Default::default() })?;
-            let mut idx: Vec<usize> = (0..n).collect();
+            }, &cancel)?;
+            eprintln!("\rprepared in {:.1}s (model, embeddings mapped)        ", t.elapsed().as_secs_f64());
+            if let Some(st) = self_training {
+                p.engine.cfg.self_training = st;
+            }
+            let rows = session.rows()?;
+            let gold: Vec<Option<u32>> = rows.iter().filter(|r| r.split == crate::store::Split::Pool).map(|r| r.gold).collect();
+            let n = p.engine.pool_len();
+            let k = p.engine.k;
+            let mut idx: Vec<usize> = (0..n).filter(|&i| gold[i].is_some()).collect();
+            if idx.len() < labels {
+                anyhow::bail!("session '{name}' has {} pool rows with gold labels; need {labels}", idx.len());
+            }
             idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-            let pairs: Vec<(usize, u32)> = idx.iter().take(labels).map(|&i| (i, y[i])).collect();
+            let pairs: Vec<(usize, u32)> = idx.iter().take(labels).map(|&i| (i, gold[i].unwrap_or(0))).collect();
             let mut elig = vec![true; n];
             for &(i, _) in &pairs {
                 elig[i] = false;
             }
+            let engine = &p.engine;
             let (mut tot, mut tr, mut pr, mut rk) = (vec![], vec![], vec![], vec![]);
+            let mut acc = None;
             for _ in 0..repeat.max(1) {
                 let t = Instant::now();
                 let it = engine.iterate(&pairs)?;
@@ -120,14 +112,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 tot.push(t.elapsed().as_secs_f64() * 1e3);
                 tr.push(it.train_ms);
                 pr.push(it.predict_ms);
+                acc = it.test.map(|m| m.accuracy);
             }
             println!(
-                "refresh: {n} rows, {k} classes, {labels} labels, self-training {}: median {:.1} ms (train {:.1}, predict {:.1}, rank {:.1}); peak memory {:.0} MiB",
-                if self_training.enabled(k, n) { "on" } else { "off" },
+                "refresh: {n} pool rows + {} held-out, {k} classes, {labels} labels, self-training {}: median {:.1} ms (train {:.1}, predict and score {:.1}, rank {:.1}){}; peak memory {:.0} MiB",
+                engine.test_rows.len(),
+                if engine.cfg.self_training.enabled(k, n) { "on" } else { "off" },
                 median(tot),
                 median(tr),
                 median(pr),
                 median(rk),
+                acc.map(|a| format!(", held-out accuracy {a:.3}")).unwrap_or_default(),
                 peak_rss_mib().unwrap_or(f64::NAN)
             );
         }
@@ -153,4 +148,85 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("labelrest-bench-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+/// Copies a session, opens it as `labelrest label` would (without a
+/// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
+/// the first frame and key-to-frame while the worker retrains.
+fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
+    use crate::ui::app::{Action, App};
+    use crate::ui::render::{self, Theme};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    let src = crate::store::session_dir(sessions, name);
+    if !src.join("session.db").exists() {
+        anyhow::bail!("no session '{name}' in {}", sessions.display());
+    }
+    let tmp = tempfile_dir()?;
+    let dst = tmp.join(name);
+    std::fs::create_dir_all(&dst)?;
+    for e in std::fs::read_dir(&src)? {
+        let e = e?;
+        let n = e.file_name();
+        if n != "lock" {
+            std::fs::copy(e.path(), dst.join(&n))?;
+        }
+    }
+    let t0 = Instant::now();
+    let session = Session::open(&tmp, name)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut worker = crate::worker::Worker::start(&session, tx)?;
+    let mut app = App::load(session)?;
+    let mut term = Terminal::new(TestBackend::new(100, 30))?;
+    app.set_page(render::table_page(ratatui::layout::Rect::new(0, 0, 100, 30)));
+    term.draw(|f| render::draw(f, &app, Theme { color: false }))?;
+    let first_frame = t0.elapsed().as_secs_f64() * 1e3;
+    // Wait for the worker's first view.
+    loop {
+        match rx.recv()? {
+            crate::worker::Event::Update(u) => {
+                app.apply_update(u);
+                break;
+            }
+            crate::worker::Event::Error(e) => anyhow::bail!(e),
+            _ => {}
+        }
+    }
+    let ready = t0.elapsed().as_secs_f64() * 1e3;
+    let rows = app.row_ids.len();
+    // Keys while a retrain runs.
+    worker.request(crate::worker::Job::Retrain { strategy: app.strategy });
+    let mut times = Vec::new();
+    let mut during = 0;
+    let mut busy = true;
+    for i in 0..keys {
+        let t = Instant::now();
+        app.handle(if i % 2 == 0 { Action::Down } else { Action::Accept });
+        term.draw(|f| render::draw(f, &app, Theme { color: false }))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        for ev in crate::worker::drain(&rx) {
+            if matches!(ev, crate::worker::Event::Idle) {
+                busy = false;
+            }
+            app.on_event(ev);
+        }
+        if busy {
+            during += 1;
+        }
+        for job in app.outbox.drain(..) {
+            worker.request(job);
+        }
+    }
+    worker.shutdown();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let p = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "ui: {rows} rows; first frame {first_frame:.0} ms, worker ready {ready:.0} ms; key-to-frame median {:.2} ms, p95 {:.2} ms, max {:.2} ms over {keys} keys ({during} while retraining; accepts include the fsync)",
+        p(0.5),
+        p(0.95),
+        p(1.0)
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }

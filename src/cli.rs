@@ -239,19 +239,26 @@ pub enum BenchWhat {
         #[arg(long)]
         model: Option<PathBuf>,
     },
-    /// Refresh latency: train the head on N labels, predict every row, rank.
+    /// The workstation on a copy of a session: time to the first frame, and
+    /// key-to-frame latency while a retrain runs in the background.
+    Ui {
+        /// Session to copy (it is not changed).
+        name: String,
+        /// Keys to time.
+        #[arg(long, default_value_t = 40)]
+        keys: usize,
+    },
+    /// Refresh latency on a session with gold labels: train the head on N
+    /// labels (gold labels of random pool rows), predict every row, rank.
     Refresh {
-        #[arg(long)]
-        data: PathBuf,
+        /// Session (embedded already, or embedded first).
+        name: String,
         #[arg(long, default_value_t = 150)]
         labels: usize,
         #[arg(long, default_value_t = 5)]
         repeat: usize,
-        /// Embedding cache folder (reused between runs).
-        #[arg(long, default_value = "target/bench-cache")]
-        cache: PathBuf,
-        #[arg(long, value_enum, default_value = "auto")]
-        self_training: SelfTraining,
+        #[arg(long, value_enum)]
+        self_training: Option<SelfTraining>,
     },
 }
 
@@ -311,7 +318,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => cmd_predict(&sessions, a),
         Command::Annotate { name } => cmd_annotate(&sessions, &name),
         Command::Simulate(a) => cmd_simulate(a),
-        Command::Bench(a) => crate::bench::run(a),
+        Command::Bench(a) => crate::bench::run(a, &sessions),
     }
 }
 

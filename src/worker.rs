@@ -187,6 +187,23 @@ pub struct Prepared {
     pub pool_ids: Vec<i64>,
     pub id_to_pool: HashMap<i64, usize>,
     pub model_hash: String,
+    pub encoder: Encoder,
+    /// The label prompts whose embeddings the engine holds.
+    pub prompts: Vec<String>,
+}
+
+impl Prepared {
+    /// Re-embeds the label prompts when a label's description changed.
+    pub fn refresh_prompts(&mut self, session: &Session) -> Result<bool> {
+        let labels = session.label_set()?;
+        let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+        if prompts == self.prompts {
+            return Ok(false);
+        }
+        self.engine.label_emb = self.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+        self.prompts = prompts;
+        Ok(true)
+    }
 }
 
 /// Loads the encoder, fills the embedding cache (only the missing rows),
@@ -222,7 +239,7 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
     }
     let id_to_pool = pool_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let engine = Engine::new(Arc::new(emb), pool_rows, test_rows, test_gold, label_emb, labels.len(), engine_config(&settings)?)?;
-    Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone() })
+    Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone(), encoder, prompts })
 }
 
 /// Embeds `texts` through the session's cache, keyed by the model hash.
@@ -235,7 +252,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     let mut progress = |stage: &str, done: usize, total: usize| {
         let _ = events.send(Event::Progress { stage: stage.to_string(), done, total });
     };
-    let prepared = match prepare(&session, &mut progress, &cancel) {
+    let mut prepared = match prepare(&session, &mut progress, &cancel) {
         Ok(p) => p,
         Err(e) if cancel.load(Ordering::SeqCst) => {
             tracing::info!("worker cancelled while preparing: {e}");
@@ -274,7 +291,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             s.pending.take()
         };
         match job {
-            Some(Job::Retrain { strategy }) => match iterate(&session, &prepared, strategy, &head_path, &mut progress) {
+            Some(Job::Retrain { strategy }) => match prepared.refresh_prompts(&session).and_then(|_| iterate(&session, &prepared, strategy, &head_path, &mut progress)) {
                 Ok(u) => {
                     let _ = events.send(Event::Update(Arc::new(u)));
                 }

@@ -271,3 +271,31 @@ fn worker_coalesces_and_reports() {
     let ran = s.iterations().unwrap().len() - before;
     assert!((1..=2).contains(&ran), "{ran} iterations for 6 requests");
 }
+
+#[test]
+fn worker_picks_up_a_new_label_description() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 60, false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = labelrest::worker::Worker::start(&s, tx).unwrap();
+    let next_update = || loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            worker::Event::Update(u) => return u,
+            worker::Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    };
+    let before = next_update();
+    // Describe one label with the words of row 0: its score for row 0 must rise.
+    let text = s.rows().unwrap()[0].text.clone();
+    let names: Vec<String> = s.label_set().unwrap().into_iter().map(|l| l.name).collect();
+    let target = names.iter().position(|n| n == "cash_withdrawal_charge").unwrap() as u32;
+    let k = names.len();
+    s.set_label_description(target, Some(&text)).unwrap();
+    w.request(Job::Retrain { strategy: Strategy::Margin });
+    let after = next_update();
+    let p0 = before.scores.probs[target as usize];
+    let p1 = after.scores.probs[target as usize];
+    assert!(p1 > p0 + 0.05, "description used: {p0} -> {p1} (k={k})");
+    w.shutdown();
+}
