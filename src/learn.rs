@@ -283,7 +283,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { head: HeadConfig::default(), prior_weight: 1.0, self_training: SelfTraining::Auto, pseudo_per_class: 10, pseudo_weight: 0.3 }
+        EngineConfig { head: HeadConfig::default(), prior_weight: 1.0, self_training: SelfTraining::Auto, pseudo_per_class: 40, pseudo_weight: 0.3 }
     }
 }
 
