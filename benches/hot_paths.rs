@@ -23,7 +23,8 @@ fn demo() -> (Vec<String>, Vec<String>) {
 }
 
 fn benches(c: &mut Criterion) {
-    let enc = Encoder::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/all-MiniLM-L6-v2"), &candle_core::Device::Cpu).unwrap();
+    let enc = Encoder::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/all-MiniLM-L6-v2"), &candle_core::Device::Cpu)
+        .unwrap();
     let (texts, labels) = demo();
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     c.bench_function("embed 64 demo sentences", |b| b.iter(|| enc.embed(&refs[..64], |_, _| {}).unwrap()));
@@ -39,7 +40,16 @@ fn benches(c: &mut Criterion) {
     let le = enc.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {}).unwrap();
     let n = texts.len();
     let k = names.len();
-    let engine = Engine::new(Arc::new(Matrix::owned(emb, 384)), (0..n).collect(), vec![], vec![], le, k, EngineConfig { self_training: SelfTraining::Off, ..Default::default() }).unwrap();
+    let engine = Engine::new(
+        Arc::new(Matrix::owned(emb, 384)),
+        (0..n).collect(),
+        vec![],
+        vec![],
+        le,
+        k,
+        EngineConfig { self_training: SelfTraining::Off, ..Default::default() },
+    )
+    .unwrap();
     let pairs: Vec<(usize, u32)> = (0..150).map(|i| (i * 13 % n, y[i * 13 % n])).collect();
     c.bench_function("iteration: train head on 150 labels + predict 2000 rows", |b| b.iter(|| engine.iterate(&pairs).unwrap()));
     let it = engine.iterate(&pairs).unwrap();
@@ -47,7 +57,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("scores from probabilities, 2000 x 77", |b| b.iter(|| Scores::from_probs(probs.clone(), k)));
     let elig = vec![true; n];
     c.bench_function("rank margin 2000", |b| b.iter(|| learn::rank(&it.scores, Strategy::Margin, &elig, None, 10, 0)));
-    c.bench_function("rank diverse 2000", |b| b.iter(|| learn::rank(&it.scores, Strategy::Diverse, &elig, Some((&engine.emb, &engine.pool_rows)), 10, 0)));
+    c.bench_function("rank diverse 2000", |b| {
+        b.iter(|| learn::rank(&it.scores, Strategy::Diverse, &elig, Some((&engine.emb, &engine.pool_rows)), 10, 0))
+    });
 }
 
 criterion_group! {

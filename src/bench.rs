@@ -22,7 +22,11 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
@@ -77,11 +81,15 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
             let session = Session::open_read_only(sessions, &name)?;
             let t = Instant::now();
             let cancel = AtomicBool::new(false);
-            let mut p = crate::worker::prepare(&session, &mut |stage, d, n| {
-                if n > 1 && (d % 4096 < 128 || d == n) {
-                    eprint!("\r{stage} {d}/{n}   ");
-                }
-            }, &cancel)?;
+            let mut p = crate::worker::prepare(
+                &session,
+                &mut |stage, d, n| {
+                    if n > 1 && (d % 4096 < 128 || d == n) {
+                        eprint!("\r{stage} {d}/{n}   ");
+                    }
+                },
+                &cancel,
+            )?;
             eprintln!("\rprepared in {:.1}s (model, embeddings mapped)        ", t.elapsed().as_secs_f64());
             if let Some(st) = self_training {
                 p.engine.cfg.self_training = st;

@@ -12,7 +12,11 @@ use crate::store::{self, ImportSpec, LabelColIs, Session, Settings};
 use crate::worker;
 
 #[derive(Parser, Debug)]
-#[command(name = "labelrest", version, about = "Label a few, the model labels the rest: text classification with a person in the loop, in the terminal")]
+#[command(
+    name = "labelrest",
+    version,
+    about = "Label a few, the model labels the rest: text classification with a person in the loop, in the terminal"
+)]
 pub struct Cli {
     /// Folder of the sessions (default: $LABELREST_SESSIONS, else ./sessions when it exists, else the platform data folder).
     #[arg(long, global = true, value_name = "DIR")]
@@ -44,15 +48,11 @@ pub enum Command {
     /// Write every row with a label: the person's where there is one, the model's elsewhere.
     Export(ExportArgs),
     /// Train on the session's labels, predict every row and store the ranking (headless).
-    Retrain {
-        name: String,
-    },
+    Retrain { name: String },
     /// Label a new file with the session's model (streaming), with probability and entropy columns.
     Predict(PredictArgs),
     /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk.
-    Annotate {
-        name: String,
-    },
+    Annotate { name: String },
     /// Replay the paper's experiment: gold labels stand in for the person.
     Simulate(SimulateArgs),
     /// Measure import, embedding and refresh speed.
@@ -300,7 +300,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Retrain { name } => {
             let s = Session::open(&sessions, &name)?;
             let bar = indicatif::ProgressBar::new(1);
-            bar.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
             let u = worker::retrain_headless(&s, &mut |stage, done, total| {
                 bar.set_message(stage.to_string());
                 bar.set_length(total as u64);
@@ -416,11 +419,11 @@ fn cmd_annotate(sessions: &Path, name: &str) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let (id, label) = line
-            .split_once('\t')
-            .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL", n + 1))?;
+        let (id, label) = line.split_once('\t').ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL", n + 1))?;
         let id: i64 = id.trim().parse().with_context(|| format!("<stdin>:{}: row id '{id}' is not a number", n + 1))?;
-        let l = *index.get(label.trim()).ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, label.trim()))?;
+        let l = *index
+            .get(label.trim())
+            .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, label.trim()))?;
         s.add_label(id, l, iteration, preds.get(&id).map(|p| p.label))?;
         writeln!(out, "ok {id}")?;
         out.flush()?;

@@ -129,14 +129,10 @@ where
 }
 
 fn column_index(path: &Path, headers: &[String], name: &str, what: &str) -> Result<usize, DataError> {
-    headers.iter().position(|h| h == name).ok_or_else(|| {
-        DataError::new(
-            path,
-            Some(1),
-            None,
-            format!("no {what} column '{name}'; the columns are: {}", headers.join(", ")),
-        )
-    })
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| DataError::new(path, Some(1), None, format!("no {what} column '{name}'; the columns are: {}", headers.join(", "))))
 }
 
 fn utf8_field(path: &Path, bytes: &[u8], line: u64, record_byte: u64, record: &csv::ByteRecord, field: usize) -> Result<String, DataError> {
@@ -178,7 +174,11 @@ where
         .map(|(i, h)| {
             let s = String::from_utf8_lossy(h).to_string();
             // Strip a UTF-8 byte order mark from the first header.
-            if i == 0 { s.trim_start_matches('\u{feff}').to_string() } else { s }
+            if i == 0 {
+                s.trim_start_matches('\u{feff}').to_string()
+            } else {
+                s
+            }
         })
         .collect();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
@@ -222,7 +222,11 @@ where
         let trimmed: &[u8] = {
             let mut t = &tail[..];
             while let Some((&b, rest)) = t.split_last() {
-                if b == b'\n' || b == b'\r' { t = rest } else { break }
+                if b == b'\n' || b == b'\r' {
+                    t = rest
+                } else {
+                    break;
+                }
             }
             t
         };
@@ -299,15 +303,11 @@ where
         }
         let v: serde_json::Value = serde_json::from_str(s)
             .map_err(|e| DataError::new(path, Some(line), Some(e.column() as u64), format!("malformed JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| DataError::new(path, Some(line), None, "expected a JSON object on each line"))?;
+        let obj = v.as_object().ok_or_else(|| DataError::new(path, Some(line), None, "expected a JSON object on each line"))?;
         let text = match obj.get(&cols.text) {
             Some(serde_json::Value::String(t)) => t.clone(),
             Some(serde_json::Value::Null) => String::new(),
-            Some(other) => {
-                return Err(DataError::new(path, Some(line), None, format!("field '{}' is not a string: {other}", cols.text)))
-            }
+            Some(other) => return Err(DataError::new(path, Some(line), None, format!("field '{}' is not a string: {other}", cols.text))),
             None => {
                 let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
                 return Err(DataError::new(
@@ -325,9 +325,7 @@ where
                 Some(serde_json::Value::Null) => Some(String::new()),
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                 Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
-                Some(other) => {
-                    return Err(DataError::new(path, Some(line), None, format!("field '{l}' is not a label: {other}")))
-                }
+                Some(other) => return Err(DataError::new(path, Some(line), None, format!("field '{l}' is not a label: {other}"))),
                 None => {
                     let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
                     return Err(DataError::new(
@@ -353,20 +351,14 @@ pub struct LabelDef {
 
 /// Parses `--labels a,b,c`.
 pub fn parse_label_list(s: &str) -> Vec<LabelDef> {
-    s.split(',')
-        .map(|x| x.trim())
-        .filter(|x| !x.is_empty())
-        .map(|x| LabelDef { name: x.to_string(), description: None })
-        .collect()
+    s.split(',').map(|x| x.trim()).filter(|x| !x.is_empty()).map(|x| LabelDef { name: x.to_string(), description: None }).collect()
 }
 
 /// Reads a labels file: one label a line, optionally `label<TAB>description`.
 /// Blank lines and lines starting with `#` are ignored.
 pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
     let mut s = String::new();
-    open(path)?
-        .read_to_string(&mut s)
-        .map_err(|e| DataError::new(path, None, None, format!("cannot read: {e}")))?;
+    open(path)?.read_to_string(&mut s).map_err(|e| DataError::new(path, None, None, format!("cannot read: {e}")))?;
     let mut out: Vec<LabelDef> = Vec::new();
     for (i, line) in s.lines().enumerate() {
         let line = line.trim_end_matches('\r');

@@ -283,7 +283,13 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { head: HeadConfig::default(), prior_weight: 1.0, self_training: SelfTraining::Auto, pseudo_per_class: 40, pseudo_weight: 0.3 }
+        EngineConfig {
+            head: HeadConfig::default(),
+            prior_weight: 1.0,
+            self_training: SelfTraining::Auto,
+            pseudo_per_class: 40,
+            pseudo_weight: 0.3,
+        }
     }
 }
 
@@ -325,7 +331,15 @@ fn gather(m: &Matrix, rows: &[usize]) -> Vec<f32> {
 }
 
 impl Engine {
-    pub fn new(emb: Arc<Matrix>, pool_rows: Vec<usize>, test_rows: Vec<usize>, test_gold: Vec<u32>, label_emb: Vec<f32>, k: usize, cfg: EngineConfig) -> Result<Engine> {
+    pub fn new(
+        emb: Arc<Matrix>,
+        pool_rows: Vec<usize>,
+        test_rows: Vec<usize>,
+        test_gold: Vec<u32>,
+        label_emb: Vec<f32>,
+        k: usize,
+        cfg: EngineConfig,
+    ) -> Result<Engine> {
         let dim = emb.dim();
         if label_emb.len() != k * dim {
             bail!("label embeddings: {} floats for {k} labels of {dim}", label_emb.len());

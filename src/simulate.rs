@@ -2,11 +2,11 @@
 //! for the person. The test split never enters the pool.
 
 use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use rand::SeedableRng;
 use std::time::Instant;
 
 use crate::data::{self, Columns, Format, LabelDef};
@@ -81,7 +81,10 @@ fn embed_cached(dir: &Path, encoder: &Encoder, texts: &[&str], quiet: bool) -> R
     let key: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     std::fs::create_dir_all(dir)?;
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(texts.len() as u64) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     bar.set_message("embedding");
     let cancel = AtomicBool::new(false);
     let m = model::embed_cached(dir, &key, encoder, texts, &mut |_, done, _| bar.set_position(done as u64), &cancel)?;
@@ -107,7 +110,10 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     for l in train.labels.iter().chain(test.labels.iter()) {
         if !labels.iter().any(|x| &x.name == l) {
             if opts.labels_file.is_some() {
-                bail!("label '{l}' is in the data but not in {}", opts.labels_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+                bail!(
+                    "label '{l}' is in the data but not in {}",
+                    opts.labels_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                );
             }
             labels.push(LabelDef { name: l.clone(), description: None });
         }
@@ -123,12 +129,23 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let t = Instant::now();
     let emb = embed_cached(&opts.out.join("cache"), &encoder, &texts, opts.quiet)?;
     if !opts.quiet {
-        eprintln!("{dataset}: {} train + {} test rows embedded in {:.1}s, {k} labels", train.texts.len(), test.texts.len(), t.elapsed().as_secs_f64());
+        eprintln!(
+            "{dataset}: {} train + {} test rows embedded in {:.1}s, {k} labels",
+            train.texts.len(),
+            test.texts.len(),
+            t.elapsed().as_secs_f64()
+        );
     }
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
     let n_train = train.texts.len();
-    let cfg = EngineConfig { self_training: opts.self_training, prior_weight: opts.prior_weight, head: opts.head.clone(), pseudo_per_class: opts.pseudo_per_class, pseudo_weight: opts.pseudo_weight };
+    let cfg = EngineConfig {
+        self_training: opts.self_training,
+        prior_weight: opts.prior_weight,
+        head: opts.head.clone(),
+        pseudo_per_class: opts.pseudo_per_class,
+        pseudo_weight: opts.pseudo_weight,
+    };
     let engine = Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?;
 
     let mut points = Vec::new();
@@ -136,12 +153,26 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         for seed in 0..opts.seeds {
             let curve = run_one(&engine, &train_y, strategy, seed as u64, opts)?;
             for (labels, acc, f1, secs) in curve {
-                points.push(Point { dataset: dataset.clone(), strategy: strategy.name().into(), seed, labels, accuracy: acc, macro_f1: f1, seconds: secs });
+                points.push(Point {
+                    dataset: dataset.clone(),
+                    strategy: strategy.name().into(),
+                    seed,
+                    labels,
+                    accuracy: acc,
+                    macro_f1: f1,
+                    seconds: secs,
+                });
             }
             if !opts.quiet {
                 let last = points.last().cloned();
                 if let Some(p) = last {
-                    eprintln!("{dataset} {} seed {seed}: {} labels, accuracy {:.3}, macro-F1 {:.3}", strategy.name(), p.labels, p.accuracy, p.macro_f1);
+                    eprintln!(
+                        "{dataset} {} seed {seed}: {} labels, accuracy {:.3}, macro-F1 {:.3}",
+                        strategy.name(),
+                        p.labels,
+                        p.accuracy,
+                        p.macro_f1
+                    );
                 }
             }
         }
@@ -200,7 +231,14 @@ fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &
         let t = Instant::now();
         let it = engine.iterate(&pairs)?;
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
-        ranking = learn::rank(&it.scores, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed.wrapping_mul(1_000_003) ^ iteration);
+        ranking = learn::rank(
+            &it.scores,
+            strategy,
+            &eligible,
+            Some((&engine.emb, &engine.pool_rows)),
+            opts.batch,
+            seed.wrapping_mul(1_000_003) ^ iteration,
+        );
         let m = it.test.clone().unwrap_or_default();
         out.push((pairs.len(), m.accuracy, m.macro_f1, t.elapsed().as_secs_f64()));
     }
@@ -262,7 +300,8 @@ pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
     for (d, st) in keys {
         s.push_str(&format!("| {d} | {st} |"));
         for a in &at {
-            let acc: Vec<f64> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels == *a).map(|p| p.accuracy).collect();
+            let acc: Vec<f64> =
+                points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels == *a).map(|p| p.accuracy).collect();
             let f1: Vec<f64> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels == *a).map(|p| p.macro_f1).collect();
             let (am, asd) = mean_sd(&acc);
             let (fm, fsd) = mean_sd(&f1);

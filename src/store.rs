@@ -414,11 +414,7 @@ impl Session {
             },
         };
         if labels.len() < 2 {
-            bail!(
-                "the label set has {} label{}; a classifier needs at least two",
-                labels.len(),
-                if labels.len() == 1 { "" } else { "s" }
-            );
+            bail!("the label set has {} label{}; a classifier needs at least two", labels.len(), if labels.len() == 1 { "" } else { "s" });
         }
         let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
 
@@ -438,15 +434,18 @@ impl Session {
         let t = now();
         {
             let mut ins_row = tx.prepare("INSERT INTO rows(split, text, gold, source_line) VALUES (?1, ?2, ?3, ?4)")?;
-            let mut ins_ann = tx.prepare(
-                "INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)",
-            )?;
+            let mut ins_ann = tx.prepare("INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)")?;
             let file = spec.data.clone();
             let stats = data::read_records(&spec.data, data_format, &spec.columns, |r| {
                 let label = match r.label.as_deref() {
                     None | Some("") => None,
                     Some(l) => Some(*index.get(l).ok_or_else(|| {
-                        DataError::new(&file, Some(r.line), None, format!("label '{l}' is not in the label set ({})", preview_labels(&labels)))
+                        DataError::new(
+                            &file,
+                            Some(r.line),
+                            None,
+                            format!("label '{l}' is not in the label set ({})", preview_labels(&labels)),
+                        )
                     })?),
                 };
                 let gold = if spec.label_col_is == LabelColIs::Gold { label } else { None };
@@ -478,9 +477,7 @@ impl Session {
                 };
                 let tcols = Columns {
                     text: spec.columns.text.clone(),
-                    label: Some(
-                        spec.test_label_col.clone().or_else(|| spec.columns.label.clone()).unwrap_or_else(|| "label".into()),
-                    ),
+                    label: Some(spec.test_label_col.clone().or_else(|| spec.columns.label.clone()).unwrap_or_else(|| "label".into())),
                 };
                 let stats = data::read_records(test, tf, &tcols, |r| {
                     let l = r.label.unwrap_or_default();
@@ -488,7 +485,12 @@ impl Session {
                         return Err(DataError::new(test, Some(r.line), None, "a test row needs a gold label"));
                     }
                     let gold = *index.get(l.as_str()).ok_or_else(|| {
-                        DataError::new(test, Some(r.line), None, format!("label '{l}' is not in the label set ({})", preview_labels(&labels)))
+                        DataError::new(
+                            test,
+                            Some(r.line),
+                            None,
+                            format!("label '{l}' is not in the label set ({})", preview_labels(&labels)),
+                        )
                     })?;
                     ins_row
                         .execute(params!["test", r.text, gold, r.line as i64])
@@ -563,8 +565,7 @@ impl Session {
         if !has_meta {
             bail!("{} is not a labelrest session (no meta table)", self.dir.join(DB_FILE).display());
         }
-        let v: Option<String> =
-            self.conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        let v: Option<String> = self.conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
         let v: i64 = v
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow!("session '{}' has no schema version; it is not a labelrest session", self.name))?;
@@ -609,11 +610,8 @@ impl Session {
         let test_rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='test'", [], |r| r.get(0))?;
         let labelled: i64 = self.conn.query_row("SELECT count(*) FROM annotations WHERE active=1", [], |r| r.get(0))?;
         let iterations: i64 = self.conn.query_row("SELECT count(*) FROM iterations", [], |r| r.get(0))?;
-        let last_opened: String = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key='last_opened'", [], |r| r.get(0))
-            .optional()?
-            .unwrap_or_default();
+        let last_opened: String =
+            self.conn.query_row("SELECT value FROM meta WHERE key='last_opened'", [], |r| r.get(0)).optional()?.unwrap_or_default();
         Ok(Summary { name: self.name.clone(), rows, test_rows, labelled, iterations, last_opened, path: self.dir.clone() })
     }
 
@@ -644,9 +642,7 @@ impl Session {
 
     pub fn label_set(&self) -> Result<Vec<LabelDef>> {
         let mut st = self.conn.prepare("SELECT name, description FROM label_set ORDER BY id")?;
-        let v = st
-            .query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let v = st.query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(v)
     }
 
@@ -684,9 +680,7 @@ impl Session {
 
     /// The current label of every labelled row.
     pub fn labels(&self) -> Result<Vec<Label>> {
-        let mut st = self.conn.prepare(
-            "SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id",
-        )?;
+        let mut st = self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
         let rows = st
             .query_map([], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?))
@@ -694,7 +688,13 @@ impl Session {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
             .map(|(row_id, label, source, iteration, predicted)| {
-                Ok(Label { row_id, label: label as u32, source: Source::parse(&source)?, iteration, predicted: predicted.map(|p| p as u32) })
+                Ok(Label {
+                    row_id,
+                    label: label as u32,
+                    source: Source::parse(&source)?,
+                    iteration,
+                    predicted: predicted.map(|p| p as u32),
+                })
             })
             .collect()
     }

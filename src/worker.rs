@@ -136,14 +136,12 @@ impl Worker {
         let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let cancel = Arc::new(AtomicBool::new(false));
         let (s2, c2) = (slot.clone(), cancel.clone());
-        let handle = std::thread::Builder::new()
-            .name("labelrest-worker".into())
-            .spawn(move || {
-                if let Err(e) = run(conn, s2, c2, &events) {
-                    tracing::error!("worker: {e:#}");
-                    let _ = events.send(Event::Error(format!("{e:#}")));
-                }
-            })?;
+        let handle = std::thread::Builder::new().name("labelrest-worker".into()).spawn(move || {
+            if let Err(e) = run(conn, s2, c2, &events) {
+                tracing::error!("worker: {e:#}");
+                let _ = events.send(Event::Error(format!("{e:#}")));
+            }
+        })?;
         Ok(Worker { slot, cancel, handle: Some(handle) })
     }
 
@@ -243,7 +241,13 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
 }
 
 /// Embeds `texts` through the session's cache, keyed by the model hash.
-pub fn embed_rows(dir: &Path, encoder: &Encoder, texts: &[&str], progress: &mut dyn FnMut(&str, usize, usize), cancel: &AtomicBool) -> Result<Matrix> {
+pub fn embed_rows(
+    dir: &Path,
+    encoder: &Encoder,
+    texts: &[&str],
+    progress: &mut dyn FnMut(&str, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<Matrix> {
     model::embed_cached(dir, &encoder.hash, encoder, texts, progress, cancel)
 }
 
@@ -291,15 +295,17 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             s.pending.take()
         };
         match job {
-            Some(Job::Retrain { strategy }) => match prepared.refresh_prompts(&session).and_then(|_| iterate(&session, &prepared, strategy, &head_path, &mut progress)) {
-                Ok(u) => {
-                    let _ = events.send(Event::Update(Arc::new(u)));
+            Some(Job::Retrain { strategy }) => {
+                match prepared.refresh_prompts(&session).and_then(|_| iterate(&session, &prepared, strategy, &head_path, &mut progress)) {
+                    Ok(u) => {
+                        let _ = events.send(Event::Update(Arc::new(u)));
+                    }
+                    Err(e) => {
+                        tracing::error!("retrain failed: {e:#}");
+                        let _ = events.send(Event::Error(format!("retrain failed: {e:#}")));
+                    }
                 }
-                Err(e) => {
-                    tracing::error!("retrain failed: {e:#}");
-                    let _ = events.send(Event::Error(format!("retrain failed: {e:#}")));
-                }
-            },
+            }
             None => {}
         }
         let _ = events.send(Event::Idle);
@@ -333,7 +339,13 @@ fn resume_update(session: &Session, p: &Prepared, head: &Head, strategy: Strateg
 }
 
 /// One iteration on the stored labels: train, predict, rank, measure, store.
-pub fn iterate(session: &Session, p: &Prepared, strategy: Strategy, head_path: &Path, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<Update> {
+pub fn iterate(
+    session: &Session,
+    p: &Prepared,
+    strategy: Strategy,
+    head_path: &Path,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Update> {
     let t0 = Instant::now();
     let settings = session.settings()?;
     let (pairs, elig, labels) = eligible(session, p)?;
@@ -342,10 +354,18 @@ pub fn iterate(session: &Session, p: &Prepared, strategy: Strategy, head_path: &
     progress("ranking", 0, 1);
     let t1 = Instant::now();
     let prev_iteration: i64 = session.iterations()?.last().map(|x| x.0).unwrap_or(0);
-    let ranking = learn::rank(&it.scores, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ (prev_iteration as u64 + 1));
+    let ranking = learn::rank(
+        &it.scores,
+        strategy,
+        &elig,
+        Some((&p.engine.emb, &p.engine.pool_rows)),
+        settings.batch,
+        settings.seed ^ (prev_iteration as u64 + 1),
+    );
     let rank_ms = t1.elapsed().as_secs_f64() * 1e3;
     // The person's decisions on the previous model's predictions.
-    let decided: Vec<_> = labels.iter().filter(|l| l.source == Source::Person && l.iteration == prev_iteration && l.predicted.is_some()).collect();
+    let decided: Vec<_> =
+        labels.iter().filter(|l| l.source == Source::Person && l.iteration == prev_iteration && l.predicted.is_some()).collect();
     let kept = decided.iter().filter(|l| l.predicted == Some(l.label)).count();
     let k = p.engine.k;
     let mut per_class = vec![0usize; k];
@@ -356,7 +376,8 @@ pub fn iterate(session: &Session, p: &Prepared, strategy: Strategy, head_path: &
     for &c in &it.scores.pred {
         predicted_counts[c as usize] += 1;
     }
-    let mean_entropy = if it.scores.is_empty() { 0.0 } else { it.scores.entropy.iter().map(|&e| e as f64).sum::<f64>() / it.scores.len() as f64 };
+    let mean_entropy =
+        if it.scores.is_empty() { 0.0 } else { it.scores.entropy.iter().map(|&e| e as f64).sum::<f64>() / it.scores.len() as f64 };
     let mut record = IterationRecord {
         iteration: 0,
         labels: pairs.len(),

@@ -21,15 +21,47 @@ fn label_a_batch_quit_resume_hangup() {
     }
     let d = tempfile::tempdir().unwrap();
     let data = write(d.path(), "data.csv", demo_head(300).as_bytes());
-    let o = labelrest(d.path(), &["new", "e2e", "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", demo("test.csv").to_str().unwrap()]);
+    let o = labelrest(
+        d.path(),
+        &[
+            "new",
+            "e2e",
+            "--data",
+            data.to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--test",
+            demo("test.csv").to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success(), "the test set has labels outside the first 300 rows' set");
-    let o = labelrest(d.path(), &["new", "e2e", "--data", demo("train.csv").to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", demo("test.csv").to_str().unwrap()]);
+    let o = labelrest(
+        d.path(),
+        &[
+            "new",
+            "e2e",
+            "--data",
+            demo("train.csv").to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--test",
+            demo("test.csv").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let name = format!("lr-e2e-{}", std::process::id());
     let sock = d.path().join("tmux.sock");
     let sock = sock.to_str().unwrap();
     let bin = env!("CARGO_BIN_EXE_labelrest");
-    let cmd = format!("LABELREST_LOG={}/log NO_COLOR=1 {bin} --sessions {} label e2e; echo EXITED $?; sleep 60", d.path().display(), d.path().display());
+    let cmd = format!(
+        "LABELREST_LOG={}/log NO_COLOR=1 {bin} --sessions {} label e2e; echo EXITED $?; sleep 60",
+        d.path().display(),
+        d.path().display()
+    );
     let run = |cmd: &str| {
         let st = Command::new("tmux").args(["-S", sock, "new-session", "-d", "-s", &name, "-x", "100", "-y", "30", cmd]).status().unwrap();
         assert!(st.success());

@@ -9,8 +9,10 @@ fn model_dir() -> PathBuf {
 
 #[test]
 fn embeddings_match_sentence_transformers() {
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference_embeddings.json")).unwrap()).unwrap();
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference_embeddings.json")).unwrap(),
+    )
+    .unwrap();
     let items = refs["items"].as_array().unwrap();
     let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
     assert!(texts.contains(&""), "the fixture has the empty text");

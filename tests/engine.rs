@@ -28,7 +28,9 @@ fn zero_shot_reads_label_names_and_the_head_learns() {
         "How much is the exchange rate for pounds today?",
     ];
     let emb = enc.embed(&texts, |_, _| {}).unwrap();
-    let engine = Engine::new(Arc::new(Matrix::owned(emb, 384)), (0..6).collect(), vec![3, 4, 5], vec![0, 1, 2], le, 3, EngineConfig::default()).unwrap();
+    let engine =
+        Engine::new(Arc::new(Matrix::owned(emb, 384)), (0..6).collect(), vec![3, 4, 5], vec![0, 1, 2], le, 3, EngineConfig::default())
+            .unwrap();
     let z = engine.iterate(&[]).unwrap();
     assert_eq!(z.scores.pred, vec![0, 1, 2, 0, 1, 2], "zero-shot from label names");
     assert_eq!(z.test.as_ref().unwrap().accuracy, 1.0);
@@ -77,14 +79,21 @@ fn embedding_cache_resumes_after_an_interruption() {
     small.batch_tokens = 512; // small batches, so the interruption lands mid-way
     let cancel = AtomicBool::new(false);
     let mut batches = 0;
-    let r = model::embed_cached(d.path(), "k", &small, &refs, &mut |_, done, _| {
-        if done > 0 {
-            batches += 1;
-        }
-        if batches == 3 {
-            cancel.store(true, Ordering::SeqCst);
-        }
-    }, &cancel);
+    let r = model::embed_cached(
+        d.path(),
+        "k",
+        &small,
+        &refs,
+        &mut |_, done, _| {
+            if done > 0 {
+                batches += 1;
+            }
+            if batches == 3 {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        },
+        &cancel,
+    );
     assert!(r.is_err(), "interrupted");
     let cache = model::Cache::open(d.path(), "k", 300, 384).unwrap();
     let missing = cache.missing().len();
@@ -92,9 +101,16 @@ fn embedding_cache_resumes_after_an_interruption() {
     drop(cache);
     // The next run embeds only what is missing, and the result is the same as in one go.
     let mut first_done = None;
-    let m = model::embed_cached(d.path(), "k", &small, &refs, &mut |_, done, _| {
-        first_done.get_or_insert(done);
-    }, &AtomicBool::new(false))
+    let m = model::embed_cached(
+        d.path(),
+        "k",
+        &small,
+        &refs,
+        &mut |_, done, _| {
+            first_done.get_or_insert(done);
+        },
+        &AtomicBool::new(false),
+    )
     .unwrap();
     assert_eq!(first_done, Some(300 - missing));
     assert!(matches!(m, Matrix::Mapped { .. }), "a complete cache is memory-mapped");
@@ -135,7 +151,8 @@ fn export_every_row_with_its_source() {
     // Filters.
     let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("mine.jsonl").to_str().unwrap(), "--only-labelled"]);
     assert!(o.status.success());
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(d.path().join("mine.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(d.path().join("mine.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["source"], "person");
     let threshold = 0.3f32;
@@ -186,12 +203,32 @@ fn predict_a_new_file_with_the_session_model() {
 fn simulate_writes_curves_plot_and_table() {
     let d = tempfile::tempdir().unwrap();
     let train = write(d.path(), "train.csv", demo_head(400).as_bytes());
-    let labels: std::collections::HashSet<String> = csv::Reader::from_path(&train).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
+    let labels: std::collections::HashSet<String> =
+        csv::Reader::from_path(&train).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
     let t = std::fs::read_to_string(demo("test.csv")).unwrap();
     let test_lines: Vec<&str> = t.lines().skip(1).filter(|l| labels.contains(l.rsplit(',').next().unwrap())).take(100).collect();
     let test = write(d.path(), "test.csv", format!("text,label\n{}\n", test_lines.join("\n")).as_bytes());
     let out = d.path().join("out");
-    let o = labelrest(d.path(), &["simulate", "--train", train.to_str().unwrap(), "--test", test.to_str().unwrap(), "--strategy", "margin,random", "--seeds", "2", "--max-labels", "30", "--name", "demo", "--out", out.to_str().unwrap()]);
+    let o = labelrest(
+        d.path(),
+        &[
+            "simulate",
+            "--train",
+            train.to_str().unwrap(),
+            "--test",
+            test.to_str().unwrap(),
+            "--strategy",
+            "margin,random",
+            "--seeds",
+            "2",
+            "--max-labels",
+            "30",
+            "--name",
+            "demo",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: Vec<csv::StringRecord> = csv::Reader::from_path(out.join("curves.csv")).unwrap().records().map(|r| r.unwrap()).collect();
     // 2 strategies x 2 seeds x (zero-shot + 3 batches).

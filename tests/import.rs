@@ -15,7 +15,21 @@ fn no_sessions_left(dir: &std::path::Path) {
 #[test]
 fn imports_csv_with_gold_and_test() {
     let d = tempfile::tempdir().unwrap();
-    let o = labelrest(d.path(), &["new", "bank", "--data", demo("train.csv").to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", demo("test.csv").to_str().unwrap()]);
+    let o = labelrest(
+        d.path(),
+        &[
+            "new",
+            "bank",
+            "--data",
+            demo("train.csv").to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--test",
+            demo("test.csv").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("2000 rows, 77 labels"), "{}", stdout(&o));
     let s = Session::open_read_only(d.path(), "bank").unwrap();
@@ -42,9 +56,16 @@ fn imports_seed_labels_tsv_jsonl_and_labels_file() {
     assert_eq!(rows[0].text, "I'm home \"soon\"");
     assert_eq!(s.labels().unwrap().len(), 2);
 
-    let jl = write(d.path(), "x.jsonl", "{\"body\": \"caf\u{e9} \u{92}ok\u{92}\", \"y\": \"a\"}\n\n{\"body\": \"second\", \"y\": null}\n".as_bytes());
+    let jl = write(
+        d.path(),
+        "x.jsonl",
+        "{\"body\": \"caf\u{e9} \u{92}ok\u{92}\", \"y\": \"a\"}\n\n{\"body\": \"second\", \"y\": null}\n".as_bytes(),
+    );
     let lf = write(d.path(), "labels.txt", b"# comment\na\tthe first kind\nb\n");
-    let o = labelrest(d.path(), &["new", "j", "--data", jl.to_str().unwrap(), "--text-col", "body", "--label-col", "y", "--labels-file", lf.to_str().unwrap()]);
+    let o = labelrest(
+        d.path(),
+        &["new", "j", "--data", jl.to_str().unwrap(), "--text-col", "body", "--label-col", "y", "--labels-file", lf.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let s = Session::open_read_only(d.path(), "j").unwrap();
     // Stored exactly as given, control characters included.
@@ -87,33 +108,69 @@ fn missing_file() {
 
 #[test]
 fn unknown_column_lists_columns() {
-    refused(&["new", "s", "--data", "DIR/a.csv", "--text-col", "body", "--labels", "a,b"], &[("a.csv", b"text,label\nhi,a\n")], &["a.csv:1", "no text column 'body'", "text, label"]);
-    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "y"], &[("a.csv", b"text,label\nhi,a\n")], &["no label column 'y'", "text, label"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--text-col", "body", "--labels", "a,b"],
+        &[("a.csv", b"text,label\nhi,a\n")],
+        &["a.csv:1", "no text column 'body'", "text, label"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "y"],
+        &[("a.csv", b"text,label\nhi,a\n")],
+        &["no label column 'y'", "text, label"],
+    );
 }
 
 #[test]
 fn unbalanced_quote() {
     // In the middle: the record swallows the next lines and has too few fields.
-    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text,label\nfine,a\n\"broken,a\nmore,b\nlast,a\n")], &["a.csv:3", "malformed CSV"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"text,label\nfine,a\n\"broken,a\nmore,b\nlast,a\n")],
+        &["a.csv:3", "malformed CSV"],
+    );
     // At the end: the quote runs to the end of the file.
-    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"], &[("a.csv", b"text,label\nfine,a\nbad,\"a\n\n")], &["a.csv:3", "unbalanced quote"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"],
+        &[("a.csv", b"text,label\nfine,a\nbad,\"a\n\n")],
+        &["a.csv:3", "unbalanced quote"],
+    );
 }
 
 #[test]
 fn malformed_jsonl() {
-    refused(&["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"], &[("a.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"oops\n")], &["a.jsonl:2:", "malformed JSON"]);
-    refused(&["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"], &[("a.jsonl", b"{\"txt\": \"ok\"}\n")], &["a.jsonl:1", "no text field 'text'", "txt"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"],
+        &[("a.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"oops\n")],
+        &["a.jsonl:2:", "malformed JSON"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"],
+        &[("a.jsonl", b"{\"txt\": \"ok\"}\n")],
+        &["a.jsonl:1", "no text field 'text'", "txt"],
+    );
 }
 
 #[test]
 fn invalid_utf8_names_line_and_offset() {
-    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text,label\nfine,a\nbad \xff here,b\n")], &["a.csv:3", "invalid UTF-8 at byte offset 22"]);
-    refused(&["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"], &[("a.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"b\xc3\"}\n")], &["a.jsonl:2", "invalid UTF-8 at byte offset 26"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"text,label\nfine,a\nbad \xff here,b\n")],
+        &["a.csv:3", "invalid UTF-8 at byte offset 22"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.jsonl", "--labels", "a,b"],
+        &[("a.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"b\xc3\"}\n")],
+        &["a.jsonl:2", "invalid UTF-8 at byte offset 26"],
+    );
 }
 
 #[test]
 fn seed_label_not_in_set() {
-    refused(&["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"], &[("a.csv", b"text,label\none,a\ntwo,c\n")], &["a.csv:3", "label 'c' is not in the label set"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"],
+        &[("a.csv", b"text,label\none,a\ntwo,c\n")],
+        &["a.csv:3", "label 'c' is not in the label set"],
+    );
     refused(
         &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b", "--test", "DIR/t.csv"],
         &[("a.csv", b"text\none\n"), ("t.csv", b"text,label\nx,a\ny,zzz\n")],

@@ -204,7 +204,10 @@ fn sigkill_loses_no_acknowledged_label() {
             // A later, unacknowledged write to the same row may have landed too.
             assert!(g.is_some(), "round {round}: acknowledged row {row} lost (killed after {n})");
             if g != Some(*label) {
-                let later: Vec<u32> = (n as u64..200).filter(|i| 1 + (i * 7 + round * 13) % 200 == *row as u64).map(|i| ((i + round) % names.len() as u64) as u32).collect();
+                let later: Vec<u32> = (n as u64..200)
+                    .filter(|i| 1 + (i * 7 + round * 13) % 200 == *row as u64)
+                    .map(|i| ((i + round) % names.len() as u64) as u32)
+                    .collect();
                 assert!(later.contains(&g.unwrap()), "round {round}: row {row} has {g:?}, acknowledged {label}");
             }
         }

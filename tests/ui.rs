@@ -28,7 +28,18 @@ fn session(dir: &std::path::Path, n: usize, test: bool) -> Session {
         }
     }
     let lf = write(dir, "labels.txt", (names.join("\n") + "\n").as_bytes());
-    let mut args = vec!["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--labels-file", lf.to_str().unwrap()];
+    let mut args = vec![
+        "new",
+        "s",
+        "--data",
+        f.to_str().unwrap(),
+        "--label-col",
+        "label",
+        "--label-col-is",
+        "gold",
+        "--labels-file",
+        lf.to_str().unwrap(),
+    ];
     if test {
         args.extend(["--test", tf.to_str().unwrap()]);
     }
@@ -211,7 +222,8 @@ fn pick_skip_undo_relabel_describe_export() {
     assert_eq!(app.view, View::All);
     assert_eq!(app.all_list.len(), 100);
     app.handle(Action::SortConfidence);
-    let c: Vec<f32> = app.all_list.iter().filter(|&&i| app.labels[i as usize].is_none()).map(|&i| app.prediction(i as usize).unwrap().1).collect();
+    let c: Vec<f32> =
+        app.all_list.iter().filter(|&&i| app.labels[i as usize].is_none()).map(|&i| app.prediction(i as usize).unwrap().1).collect();
     assert!(c.windows(2).all(|w| w[0] <= w[1]), "least sure first");
     app.handle(Action::Filter);
     app.handle(Action::Confirm); // the first label

@@ -69,7 +69,12 @@ impl Cache {
     /// Opens (or creates) the cache for `n` rows of `dim` floats.
     pub fn open(dir: &Path, hash: &str, n: usize, dim: usize) -> Result<Cache> {
         let (data_path, done_path) = Self::paths(dir, hash);
-        let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&data_path)
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data_path)
             .with_context(|| format!("cannot open embedding cache {}", data_path.display()))?;
         let want = (n * dim * 4) as u64;
         let have = data.metadata()?.len();

@@ -60,11 +60,15 @@ impl Encoder {
     pub fn load(dir: &Path, device: &Device) -> Result<Encoder> {
         for f in ["config.json", "tokenizer.json", "model.safetensors"] {
             if !dir.join(f).exists() {
-                bail!("model folder {} has no {f} (a Hugging Face BERT folder needs config.json, tokenizer.json and model.safetensors)", dir.display());
+                bail!(
+                    "model folder {} has no {f} (a Hugging Face BERT folder needs config.json, tokenizer.json and model.safetensors)",
+                    dir.display()
+                );
             }
         }
         let cfg_text = std::fs::read_to_string(dir.join("config.json"))?;
-        let config: Config = serde_json::from_str(&cfg_text).with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
+        let config: Config =
+            serde_json::from_str(&cfg_text).with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
         let raw: serde_json::Value = serde_json::from_str(&cfg_text)?;
         let max_pos = raw.get("max_position_embeddings").and_then(|v| v.as_u64()).unwrap_or(512) as usize;
         let max_len = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
@@ -79,12 +83,11 @@ impl Encoder {
         // changed while labelrest runs.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, device)? };
         let model = BertModel::load(vb, &config).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?;
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("{}: {e}", dir.join("tokenizer.json").display()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("{}: {e}", dir.join("tokenizer.json").display()))?;
         // The bundled tokenizer.json pads to 128; we pad per batch ourselves.
         tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| anyhow!("{e}"))?;
+        tokenizer.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(|e| anyhow!("{e}"))?;
         let hash = model_hash(dir)?;
         // Tokens per forward pass (padding included); LABELREST_BATCH_TOKENS overrides.
         let batch_tokens = std::env::var("LABELREST_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);

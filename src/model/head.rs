@@ -168,10 +168,8 @@ impl Head {
         } else {
             (Var::zeros((dim, k), DType::F32, &dev)?, Var::zeros(k, DType::F32, &dev)?)
         };
-        let mut opt = AdamW::new(
-            vec![w.clone(), b.clone()],
-            ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() },
-        )?;
+        let mut opt =
+            AdamW::new(vec![w.clone(), b.clone()], ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
         for epoch in 0..cfg.epochs {
             let logits = xt.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
@@ -247,11 +245,8 @@ fn normalised_weights(init: &Head, x: &[f32], y: &[u32], row_weight: &[f32], cfg
     }
     let present = wsum.iter().filter(|&&c| c > 0.0).count().max(1) as f32;
     let total: f32 = wsum.iter().sum();
-    let mut weights: Vec<f32> = y
-        .iter()
-        .zip(row_weight)
-        .map(|(&l, &rw)| if cfg.class_weights { rw * total / (present * wsum[l as usize]) } else { rw })
-        .collect();
+    let mut weights: Vec<f32> =
+        y.iter().zip(row_weight).map(|(&l, &rw)| if cfg.class_weights { rw * total / (present * wsum[l as usize]) } else { rw }).collect();
     let s: f32 = weights.iter().sum();
     if !(s > 0.0) || !s.is_finite() {
         bail!("the training rows have no weight");
@@ -326,7 +321,15 @@ mod tests {
         let init = Head { dim, k, w: (0..dim * k).map(|_| rng.gen_range(-0.5..0.5)).collect(), b: vec![0.1; k] };
         for cfg in [
             HeadConfig { epochs: 30, ..Default::default() },
-            HeadConfig { epochs: 30, prior_init: true, weight_decay: 0.01, anchor: 0.05, class_weights: true, lr: 0.05, ..Default::default() },
+            HeadConfig {
+                epochs: 30,
+                prior_init: true,
+                weight_decay: 0.01,
+                anchor: 0.05,
+                class_weights: true,
+                lr: 0.05,
+                ..Default::default()
+            },
         ] {
             let fast = Head::train(&init, &x, &y, &rw, &cfg).unwrap();
             let slow = Head::train_candle(&init, &x, &y, &rw, &cfg).unwrap();

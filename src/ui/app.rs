@@ -58,9 +58,17 @@ pub enum PickerPurpose {
 pub enum Overlay {
     None,
     Help,
-    Picker { purpose: PickerPurpose, query: String, selected: usize, matches: Vec<u32> },
+    Picker {
+        purpose: PickerPurpose,
+        query: String,
+        selected: usize,
+        matches: Vec<u32>,
+    },
     /// Editing a label's description (from the picker, with Tab).
-    Describe { label: u32, text: String },
+    Describe {
+        label: u32,
+        text: String,
+    },
 }
 
 /// Everything a key can do.
@@ -307,10 +315,8 @@ impl App {
     }
 
     fn rebuild_lists(&mut self) {
-        let selected: Vec<Option<u32>> = [View::Queue, View::Labelled, View::All]
-            .iter()
-            .map(|&v| self.list(v).get(self.cursor[v.index()]).copied())
-            .collect();
+        let selected: Vec<Option<u32>> =
+            [View::Queue, View::Labelled, View::All].iter().map(|&v| self.list(v).get(self.cursor[v.index()]).copied()).collect();
         let skipped: HashSet<u32> = self.skipped.iter().copied().collect();
         let mut seen = vec![false; self.row_ids.len()];
         let mut queue: Vec<u32> = Vec::with_capacity(self.ranking.len());
@@ -347,7 +353,11 @@ impl App {
             };
             all.sort_by(|&a, &b| {
                 let o = conf(a).partial_cmp(&conf(b)).unwrap_or(std::cmp::Ordering::Equal);
-                if self.all_sort == 1 { o.then(a.cmp(&b)) } else { o.reverse().then(a.cmp(&b)) }
+                if self.all_sort == 1 {
+                    o.then(a.cmp(&b))
+                } else {
+                    o.reverse().then(a.cmp(&b))
+                }
             });
         }
         self.all_list = all;

@@ -136,7 +136,11 @@ impl KeyMap {
         let f: File = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
         for (name, keys) in f.keys {
             let Some(a) = action(&name) else {
-                bail!("{}: unknown action '{name}'; the actions are: {}", path.display(), ACTIONS.iter().map(|a| a.0).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "{}: unknown action '{name}'; the actions are: {}",
+                    path.display(),
+                    ACTIONS.iter().map(|a| a.0).collect::<Vec<_>>().join(", ")
+                );
             };
             map.normal.retain(|_, v| *v != a);
             for k in keys {

@@ -21,19 +21,35 @@ impl Theme {
         Theme { color: std::env::var_os("NO_COLOR").map(|v| v.is_empty()).unwrap_or(true) }
     }
     fn fg(&self, c: Color) -> Style {
-        if self.color { Style::default().fg(c) } else { Style::default() }
+        if self.color {
+            Style::default().fg(c)
+        } else {
+            Style::default()
+        }
     }
     fn selected(&self) -> Style {
         Style::default().add_modifier(Modifier::REVERSED)
     }
     fn batch(&self) -> Style {
-        if self.color { Style::default().fg(Color::Yellow) } else { Style::default().add_modifier(Modifier::BOLD) }
+        if self.color {
+            Style::default().fg(Color::Yellow)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD)
+        }
     }
     fn dim(&self) -> Style {
-        if self.color { Style::default().fg(Color::DarkGray) } else { Style::default() }
+        if self.color {
+            Style::default().fg(Color::DarkGray)
+        } else {
+            Style::default()
+        }
     }
     fn error(&self) -> Style {
-        if self.color { Style::default().fg(Color::Red).add_modifier(Modifier::BOLD) } else { Style::default().add_modifier(Modifier::BOLD) }
+        if self.color {
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::default().add_modifier(Modifier::BOLD)
+        }
     }
 }
 
@@ -47,10 +63,22 @@ pub struct Areas {
 }
 
 pub fn areas(area: Rect) -> Areas {
-    let detail_h = if area.height >= 20 { 5 } else if area.height >= 14 { 4 } else { 0 };
+    let detail_h = if area.height >= 20 {
+        5
+    } else if area.height >= 14 {
+        4
+    } else {
+        0
+    };
     let [header, body, detail, footer] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(detail_h), Constraint::Length(1)]).areas(area);
-    let side_w = if area.width >= 110 { 32 } else if area.width >= 72 { 25 } else { 0 };
+    let side_w = if area.width >= 110 {
+        32
+    } else if area.width >= 72 {
+        25
+    } else {
+        0
+    };
     let (table, side) = if side_w > 0 {
         let [t, s] = Layout::horizontal([Constraint::Min(20), Constraint::Length(side_w)]).areas(body);
         (t, Some(s))
@@ -180,7 +208,13 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     // Column widths: marker+number, text, label, prob, entropy.
     let digits = list.len().max(1).to_string().len().max(2);
     let num_w = digits + 1;
-    let label_w = if inner_w >= 70 { 24 } else if inner_w >= 44 { 15 } else { 10 };
+    let label_w = if inner_w >= 70 {
+        24
+    } else if inner_w >= 44 {
+        15
+    } else {
+        10
+    };
     let num_cols = if inner_w >= 40 { 10 } else { 0 };
     let text_w = inner_w.saturating_sub(num_w + label_w + num_cols + 2 + if num_cols > 0 { 2 } else { 0 }).max(4);
     let label_head = match app.view {
@@ -202,7 +236,13 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         let pos = start + pos;
         let i = i as usize;
         let sel = pos == app.cursor();
-        let marker = if sel { "▶" } else if pos < batch_n { "•" } else { " " };
+        let marker = if sel {
+            "▶"
+        } else if pos < batch_n {
+            "•"
+        } else {
+            " "
+        };
         let pred = app.prediction(i);
         let label_text = match app.view {
             View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
@@ -252,7 +292,8 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             View::Labelled => "no labels yet: press Tab for the queue",
             View::All => "no rows match the filter (f clears it)",
         };
-        let inner = Rect { x: area.x + 2, y: area.y + 2, width: area.width.saturating_sub(4), height: 1.min(area.height.saturating_sub(3)) };
+        let inner =
+            Rect { x: area.x + 2, y: area.y + 2, width: area.width.saturating_sub(4), height: 1.min(area.height.saturating_sub(3)) };
         f.render_widget(Paragraph::new(msg).style(theme.dim()), inner);
     }
 }
@@ -278,15 +319,11 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let hist = &app.history[app.history.len().saturating_sub(room)..];
     for h in hist {
         let kept = h.kept_rate().map(|k| format!("{:>3.0}%", k * 100.0)).unwrap_or_else(|| "   -".into());
-        let pct = |v: Option<f64>| v.map(|a| if a >= 0.9995 { "100".to_string() } else { format!("{:.1}", a * 100.0) }).unwrap_or_else(|| "-".into());
+        let pct = |v: Option<f64>| {
+            v.map(|a| if a >= 0.9995 { "100".to_string() } else { format!("{:.1}", a * 100.0) }).unwrap_or_else(|| "-".into())
+        };
         let s = if gold {
-            format!(
-                "{:>3}{:>4} {:>4} {:>4} {kept}",
-                h.iteration,
-                h.labels,
-                pct(h.accuracy),
-                pct(h.macro_f1),
-            )
+            format!("{:>3}{:>4} {:>4} {:>4} {kept}", h.iteration, h.labels, pct(h.accuracy), pct(h.macro_f1),)
         } else {
             format!("{:>3}{:>4} {kept} {:>4.2}", h.iteration, h.labels, h.mean_entropy)
         };
@@ -426,7 +463,11 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, que
             let p = probs.iter().find(|x| x.0 == l).map(|x| format!(" {:.2}", x.1)).unwrap_or_default();
             let d = app.label_descriptions[l as usize].as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
             let s = cut(&format!(" {}{p}{d}", app.label_names[l as usize]), w);
-            if pos == selected { Line::styled(s, theme.selected()) } else { Line::raw(s) }
+            if pos == selected {
+                Line::styled(s, theme.selected())
+            } else {
+                Line::raw(s)
+            }
         })
         .collect();
     if lines.is_empty() {
@@ -439,6 +480,7 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, que
 fn draw_describe(f: &mut Frame, app: &App, area: Rect, label: u32, text: &str, _theme: Theme) {
     let r = centered(area, 64.min(area.width.saturating_sub(2)), 5);
     f.render_widget(Clear, r);
-    let block = Block::default().borders(Borders::ALL).title(format!(" Describe '{}' (Enter save · Esc cancel) ", app.label_names[label as usize]));
+    let block =
+        Block::default().borders(Borders::ALL).title(format!(" Describe '{}' (Enter save · Esc cancel) ", app.label_names[label as usize]));
     f.render_widget(Paragraph::new(format!("{text}▏")).wrap(Wrap { trim: false }).block(block), r);
 }
