@@ -208,9 +208,12 @@ pub struct SimulateArgs {
     pub model: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Output folder: curves.csv, curves.svg, curves.png, table.md (and an embedding cache).
+    /// Output folder: curves.csv, curves.svg, curves.png, table.md.
     #[arg(long)]
     pub out: PathBuf,
+    /// Embedding cache folder (default OUT/cache); share one between runs on the same data.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -449,6 +452,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         max_labels: a.max_labels,
         seeds: a.seeds.max(1),
         zero_shot: a.zero_shot == "on",
+        cache: a.cache.clone().unwrap_or_else(|| a.out.join("cache")),
         out: a.out.clone(),
         model: a.model.unwrap_or_else(|| worker::model_dir("bundled")),
         device: a.device,

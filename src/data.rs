@@ -308,15 +308,7 @@ where
             Some(serde_json::Value::String(t)) => t.clone(),
             Some(serde_json::Value::Null) => String::new(),
             Some(other) => return Err(DataError::new(path, Some(line), None, format!("field '{}' is not a string: {other}", cols.text))),
-            None => {
-                let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
-                return Err(DataError::new(
-                    path,
-                    Some(line),
-                    None,
-                    format!("no text field '{}'; the fields are: {}", cols.text, keys.join(", ")),
-                ));
-            }
+            None => return Err(missing_field(path, line, obj, "text", &cols.text)),
         };
         let label = match &cols.label {
             None => None,
@@ -326,20 +318,17 @@ where
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                 Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
                 Some(other) => return Err(DataError::new(path, Some(line), None, format!("field '{l}' is not a label: {other}"))),
-                None => {
-                    let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
-                    return Err(DataError::new(
-                        path,
-                        Some(line),
-                        None,
-                        format!("no label field '{l}'; the fields are: {}", keys.join(", ")),
-                    ));
-                }
+                None => return Err(missing_field(path, line, obj, "label", l)),
             },
         };
         emit(Record { line, text, label }, stats)?;
     }
     Ok(())
+}
+
+fn missing_field(path: &Path, line: u64, obj: &serde_json::Map<String, serde_json::Value>, what: &str, name: &str) -> DataError {
+    let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+    DataError::new(path, Some(line), None, format!("no {what} field '{name}'; the fields are: {}", keys.join(", ")))
 }
 
 /// A label and its optional description, as given by `--labels-file`.

@@ -24,6 +24,7 @@ pub struct SimOptions {
     pub seeds: usize,
     pub zero_shot: bool,
     pub out: PathBuf,
+    pub cache: PathBuf,
     pub model: PathBuf,
     pub device: String,
     pub labels_file: Option<PathBuf>,
@@ -127,7 +128,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let encoder = Encoder::load(&opts.model, &dev)?;
     let texts: Vec<&str> = train.texts.iter().chain(test.texts.iter()).map(|s| s.as_str()).collect();
     let t = Instant::now();
-    let emb = embed_cached(&opts.out.join("cache"), &encoder, &texts, opts.quiet)?;
+    let emb = embed_cached(&opts.cache, &encoder, &texts, opts.quiet)?;
     if !opts.quiet {
         eprintln!(
             "{dataset}: {} train + {} test rows embedded in {:.1}s, {k} labels",

@@ -1,5 +1,6 @@
 //! The model: the candle encoder, the embedding cache, the classifier head.
 
+pub mod bert;
 pub mod cache;
 pub mod encoder;
 pub mod head;
