@@ -211,6 +211,9 @@ pub struct SimulateArgs {
     /// Output folder: curves.csv, curves.svg, curves.png, table.md.
     #[arg(long)]
     pub out: PathBuf,
+    /// After the last batch, also fine-tune the encoder (finetune or contrastive) and measure again.
+    #[arg(long, value_enum, default_value = "head")]
+    pub mode: crate::model::finetune::Mode,
     /// Embedding cache folder (default OUT/cache); share one between runs on the same data.
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -453,6 +456,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         seeds: a.seeds.max(1),
         zero_shot: a.zero_shot == "on",
         cache: a.cache.clone().unwrap_or_else(|| a.out.join("cache")),
+        mode: a.mode,
         out: a.out.clone(),
         model: a.model.unwrap_or_else(|| worker::model_dir("bundled")),
         device: a.device,

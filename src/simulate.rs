@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::data::{self, Columns, Format, LabelDef};
 use crate::learn::{self, Engine, EngineConfig, SelfTraining, Strategy};
+use crate::model::finetune::{self, FinetuneConfig, Mode};
 use crate::model::{self, Encoder, Matrix};
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct SimOptions {
     pub pseudo_per_class: usize,
     pub pseudo_weight: f32,
     pub head: crate::model::HeadConfig,
+    /// After the last batch: fine-tune the encoder this way and measure again.
+    pub mode: crate::model::finetune::Mode,
     pub quiet: bool,
 }
 
@@ -152,7 +155,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let mut points = Vec::new();
     for &strategy in &opts.strategies {
         for seed in 0..opts.seeds {
-            let curve = run_one(&engine, &train_y, strategy, seed as u64, opts)?;
+            let (curve, pairs, head) = run_one(&engine, &train_y, strategy, seed as u64, opts)?;
             for (labels, acc, f1, secs) in curve {
                 points.push(Point {
                     dataset: dataset.clone(),
@@ -176,14 +179,105 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
                     );
                 }
             }
+            if let (true, Some(head)) = (opts.mode != Mode::Head, head) {
+                let t = Instant::now();
+                let (acc, f1) =
+                    finetuned_accuracy(opts, &encoder, &texts, n_train, &labels, &engine, &pairs, &head, seed as u64, &dataset)?;
+                points.push(Point {
+                    dataset: dataset.clone(),
+                    strategy: format!("{}+{}", strategy.name(), opts.mode.name()),
+                    seed,
+                    labels: pairs.len(),
+                    accuracy: acc,
+                    macro_f1: f1,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+                if !opts.quiet {
+                    eprintln!(
+                        "{dataset} {}+{} seed {seed}: {} labels, accuracy {acc:.3}, macro-F1 {f1:.3} in {:.0}s",
+                        strategy.name(),
+                        opts.mode.name(),
+                        pairs.len(),
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+            }
         }
     }
     write_outputs(&opts.out, &points)?;
     Ok(points)
 }
 
+/// Fine-tunes the encoder on the labelled rows, embeds everything again with
+/// it, refits the head on the same labels, and scores the held-out set.
+#[allow(clippy::too_many_arguments)]
+fn finetuned_accuracy(
+    opts: &SimOptions,
+    encoder: &Encoder,
+    texts: &[&str],
+    n_train: usize,
+    labels: &[LabelDef],
+    engine: &Engine,
+    pairs: &[(usize, u32)],
+    head: &crate::model::Head,
+    seed: u64,
+    dataset: &str,
+) -> Result<(f64, f64)> {
+    let dev = model::device(&opts.device)?;
+    let lt: Vec<&str> = pairs.iter().map(|&(i, _)| texts[i]).collect();
+    let ly: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
+    let mut cfg = FinetuneConfig::for_mode(opts.mode);
+    cfg.seed = seed;
+    let cancel = AtomicBool::new(false);
+    let quiet = opts.quiet;
+    let vars = finetune::finetune(
+        &opts.model,
+        &dev,
+        encoder,
+        &lt,
+        &ly,
+        head,
+        opts.mode,
+        &cfg,
+        &mut |step, steps, loss| {
+            if !quiet && (step == steps || step % 10 == 0) {
+                eprintln!("{dataset} fine-tune ({}) step {step}/{steps} loss {loss:.4}", opts.mode.name());
+            }
+        },
+        &cancel,
+    )?;
+    let dir = opts.out.join(format!("encoder-{}-{seed}", opts.mode.name()));
+    crate::model::bert::save_model_dir(&vars, &opts.model, &dir)?;
+    let tuned = Encoder::load(&dir, &dev)?;
+    let emb = embed_cached(&opts.cache, &tuned, texts, opts.quiet)?;
+    let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+    let label_emb = tuned.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+    let e2 = Engine::new(
+        Arc::new(emb),
+        (0..n_train).collect(),
+        (n_train..texts.len()).collect(),
+        engine.test_gold.clone(),
+        label_emb,
+        engine.k,
+        engine.cfg.clone(),
+    )?;
+    let it = e2.iterate(pairs)?;
+    let m = it.test.unwrap_or_default();
+    // The fine-tuned weights are large; keep only the figures.
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((m.accuracy, m.macro_f1))
+}
+
 /// One simulated session: returns (labels, accuracy, macro-F1, seconds of the iteration).
-fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &SimOptions) -> Result<Vec<(usize, f64, f64, f64)>> {
+type Curve = Vec<(usize, f64, f64, f64)>;
+
+fn run_one(
+    engine: &Engine,
+    gold: &[u32],
+    strategy: Strategy,
+    seed: u64,
+    opts: &SimOptions,
+) -> Result<(Curve, Vec<(usize, u32)>, Option<crate::model::Head>)> {
     let n = engine.pool_len();
     // Each seed sees a different random 90% of the pool (the rest is never
     // offered), so that seeds differ even where the strategy is deterministic.
@@ -211,6 +305,7 @@ fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &
         learn::rank(&s, Strategy::Random, &eligible, None, opts.batch, seed)
     };
     let mut iteration = 0u64;
+    let mut last_head = None;
     while pairs.len() < opts.max_labels.min(n) {
         let take = opts.batch.min(opts.max_labels - pairs.len());
         let mut added = 0;
@@ -242,8 +337,9 @@ fn run_one(engine: &Engine, gold: &[u32], strategy: Strategy, seed: u64, opts: &
         );
         let m = it.test.clone().unwrap_or_default();
         out.push((pairs.len(), m.accuracy, m.macro_f1, t.elapsed().as_secs_f64()));
+        last_head = Some(it.head);
     }
-    Ok(out)
+    Ok((out, pairs, last_head))
 }
 
 pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
@@ -304,6 +400,10 @@ pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
             let acc: Vec<f64> =
                 points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels == *a).map(|p| p.accuracy).collect();
             let f1: Vec<f64> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels == *a).map(|p| p.macro_f1).collect();
+            if acc.is_empty() {
+                s.push_str(" - | - |");
+                continue;
+            }
             let (am, asd) = mean_sd(&acc);
             let (fm, fsd) = mean_sd(&f1);
             s.push_str(&format!(" {am:.3} ± {asd:.3} | {fm:.3} ± {fsd:.3} |"));

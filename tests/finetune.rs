@@ -24,7 +24,8 @@ fn batch(enc: &Encoder, texts: &[&str]) -> (Tensor, Tensor) {
     (Tensor::from_vec(flat, (texts.len(), len), &Device::Cpu).unwrap(), Tensor::from_vec(mask, (texts.len(), len), &Device::Cpu).unwrap())
 }
 
-const TEXTS: [&str; 4] = ["How do I reset my card PIN?", "ok", "The weather is sunny today and I am going for a long walk", "Ünïcödé façade — naïve café"];
+const TEXTS: [&str; 4] =
+    ["How do I reset my card PIN?", "ok", "The weather is sunny today and I am going for a long walk", "Ünïcödé façade — naïve café"];
 
 #[test]
 fn same_embeddings_as_candle_transformers() {
@@ -72,7 +73,20 @@ fn a_training_step_reaches_and_changes_every_weight() {
     opt.step(&grads).unwrap();
     for (name, old) in before {
         let new = all[&name].as_tensor();
-        let diff: f32 = (new - &old).unwrap().abs().unwrap().max_keepdim(0).unwrap().flatten_all().unwrap().max(0).unwrap().to_dtype(DType::F32).unwrap().to_scalar().unwrap();
+        let diff: f32 = (new - &old)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_keepdim(0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(diff > 0.0, "{name} did not change");
     }
 }

@@ -199,7 +199,8 @@ pub fn save_model_dir(varmap: &VarMap, base: &Path, out: &Path) -> Result<()> {
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    for f in ["config.json", "tokenizer.json", "sentence_bert_config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"] {
+    for f in ["config.json", "tokenizer.json", "sentence_bert_config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
+    {
         if base.join(f).exists() {
             std::fs::copy(base.join(f), tmp.join(f))?;
         }

@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod cache;
 pub mod encoder;
+pub mod finetune;
 pub mod head;
 
 pub use cache::{Cache, Matrix};
