@@ -25,3 +25,9 @@ run trec_coarse-descriptions --train "$DATA/trec_coarse/train.csv" --test "$DATA
 for ds in banking77 trec_coarse financial_phrasebank_allagree; do
   run "$ds-noprior" --train "$DATA/$ds/train.csv" --test "$DATA/$ds/test.csv" --strategy margin --seeds 3 --prior-weight 0 --name "$ds prior=0"
 done
+# 5. Fine-tuning the encoder after the last batch (CPU: one seed each).
+for ds in banking77 trec_coarse financial_phrasebank_allagree; do
+  for mode in finetune contrastive; do
+    run "$ds-$mode" --train "$DATA/$ds/train.csv" --test "$DATA/$ds/test.csv" --strategy margin --seeds 1 --mode $mode --name "$ds"
+  done
+done

@@ -116,6 +116,9 @@ pub struct NewArgs {
     /// Device: cpu, or cuda when built with the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// How the model learns: head (default on the CPU), finetune (default on CUDA) or contrastive.
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::model::finetune::Mode>,
     /// Replace a session of the same name.
     #[arg(long)]
     pub force: bool,
@@ -358,7 +361,11 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
             batch: a.batch,
             self_training: format!("{:?}", a.self_training).to_lowercase(),
             device: a.device.clone(),
-            mode: "head".into(),
+            mode: a
+                .mode
+                .unwrap_or(if a.device == "cuda" { crate::model::finetune::Mode::Finetune } else { crate::model::finetune::Mode::Head })
+                .name()
+                .into(),
             seed: 0,
         },
     };

@@ -287,7 +287,7 @@ impl Default for EngineConfig {
             head: HeadConfig::default(),
             prior_weight: 1.0,
             self_training: SelfTraining::Auto,
-            pseudo_per_class: 40,
+            pseudo_per_class: 50,
             pseudo_weight: 0.3,
         }
     }

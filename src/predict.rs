@@ -23,7 +23,7 @@ struct Out<'a> {
 pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, text_col: &str, out: &Path) -> Result<usize> {
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
-    let dir = crate::worker::model_dir(&settings.model);
+    let dir = crate::worker::encoder_dir(session)?;
     let encoder = Encoder::load(&dir, &model::device(&settings.device)?)?;
     let head_path = session.dir.join(format!("head-{}.safetensors", encoder.hash));
     if !head_path.exists() {

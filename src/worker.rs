@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::learn::{self, Engine, EngineConfig, Scores, SelfTraining, Strategy};
+use crate::model::finetune::{self, FinetuneConfig, Mode};
 use crate::model::{self, Encoder, Head, Matrix};
 use crate::store::{Prediction, Session, Settings, Source, Split};
 
@@ -59,6 +60,9 @@ pub enum Event {
     Idle,
     /// A job failed; the last good model stays in use.
     Error(String),
+    /// The encoder fine-tune behind the head refreshes: whether one runs,
+    /// and its progress or outcome.
+    FineTune { running: bool, text: String },
 }
 
 /// One iteration's results, ready for the UI.
@@ -112,18 +116,36 @@ impl IterationRecord {
 pub enum Job {
     /// Train on the stored labels, predict, rank with this strategy.
     Retrain { strategy: Strategy },
+    /// Fine-tune the encoder now (beside the head refreshes).
+    FineTune,
+    /// Cancel the running fine-tune.
+    CancelFineTune,
 }
 
 #[derive(Default)]
 struct Slot {
     pending: Option<Job>,
     shutdown: bool,
+    /// A fine-tune was asked for.
+    finetune: bool,
+    /// A finished fine-tune, to be checked and maybe swapped in.
+    candidate: Option<Candidate>,
+}
+
+/// A fine-tuned encoder with the pool embedded by it.
+struct Candidate {
+    dir: PathBuf,
+    encoder: Encoder,
+    emb: Matrix,
+    labels: usize,
+    mode: Mode,
 }
 
 /// The UI's handle on the worker thread.
 pub struct Worker {
     slot: Arc<(Mutex<Slot>, Condvar)>,
     cancel: Arc<AtomicBool>,
+    finetune_cancel: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -135,18 +157,38 @@ impl Worker {
         let conn = session.reopen_shared()?;
         let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let cancel = Arc::new(AtomicBool::new(false));
-        let (s2, c2) = (slot.clone(), cancel.clone());
+        let finetune_cancel = Arc::new(AtomicBool::new(false));
+        let (s2, c2, f2) = (slot.clone(), cancel.clone(), finetune_cancel.clone());
         let handle = std::thread::Builder::new().name("labelrest-worker".into()).spawn(move || {
-            if let Err(e) = run(conn, s2, c2, &events) {
+            if let Err(e) = run(conn, s2, c2, f2, &events) {
                 tracing::error!("worker: {e:#}");
                 let _ = events.send(Event::Error(format!("{e:#}")));
             }
         })?;
-        Ok(Worker { slot, cancel, handle: Some(handle) })
+        Ok(Worker { slot, cancel, finetune_cancel, handle: Some(handle) })
     }
 
-    /// Asks for a job; replaces any job still waiting.
+    /// Asks for an encoder fine-tune now (it runs beside the head refreshes).
+    pub fn request_finetune(&self) {
+        let (m, cv) = &*self.slot;
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        self.finetune_cancel.store(false, Ordering::SeqCst);
+        s.finetune = true;
+        cv.notify_one();
+    }
+
+    /// Cancels a running fine-tune; labels are untouched and the current model stays.
+    pub fn cancel_finetune(&self) {
+        self.finetune_cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks for a job; a retrain replaces any retrain still waiting.
     pub fn request(&self, job: Job) {
+        match job {
+            Job::FineTune => return self.request_finetune(),
+            Job::CancelFineTune => return self.cancel_finetune(),
+            Job::Retrain { .. } => {}
+        }
         let (m, cv) = &*self.slot;
         let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
         s.pending = Some(job);
@@ -156,6 +198,7 @@ impl Worker {
     /// Stops the worker (cancelling long work) and waits for it.
     pub fn shutdown(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
+        self.finetune_cancel.store(true, Ordering::SeqCst);
         {
             let (m, cv) = &*self.slot;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,7 +251,7 @@ impl Prepared {
 /// maps it, and builds the learning engine for a session.
 pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), cancel: &AtomicBool) -> Result<Prepared> {
     let settings = session.settings()?;
-    let dir = model_dir(&settings.model);
+    let dir = encoder_dir(session)?;
     let dev = model::device(&settings.device)?;
     progress("loading model", 0, 1);
     let encoder = Encoder::load(&dir, &dev).with_context(|| format!("loading the encoder from {}", dir.display()))?;
@@ -240,6 +283,19 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
     Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone(), encoder, prompts })
 }
 
+/// The encoder a session uses: its fine-tuned one when a fine-tune was
+/// swapped in (and is still there), else the model of its settings.
+pub fn encoder_dir(session: &Session) -> Result<PathBuf> {
+    if let Some(name) = session.meta("encoder")? {
+        let d = session.dir.join(&name);
+        if d.join("model.safetensors").exists() {
+            return Ok(d);
+        }
+        tracing::warn!("fine-tuned encoder {} is missing; using the base model", d.display());
+    }
+    Ok(model_dir(&session.settings()?.model))
+}
+
 /// Embeds `texts` through the session's cache, keyed by the model hash.
 pub fn embed_rows(
     dir: &Path,
@@ -251,7 +307,13 @@ pub fn embed_rows(
     model::embed_cached(dir, &encoder.hash, encoder, texts, progress, cancel)
 }
 
-fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBool>, events: &Sender<Event>) -> Result<()> {
+fn run(
+    session: Session,
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+    cancel: Arc<AtomicBool>,
+    finetune_cancel: Arc<AtomicBool>,
+    events: &Sender<Event>,
+) -> Result<()> {
     let t = Instant::now();
     let mut progress = |stage: &str, done: usize, total: usize| {
         let _ = events.send(Event::Progress { stage: stage.to_string(), done, total });
@@ -268,7 +330,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     // The first view: the saved head's when there is one, else a fresh iteration.
     let settings = session.settings()?;
     let strategy = Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin);
-    let head_path = session.dir.join(format!("head-{}.safetensors", prepared.model_hash));
+    let mut head_path = session.dir.join(format!("head-{}.safetensors", prepared.model_hash));
     let first = match Head::load(&head_path) {
         Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
         _ => iterate(&session, &prepared, strategy, &head_path, &mut progress),
@@ -282,34 +344,258 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         }
     }
     let _ = events.send(Event::Idle);
+    let mut finetuning: Option<std::thread::JoinHandle<()>> = None;
+    // True from the start of a fine-tune until its outcome is known.
+    let finetune_active = Arc::new(AtomicBool::new(false));
+    let mut last_finetune_labels = 0usize;
     loop {
-        let job = {
+        let (job, want_finetune, candidate) = {
             let (m, cv) = &*slot;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
-            while s.pending.is_none() && !s.shutdown {
+            while s.pending.is_none() && !s.finetune && s.candidate.is_none() && !s.shutdown {
                 s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
             if s.shutdown {
+                drop(s);
+                if let Some(h) = finetuning.take() {
+                    let _ = h.join();
+                }
                 return Ok(());
             }
-            s.pending.take()
+            (s.pending.take(), std::mem::take(&mut s.finetune), s.candidate.take())
         };
-        match job {
-            Some(Job::Retrain { strategy }) => {
-                match prepared.refresh_prompts(&session).and_then(|_| iterate(&session, &prepared, strategy, &head_path, &mut progress)) {
-                    Ok(u) => {
+        if let Some(c) = candidate {
+            finetuning.take().map(|h| h.join());
+            finetune_active.store(false, Ordering::SeqCst);
+            match swap_in(&session, &mut prepared, c, strategy_of(&session), &mut progress) {
+                Ok((msg, update)) => {
+                    let _ = events.send(Event::FineTune { running: false, text: msg });
+                    if let Some(u) = update {
+                        head_path = session.dir.join(format!("head-{}.safetensors", prepared.model_hash));
                         let _ = events.send(Event::Update(Arc::new(u)));
                     }
+                }
+                Err(e) => {
+                    tracing::error!("fine-tune check failed: {e:#}");
+                    let _ = events.send(Event::Error(format!("fine-tune check failed: {e:#}")));
+                }
+            }
+        }
+        let mut start_finetune = want_finetune;
+        if let Some(Job::Retrain { strategy }) = job {
+            match prepared.refresh_prompts(&session).and_then(|_| iterate(&session, &prepared, strategy, &head_path, &mut progress)) {
+                Ok(u) => {
+                    // In a fine-tuning mode, a fine-tune follows every 50 new labels (from 20 on).
+                    let mode = Mode::parse(&session.settings()?.mode).unwrap_or(Mode::Head);
+                    if mode != Mode::Head && u.n_labels >= 20 && u.n_labels >= last_finetune_labels + 50 {
+                        start_finetune = true;
+                    }
+                    let _ = events.send(Event::Update(Arc::new(u)));
+                }
+                Err(e) => {
+                    tracing::error!("retrain failed: {e:#}");
+                    let _ = events.send(Event::Error(format!("retrain failed: {e:#}")));
+                }
+            }
+        }
+        if start_finetune {
+            if finetune_active.load(Ordering::SeqCst) {
+                let _ = events.send(Event::FineTune { running: true, text: "a fine-tune is already running".into() });
+            } else {
+                // A finished fine-tune's thread may still be on its way out.
+                finetuning.take().map(|h| h.join());
+                finetune_active.store(true, Ordering::SeqCst);
+                match start_finetune_thread(
+                    &session,
+                    &prepared,
+                    slot.clone(),
+                    finetune_cancel.clone(),
+                    finetune_active.clone(),
+                    events.clone(),
+                ) {
+                    Ok((h, n)) => {
+                        last_finetune_labels = n;
+                        finetuning = Some(h);
+                    }
                     Err(e) => {
-                        tracing::error!("retrain failed: {e:#}");
-                        let _ = events.send(Event::Error(format!("retrain failed: {e:#}")));
+                        finetune_active.store(false, Ordering::SeqCst);
+                        let _ = events.send(Event::FineTune { running: false, text: format!("no fine-tune: {e:#}") });
                     }
                 }
             }
-            None => {}
         }
         let _ = events.send(Event::Idle);
     }
+}
+
+fn strategy_of(session: &Session) -> Strategy {
+    session.settings().ok().and_then(|s| Strategy::parse(&s.strategy).ok()).unwrap_or(Strategy::Margin)
+}
+
+/// Starts a fine-tune of the base encoder on the labels so far, on its own
+/// thread; when done, it leaves a `Candidate` in the slot. Returns the thread
+/// and the number of labels it learns from.
+fn start_finetune_thread(
+    session: &Session,
+    p: &Prepared,
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+    cancel: Arc<AtomicBool>,
+    active: Arc<AtomicBool>,
+    events: Sender<Event>,
+) -> Result<(std::thread::JoinHandle<()>, usize)> {
+    let settings = session.settings()?;
+    let mode = match Mode::parse(&settings.mode)? {
+        Mode::Head => Mode::Finetune,
+        m => m,
+    };
+    let (pairs, _, _) = eligible(session, p)?;
+    if pairs.len() < 2 {
+        anyhow::bail!("label a few rows first");
+    }
+    let rows = session.rows()?;
+    let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
+    let train_texts: Vec<String> = pairs.iter().map(|&(i, _)| texts[p.engine.pool_rows[i]].clone()).collect();
+    let train_labels: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
+    let head = match Head::load(&session.dir.join(format!("head-{}.safetensors", p.model_hash))) {
+        Ok(h) => h,
+        Err(_) => p.engine.zero_shot_head(),
+    };
+    let base = model_dir(&settings.model);
+    let device = model::device(&settings.device)?;
+    let dir = session.dir.clone();
+    let n = pairs.len();
+    let h = std::thread::Builder::new().name("labelrest-finetune".into()).spawn(move || {
+        let t0 = Instant::now();
+        let result = (|| -> Result<Candidate> {
+            let tokenizer = Encoder::load(&base, &device)?;
+            let cfg = FinetuneConfig::for_mode(mode);
+            let lt: Vec<&str> = train_texts.iter().map(|s| s.as_str()).collect();
+            let vars = finetune::finetune(
+                &base,
+                &device,
+                &tokenizer,
+                &lt,
+                &train_labels,
+                &head,
+                mode,
+                &cfg,
+                &mut |step, steps, loss| {
+                    let left = t0.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
+                    let _ = events
+                        .send(Event::FineTune { running: true, text: format!("fine-tune {step}/{steps} loss {loss:.3} ~{left:.0}s left") });
+                },
+                &cancel,
+            )?;
+            let name = format!("encoder-{}-{}", mode.name(), chrono::Utc::now().format("%Y%m%d%H%M%S"));
+            let out = dir.join(&name);
+            model::bert::save_model_dir(&vars, &base, &out)?;
+            let encoder = Encoder::load(&out, &device)?;
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let emb = model::embed_cached(
+                &dir,
+                &encoder.hash,
+                &encoder,
+                &refs,
+                &mut |_, done, total| {
+                    if done % 512 < 64 || done == total {
+                        let _ = events.send(Event::FineTune {
+                            running: true,
+                            text: format!("re-embedding with the fine-tuned encoder {done}/{total}"),
+                        });
+                    }
+                },
+                &cancel,
+            )?;
+            Ok(Candidate { dir: out, encoder, emb, labels: n, mode })
+        })();
+        match result {
+            Ok(c) => {
+                let (m, cv) = &*slot;
+                let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+                s.candidate = Some(c);
+                cv.notify_one();
+            }
+            Err(e) => {
+                let msg = if cancel.load(Ordering::SeqCst) {
+                    "fine-tune cancelled; the current model stays".to_string()
+                } else {
+                    format!("fine-tune failed: {e:#}")
+                };
+                tracing::warn!("{msg}");
+                active.store(false, Ordering::SeqCst);
+                let _ = events.send(Event::FineTune { running: false, text: msg });
+            }
+        }
+    })?;
+    Ok((h, n))
+}
+
+/// Checks a fine-tuned encoder against the current one and swaps it in
+/// when it is better: on the held-out set when the session has one, else on
+/// the person's most recent labels held out (a fifth of them, 5 to 50).
+fn swap_in(
+    session: &Session,
+    p: &mut Prepared,
+    c: Candidate,
+    strategy: Strategy,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(String, Option<Update>)> {
+    progress("checking the fine-tuned encoder", 0, 1);
+    let labels = session.label_set()?;
+    let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+    let label_emb = c.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+    let e = &p.engine;
+    let new_engine =
+        Engine::new(Arc::new(c.emb), e.pool_rows.clone(), e.test_rows.clone(), e.test_gold.clone(), label_emb, e.k, e.cfg.clone())?;
+    let (pairs, _, _) = eligible(session, p)?;
+    let (old_acc, new_acc, on) = if !e.test_rows.is_empty() {
+        let a = e.iterate(&pairs)?.test.map(|m| m.accuracy).unwrap_or(0.0);
+        let b = new_engine.iterate(&pairs)?.test.map(|m| m.accuracy).unwrap_or(0.0);
+        (a, b, "held-out set")
+    } else {
+        let held = (pairs.len() / 5).clamp(5, 50);
+        if pairs.len() < held + 5 {
+            let _ = std::fs::remove_dir_all(&c.dir);
+            return Ok((format!("fine-tuned on {} labels, but too few labels to check it; kept the current model", c.labels), None));
+        }
+        let (train, test) = pairs.split_at(pairs.len() - held);
+        let acc = |eng: &Engine| -> Result<f64> {
+            let s = eng.score_with(&eng.iterate(train)?.head)?;
+            Ok(test.iter().filter(|&&(i, l)| s.pred[i] == l).count() as f64 / test.len() as f64)
+        };
+        (acc(e)?, acc(&new_engine)?, "your latest labels")
+    };
+    if new_acc <= old_acc {
+        let _ = std::fs::remove_dir_all(&c.dir);
+        return Ok((
+            format!(
+                "{} encoder not better on {on} ({:.1}% vs {:.1}%): kept the current one",
+                c.mode.name(),
+                new_acc * 100.0,
+                old_acc * 100.0
+            ),
+            None,
+        ));
+    }
+    // Swap: the new encoder, its embeddings, its head; the old fine-tuned folder goes.
+    let old_dir = session.meta("encoder")?;
+    let name = c.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    session.set_meta("encoder", &name)?;
+    if let Some(old) = old_dir.filter(|o| *o != name) {
+        let _ = std::fs::remove_dir_all(session.dir.join(old));
+    }
+    p.engine = new_engine;
+    p.model_hash = c.encoder.hash.clone();
+    p.encoder = c.encoder;
+    p.prompts = prompts;
+    let mut s = session.settings()?;
+    if s.mode == "head" {
+        s.mode = c.mode.name().into();
+        session.save_settings(&s)?;
+    }
+    let head_path = session.dir.join(format!("head-{}.safetensors", p.model_hash));
+    let u = iterate(session, p, strategy, &head_path, progress)?;
+    Ok((format!("{} encoder swapped in: {:.1}% vs {:.1}% on {on}", c.mode.name(), new_acc * 100.0, old_acc * 100.0), Some(u)))
 }
 
 fn eligible(session: &Session, p: &Prepared) -> Result<(Vec<(usize, u32)>, Vec<bool>, Vec<crate::store::Label>)> {

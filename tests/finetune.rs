@@ -90,3 +90,90 @@ fn a_training_step_reaches_and_changes_every_weight() {
         assert!(diff > 0.0, "{name} did not change");
     }
 }
+
+/// The background fine-tune: it runs beside the head, its outcome is
+/// reported, a better encoder is swapped in and used on resume and by
+/// predict, and a cancel keeps the current model. No label is touched.
+#[test]
+fn background_finetune_swap_or_keep_and_cancel() {
+    use labelrest::store::Session;
+    use labelrest::worker::{Event, Job, Worker};
+    let d = tempfile::tempdir().unwrap();
+    let data = write(d.path(), "data.csv", demo_head(60).as_bytes());
+    let t = std::fs::read_to_string(demo("train.csv")).unwrap();
+    let test = write(
+        d.path(),
+        "test.csv",
+        (t.lines().take(1).chain(t.lines().skip(61).take(40)).collect::<Vec<_>>().join("\n") + "\n").as_bytes(),
+    );
+    let lf = demo_labels(d.path());
+    let o = labelrest(
+        d.path(),
+        &[
+            "new",
+            "s",
+            "--data",
+            data.to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--test",
+            test.to_str().unwrap(),
+            "--mode",
+            "finetune",
+            "--labels-file",
+            lf.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", labelrest_stderr(&o));
+    let s = Session::open(d.path(), "s").unwrap();
+    assert_eq!(s.settings().unwrap().mode, "finetune");
+    let rows = s.rows().unwrap();
+    for r in rows.iter().filter(|r| r.split == labelrest::store::Split::Pool).take(24) {
+        s.add_label(r.id, r.gold.unwrap(), 0, None).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = Worker::start(&s, tx).unwrap();
+    let outcome = |rx: &std::sync::mpsc::Receiver<Event>| -> (String, bool) {
+        let mut saw_progress = false;
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(300)).unwrap() {
+                Event::FineTune { running: true, text } => saw_progress |= text.starts_with("fine-tune "),
+                Event::FineTune { running: false, text } => return (text, saw_progress),
+                Event::Error(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+    };
+    // Cancel right away: the current model stays.
+    w.request(Job::FineTune);
+    w.request(Job::CancelFineTune);
+    let (text, _) = outcome(&rx);
+    assert!(text.contains("cancelled"), "{text}");
+    assert!(s.meta("encoder").unwrap().is_none());
+    // A whole fine-tune.
+    w.request(Job::FineTune);
+    let (text, saw_progress) = outcome(&rx);
+    assert!(saw_progress, "progress with step and loss");
+    assert!(text.contains("swapped in") || text.contains("not better"), "{text}");
+    assert_eq!(s.labels().unwrap().len(), 24, "no label touched");
+    drop(w);
+    if text.contains("swapped in") {
+        let name = s.meta("encoder").unwrap().unwrap();
+        assert!(d.path().join("s").join(&name).join("model.safetensors").exists());
+        assert_eq!(labelrest::worker::encoder_dir(&s).unwrap(), d.path().join("s").join(&name));
+    } else {
+        assert!(s.meta("encoder").unwrap().is_none());
+        let left: Vec<_> = std::fs::read_dir(d.path().join("s"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("encoder-"))
+            .collect();
+        assert!(left.is_empty(), "a rejected encoder is deleted");
+    }
+}
+
+fn labelrest_stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}

@@ -18,16 +18,7 @@ fn session(dir: &std::path::Path, n: usize, test: bool) -> Session {
     let f = write(dir, "data.csv", demo_head(n).as_bytes());
     let t = std::fs::read_to_string(demo("test.csv")).unwrap();
     let tf = write(dir, "test.csv", (t.lines().take(81).collect::<Vec<_>>().join("\n") + "\n").as_bytes());
-    // The whole demo label set, in order of first appearance.
-    let mut names: Vec<String> = Vec::new();
-    let mut rdr = csv::Reader::from_path(demo("train.csv")).unwrap();
-    for r in rdr.records() {
-        let l = r.unwrap()[1].to_string();
-        if !names.contains(&l) {
-            names.push(l);
-        }
-    }
-    let lf = write(dir, "labels.txt", (names.join("\n") + "\n").as_bytes());
+    let lf = demo_labels(dir);
     let mut args = vec![
         "new",
         "s",
@@ -269,7 +260,7 @@ fn worker_coalesces_and_reports() {
                 break;
             }
             worker::Event::Error(e) => panic!("{e}"),
-            worker::Event::Idle => {}
+            worker::Event::Idle | worker::Event::FineTune { .. } => {}
         }
     }
     assert!(saw_progress);

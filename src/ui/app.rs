@@ -96,6 +96,10 @@ pub enum Action {
     Filter,
     /// All-rows view: sort by confidence (ascending, descending, off).
     SortConfidence,
+    /// Fine-tune the encoder now, or cancel the running fine-tune.
+    FineTune,
+    /// Next training mode: head, finetune, contrastive.
+    CycleMode,
     Quit,
     // Inside an overlay:
     Input(char),
@@ -164,6 +168,9 @@ pub struct App {
     pub mode: String,
     /// The help screen's lines (from the key bindings in use).
     pub keys_help: Vec<(String, String)>,
+    /// The encoder fine-tune: whether one runs, and its last word.
+    pub finetune_running: bool,
+    pub finetune_status: Option<String>,
 }
 
 impl App {
@@ -253,6 +260,8 @@ impl App {
             undo_depth: 0,
             mode: settings.mode.clone(),
             keys_help: super::keys::KeyMap::default().help(),
+            finetune_running: false,
+            finetune_status: None,
             session,
         };
         // Decisions already made on the current model count towards the batch.
@@ -436,6 +445,14 @@ impl App {
                 self.worker = WorkerState::Idle;
             }
             Event::Update(u) => self.apply_update(u),
+            Event::FineTune { running, text } => {
+                self.finetune_running = running;
+                if !running {
+                    // The outcome (swapped in, kept, cancelled, failed) shows in the status line.
+                    self.message = Some(text.clone());
+                }
+                self.finetune_status = Some(text);
+            }
         }
     }
 
@@ -712,6 +729,32 @@ impl App {
             Action::Export => {
                 let r = crate::export::export(&self.session, &self.export_path, &Default::default())?;
                 self.message = Some(format!("exported {} rows to {}", r.rows, self.export_path.display()));
+            }
+            Action::FineTune => {
+                if self.finetune_running {
+                    self.outbox.push(Job::CancelFineTune);
+                    self.message = Some("cancelling the fine-tune; the current model stays".into());
+                } else {
+                    self.outbox.push(Job::FineTune);
+                    self.finetune_running = true;
+                    self.finetune_status = Some("fine-tune starting".into());
+                }
+            }
+            Action::CycleMode => {
+                use crate::model::finetune::Mode;
+                let next = match Mode::parse(&self.mode).unwrap_or(Mode::Head) {
+                    Mode::Head => Mode::Finetune,
+                    Mode::Finetune => Mode::Contrastive,
+                    Mode::Contrastive => Mode::Head,
+                };
+                let mut s = self.session.settings()?;
+                s.mode = next.name().into();
+                self.session.save_settings(&s)?;
+                self.mode = s.mode;
+                self.message = Some(match next {
+                    Mode::Head => "mode head: only the classifier head learns (fast)".to_string(),
+                    m => format!("mode {}: the encoder is fine-tuned in the background every 50 labels (F: now)", m.name()),
+                });
             }
             Action::ToggleHelp => self.overlay = Overlay::Help,
             Action::Quit => self.quit = true,

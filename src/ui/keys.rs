@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Actions: down, up, top, bottom, page-down, page-up, accept, picker,
-//! skip, undo, retrain, next-view, strategy, export, filter, sort, help,
-//! quit. `1`-`9` always pick the n-th suggestion. A listed action keeps only
+//! skip, undo, retrain, next-view, strategy, export, filter, sort,
+//! finetune, mode, help, quit. `1`-`9` always pick the n-th suggestion. A listed action keeps only
 //! the keys given; the others keep their defaults.
 
 use anyhow::{bail, Context, Result};
@@ -38,6 +38,8 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     ("export", &["e"]),
     ("filter", &["f"]),
     ("sort", &["c"]),
+    ("finetune", &["F"]),
+    ("mode", &["m"]),
     ("help", &["?"]),
     ("quit", &["q", "Esc"]),
 ];
@@ -60,6 +62,8 @@ fn action(name: &str) -> Option<Action> {
         "export" => Action::Export,
         "filter" => Action::Filter,
         "sort" => Action::SortConfidence,
+        "finetune" => Action::FineTune,
+        "mode" => Action::CycleMode,
         "help" => Action::ToggleHelp,
         "quit" => Action::Quit,
         _ => return None,
@@ -182,6 +186,8 @@ impl KeyMap {
             (format!("{} {}", k("filter"), k("sort")), "all rows: filter by label, sort".into()),
             (k("strategy"), "next query strategy".into()),
             (k("export"), "export to NAME-labels.csv".into()),
+            (k("mode"), "mode: head, finetune, contrastive".into()),
+            (k("finetune"), "fine-tune the encoder now / cancel".into()),
             (k("quit"), "quit (all is saved)".into()),
         ]
     }

@@ -161,7 +161,10 @@ fn worker_text(app: &App) -> String {
 }
 
 fn draw_header(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
-    let right = format!("worker: {}", worker_text(app));
+    let right = match (&app.finetune_status, app.finetune_running) {
+        (Some(f), true) => format!("worker: {} · {f}", worker_text(app)),
+        _ => format!("worker: {}", worker_text(app)),
+    };
     let left = format!(
         " labelrest · {} · iteration {} · {} labelled / {} · {}",
         app.name,

@@ -40,3 +40,16 @@ pub fn demo_head(n: usize) -> String {
     let s = std::fs::read_to_string(demo("train.csv")).unwrap();
     s.lines().take(n + 1).collect::<Vec<_>>().join("\n") + "\n"
 }
+
+/// A labels file with the whole demo label set, in order of first appearance.
+pub fn demo_labels(dir: &Path) -> PathBuf {
+    let mut names: Vec<String> = Vec::new();
+    let mut rdr = csv::Reader::from_path(demo("train.csv")).unwrap();
+    for r in rdr.records() {
+        let l = r.unwrap()[1].to_string();
+        if !names.contains(&l) {
+            names.push(l);
+        }
+    }
+    write(dir, "labels.txt", (names.join("\n") + "\n").as_bytes())
+}
