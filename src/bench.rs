@@ -32,6 +32,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys } => bench_ui(sessions, &name, keys)?,
+        BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, &device, rows, labels, model)?,
         BenchWhat::Import { data, labels, label_col } => {
             let dir = tempfile_dir()?;
             let spec = ImportSpec {
@@ -236,5 +237,84 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
         p(1.0)
     );
     let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// See `labelrest bench gpu --help`. Fails when the devices disagree.
+fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize, model: Option<std::path::PathBuf>) -> Result<()> {
+    use crate::model::finetune::{self, FinetuneConfig, Mode};
+    let dir = model.unwrap_or_else(|| crate::worker::model_dir("bundled"));
+    let f = Format::from_path(data)?;
+    let (mut texts, mut golds) = (Vec::new(), Vec::new());
+    data::read_records(data, f, &Columns { text: "text".into(), label: Some("label".into()) }, |r| {
+        texts.push(r.text);
+        golds.push(r.label.unwrap_or_default());
+        Ok(())
+    })?;
+    let mut names: Vec<String> = Vec::new();
+    for g in &golds {
+        if !names.contains(g) {
+            names.push(g.clone());
+        }
+    }
+    let y: Vec<u32> = golds.iter().map(|g| names.iter().position(|n| n == g).unwrap_or(0) as u32).collect();
+    let dev = crate::model::device(device)?;
+    let cpu = Encoder::load(&dir, &candle_core::Device::Cpu)?;
+    let gpu = Encoder::load(&dir, &dev)?;
+    println!("gpu check: {} on {device}, {} texts from {}", dir.display(), texts.len(), data.display());
+    // 1. Agreement.
+    let sample: Vec<&str> = texts.iter().take(256).map(|s| s.as_str()).collect();
+    let a = cpu.embed(&sample, |_, _| {})?;
+    let b = gpu.embed(&sample, |_, _| {})?;
+    let d = cpu.dim;
+    let min_cos = (0..sample.len()).map(|i| (0..d).map(|j| a[i * d + j] * b[i * d + j]).sum::<f32>()).fold(1.0f32, f32::min);
+    let prompts: Vec<String> = names.iter().map(|n| crate::model::label_prompt(n, None)).collect();
+    let pr: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
+    let (la, lb) = (cpu.embed(&pr, |_, _| {})?, gpu.embed(&pr, |_, _| {})?);
+    let argmax = |e: &[f32], l: &[f32], i: usize| -> usize {
+        (0..names.len())
+            .map(|c| (c, (0..d).map(|j| e[i * d + j] * l[c * d + j]).sum::<f32>()))
+            .fold((0, f32::NEG_INFINITY), |m, x| if x.1 > m.1 { x } else { m })
+            .0
+    };
+    let agree = (0..sample.len()).filter(|&i| argmax(&a, &la, i) == argmax(&b, &lb, i)).count() as f64 / sample.len() as f64;
+    println!("agreement: min cosine CPU/{device} {min_cos:.6} over {} texts; zero-shot predictions equal on {:.1}%", sample.len(), agree * 100.0);
+    // 2. Embedding throughput.
+    let many: Vec<&str> = texts.iter().cycle().take(rows).map(|s| s.as_str()).collect();
+    gpu.embed(&many[..many.len().min(512)], |_, _| {})?;
+    let t = Instant::now();
+    gpu.embed(&many, |_, _| {})?;
+    let secs = t.elapsed().as_secs_f64();
+    println!("embed on {device}: {} texts in {secs:.2}s = {:.0} sentences/s", many.len(), many.len() as f64 / secs);
+    // 3. One fine-tune step (batch 16) and 4. a whole iteration.
+    let k = names.len();
+    let head = crate::model::Head { dim: d, k, w: vec![0.0; d * k], b: vec![0.0; k] };
+    let n = n_labels.min(texts.len());
+    let lt: Vec<&str> = texts.iter().take(n).map(|s| s.as_str()).collect();
+    let ly: Vec<u32> = y.iter().take(n).copied().collect();
+    let cancel = AtomicBool::new(false);
+    let cfg = FinetuneConfig::for_mode(Mode::Finetune);
+    let mut steps_at = Vec::new();
+    let t = Instant::now();
+    let vars = finetune::finetune(&dir, &dev, &gpu, &lt, &ly, &head, Mode::Finetune, &cfg, &mut |_, _, _| steps_at.push(t.elapsed().as_secs_f64()), &cancel)?;
+    let ft_secs = t.elapsed().as_secs_f64();
+    let step = if steps_at.len() > 2 { (steps_at[steps_at.len() - 1] - steps_at[1]) / (steps_at.len() - 2) as f64 } else { ft_secs };
+    println!("fine-tune step on {device} (batch {}, after warm-up): {:.3} s", cfg.batch, step);
+    let tmp = tempfile_dir()?.join("tuned");
+    crate::model::bert::save_model_dir(&vars, &dir, &tmp)?;
+    let t2 = Instant::now();
+    let tuned = Encoder::load(&tmp, &dev)?;
+    tuned.embed(&many, |_, _| {})?;
+    let re = t2.elapsed().as_secs_f64();
+    println!(
+        "whole iteration on {device}: fine-tune on {n} labels ({} epochs) {ft_secs:.1}s + re-embed {} rows {re:.1}s = {:.1}s",
+        cfg.epochs,
+        many.len(),
+        ft_secs + re
+    );
+    let _ = std::fs::remove_dir_all(tmp.parent().unwrap_or(&tmp));
+    if min_cos < 0.999 || agree < 0.99 {
+        anyhow::bail!("CPU and {device} disagree: min cosine {min_cos}, predictions equal on {:.1}%", agree * 100.0);
+    }
     Ok(())
 }

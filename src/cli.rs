@@ -257,6 +257,22 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 40)]
         keys: usize,
     },
+    /// The GPU check: CPU and DEVICE agree (embeddings, zero-shot predictions),
+    /// then embedding throughput, one fine-tune step and a whole fine-tune
+    /// iteration (fine-tune on N labels, re-embed ROWS rows) on DEVICE.
+    Gpu {
+        /// A CSV with text and label columns (its rows are repeated up to --rows).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        #[arg(long, default_value_t = 10000)]
+        rows: usize,
+        #[arg(long, default_value_t = 150)]
+        labels: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Refresh latency on a session with gold labels: train the head on N
     /// labels (gold labels of random pool rows), predict every row, rank.
     Refresh {
