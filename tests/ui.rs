@@ -302,3 +302,18 @@ fn worker_picks_up_a_new_label_description() {
     assert!(p1 > p0 + 0.05, "description used: {p0} -> {p1} (k={k})");
     w.shutdown();
 }
+
+#[test]
+fn labelled_and_all_views() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 120, true);
+    for _ in 0..3 {
+        app.handle(Action::Accept);
+    }
+    app.handle(Action::Pick(2));
+    app.handle(Action::NextView);
+    insta::assert_snapshot!("labelled_80x24", screen(&mut app, 80, 24));
+    app.handle(Action::NextView);
+    app.handle(Action::SortConfidence);
+    insta::assert_snapshot!("all_rows_sorted_80x24", screen(&mut app, 80, 24));
+}

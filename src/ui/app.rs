@@ -628,8 +628,9 @@ impl App {
                                 PickerPurpose::Label => self.decide(l)?,
                                 PickerPurpose::Filter => {
                                     self.all_filter = Some(l);
-                                    self.cursor[View::All.index()] = 0;
                                     self.rebuild_lists();
+                                    self.cursor[View::All.index()] = 0;
+                                    self.scroll_into_view();
                                 }
                             }
                         }
@@ -692,6 +693,8 @@ impl App {
                 if self.view == View::All {
                     self.all_sort = (self.all_sort + 1) % 3;
                     self.rebuild_lists();
+                    self.cursor[View::All.index()] = 0;
+                    self.scroll_into_view();
                 }
             }
             Action::Skip => {

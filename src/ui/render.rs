@@ -223,7 +223,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let label_head = match app.view {
         View::Queue => "prediction",
         View::Labelled => "label",
-        View::All => "label (source)",
+        View::All => "source+label",
     };
     let mut header_cells = vec![Cell::from("#"), Cell::from("text"), Cell::from(label_head)];
     if num_cols > 0 {
@@ -251,7 +251,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
             View::Labelled => app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default(),
             View::All => match app.shown_label(i) {
-                Some((l, src)) => format!("{} ({})", app.label_names[l as usize], &src[..1]),
+                Some((l, src)) => format!("{} {}", &src[..1], app.label_names[l as usize]),
                 None => String::new(),
             },
         };
