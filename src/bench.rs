@@ -33,8 +33,30 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys } => bench_ui(sessions, &name, keys)?,
         BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, &device, rows, labels, model)?,
-        BenchWhat::Import { data, labels, label_col } => {
+        BenchWhat::Import { data, rows, labels, label_col } => {
             let dir = tempfile_dir()?;
+            let (data, labels, label_col) = match data {
+                Some(d) => (d, labels.ok_or_else(|| anyhow::anyhow!("give --labels a,b,... with --data"))?, label_col),
+                None => {
+                    // Demo texts, numbered, with their labels, up to `rows` rows.
+                    let src = crate::worker::assets_dir().join("demo").join("train.csv");
+                    let mut r = csv::Reader::from_path(&src)?;
+                    let recs: Vec<csv::StringRecord> = r.records().collect::<std::result::Result<_, _>>()?;
+                    let mut names: Vec<String> = Vec::new();
+                    let p = dir.join("synthetic.csv");
+                    let mut w = csv::Writer::from_path(&p)?;
+                    w.write_record(["text", "label"])?;
+                    for i in 0..rows {
+                        let rec = &recs[i % recs.len()];
+                        if !names.iter().any(|n| n == &rec[1]) {
+                            names.push(rec[1].to_string());
+                        }
+                        w.write_record([format!("{} #{i}", &rec[0]), rec[1].to_string()])?;
+                    }
+                    w.flush()?;
+                    (p, names.join(","), Some("label".to_string()))
+                }
+            };
             let spec = ImportSpec {
                 data: data.clone(),
                 format: None,

@@ -230,12 +230,15 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchWhat {
-    /// Import a file into a scratch session and report rows/s and peak memory.
+    /// Import a file into a scratch session and report rows/s and peak memory
+    /// (without --data: a CSV of --rows rows made from the demo texts).
     Import {
         #[arg(long)]
-        data: PathBuf,
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
         #[arg(long)]
-        labels: String,
+        labels: Option<String>,
         #[arg(long)]
         label_col: Option<String>,
     },
