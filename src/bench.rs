@@ -203,6 +203,14 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
             std::fs::copy(e.path(), dst.join(&n))?;
         }
     }
+    // 150 labels (gold labels of the first pool rows, where there are some), so that the retrain trains.
+    {
+        let s = Session::open(&tmp, name)?;
+        let it = s.iterations()?.last().map(|x| x.0).unwrap_or(0);
+        for r in s.rows()?.iter().filter(|r| r.split == crate::store::Split::Pool && r.gold.is_some()).take(150) {
+            s.add_label(r.id, r.gold.unwrap_or(0), it, None)?;
+        }
+    }
     let t0 = Instant::now();
     let session = Session::open(&tmp, name)?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -225,7 +233,10 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
     }
     let ready = t0.elapsed().as_secs_f64() * 1e3;
     let rows = app.row_ids.len();
-    // Keys while a retrain runs.
+    // Keys while a retrain runs, one every 20 ms (a fast typist).
+    while let Ok(ev) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        app.on_event(ev);
+    }
     worker.request(crate::worker::Job::Retrain { strategy: app.strategy });
     let mut times = Vec::new();
     let mut during = 0;
@@ -247,6 +258,7 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
         for job in app.outbox.drain(..) {
             worker.request(job);
         }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     worker.shutdown();
     let mut sorted = times.clone();
@@ -300,7 +312,11 @@ fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize,
             .0
     };
     let agree = (0..sample.len()).filter(|&i| argmax(&a, &la, i) == argmax(&b, &lb, i)).count() as f64 / sample.len() as f64;
-    println!("agreement: min cosine CPU/{device} {min_cos:.6} over {} texts; zero-shot predictions equal on {:.1}%", sample.len(), agree * 100.0);
+    println!(
+        "agreement: min cosine CPU/{device} {min_cos:.6} over {} texts; zero-shot predictions equal on {:.1}%",
+        sample.len(),
+        agree * 100.0
+    );
     // 2. Embedding throughput.
     let many: Vec<&str> = texts.iter().cycle().take(rows).map(|s| s.as_str()).collect();
     gpu.embed(&many[..many.len().min(512)], |_, _| {})?;
@@ -318,7 +334,18 @@ fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize,
     let cfg = FinetuneConfig::for_mode(Mode::Finetune);
     let mut steps_at = Vec::new();
     let t = Instant::now();
-    let vars = finetune::finetune(&dir, &dev, &gpu, &lt, &ly, &head, Mode::Finetune, &cfg, &mut |_, _, _| steps_at.push(t.elapsed().as_secs_f64()), &cancel)?;
+    let vars = finetune::finetune(
+        &dir,
+        &dev,
+        &gpu,
+        &lt,
+        &ly,
+        &head,
+        Mode::Finetune,
+        &cfg,
+        &mut |_, _, _| steps_at.push(t.elapsed().as_secs_f64()),
+        &cancel,
+    )?;
     let ft_secs = t.elapsed().as_secs_f64();
     let step = if steps_at.len() > 2 { (steps_at[steps_at.len() - 1] - steps_at[1]) / (steps_at.len() - 2) as f64 } else { ft_secs };
     println!("fine-tune step on {device} (batch {}, after warm-up): {:.3} s", cfg.batch, step);
