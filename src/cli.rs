@@ -119,6 +119,8 @@ pub struct NewArgs {
     /// How the model learns: head (default on the CPU), finetune (default on CUDA) or contrastive.
     #[arg(long, value_enum)]
     pub mode: Option<crate::model::finetune::Mode>,
+    #[command(flatten)]
+    pub finetune: crate::store::FinetuneOverrides,
     /// Replace a session of the same name.
     #[arg(long)]
     pub force: bool,
@@ -217,6 +219,8 @@ pub struct SimulateArgs {
     /// After the last batch, also fine-tune the encoder (finetune or contrastive) and measure again.
     #[arg(long, value_enum, default_value = "head")]
     pub mode: crate::model::finetune::Mode,
+    #[command(flatten)]
+    pub finetune: crate::store::FinetuneOverrides,
     /// Embedding cache folder (default OUT/cache); share one between runs on the same data.
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -386,6 +390,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
                 .name()
                 .into(),
             seed: 0,
+            finetune: a.finetune.clone(),
         },
     };
     let t = std::time::Instant::now();
@@ -483,6 +488,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         zero_shot: a.zero_shot == "on",
         cache: a.cache.clone().unwrap_or_else(|| a.out.join("cache")),
         mode: a.mode,
+        finetune: a.finetune.clone(),
         out: a.out.clone(),
         model: a.model.unwrap_or_else(|| worker::model_dir("bundled")),
         device: a.device,

@@ -38,6 +38,7 @@ pub struct SimOptions {
     pub head: crate::model::HeadConfig,
     /// After the last batch: fine-tune the encoder this way and measure again.
     pub mode: crate::model::finetune::Mode,
+    pub finetune: crate::store::FinetuneOverrides,
     pub quiet: bool,
 }
 
@@ -226,7 +227,7 @@ fn finetuned_accuracy(
     let dev = model::device(&opts.device)?;
     let lt: Vec<&str> = pairs.iter().map(|&(i, _)| texts[i]).collect();
     let ly: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
-    let mut cfg = FinetuneConfig::for_mode(opts.mode);
+    let mut cfg = FinetuneConfig::for_mode(opts.mode).with(&opts.finetune);
     cfg.seed = seed;
     let cancel = AtomicBool::new(false);
     let quiet = opts.quiet;

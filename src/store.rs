@@ -62,6 +62,30 @@ pub struct Settings {
     /// Seed for everything random.
     #[serde(default)]
     pub seed: u64,
+    /// Fine-tuning hyper-parameters that replace the mode's defaults.
+    #[serde(default)]
+    pub finetune: FinetuneOverrides,
+}
+
+/// Fine-tuning settings a person changed (the rest keep the mode's defaults).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, clap::Args)]
+pub struct FinetuneOverrides {
+    /// Fine-tune: passes over the labels (finetune) or the pairs (contrastive).
+    #[arg(long = "ft-epochs", id = "ft_epochs")]
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Fine-tune: encoder learning rate.
+    #[arg(long = "ft-lr", id = "ft_lr")]
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Fine-tune: texts (finetune) or pairs (contrastive) per step.
+    #[arg(long = "ft-batch", id = "ft_batch")]
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Fine-tune (contrastive): rounds of one positive and one negative pair per label.
+    #[arg(long = "ft-pair-rounds", id = "ft_pair_rounds")]
+    #[serde(default)]
+    pub pair_rounds: Option<usize>,
 }
 
 fn default_mode() -> String {
@@ -84,6 +108,7 @@ impl Default for Settings {
             self_training: default_self_training(),
             device: default_device(),
             seed: 0,
+            finetune: FinetuneOverrides::default(),
         }
     }
 }

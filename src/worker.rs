@@ -463,12 +463,13 @@ fn start_finetune_thread(
     let base = model_dir(&settings.model);
     let device = model::device(&settings.device)?;
     let dir = session.dir.clone();
+    let overrides = settings.finetune.clone();
     let n = pairs.len();
     let h = std::thread::Builder::new().name("labelrest-finetune".into()).spawn(move || {
         let t0 = Instant::now();
         let result = (|| -> Result<Candidate> {
             let tokenizer = Encoder::load(&base, &device)?;
-            let cfg = FinetuneConfig::for_mode(mode);
+            let cfg = FinetuneConfig::for_mode(mode).with(&overrides);
             let lt: Vec<&str> = train_texts.iter().map(|s| s.as_str()).collect();
             let vars = finetune::finetune(
                 &base,

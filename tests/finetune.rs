@@ -124,11 +124,16 @@ fn background_finetune_swap_or_keep_and_cancel() {
             "finetune",
             "--labels-file",
             lf.to_str().unwrap(),
+            "--ft-epochs",
+            "2",
+            "--ft-batch",
+            "8",
         ],
     );
     assert!(o.status.success(), "{}", labelrest_stderr(&o));
     let s = Session::open(d.path(), "s").unwrap();
     assert_eq!(s.settings().unwrap().mode, "finetune");
+    assert_eq!((s.settings().unwrap().finetune.epochs, s.settings().unwrap().finetune.batch), (Some(2), Some(8)));
     let rows = s.rows().unwrap();
     for r in rows.iter().filter(|r| r.split == labelrest::store::Split::Pool).take(24) {
         s.add_label(r.id, r.gold.unwrap(), 0, None).unwrap();
@@ -139,7 +144,13 @@ fn background_finetune_swap_or_keep_and_cancel() {
         let mut saw_progress = false;
         loop {
             match rx.recv_timeout(std::time::Duration::from_secs(300)).unwrap() {
-                Event::FineTune { running: true, text } => saw_progress |= text.starts_with("fine-tune "),
+                Event::FineTune { running: true, text } => {
+                    if text.starts_with("fine-tune ") {
+                        saw_progress = true;
+                        // 24 labels, batches of 8, 2 epochs: the settings are used.
+                        assert!(text.contains("/6 loss"), "{text}");
+                    }
+                }
                 Event::FineTune { running: false, text } => return (text, saw_progress),
                 Event::Error(e) => panic!("{e}"),
                 _ => {}

@@ -317,3 +317,51 @@ fn labelled_and_all_views() {
     app.handle(Action::SortConfidence);
     insta::assert_snapshot!("all_rows_sorted_80x24", screen(&mut app, 80, 24));
 }
+
+/// A retrain that fails (here: a corrupt embedding makes the loss NaN) shows
+/// as an error, keeps every label, and the last good model stays in use.
+#[test]
+fn a_failed_retrain_keeps_labels_and_the_last_model() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 60, true);
+    worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    // Poison the first row's cached embedding.
+    let cache = std::fs::read_dir(d.path().join("s"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".f32"))
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&cache).unwrap();
+    bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&cache, bytes).unwrap();
+    let first = s.rows().unwrap()[0].id;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = labelrest::worker::Worker::start(&s, tx).unwrap();
+    let mut app = App::load(s.reopen_shared().unwrap()).unwrap();
+    loop {
+        let ev = rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap();
+        let is_update = matches!(ev, worker::Event::Update(_));
+        app.on_event(ev);
+        if is_update {
+            break;
+        }
+    }
+    let before = app.update.clone().unwrap();
+    s.add_label(first, 0, app.iteration, None).unwrap();
+    s.add_label(first + 1, 1, app.iteration, None).unwrap();
+    w.request(Job::Retrain { strategy: Strategy::Margin });
+    let err = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            worker::Event::Error(e) => break e,
+            worker::Event::Update(_) => panic!("a NaN loss must not give a model"),
+            _ => {}
+        }
+    };
+    assert!(err.contains("retrain failed") && err.contains("diverged"), "{err}");
+    app.on_event(worker::Event::Error(err));
+    assert!(Arc::ptr_eq(app.update.as_ref().unwrap(), &before), "the last good model stays");
+    assert!(screen(&mut app, 100, 30).contains("error: retrain failed"));
+    assert_eq!(s.labels().unwrap().len(), 2);
+    w.shutdown();
+}

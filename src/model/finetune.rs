@@ -74,6 +74,25 @@ impl FinetuneConfig {
     }
 }
 
+impl FinetuneConfig {
+    /// The mode's defaults with a session's (or the command line's) changes.
+    pub fn with(mut self, o: &crate::store::FinetuneOverrides) -> FinetuneConfig {
+        if let Some(v) = o.epochs {
+            self.epochs = v.max(1);
+        }
+        if let Some(v) = o.lr {
+            self.lr = v;
+        }
+        if let Some(v) = o.batch {
+            self.batch = v.max(1);
+        }
+        if let Some(v) = o.pair_rounds {
+            self.pair_rounds = v.max(1);
+        }
+        self
+    }
+}
+
 fn pad_batch(ids: &[&[u32]], device: &Device) -> Result<(Tensor, Tensor)> {
     let len = ids.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
     let mut flat = vec![0u32; ids.len() * len];
