@@ -164,15 +164,18 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
 fn read_texts(path: &std::path::Path, limit: usize) -> Result<Vec<String>> {
     let f = Format::from_path(path)?;
     let mut v = Vec::new();
-    let _ = data::read_records(path, f, &Columns::default(), |r| {
+    // Reading stops at the limit with an error of our own; any other error is the file's.
+    match data::read_records(path, f, &Columns::default(), |r| {
         if v.len() < limit {
             v.push(r.text);
             Ok(())
         } else {
-            Err(data::DataError::new(path, None, None, "limit"))
+            Err(data::DataError::new(path, None, None, "limit reached"))
         }
-    });
-    Ok(v)
+    }) {
+        Err(e) if e.message != "limit reached" => Err(e.into()),
+        _ => Ok(v),
+    }
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

@@ -699,10 +699,6 @@ impl Session {
         Ok(v)
     }
 
-    pub fn row_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM rows", [], |r| r.get(0))?)
-    }
-
     /// The current label of every labelled row.
     pub fn labels(&self) -> Result<Vec<Label>> {
         let mut st = self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
@@ -722,6 +718,17 @@ impl Session {
                 })
             })
             .collect()
+    }
+
+    /// The current label of one row, if it has one.
+    pub fn label_of(&self, row_id: i64) -> Result<Option<(u32, Source)>> {
+        let r: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT label, source FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        r.map(|(l, s)| Ok((l as u32, Source::parse(&s)?))).transpose()
     }
 
     /// Records a person's label for a row; returns when it is on disk.

@@ -257,7 +257,8 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
     let encoder = Encoder::load(&dir, &dev).with_context(|| format!("loading the encoder from {}", dir.display()))?;
     let rows = session.rows()?;
     let labels = session.label_set()?;
-    let emb = embed_rows(&session.dir, &encoder, &rows.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), progress, cancel)?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let emb = model::embed_cached(&session.dir, &encoder.hash, &encoder, &texts, progress, cancel)?;
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
     let mut pool_rows = Vec::new();
@@ -294,17 +295,6 @@ pub fn encoder_dir(session: &Session) -> Result<PathBuf> {
         tracing::warn!("fine-tuned encoder {} is missing; using the base model", d.display());
     }
     Ok(model_dir(&session.settings()?.model))
-}
-
-/// Embeds `texts` through the session's cache, keyed by the model hash.
-pub fn embed_rows(
-    dir: &Path,
-    encoder: &Encoder,
-    texts: &[&str],
-    progress: &mut dyn FnMut(&str, usize, usize),
-    cancel: &AtomicBool,
-) -> Result<Matrix> {
-    model::embed_cached(dir, &encoder.hash, encoder, texts, progress, cancel)
 }
 
 fn run(
@@ -620,8 +610,9 @@ fn resume_update(session: &Session, p: &Prepared, head: &Head, strategy: Strateg
         Some((id, _, m)) => (*id, serde_json::from_value(m.clone()).unwrap_or_default()),
         None => (0, IterationRecord::default()),
     };
-    let seed = session.settings()?.seed ^ iteration as u64;
-    let ranking = learn::rank(&scores, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), 10, seed);
+    let settings = session.settings()?;
+    let ranking =
+        learn::rank(&scores, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ iteration as u64);
     Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record })
 }
 

@@ -131,10 +131,12 @@ fn labels_undo_and_history() {
     assert_eq!(s.undo_last().unwrap(), Some(1));
     let now: Vec<(i64, u32)> = s.labels().unwrap().iter().map(|l| (l.row_id, l.label)).collect();
     assert_eq!(now, vec![(1, 3), (2, 4)], "the earlier label comes back");
+    assert_eq!(s.label_of(1).unwrap(), Some((3, labelrest::store::Source::Person)));
     assert_eq!(s.undo_last().unwrap(), Some(2));
     assert_eq!(s.undo_last().unwrap(), Some(1));
     assert_eq!(s.undo_last().unwrap(), None);
     assert!(s.labels().unwrap().is_empty());
+    assert_eq!(s.label_of(1).unwrap(), None);
     // Bad rows and labels are refused.
     assert!(s.add_label(99999, 0, 0, None).is_err());
     assert!(s.add_label(1, 500, 0, None).is_err());

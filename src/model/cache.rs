@@ -35,11 +35,6 @@ impl Matrix {
             }
         }
     }
-    pub fn n(&self) -> usize {
-        match self {
-            Matrix::Owned { n, .. } | Matrix::Mapped { n, .. } => *n,
-        }
-    }
     pub fn dim(&self) -> usize {
         match self {
             Matrix::Owned { dim, .. } | Matrix::Mapped { dim, .. } => *dim,

@@ -150,12 +150,6 @@ impl Head {
         if n == 0 {
             return Ok(init.clone());
         }
-        if x.len() != n * dim || row_weight.len() != n {
-            bail!("training data has {} floats and {} weights for {n} rows of {dim}", x.len(), row_weight.len());
-        }
-        if let Some(bad) = y.iter().find(|&&l| l as usize >= k) {
-            bail!("label {bad} is outside the label set of {k}");
-        }
         let weights = normalised_weights(init, x, y, row_weight, cfg)?;
         let dev = Device::Cpu;
         let xt = Tensor::from_slice(x, (n, dim), &dev)?;

@@ -130,6 +130,8 @@ pub struct App {
     /// The current label of each pool row.
     pub labels: Vec<Option<(u32, Source)>>,
     pub n_labelled: usize,
+    /// Labels per class (person and seed), kept with `labels`.
+    pub class_counts: Vec<usize>,
     /// The latest model view (scores and ranking).
     pub update: Option<Arc<Update>>,
     /// Predictions stored by the last session, shown until the worker is ready.
@@ -163,8 +165,6 @@ pub struct App {
     pub outbox: Vec<Job>,
     /// Where `e` writes the export.
     pub export_path: std::path::PathBuf,
-    /// Decisions (row, was it an accepted prediction) in this run, for undo bookkeeping.
-    undo_depth: usize,
     pub mode: String,
     /// The help screen's lines (from the key bindings in use).
     pub keys_help: Vec<(String, String)>,
@@ -231,6 +231,7 @@ impl App {
             label_descriptions: label_set.iter().map(|l| l.description.clone()).collect(),
             labels,
             n_labelled,
+            class_counts: Vec::new(),
             update: None,
             stored,
             ranking: ranked.into_iter().map(|(_, i)| i).collect(),
@@ -257,7 +258,6 @@ impl App {
             quit: false,
             outbox: Vec::new(),
             export_path,
-            undo_depth: 0,
             mode: settings.mode.clone(),
             keys_help: super::keys::KeyMap::default().help(),
             finetune_running: false,
@@ -346,6 +346,10 @@ impl App {
         }
         queue.extend(self.skipped.iter().copied().filter(|&i| self.labels[i as usize].is_none()));
         self.queue = queue;
+        self.class_counts = vec![0; self.label_names.len()];
+        for (l, _) in self.labels.iter().flatten() {
+            self.class_counts[*l as usize] += 1;
+        }
         self.labelled_list = self.labelled_order();
         let mut all: Vec<u32> = (0..self.row_ids.len() as u32)
             .filter(|&i| match self.all_filter {
@@ -457,10 +461,9 @@ impl App {
     }
 
     pub fn apply_update(&mut self, u: Arc<Update>) {
-        if u.iteration != self.iteration || self.history.last().map(|h| h.iteration) != Some(u.iteration) {
-            if u.iteration > 0 && !self.history.iter().any(|h| h.iteration == u.iteration) {
-                self.history.push(u.record.clone());
-            }
+        // A new iteration joins the panel; a resumed one is there already.
+        if u.iteration > 0 && !self.history.iter().any(|h| h.iteration == u.iteration) {
+            self.history.push(u.record.clone());
         }
         let newer = u.iteration != self.iteration;
         self.iteration = u.iteration;
@@ -489,7 +492,6 @@ impl App {
             self.n_labelled += 1;
         }
         self.skipped.retain(|&r| r as usize != i);
-        self.undo_depth += 1;
         self.message = None;
         self.batch_done += 1;
         if self.batch_done >= self.batch_size {
@@ -506,7 +508,7 @@ impl App {
             Some(row_id) => {
                 let Some(i) = self.row_ids.iter().position(|&r| r == row_id) else { return Ok(()) };
                 // Read back what the row's label is now (an earlier one, or none).
-                let now = self.session.labels()?.into_iter().find(|l| l.row_id == row_id).map(|l| (l.label, l.source));
+                let now = self.session.label_of(row_id)?;
                 if self.labels[i].is_some() && now.is_none() {
                     self.n_labelled -= 1;
                 }

@@ -356,11 +356,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     }
     lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode, app.batch_done, app.batch_size), w)));
     // Per-class counts of the person's labels, largest first.
-    let mut counts = vec![0usize; app.label_names.len()];
-    for (l, _) in app.labels.iter().flatten() {
-        counts[*l as usize] += 1;
-    }
-    let mut top: Vec<(usize, usize)> = counts.iter().copied().enumerate().filter(|c| c.1 > 0).collect();
+    let mut top: Vec<(usize, usize)> = app.class_counts.iter().copied().enumerate().filter(|c| c.1 > 0).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let classes = top.len();
     let s: Vec<String> = top.iter().take(3).map(|(l, c)| format!("{} {c}", cut(&app.label_names[*l], 10))).collect();
