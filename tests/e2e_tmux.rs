@@ -20,21 +20,7 @@ fn label_a_batch_quit_resume_hangup() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let o = labelrest(
-        d.path(),
-        &[
-            "new",
-            "e2e",
-            "--data",
-            demo("train.csv").to_str().unwrap(),
-            "--label-col",
-            "label",
-            "--label-col-is",
-            "gold",
-            "--test",
-            demo("test.csv").to_str().unwrap(),
-        ],
-    );
+    let o = new_demo_session(d.path(), "e2e");
     assert!(o.status.success(), "{}", stderr(&o));
     let name = format!("lr-e2e-{}", std::process::id());
     let sock = d.path().join("tmux.sock");

@@ -15,21 +15,7 @@ fn no_sessions_left(dir: &std::path::Path) {
 #[test]
 fn imports_csv_with_gold_and_test() {
     let d = tempfile::tempdir().unwrap();
-    let o = labelrest(
-        d.path(),
-        &[
-            "new",
-            "bank",
-            "--data",
-            demo("train.csv").to_str().unwrap(),
-            "--label-col",
-            "label",
-            "--label-col-is",
-            "gold",
-            "--test",
-            demo("test.csv").to_str().unwrap(),
-        ],
-    );
+    let o = new_demo_session(d.path(), "bank");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("2000 rows, 77 labels"), "{}", stdout(&o));
     let s = Session::open_read_only(d.path(), "bank").unwrap();

@@ -53,3 +53,23 @@ pub fn demo_labels(dir: &Path) -> PathBuf {
     }
     write(dir, "labels.txt", (names.join("\n") + "\n").as_bytes())
 }
+
+/// `labelrest new NAME` on the whole demo data: gold labels and the held-out test file.
+pub fn new_demo_session(sessions: &Path, name: &str) -> Output {
+    let (train, test) = (demo("train.csv"), demo("test.csv"));
+    labelrest(
+        sessions,
+        &[
+            "new",
+            name,
+            "--data",
+            train.to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--test",
+            test.to_str().unwrap(),
+        ],
+    )
+}
