@@ -60,9 +60,9 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
             let spec = ImportSpec {
                 data: data.clone(),
                 format: None,
-                columns: Columns { text: "text".into(), label: label_col },
+                columns: Columns { label: label_col, ..Columns::default() },
                 label_col_is: LabelColIs::Gold,
-                labels: Some(data::parse_label_list(&labels)),
+                labels: Some(data::parse_label_list(&labels).map_err(|e| anyhow::anyhow!(e))?),
                 test: None,
                 test_label_col: None,
                 settings: Settings::default(),
@@ -220,7 +220,7 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
     let mut worker = crate::worker::Worker::start(&session, tx)?;
     let mut app = App::load(session)?;
     let mut term = Terminal::new(TestBackend::new(100, 30))?;
-    app.set_page(render::table_page(ratatui::layout::Rect::new(0, 0, 100, 30)));
+    app.set_geometry(render::geometry(ratatui::layout::Rect::new(0, 0, 100, 30)));
     term.draw(|f| render::draw(f, &app, Theme { color: false }))?;
     let first_frame = t0.elapsed().as_secs_f64() * 1e3;
     // Wait for the worker's first view.
@@ -283,7 +283,7 @@ fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize,
     let dir = model.unwrap_or_else(|| crate::worker::model_dir("bundled"));
     let f = Format::from_path(data)?;
     let (mut texts, mut golds) = (Vec::new(), Vec::new());
-    data::read_records(data, f, &Columns { text: "text".into(), label: Some("label".into()) }, |r| {
+    data::read_records(data, f, &Columns::new("text", Some("label")), |r| {
         texts.push(r.text);
         golds.push(r.label.unwrap_or_default());
         Ok(())

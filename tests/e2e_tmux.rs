@@ -76,6 +76,9 @@ fn label_a_batch_quit_resume_hangup() {
     // The panel has the new iteration: 10 labels, all kept.
     assert!(s.lines().any(|l| l.contains("  2  10") && l.contains("100%")), "{s}");
     assert_ne!(s.lines().find(|l| l.contains('▶')).unwrap(), first_row, "ranking refreshed");
+    // The new batch moved the cursor to another row: a person reads it before
+    // deciding (keys that label it are refused for a moment, `app::SETTLE`).
+    std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
     // Two more decisions, then quit.
     t(&["send-keys", "-t", &name, "2"]);
     t(&["send-keys", "-t", &name, "Enter"]);
@@ -94,10 +97,11 @@ fn label_a_batch_quit_resume_hangup() {
     wait(&["13 labelled"], 10);
     t(&["kill-session", "-t", &name]);
     let start = Instant::now();
-    while d.path().join("e2e/lock").exists() && start.elapsed() < Duration::from_secs(20) {
+    let dir = d.path().join("e2e");
+    while labelrest::store::Lock::holder(&dir).is_some() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!d.path().join("e2e/lock").exists(), "the process ended and released its lock");
+    assert!(labelrest::store::Lock::holder(&dir).is_none(), "the process ended and released its lock");
     let s = labelrest::store::Session::open(d.path(), "e2e").unwrap();
     assert_eq!(s.labels().unwrap().len(), 13);
     s.check_integrity().unwrap();

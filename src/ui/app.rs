@@ -5,11 +5,19 @@
 use anyhow::Result;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::data::display_safe;
 use crate::learn::{Scores, Strategy};
 use crate::store::{Session, Source, Split};
 use crate::worker::{Event, IterationRecord, Job, Update};
+
+use super::layout::{self, Geometry};
+
+/// After the row under the cursor changed by itself (a refresh landed), keys
+/// that label it are refused for this long: the person must have seen the
+/// row's text before a key can put a label on it.
+pub const SETTLE: Duration = Duration::from_millis(1200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -48,8 +56,8 @@ impl View {
 /// What the label picker is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PickerPurpose {
-    /// Label the selected row.
-    Label,
+    /// Label this pool row (the one selected when the picker opened).
+    Label { row: usize },
     /// Filter the all-rows view by (predicted or given) label.
     Filter,
 }
@@ -145,6 +153,14 @@ pub struct App {
     pub offset: [usize; 3],
     /// Rows of the table area, set by the event loop from the terminal size.
     pub page: usize,
+    /// What the terminal shows (page, suggestion lines), set by the event loop.
+    pub geometry: Geometry,
+    /// When the row under the cursor last changed by itself (a refresh, not
+    /// a key): decisions on it wait until `SETTLE` has passed.
+    pub changed_at: Option<Instant>,
+    /// The person finished a batch and has not moved since: the refresh that
+    /// answers it puts the cursor at the top of the new batch.
+    pub jump_to_batch: bool,
     pub skipped: Vec<u32>,
     pub batch_size: usize,
     /// Decisions made since the last retrain request.
@@ -242,6 +258,9 @@ impl App {
             cursor: [0; 3],
             offset: [0; 3],
             page: 10,
+            geometry: Geometry::default(),
+            changed_at: None,
+            jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
             batch_done: 0,
@@ -291,6 +310,22 @@ impl App {
             Some(s) if i < s.len() => s.top(i, 9),
             _ => self.prediction(i).map(|(l, p, _)| vec![(l, p)]).unwrap_or_default(),
         }
+    }
+
+    /// The suggestions of a row as the detail pane lays them out.
+    pub fn suggestion_layout(&self, i: usize) -> Vec<Vec<layout::Shown>> {
+        let items: Vec<(String, f32)> = self.suggestions(i).into_iter().map(|(l, p)| (self.label_names[l as usize].clone(), p)).collect();
+        layout::suggestions(&items, self.geometry.suggestion_width, self.geometry.suggestion_lines)
+    }
+
+    /// How many suggestions of a row are on screen (the digits that work).
+    pub fn shown_suggestions(&self, i: usize) -> usize {
+        layout::count(&self.suggestion_layout(i))
+    }
+
+    /// True while the row under the cursor has just changed by itself.
+    pub fn settling(&self) -> bool {
+        self.changed_at.map(|t| t.elapsed() < SETTLE).unwrap_or(false)
     }
 
     pub fn list(&self, v: View) -> &[u32] {
@@ -425,7 +460,14 @@ impl App {
 
     pub fn set_page(&mut self, rows: usize) {
         self.page = rows.max(1);
+        self.geometry.page = self.page;
         self.scroll_into_view();
+    }
+
+    /// Takes what the terminal shows now (from `render::geometry`).
+    pub fn set_geometry(&mut self, g: Geometry) {
+        self.geometry = g;
+        self.set_page(g.page);
     }
 
     fn move_cursor(&mut self, delta: isize) {
@@ -436,6 +478,7 @@ impl App {
         let idx = self.view.index();
         let c = self.cursor[idx] as isize + delta;
         self.cursor[idx] = c.clamp(0, len as isize - 1) as usize;
+        self.jump_to_batch = false;
         self.scroll_into_view();
     }
 
@@ -449,6 +492,7 @@ impl App {
                 self.worker = WorkerState::Idle;
             }
             Event::Update(u) => self.apply_update(u),
+            Event::Notice(m) => self.message = Some(m),
             Event::FineTune { running, text } => {
                 self.finetune_running = running;
                 if !running {
@@ -461,6 +505,7 @@ impl App {
     }
 
     pub fn apply_update(&mut self, u: Arc<Update>) {
+        let before = self.selected();
         // A new iteration joins the panel; a resumed one is there already.
         if u.iteration > 0 && !self.history.iter().any(|h| h.iteration == u.iteration) {
             self.history.push(u.record.clone());
@@ -472,18 +517,40 @@ impl App {
         self.error = None;
         // A new ranking puts skipped rows back in line.
         self.skipped.clear();
+        // The cursor stays on the row it was on, wherever the new ranking puts it.
         self.rebuild_lists();
-        // At the start of a batch the new batch is what the person wants to
-        // see; in the middle of one the cursor stays on the row being read.
-        if newer && self.batch_done == 0 && self.view == View::Queue {
+        // Only the refresh that answers a finished batch moves it: to the top
+        // of the new batch, and only if the person has not moved since.
+        if newer && self.jump_to_batch && self.view == View::Queue {
+            self.jump_to_batch = false;
             self.cursor[0] = 0;
             self.scroll_into_view();
         }
+        if before.is_some() && self.selected() != before {
+            // The row under the cursor changed by itself: no key may label the
+            // new one until the person had a moment to see it.
+            self.changed_at = Some(Instant::now());
+            self.message = Some("new ranking: the row under the cursor changed".into());
+        }
+    }
+
+    /// Refuses a decision on a row that changed by itself a moment ago.
+    fn settled(&mut self) -> bool {
+        if self.settling() {
+            self.message = Some("the row under the cursor just changed: read it, then press again".into());
+            return false;
+        }
+        true
     }
 
     /// Records a decision on the selected row: on disk first, then on screen.
     fn decide(&mut self, label: u32) -> Result<()> {
         let Some(i) = self.selected() else { return Ok(()) };
+        self.decide_row(i, label)
+    }
+
+    /// Records a decision on pool row `i`.
+    fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
         let predicted = self.prediction(i).map(|p| p.0);
         self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
         let was_labelled = self.labels[i].is_some();
@@ -494,8 +561,10 @@ impl App {
         self.skipped.retain(|&r| r as usize != i);
         self.message = None;
         self.batch_done += 1;
+        self.jump_to_batch = false;
         if self.batch_done >= self.batch_size {
             self.batch_done = 0;
+            self.jump_to_batch = true;
             self.outbox.push(Job::Retrain { strategy: self.strategy });
         }
         self.rebuild_lists();
@@ -627,7 +696,8 @@ impl App {
                         self.overlay = Overlay::None;
                         if let Some(l) = pick {
                             match purpose {
-                                PickerPurpose::Label => self.decide(l)?,
+                                // The row the picker was opened on, whatever is under the cursor now.
+                                PickerPurpose::Label { row } => self.decide_row(row, l)?,
                                 PickerPurpose::Filter => {
                                     self.all_filter = Some(l);
                                     self.rebuild_lists();
@@ -660,24 +730,37 @@ impl App {
             Action::Accept | Action::Confirm => {
                 if let Some(i) = self.selected() {
                     match self.prediction(i) {
-                        Some((l, _, _)) => self.decide(l)?,
-                        None => self.message = Some("no prediction yet: pick a label with 1-9 or /".into()),
+                        Some((l, _, _)) => {
+                            if self.settled() {
+                                self.decide(l)?
+                            }
+                        }
+                        None => self.message = Some("no prediction yet: pick a label with /".into()),
                     }
                 }
             }
             Action::Pick(n) => {
                 if let Some(i) = self.selected() {
                     let s = self.suggestions(i);
-                    match s.get(n.saturating_sub(1)) {
-                        Some(&(l, _)) => self.decide(l)?,
-                        None => self.message = Some(format!("no suggestion {n}")),
+                    let shown = self.shown_suggestions(i);
+                    if s.is_empty() {
+                        self.message = Some("no prediction yet: pick a label with /".into());
+                    } else if n == 0 || n > shown {
+                        // A digit only takes a suggestion the person can see.
+                        self.message = Some(match shown {
+                            0 => format!("no suggestion {n} on screen (the terminal is too small to show them): / opens the label picker"),
+                            1 => format!("no suggestion {n} on screen (only 1 is shown): / opens the label picker"),
+                            k => format!("no suggestion {n} on screen (1-{k} are shown): / opens the label picker"),
+                        });
+                    } else if self.settled() {
+                        self.decide(s[n - 1].0)?
                     }
                 }
             }
             Action::OpenPicker => {
-                if self.selected().is_some() {
+                if let Some(row) = self.selected() {
                     let matches = self.picker_matches("");
-                    self.overlay = Overlay::Picker { purpose: PickerPurpose::Label, query: String::new(), selected: 0, matches };
+                    self.overlay = Overlay::Picker { purpose: PickerPurpose::Label { row }, query: String::new(), selected: 0, matches };
                 }
             }
             Action::Filter => {

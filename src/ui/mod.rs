@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod layout;
 pub mod render;
 pub mod tui;
 

@@ -9,6 +9,7 @@ use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Overlay, PickerPurpose, View, WorkerState};
+use super::layout::Geometry;
 
 /// Colours, or none at all under NO_COLOR.
 #[derive(Debug, Clone, Copy)]
@@ -63,8 +64,12 @@ pub struct Areas {
 }
 
 pub fn areas(area: Rect) -> Areas {
-    let detail_h = if area.height >= 20 {
-        5
+    // The detail pane grows with the terminal: more of the text, and two
+    // lines of suggestions from 22 rows on.
+    let detail_h = if area.height >= 30 {
+        (area.height / 4).clamp(7, 12)
+    } else if area.height >= 22 {
+        6
     } else if area.height >= 14 {
         4
     } else {
@@ -91,6 +96,30 @@ pub fn areas(area: Rect) -> Areas {
 /// Rows of data the table area shows (inside its border, under its header).
 pub fn table_page(area: Rect) -> usize {
     areas(area).table.height.saturating_sub(3) as usize
+}
+
+/// Lines of the detail pane given to suggestions, for its inner height.
+fn suggestion_lines(inner_h: u16) -> usize {
+    match inner_h {
+        0 => 0,
+        1..=3 => 1,
+        _ => 2,
+    }
+}
+
+/// What the state needs to know of the screen: the page, and where the
+/// suggestions go (so that a digit takes only a suggestion on screen).
+pub fn geometry(area: Rect) -> Geometry {
+    let a = areas(area);
+    let too_small = area.width < 24 || area.height < 6;
+    let (w, lines) = match a.detail {
+        Some(d) if !too_small => {
+            let inner = Block::default().borders(Borders::ALL).inner(d);
+            (inner.width as usize, suggestion_lines(inner.height))
+        }
+        _ => (0, 0),
+    };
+    Geometry { page: table_page(area), suggestion_width: w, suggestion_lines: lines }
 }
 
 /// Cuts a string to `w` columns, with an ellipsis when cut.
@@ -379,23 +408,27 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     if inner.height == 0 {
         return;
     }
-    let [text_area, sugg_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    // The same layout the state uses to decide which digits work.
+    let layout = app.suggestion_layout(i);
+    let sugg_h = layout.len().max(1) as u16;
+    let [text_area, sugg_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(sugg_h)]).areas(inner);
     f.render_widget(Paragraph::new(app.texts[i].as_str()).wrap(Wrap { trim: false }), text_area);
-    let mut spans = Vec::new();
-    let mut used = 0;
-    for (n, (l, p)) in app.suggestions(i).into_iter().enumerate() {
-        let s = format!("{} {} {:.2}  ", n + 1, app.label_names[l as usize], p);
-        if used + s.width() > inner.width as usize {
-            break;
+    let mut lines: Vec<Line> = Vec::new();
+    for row in &layout {
+        let mut spans = Vec::new();
+        for (n, s) in row.iter().enumerate() {
+            if n > 0 {
+                spans.push(Span::raw(" ".repeat(super::layout::GAP)));
+            }
+            spans.push(Span::styled(format!("{} ", s.digit), theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)));
+            spans.push(Span::raw(format!("{} {}", s.name, s.prob)));
         }
-        used += s.width();
-        spans.push(Span::styled(format!("{} ", n + 1), theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)));
-        spans.push(Span::raw(format!("{} {:.2}  ", app.label_names[l as usize], p)));
+        lines.push(Line::from(spans));
     }
-    if spans.is_empty() {
-        spans.push(Span::styled("no prediction yet", theme.dim()));
+    if lines.is_empty() {
+        lines.push(Line::styled("no prediction yet", theme.dim()));
     }
-    f.render_widget(Paragraph::new(Line::from(spans)), sugg_area);
+    f.render_widget(Paragraph::new(lines), sugg_area);
 }
 
 fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
@@ -438,7 +471,7 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, que
     let r = centered(area, 60.min(area.width.saturating_sub(2)), h);
     f.render_widget(Clear, r);
     let title = match purpose {
-        PickerPurpose::Label => " Label (type to filter · Enter pick · Tab describe · Esc) ",
+        PickerPurpose::Label { .. } => " Label (type to filter · Enter pick · Tab describe · Esc) ",
         PickerPurpose::Filter => " Filter by label ",
     };
     let block = Block::default().borders(Borders::ALL).title(title);
@@ -449,7 +482,11 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, que
     }
     let [q, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
     f.render_widget(Paragraph::new(format!("> {query}▏")), q);
-    let probs: Vec<(u32, f32)> = app.selected().map(|i| app.suggestions(i)).unwrap_or_default();
+    let row = match purpose {
+        PickerPurpose::Label { row } => Some(row),
+        PickerPurpose::Filter => None,
+    };
+    let probs: Vec<(u32, f32)> = row.map(|i| app.suggestions(i)).unwrap_or_default();
     let n = list.height as usize;
     let start = selected.saturating_sub(n.saturating_sub(1));
     let w = list.width as usize;

@@ -97,7 +97,7 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
     })?;
     loop {
         let size = term.size()?;
-        app.set_page(render::table_page(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
+        app.set_geometry(render::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
         if let Err(e) = term.draw(|f| render::draw(f, &app, theme)) {
             // The terminal is gone (SIGHUP, closed SSH): nothing to draw on.
             tracing::warn!("draw failed: {e}");

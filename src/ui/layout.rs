@@ -1,0 +1,182 @@
+//! Layout decisions that the state and the drawing must agree on: how many
+//! suggestions are on screen (a digit may only take one the person can see),
+//! and how they are laid out. A leaf module: it knows nothing of `App` or of
+//! ratatui, so both `app` and `render` can use it.
+
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+/// What the event loop learns from the terminal size and gives the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Rows of data the table shows.
+    pub page: usize,
+    /// Width of the suggestion lines in the detail pane (0: no detail pane).
+    pub suggestion_width: usize,
+    /// Lines the suggestions may use (0: none shown).
+    pub suggestion_lines: usize,
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        // Before the first frame: assume an 80x24 terminal.
+        Geometry { page: 14, suggestion_width: 78, suggestion_lines: 2 }
+    }
+}
+
+/// One suggestion as drawn: its digit, the (maybe shortened) label name and
+/// the probability text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    pub digit: usize,
+    pub name: String,
+    pub prob: String,
+}
+
+impl Shown {
+    fn width(&self) -> usize {
+        // "1 name 0.16"
+        digits_width(self.digit) + 1 + self.name.width() + 1 + self.prob.width()
+    }
+}
+
+fn digits_width(n: usize) -> usize {
+    n.to_string().len()
+}
+
+/// Separator between two suggestions on a line.
+pub const GAP: usize = 2;
+
+/// Shortens a label name to `max` columns, keeping its start and its end
+/// (`balance_not_upd…bank_transfer`): names of one family share a prefix,
+/// and what tells them apart is often at the end.
+pub fn shorten(name: &str, max: usize) -> String {
+    if name.width() <= max {
+        return name.to_string();
+    }
+    if max <= 1 {
+        return "…".chars().take(max).collect();
+    }
+    let room = max - 1;
+    let head_w = (room * 3).div_ceil(5);
+    let tail_w = room - head_w;
+    let mut head = String::new();
+    let mut used = 0;
+    for c in name.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > head_w {
+            break;
+        }
+        head.push(c);
+        used += w;
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in name.chars().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_w {
+            break;
+        }
+        tail.push(c);
+        used += w;
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
+/// Lays suggestions (name, probability), best first, on at most `lines`
+/// lines of `width` columns. Names longer than a third of a line (at least
+/// 16 columns) are shortened. Suggestions keep their order: the first that
+/// does not fit ends the layout, so the digits on screen are always 1..=n.
+/// The first suggestion is always shown when there is a line for it, with
+/// its name shortened to fit.
+pub fn suggestions(items: &[(String, f32)], width: usize, lines: usize) -> Vec<Vec<Shown>> {
+    let mut out: Vec<Vec<Shown>> = Vec::new();
+    if lines == 0 || width < 8 {
+        return out;
+    }
+    let cap = (width / 3).max(16);
+    let mut line: Vec<Shown> = Vec::new();
+    let mut used = 0usize;
+    for (n, (name, p)) in items.iter().enumerate().take(9) {
+        let digit = n + 1;
+        let prob = format!("{p:.2}");
+        let mut s = Shown { digit, name: shorten(name, cap), prob };
+        let need = |s: &Shown, used: usize| if used == 0 { s.width() } else { used + GAP + s.width() };
+        if need(&s, used) > width {
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+                used = 0;
+                if out.len() == lines {
+                    return out;
+                }
+            }
+            if s.width() > width {
+                // Alone on its line and still too wide: shorten to fit.
+                let fixed = digits_width(digit) + 1 + 1 + s.prob.width();
+                if width <= fixed + 1 {
+                    break;
+                }
+                s.name = shorten(name, width - fixed);
+            }
+        }
+        used = need(&s, used);
+        line.push(s);
+    }
+    if !line.is_empty() && out.len() < lines {
+        out.push(line);
+    }
+    out
+}
+
+/// How many suggestions a layout shows.
+pub fn count(layout: &[Vec<Shown>]) -> usize {
+    layout.iter().map(|l| l.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(names: &[&str]) -> Vec<(String, f32)> {
+        names.iter().enumerate().map(|(i, n)| (n.to_string(), 0.5 / (i + 1) as f32)).collect()
+    }
+
+    #[test]
+    fn shorten_keeps_both_ends() {
+        assert_eq!(shorten("short", 10), "short");
+        let s = shorten("balance_not_updated_after_bank_transfer", 20);
+        assert_eq!(s.width(), 20);
+        assert!(s.starts_with("balance_not") && s.ends_with("ransfer") && s.contains('…'), "{s}");
+    }
+
+    #[test]
+    fn layout_wraps_and_keeps_order() {
+        let it = items(&[
+            "transfer_not_received_by_recipient",
+            "balance_not_updated_after_bank_transfer",
+            "pending_transfer",
+            "declined_transfer",
+            "transfer_timing",
+            "cancel_transfer",
+            "failed_transfer",
+            "top_up_failed",
+            "card_arrival",
+        ]);
+        let one = suggestions(&it, 78, 1);
+        let two = suggestions(&it, 78, 2);
+        assert_eq!(one.len(), 1);
+        assert!(count(&one) >= 2, "{one:?}");
+        assert!(count(&two) > count(&one));
+        let digits: Vec<usize> = two.iter().flatten().map(|s| s.digit).collect();
+        assert_eq!(digits, (1..=count(&two)).collect::<Vec<_>>());
+        for l in &two {
+            let w: usize = l.iter().map(|s| s.width()).sum::<usize>() + GAP * (l.len() - 1);
+            assert!(w <= 78, "{w}");
+        }
+        // Narrow: the first still shows, shortened.
+        let narrow = suggestions(&it, 20, 1);
+        assert_eq!(count(&narrow), 1);
+        assert!(narrow[0][0].width() <= 20);
+        assert!(suggestions(&it, 78, 0).is_empty());
+    }
+}
