@@ -169,7 +169,10 @@ pub fn validate_name(name: &str) -> Result<()> {
         bail!("the session name is empty");
     }
     if name.contains('/') || name.contains('\\') || name.contains('\0') {
-        bail!("session name '{name}' contains a path separator; use a plain name like 'banking'");
+        bail!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name));
+    }
+    if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
+        bail!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name));
     }
     if name.starts_with('.') {
         bail!("session name '{name}' starts with a dot; use a plain name like 'banking'");
@@ -218,15 +221,20 @@ pub fn remove(sessions: &Path, name: &str) -> Result<()> {
     if !dir.join(DB_FILE).exists() {
         bail!("no session '{name}' in {}", sessions.display());
     }
-    let lock = Lock::acquire(&dir, name)?;
-    drop(lock);
+    // Held until the folder is gone: nobody opens it meanwhile.
+    let _lock = Lock::acquire(&dir, name)?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 
-/// The lock that marks a session as open for work by one process.
+/// The lock that marks a session as open for work by one process: an OS
+/// lock (`flock`) on the file `lock` in the session folder, so it is
+/// exclusive even when two processes start at the same moment, and a crash
+/// (or `kill -9`) releases it. The file also holds the holder's process id
+/// and command line, for the message that names it; it is never removed
+/// (removing a locked file would let a second process lock a new one).
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
+    file: std::fs::File,
 }
 
 pub fn pid_alive(pid: i32) -> bool {
@@ -247,44 +255,142 @@ pub fn pid_alive(pid: i32) -> bool {
     std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Who holds a lock file, as it says: (pid, command line).
+fn read_holder(path: &Path) -> (i32, String) {
+    let content = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = content.lines();
+    let pid: i32 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    (pid, data::display_safe(lines.next().unwrap_or("")))
+}
+
 impl Lock {
+    /// Takes the lock of the session in `dir`, or says who holds it.
     pub fn acquire(dir: &Path, name: &str) -> Result<Lock> {
         let path = dir.join("lock");
-        let me = std::process::id() as i32;
-        for _ in 0..5 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    let cmd = std::env::args().collect::<Vec<_>>().join(" ");
-                    writeln!(f, "{me}\n{cmd}")?;
-                    f.sync_all()?;
-                    return Ok(Lock { path });
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let (pid, cmd) = read_holder(&path);
+                if pid > 0 {
+                    bail!(
+                        "session '{}' is open in another process (pid {pid}{}); close it there first",
+                        data::display_safe(name),
+                        if cmd.is_empty() { String::new() } else { format!(": {cmd}") }
+                    );
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let content = std::fs::read_to_string(&path).unwrap_or_default();
-                    let mut lines = content.lines();
-                    let pid: i32 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-                    let cmd = lines.next().unwrap_or("").to_string();
-                    if pid != me && pid_alive(pid) {
-                        bail!(
-                            "session '{name}' is open in another process (pid {pid}{}); close it there first",
-                            if cmd.is_empty() { String::new() } else { format!(": {cmd}") }
-                        );
-                    }
-                    // Stale lock from a dead process (or our own): take it over.
-                    tracing::info!("taking over stale lock of pid {pid} on {}", path.display());
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot create lock {}", path.display())),
+                bail!("session '{}' is open in another process; close it there first", data::display_safe(name));
             }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
-        bail!("could not take the lock {}", path.display())
+        let mut lock = Lock { file };
+        lock.write_holder().with_context(|| format!("cannot write the lock file {}", path.display()))?;
+        Ok(lock)
+    }
+
+    fn write_holder(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let cmd = std::env::args().collect::<Vec<_>>().join(" ");
+        self.file.set_len(0)?;
+        self.file.seek(std::io::SeekFrom::Start(0))?;
+        writeln!(self.file, "{}\n{cmd}", std::process::id())?;
+        self.file.sync_all()
+    }
+
+    /// Whether the session in `dir` is locked now, and by whom (pid, command).
+    pub fn holder(dir: &Path) -> Option<(i32, String)> {
+        let path = dir.join("lock");
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        match file.try_lock() {
+            Ok(()) => None,
+            Err(_) => Some(read_holder(&path)),
+        }
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Clear the holder's name while still holding it; closing the file
+        // releases the OS lock.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Exchanges two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`).
+/// Returns false where the system or the file system cannot.
+fn exchange(a: &Path, b: &Path) -> Result<bool> {
+    // For the crash tests of the fallback (two renames) path.
+    if std::env::var_os("LABELREST_NO_EXCHANGE").is_some() {
+        return Ok(false);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+        let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+        // SAFETY: two valid NUL-terminated paths, relative to the current folder.
+        let r = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::ENOTSUP) => Ok(false),
+            _ => Err(e).with_context(|| format!("cannot put {} in place of {}", a.display(), b.display())),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
+}
+
+/// For crash tests: `LABELREST_CRASH_AT=STEP` makes the process abort at
+/// that step of replacing a session, as a `kill -9` there would.
+fn crash_point(step: &str) {
+    if std::env::var("LABELREST_CRASH_AT").map(|s| s == step).unwrap_or(false) {
+        std::process::abort();
+    }
+}
+
+/// Removes what crashed runs of `new` left in a sessions folder: folders
+/// `.NAME.new-PID` and `.NAME.old-PID` whose lock no process holds. An old
+/// session set aside by a replace that did not finish is put back first.
+pub fn clean_stale(sessions: &Path) {
+    let Ok(rd) = std::fs::read_dir(sessions) else { return };
+    for entry in rd.flatten() {
+        let fname = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = fname.strip_prefix('.') else { continue };
+        let (name, kind, pid) = match (rest.rsplit_once(".new-"), rest.rsplit_once(".old-")) {
+            (Some((n, pid)), _) if pid.parse::<i32>().is_ok() => (n.to_string(), "new", pid.parse::<i32>().unwrap_or(0)),
+            (_, Some((n, pid))) if pid.parse::<i32>().is_ok() => (n.to_string(), "old", pid.parse::<i32>().unwrap_or(0)),
+            _ => continue,
+        };
+        let path = entry.path();
+        if Lock::holder(&path).is_some() || pid_alive(pid) {
+            continue; // a run of `new` is still building or replacing it
+        }
+        if kind == "old" && !exists(sessions, &name) && path.join(DB_FILE).exists() {
+            // The replace stopped between setting the old one aside and putting the new one in.
+            match std::fs::rename(&path, session_dir(sessions, &name)) {
+                Ok(()) => {
+                    tracing::warn!("put session {name} back from {}", path.display());
+                    continue;
+                }
+                Err(e) => tracing::warn!("cannot put {} back: {e}", path.display()),
+            }
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!("removed {}, left by a run of `new` that did not finish", path.display()),
+            Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+        }
     }
 }
 
@@ -390,32 +496,66 @@ impl Session {
             bail!("session '{name}' exists already in {}; use --force to replace it, or another name", sessions.display());
         }
         std::fs::create_dir_all(sessions).with_context(|| format!("cannot create sessions folder {}", sessions.display()))?;
+        clean_stale(sessions);
         let tmp = sessions.join(format!(".{name}.new-{}", std::process::id()));
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
         }
-        std::fs::create_dir_all(&tmp)?;
-        let res = Self::build(&tmp, spec);
-        match res {
-            Ok(report) => {
-                if final_dir.exists() {
-                    // --force: refuse if someone is working in it.
-                    let lock = Lock::acquire(&final_dir, name);
-                    if let Err(e) = lock {
-                        let _ = std::fs::remove_dir_all(&tmp);
-                        return Err(e);
-                    }
-                    drop(lock);
-                    std::fs::remove_dir_all(&final_dir)?;
-                }
-                std::fs::rename(&tmp, &final_dir)?;
-                Ok(report)
-            }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        // The new session is locked while it is built: `clean_stale` leaves it alone.
+        let new_lock = match Lock::acquire(&tmp, name) {
+            Ok(l) => l,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                Err(e)
+                return Err(e);
             }
+        };
+        let res = Self::build(&tmp, spec).and_then(|report| {
+            crash_point("built");
+            Self::put_in_place(&tmp, &final_dir, name).map(|_| report)
+        });
+        drop(new_lock);
+        if res.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
         }
+        res
+    }
+
+    /// Puts the session built in `tmp` at `final_dir`, replacing the one
+    /// there (under its lock: refused while someone works in it). At every
+    /// moment exactly one complete session is under the name, or, where the
+    /// file system cannot exchange two folders atomically, the old one is
+    /// set aside and put back by `clean_stale` if the process dies between
+    /// the two renames.
+    fn put_in_place(tmp: &Path, final_dir: &Path, name: &str) -> Result<()> {
+        if !final_dir.exists() {
+            std::fs::rename(tmp, final_dir).with_context(|| format!("cannot create {}", final_dir.display()))?;
+            return Ok(());
+        }
+        // --force: the old session's lock is held until it is gone.
+        let old_lock = Lock::acquire(final_dir, name)?;
+        crash_point("locked");
+        if exchange(tmp, final_dir)? {
+            // `tmp` now holds the old session.
+            crash_point("exchanged");
+            drop(old_lock);
+            std::fs::remove_dir_all(tmp).with_context(|| format!("cannot remove the old session, now at {}", tmp.display()))?;
+            crash_point("removed");
+            return Ok(());
+        }
+        let parent = final_dir.parent().unwrap_or(Path::new("."));
+        let aside = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(final_dir, &aside).with_context(|| format!("cannot move {} aside", final_dir.display()))?;
+        crash_point("aside");
+        if let Err(e) = std::fs::rename(tmp, final_dir) {
+            let _ = std::fs::rename(&aside, final_dir);
+            return Err(e).with_context(|| format!("cannot create {}", final_dir.display()));
+        }
+        crash_point("exchanged");
+        drop(old_lock);
+        std::fs::remove_dir_all(&aside).with_context(|| format!("cannot remove the old session, now at {}", aside.display()))?;
+        crash_point("removed");
+        Ok(())
     }
 
     fn build(dir: &Path, spec: &ImportSpec) -> Result<ImportReport> {
@@ -469,7 +609,7 @@ impl Session {
                             &file,
                             Some(r.line),
                             None,
-                            format!("label '{l}' is not in the label set ({})", preview_labels(&labels)),
+                            format!("label '{}' is not in the label set ({})", data::display_safe(l), preview_labels(&labels)),
                         )
                     })?),
                 };
@@ -503,6 +643,7 @@ impl Session {
                 let tcols = Columns {
                     text: spec.columns.text.clone(),
                     label: Some(spec.test_label_col.clone().or_else(|| spec.columns.label.clone()).unwrap_or_else(|| "label".into())),
+                    allow_multiline: spec.columns.allow_multiline,
                 };
                 let stats = data::read_records(test, tf, &tcols, |r| {
                     let l = r.label.unwrap_or_default();
@@ -514,7 +655,7 @@ impl Session {
                             test,
                             Some(r.line),
                             None,
-                            format!("label '{l}' is not in the label set ({})", preview_labels(&labels)),
+                            format!("label '{}' is not in the label set ({})", data::display_safe(&l), preview_labels(&labels)),
                         )
                     })?;
                     ins_row
@@ -789,14 +930,6 @@ impl Session {
         )?)
     }
 
-    pub fn add_iteration(&self, n_labels: i64, metrics: &serde_json::Value) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, ?3)",
-            params![n_labels, now(), serde_json::to_string(metrics)?],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
     pub fn iterations(&self) -> Result<Vec<(i64, i64, serde_json::Value)>> {
         let mut st = self.conn.prepare("SELECT id, n_labels, metrics FROM iterations ORDER BY id")?;
         let v = st
@@ -805,20 +938,33 @@ impl Session {
         v.into_iter().map(|(i, n, m)| Ok((i, n, serde_json::from_str(&m)?))).collect()
     }
 
-    /// Replaces the stored predictions (one transaction).
-    pub fn save_predictions(&self, iteration: i64, preds: &[Prediction]) -> Result<()> {
+    /// Records an iteration and replaces the stored predictions with its
+    /// own, in one transaction. `metrics` gets the new iteration's id.
+    pub fn record_iteration<E>(
+        &self,
+        n_labels: i64,
+        metrics: impl FnOnce(i64) -> Result<serde_json::Value, E>,
+        preds: &[Prediction],
+    ) -> Result<i64>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let tx = self.conn.unchecked_transaction()?;
+        tx.execute("INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, '{}')", params![n_labels, now()])?;
+        let id = tx.last_insert_rowid();
+        let m = metrics(id)?;
+        tx.execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", params![serde_json::to_string(&m)?, id])?;
         tx.execute("DELETE FROM predictions", [])?;
         {
             let mut st = tx.prepare(
                 "INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for p in preds {
-                st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, iteration])?;
+                st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, id])?;
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(id)
     }
 
     pub fn predictions(&self) -> Result<HashMap<i64, Prediction>> {
@@ -857,6 +1003,11 @@ impl Session {
             bail!("{dup} rows have more than one active label");
         }
         Ok(())
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
     }
 
     pub fn conn(&self) -> &Connection {

@@ -78,15 +78,21 @@ fn lock_refuses_a_second_process_and_stale_locks_are_taken_over() {
     assert!(e.contains("open in another process") && e.contains(&format!("pid {}", std::process::id())), "{e}");
     // rm is refused too while it is open.
     assert!(!labelrest(d.path(), &["sessions", "rm", "s", "--yes"]).status.success());
+    // In this process too: a second open is refused while the first holds it.
+    assert!(Session::open(d.path(), "s").is_err());
+    assert_eq!(labelrest::store::Lock::holder(&d.path().join("s")).map(|h| h.0), Some(std::process::id() as i32));
     drop(held);
-    // A lock left by a dead process.
+    assert!(labelrest::store::Lock::holder(&d.path().join("s")).is_none(), "released on drop");
+    // A lock file left by a dead process, or naming a live one (pid 1, a
+    // reused pid), blocks nothing: only the OS lock counts.
     let mut child = Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    std::fs::write(d.path().join("s/lock"), format!("{dead}\nlabelrest label s\n")).unwrap();
-    let s = Session::open(d.path(), "s").expect("stale lock taken over");
-    drop(s);
-    assert!(!d.path().join("s/lock").exists());
+    for pid in [dead, 1] {
+        std::fs::write(d.path().join("s/lock"), format!("{pid}\nlabelrest label s\n")).unwrap();
+        let s = Session::open(d.path(), "s").expect("a lock file nobody holds is free");
+        drop(s);
+    }
 }
 
 #[test]

@@ -1,0 +1,218 @@
+//! Hardening: what must hold when things go wrong. Sessions replaced by
+//! `new --force` are never lost, whatever step a crash hits; the session
+//! lock is exclusive under concurrent starts; outputs never overwrite their
+//! input or follow a planted link, and a failed run leaves nothing half
+//! written; a damaged embedding cache is rebuilt, never used; an empty
+//! label is refused everywhere.
+
+mod common;
+use common::*;
+use labelrest::store::{self, Session};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn csv_of(n: usize, tag: &str) -> Vec<u8> {
+    let mut s = String::from("text,label\n");
+    for i in 0..n {
+        s.push_str(&format!("{tag} text number {i},{}\n", if i % 2 == 0 { "a" } else { "b" }));
+    }
+    s.into_bytes()
+}
+
+fn leftovers(sessions: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(sessions)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+/// `new --force` killed at every step of the replace, on both paths (an
+/// atomic exchange, and two renames where the file system has no exchange):
+/// exactly one complete session is under the name afterwards (the old one
+/// or the new one), and what the crash left is cleaned up by the next run.
+#[test]
+fn new_force_killed_at_every_step_keeps_exactly_one_session() {
+    for no_exchange in [false, true] {
+        let steps: &[&str] =
+            if no_exchange { &["built", "locked", "aside", "exchanged", "removed"] } else { &["built", "locked", "exchanged", "removed"] };
+        for step in steps {
+            let d = tempfile::tempdir().unwrap();
+            let old = write(d.path(), "old.csv", &csv_of(5, "old"));
+            let new = write(d.path(), "new.csv", &csv_of(8, "new"));
+            let sessions = d.path().join("sessions");
+            assert!(labelrest(&sessions, &["new", "s", "--data", old.to_str().unwrap(), "--label-col", "label"]).status.success());
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_labelrest"));
+            cmd.arg("--sessions").arg(&sessions).args(["new", "s", "--force", "--label-col", "label", "--data", new.to_str().unwrap()]);
+            cmd.env("LABELREST_CRASH_AT", step).env("LABELREST_LOG", d.path().join("log"));
+            if no_exchange {
+                cmd.env("LABELREST_NO_EXCHANGE", "1");
+            }
+            let o = cmd.output().unwrap();
+            assert!(!o.status.success(), "step {step}: the crash point was not reached");
+            // What a later run finds (every `new` cleans up first).
+            store::clean_stale(&sessions);
+            let s = Session::open(&sessions, "s").unwrap_or_else(|e| panic!("step {step} (no_exchange {no_exchange}): no session: {e:#}"));
+            let n = s.rows().unwrap().len();
+            assert!(n == 5 || n == 8, "step {step}: a complete session, old or new ({n} rows)");
+            if ["exchanged", "removed"].contains(step) {
+                assert_eq!(n, 8, "step {step}: the new session is in place");
+            } else {
+                assert_eq!(n, 5, "step {step}: the old session is still in place");
+            }
+            s.check_integrity().unwrap();
+            drop(s);
+            assert!(leftovers(&sessions).is_empty(), "step {step}: left behind {:?}", leftovers(&sessions));
+        }
+    }
+}
+
+/// Four processes start on one session at the same moment, a hundred times:
+/// never two holders of its lock.
+#[test]
+fn the_lock_is_exclusive_under_concurrent_starts() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "a.csv", &csv_of(4, "x"));
+    assert!(labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label"]).status.success());
+    for round in 0..100 {
+        let mut kids: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_labelrest"))
+                    .arg("--sessions")
+                    .arg(d.path())
+                    .args(["annotate", "s"])
+                    .env("LABELREST_LOG", d.path().join("log"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // A holder waits on its standard input; the others are refused and end.
+        let start = Instant::now();
+        let mut ended = vec![None; 4];
+        while ended.iter().filter(|e| e.is_some()).count() < 3 && start.elapsed() < Duration::from_secs(60) {
+            for (k, kid) in kids.iter_mut().enumerate() {
+                if ended[k].is_none() {
+                    ended[k] = kid.try_wait().unwrap();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let running = ended.iter().filter(|e| e.is_none()).count();
+        assert_eq!(running, 1, "round {round}: {running} processes hold the session");
+        for (k, kid) in kids.iter_mut().enumerate() {
+            if let Some(st) = ended[k] {
+                assert!(!st.success());
+                let mut e = String::new();
+                use std::io::Read;
+                kid.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+                assert!(e.contains("open in another process (pid"), "round {round}: {e}");
+            }
+        }
+        for kid in kids.iter_mut() {
+            drop(kid.stdin.take());
+            let _ = kid.wait();
+        }
+    }
+}
+
+/// `predict` and `export` write through a temporary file: never over their
+/// input, never through a link, never half a file under the final name.
+#[test]
+fn outputs_never_clobber_their_input_or_follow_links() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("sessions");
+    // A session with a model (two labels, one retrain).
+    let f = write(d.path(), "a.csv", demo_head(60).as_bytes());
+    let o = labelrest(&s, &["new", "p", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .arg("--sessions")
+        .arg(&s)
+        .args(["annotate", "p"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let names: Vec<String> = Session::open_read_only(&s, "p").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
+    writeln!(child.stdin.as_mut().unwrap(), "1\t{}\n2\t{}", names[0], names[1]).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert!(labelrest(&s, &["retrain", "p"]).status.success());
+
+    // predict --out equal to --input (or a link to it): refused, input intact.
+    let input = write(d.path(), "in.csv", demo_head(30).as_bytes());
+    let before = std::fs::read(&input).unwrap();
+    let o = labelrest(&s, &["predict", "p", "--input", input.to_str().unwrap(), "--out", input.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is the input file"), "{}", stderr(&o));
+    let link = d.path().join("link.csv");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let o = labelrest(&s, &["predict", "p", "--input", input.to_str().unwrap(), "--out", link.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&input).unwrap(), before, "the input was not touched");
+
+    // A run that fails part-way leaves neither a partial output nor a temporary file.
+    let mut big = demo_head(1500).into_bytes();
+    big.extend_from_slice(b"broken \xff utf8,x\n");
+    let bad = write(d.path(), "bad.csv", &big);
+    let out_dir = d.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("pred.csv");
+    let o = labelrest(&s, &["predict", "p", "--input", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("invalid UTF-8"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "nothing left in the output folder");
+
+    // export over a symlink replaces the link, never writes through it; a
+    // link planted at the old temporary name is not followed either.
+    let victim = d.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let target = out_dir.join("labels.csv");
+    std::os::unix::fs::symlink(&victim, &target).unwrap();
+    std::os::unix::fs::symlink(&victim, out_dir.join("labels.csv.part")).unwrap();
+    let o = labelrest(&s, &["export", "p", "--out", target.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("id,text,label"));
+    // An export that fails (the target is a folder) names the target and leaves no temporary file.
+    let o = labelrest(&s, &["export", "p", "--out", out_dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(!e.contains(".part"), "{e}");
+    let hidden: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "temporary files left: {hidden:?}");
+}
+
+/// An empty label given headlessly is refused and nothing is stored.
+#[test]
+fn annotate_refuses_an_empty_label() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "a.csv", &csv_of(4, "x"));
+    assert!(labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"])
+        .status
+        .success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .arg("--sessions")
+        .arg(d.path())
+        .args(["annotate", "s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"1\t \n").unwrap();
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("<stdin>:1: the label is empty"), "{}", stderr(&o));
+    assert!(Session::open_read_only(d.path(), "s").unwrap().labels().unwrap().is_empty());
+}
