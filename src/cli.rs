@@ -121,6 +121,11 @@ pub struct NewArgs {
     pub mode: Option<crate::model::finetune::Mode>,
     #[command(flatten)]
     pub finetune: crate::store::FinetuneOverrides,
+    /// CSV: texts may span lines (quoted fields with line breaks). Without
+    /// it, a quoted field that takes in lines that look like records is
+    /// refused as a stray quote.
+    #[arg(long)]
+    pub allow_multiline: bool,
     /// Replace a session of the same name.
     #[arg(long)]
     pub force: bool,
@@ -359,7 +364,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
     let labels = match (&a.labels, &a.labels_file) {
-        (Some(l), _) => Some(data::parse_label_list(l)),
+        (Some(l), _) => Some(data::parse_label_list(l).map_err(|e| anyhow::anyhow!(e))?),
         (None, Some(f)) => Some(data::read_labels_file(f)?),
         (None, None) => None,
     };
@@ -373,7 +378,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
     let spec = ImportSpec {
         data: a.data.clone(),
         format: a.format,
-        columns: Columns { text: a.text_col.clone(), label: a.label_col.clone() },
+        columns: Columns { text: a.text_col.clone(), label: a.label_col.clone(), allow_multiline: a.allow_multiline },
         label_col_is: a.label_col_is,
         labels,
         test: a.test.clone(),
@@ -457,10 +462,15 @@ fn cmd_annotate(sessions: &Path, name: &str) -> Result<()> {
             continue;
         }
         let (id, label) = line.split_once('\t').ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL", n + 1))?;
-        let id: i64 = id.trim().parse().with_context(|| format!("<stdin>:{}: row id '{id}' is not a number", n + 1))?;
+        let id: i64 =
+            id.trim().parse().map_err(|_| anyhow::anyhow!("<stdin>:{}: row id '{}' is not a number", n + 1, data::display_safe(id)))?;
+        let label = label.trim();
+        if label.is_empty() {
+            bail!("<stdin>:{}: the label is empty", n + 1);
+        }
         let l = *index
-            .get(label.trim())
-            .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, label.trim()))?;
+            .get(label)
+            .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, data::display_safe(label)))?;
         s.add_label(id, l, iteration, preds.get(&id).map(|p| p.label))?;
         writeln!(out, "ok {id}")?;
         out.flush()?;
@@ -525,7 +535,7 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
     let spec = ImportSpec {
         data: demo.join("train.csv"),
         format: None,
-        columns: Columns { text: "text".into(), label: Some("label".into()) },
+        columns: Columns::new("text", Some("label")),
         label_col_is: LabelColIs::Gold,
         labels: None,
         test: Some(demo.join("test.csv")),

@@ -62,17 +62,52 @@ impl Format {
     }
 }
 
-/// Which columns to read.
+/// Which columns to read, and how.
 #[derive(Debug, Clone)]
 pub struct Columns {
     pub text: String,
     pub label: Option<String>,
+    /// CSV: quoted fields may span lines freely. Without it, a quoted field
+    /// that spans lines holding what look like records (or more than
+    /// `MULTILINE_MAX` lines) is refused as a stray quote.
+    pub allow_multiline: bool,
+}
+
+impl Columns {
+    pub fn new(text: &str, label: Option<&str>) -> Columns {
+        Columns { text: text.to_string(), label: label.map(|l| l.to_string()), allow_multiline: false }
+    }
 }
 
 impl Default for Columns {
     fn default() -> Self {
-        Columns { text: "text".into(), label: None }
+        Columns::new("text", None)
     }
+}
+
+/// Lines a quoted CSV field may span before it is taken for a stray quote
+/// (unless `--allow-multiline`).
+pub const MULTILINE_MAX: usize = 50;
+
+/// A quoted field that spans lines and looks like a stray quote swallowing
+/// records: the first continuation line that has the delimiters of a whole
+/// record (n, the line's text), or the line count when it runs too long.
+fn swallowed_record(field: &[u8], ncols: usize, delim: u8) -> Option<String> {
+    let lines: Vec<&[u8]> = field.split(|&b| b == b'\n').collect();
+    if lines.len() > MULTILINE_MAX {
+        return Some(format!("it runs over {} lines", lines.len()));
+    }
+    if ncols < 2 {
+        return None;
+    }
+    for (k, l) in lines.iter().enumerate().skip(1) {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        if l.iter().filter(|&&b| b == delim).count() >= ncols - 1 {
+            let shown: String = display_safe(&String::from_utf8_lossy(l)).chars().take(40).collect();
+            return Some(format!("its line {} looks like a record of its own (\"{shown}\")", k + 1));
+        }
+    }
+    None
 }
 
 /// One record of input: the text as given, its label if a label column was
@@ -202,6 +237,21 @@ where
         let line = pos.line();
         last_start_line = line;
         last_multiline = rec.iter().any(|f| f.contains(&b'\n') || f.contains(&b'\r'));
+        if last_multiline && format == Format::Csv && !cols.allow_multiline {
+            for (fi, f) in rec.iter().enumerate() {
+                if let Some(why) = swallowed_record(f, headers.len(), b',') {
+                    return Err(DataError::new(
+                        path,
+                        Some(line),
+                        Some(fi as u64 + 1),
+                        format!(
+                            "malformed CSV: the quoted field that opens on this line spans several lines and {why}: a stray quote? \
+                             (if texts really span lines, give --allow-multiline)"
+                        ),
+                    ));
+                }
+            }
+        }
         let text = utf8_field(path, rec.get(ti).unwrap_or(b""), line, pos.byte(), &rec, ti)?;
         let label = match li {
             Some(i) => Some(utf8_field(path, rec.get(i).unwrap_or(b""), line, pos.byte(), &rec, i)?.trim().to_string()),
@@ -338,9 +388,33 @@ pub struct LabelDef {
     pub description: Option<String>,
 }
 
-/// Parses `--labels a,b,c`.
-pub fn parse_label_list(s: &str) -> Vec<LabelDef> {
-    s.split(',').map(|x| x.trim()).filter(|x| !x.is_empty()).map(|x| LabelDef { name: x.to_string(), description: None }).collect()
+/// Why a label name cannot be used, if it cannot: empty, or holding
+/// control characters (which would reach the terminal). Labels are
+/// case-sensitive: `Billing` and `billing` are two labels.
+pub fn label_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("an empty label name".into());
+    }
+    if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
+        return Some(format!("label '{}' holds control characters", display_safe(name)));
+    }
+    None
+}
+
+/// Parses `--labels a,b,c`: names are trimmed; an empty name, a name with
+/// control characters or a name given twice is refused.
+pub fn parse_label_list(s: &str) -> Result<Vec<LabelDef>, String> {
+    let mut out: Vec<LabelDef> = Vec::new();
+    for x in s.split(',').map(|x| x.trim()) {
+        if let Some(p) = label_name_problem(x) {
+            return Err(format!("--labels: {p}{}", if x.is_empty() { " (two commas in a row, or one at an end?)" } else { "" }));
+        }
+        if out.iter().any(|l| l.name == x) {
+            return Err(format!("--labels: label '{}' is given twice", display_safe(x)));
+        }
+        out.push(LabelDef { name: x.to_string(), description: None });
+    }
+    Ok(out)
 }
 
 /// Reads a labels file: one label a line, optionally `label<TAB>description`.
@@ -358,8 +432,11 @@ pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
             Some((n, d)) => (n.trim(), Some(d.trim().to_string()).filter(|d| !d.is_empty())),
             None => (line.trim(), None),
         };
+        if let Some(p) = label_name_problem(name) {
+            return Err(DataError::new(path, Some(i as u64 + 1), None, p));
+        }
         if out.iter().any(|l| l.name == name) {
-            return Err(DataError::new(path, Some(i as u64 + 1), None, format!("label '{name}' is given twice")));
+            return Err(DataError::new(path, Some(i as u64 + 1), None, format!("label '{}' is given twice", display_safe(name))));
         }
         out.push(LabelDef { name: name.to_string(), description: desc });
     }
@@ -374,6 +451,9 @@ pub fn labels_from_column(path: &Path, format: Format, cols: &Columns) -> Result
     read_records(path, format, cols, |r| {
         if let Some(l) = r.label {
             if !l.is_empty() && set.insert(l.clone()) {
+                if let Some(p) = label_name_problem(&l) {
+                    return Err(DataError::new(path, Some(r.line), None, p));
+                }
                 seen.push(l);
             }
         }
@@ -415,7 +495,12 @@ mod tests {
 
     #[test]
     fn label_list() {
-        let l = parse_label_list(" a, b ,,c");
+        let l = parse_label_list(" a, b ,c").unwrap();
         assert_eq!(l.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+        assert!(parse_label_list("a,,c").unwrap_err().contains("empty label name"));
+        assert!(parse_label_list("a,b,").unwrap_err().contains("empty label name"));
+        assert!(parse_label_list("billing,bug,billing").unwrap_err().contains("'billing' is given twice"));
+        assert_eq!(parse_label_list("Billing,billing").unwrap().len(), 2, "labels are case-sensitive");
+        assert!(parse_label_list("a,\u{1b}]0;PWN\u{7}").unwrap_err().contains("control characters"));
     }
 }

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
 
+use crate::output::AtomicWriter;
 use crate::store::{Session, Source, Split};
 
 #[derive(Debug, Clone, Default)]
@@ -24,34 +25,40 @@ pub struct ExportReport {
     pub none: usize,
 }
 
-/// A CSV or JSONL writer of serialisable records.
+/// A CSV or JSONL writer of serialisable records, to a temporary file that
+/// `finish` puts at the target (see `output`).
 pub(crate) enum Out {
-    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
-    Json(std::io::BufWriter<std::fs::File>),
+    Csv(csv::Writer<AtomicWriter>),
+    Json(AtomicWriter),
 }
 
 impl Out {
     pub(crate) fn create(path: &Path, jsonl: bool) -> Result<Out> {
-        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-        let w = std::io::BufWriter::new(file);
+        let w = AtomicWriter::create(path)?;
         Ok(if jsonl { Out::Json(w) } else { Out::Csv(csv::Writer::from_writer(w)) })
     }
     pub(crate) fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
+        let r: Result<()> = match self {
+            Out::Csv(c) => c.serialize(v).map_err(Into::into),
+            Out::Json(w) => serde_json::to_writer(&mut *w, v).map_err(Into::into).and_then(|_| w.write_all(b"\n").map_err(Into::into)),
+        };
+        r.with_context(|| format!("cannot write {}", self.target().display()))
+    }
+    fn target(&self) -> &Path {
         match self {
-            Out::Csv(c) => c.serialize(v)?,
-            Out::Json(w) => {
-                serde_json::to_writer(&mut *w, v)?;
-                w.write_all(b"\n")?;
-            }
+            Out::Csv(c) => c.get_ref().target(),
+            Out::Json(w) => w.target(),
         }
-        Ok(())
     }
     pub(crate) fn finish(self) -> Result<()> {
-        match self {
-            Out::Csv(mut c) => c.flush()?,
-            Out::Json(mut w) => w.flush()?,
-        }
-        Ok(())
+        let w = match self {
+            Out::Csv(c) => {
+                let t = c.get_ref().target().to_path_buf();
+                c.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {}", t.display(), e.error()))?
+            }
+            Out::Json(w) => w,
+        };
+        w.commit()
     }
 }
 
@@ -77,12 +84,12 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         "jsonl" | "ndjson" => true,
         other => bail!("{}: cannot tell the export format from '.{other}'; use .csv or .jsonl", out.display()),
     };
+    crate::output::check_not_input(out, &[&session.db_path()])?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let labels: std::collections::HashMap<i64, (u32, Source)> =
         session.labels()?.into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
     let preds = session.predictions()?;
-    let tmp = out.with_extension(format!("{ext}.part"));
-    let mut sink = Out::create(&tmp, jsonl)?;
+    let mut sink = Out::create(out, jsonl)?;
     let mut report = ExportReport::default();
     for row in session.rows()? {
         if row.split != Split::Pool {
@@ -115,6 +122,5 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         sink.write(&o)?;
     }
     sink.finish()?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(report)
 }

@@ -11,6 +11,7 @@ pub mod data;
 pub mod export;
 pub mod learn;
 pub mod model;
+pub mod output;
 pub mod plot;
 pub mod predict;
 pub mod simulate;

@@ -21,6 +21,7 @@ struct Out<'a> {
 
 /// Labels every record of `input` and writes CSV or JSONL to `out`; returns the row count.
 pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, text_col: &str, out: &Path) -> Result<usize> {
+    crate::output::check_not_input(out, &[input, &session.db_path()])?;
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let dir = crate::worker::encoder_dir(session)?;
@@ -63,7 +64,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         Ok(())
     };
     let mut err: Option<anyhow::Error> = None;
-    data::read_records(input, format, &Columns { text: text_col.into(), label: None }, |r| {
+    data::read_records(input, format, &Columns::new(text_col, None), |r| {
         chunk.push((r.line, r.text));
         if chunk.len() >= 1024 {
             if let Err(e) = flush(&mut chunk, &mut w) {

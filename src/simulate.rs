@@ -92,7 +92,7 @@ fn embed_cached(dir: &Path, encoder: &Encoder, texts: &[&str], quiet: bool) -> R
     );
     bar.set_message("embedding");
     let cancel = AtomicBool::new(false);
-    let m = model::embed_cached(dir, &key, encoder, texts, &mut |_, done, _| bar.set_position(done as u64), &cancel)?;
+    let (m, _) = model::embed_cached(dir, &key, encoder, texts, &mut |_, done, _| bar.set_position(done as u64), &cancel)?;
     bar.finish_and_clear();
     Ok(m)
 }
@@ -101,7 +101,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     if opts.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let cols = Columns { text: opts.text_col.clone(), label: Some(opts.label_col.clone()) };
+    let cols = Columns::new(&opts.text_col, Some(&opts.label_col));
     let train = read_split(&opts.train, &cols)?;
     let test = read_split(&opts.test, &cols)?;
     let dataset = opts.name.clone().unwrap_or_else(|| {

@@ -63,6 +63,8 @@ pub enum Event {
     /// The encoder fine-tune behind the head refreshes: whether one runs,
     /// and its progress or outcome.
     FineTune { running: bool, text: String },
+    /// Something the person should know (shown in the status line).
+    Notice(String),
 }
 
 /// One iteration's results, ready for the UI.
@@ -231,6 +233,8 @@ pub struct Prepared {
     pub encoder: Encoder,
     /// The label prompts whose embeddings the engine holds.
     pub prompts: Vec<String>,
+    /// Damaged rows found in the embedding cache and embedded again.
+    pub repaired: usize,
 }
 
 impl Prepared {
@@ -258,7 +262,7 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
     let rows = session.rows()?;
     let labels = session.label_set()?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    let emb = model::embed_cached(&session.dir, &encoder.hash, &encoder, &texts, progress, cancel)?;
+    let (emb, repaired) = model::embed_cached(&session.dir, &encoder.hash, &encoder, &texts, progress, cancel)?;
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
     let mut pool_rows = Vec::new();
@@ -281,7 +285,7 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
     }
     let id_to_pool = pool_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let engine = Engine::new(Arc::new(emb), pool_rows, test_rows, test_gold, label_emb, labels.len(), engine_config(&settings)?)?;
-    Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone(), encoder, prompts })
+    Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone(), encoder, prompts, repaired })
 }
 
 /// The encoder a session uses: its fine-tuned one when a fine-tune was
@@ -317,6 +321,9 @@ fn run(
         Err(e) => return Err(e),
     };
     tracing::info!("worker ready in {:?}", t.elapsed());
+    if prepared.repaired > 0 {
+        let _ = events.send(Event::Notice(format!("the embedding cache had {} damaged rows: embedded them again", prepared.repaired)));
+    }
     // The first view: the saved head's when there is one, else a fresh iteration.
     let settings = session.settings()?;
     let strategy = Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin);
@@ -482,7 +489,7 @@ fn start_finetune_thread(
             model::bert::save_model_dir(&vars, &base, &out)?;
             let encoder = Encoder::load(&out, &device)?;
             let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-            let emb = model::embed_cached(
+            let (emb, _) = model::embed_cached(
                 &dir,
                 &encoder.hash,
                 &encoder,
@@ -678,9 +685,10 @@ pub fn iterate(
         mode: settings.mode.clone(),
     };
     record.total_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let id = session.add_iteration(pairs.len() as i64, &serde_json::to_value(&record)?)?;
-    record.iteration = id;
-    // Store the predictions (for export and resume) and the head.
+    // The head first (written whole, then renamed), then the iteration with
+    // its predictions in one transaction: a failure leaves the last
+    // iteration as it was.
+    it.head.save(head_path).with_context(|| format!("cannot save the model to {}", head_path.display()))?;
     let mut rank_of = vec![None; p.pool_ids.len()];
     for (r, &i) in ranking.iter().enumerate() {
         rank_of[i as usize] = Some(r as i64);
@@ -695,9 +703,14 @@ pub fn iterate(
             rank: rank_of[i],
         })
         .collect();
-    session.save_predictions(id, &preds)?;
-    it.head.save(head_path)?;
-    session.conn().execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", rusqlite::params![serde_json::to_string(&record)?, id])?;
+    let id = session.record_iteration(
+        pairs.len() as i64,
+        |id| {
+            record.iteration = id;
+            serde_json::to_value(&record)
+        },
+        &preds,
+    )?;
     Ok(Update { iteration: id, n_labels: pairs.len(), scores: it.scores, ranking, record })
 }
 

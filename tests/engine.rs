@@ -95,13 +95,13 @@ fn embedding_cache_resumes_after_an_interruption() {
         &cancel,
     );
     assert!(r.is_err(), "interrupted");
-    let cache = model::Cache::open(d.path(), "k", 300, 384).unwrap();
+    let cache = model::Cache::open(d.path(), "k", 300, 384, true).unwrap();
     let missing = cache.missing().len();
     assert!(missing > 0 && missing < 300, "{missing} missing");
     drop(cache);
     // The next run embeds only what is missing, and the result is the same as in one go.
     let mut first_done = None;
-    let m = model::embed_cached(
+    let (m, _) = model::embed_cached(
         d.path(),
         "k",
         &small,
@@ -240,4 +240,33 @@ fn simulate_writes_curves_plot_and_table() {
     assert!(table.contains("acc@10") && table.contains("| demo | margin |"), "{table}");
     assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<svg"));
     assert!(std::fs::read(out.join("curves.png")).unwrap().starts_with(b"\x89PNG"));
+}
+
+/// A cache of the right size with damaged rows (not finite, not of unit
+/// length, a done mark that is neither 0 nor 1) is rebuilt where it is
+/// damaged, and the result equals a fresh embedding.
+#[test]
+fn a_damaged_embedding_cache_is_rebuilt() {
+    let enc = encoder();
+    let texts: Vec<String> = (0..40).map(|i| format!("how do I top up my card, question {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+    let d = tempfile::tempdir().unwrap();
+    let (_, repaired) = model::embed_cached(d.path(), "k", &enc, &refs, &mut |_, _, _| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(repaired, 0);
+    let (data, done) = model::Cache::paths(d.path(), "k");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let dim = enc.dim;
+    bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes()); // row 0: NaN
+    for (k, b) in bytes[dim * 4..dim * 8].chunks_mut(4).enumerate() {
+        b.copy_from_slice(&((k as f32 * 0.37).sin()).to_le_bytes()); // row 1: random floats
+    }
+    std::fs::write(&data, bytes).unwrap();
+    let mut marks = std::fs::read(&done).unwrap();
+    marks[2] = 7; // row 2: a done mark that means nothing
+    std::fs::write(&done, marks).unwrap();
+    let (m, repaired) = model::embed_cached(d.path(), "k", &enc, &refs, &mut |_, _, _| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(repaired, 3);
+    let fresh = enc.embed(&refs, |_, _| {}).unwrap();
+    let diff = m.as_slice().iter().zip(&fresh).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "{diff}");
 }

@@ -198,3 +198,54 @@ fn a_failed_import_keeps_the_old_session() {
     assert!(!o.status.success());
     assert_eq!(Session::open_read_only(d.path(), "s").unwrap().rows().unwrap().len(), 2);
 }
+
+/// A stray quote in the middle of a CSV must not silently merge rows: the
+/// quoted field that takes in lines that look like records is refused,
+/// with the line where the quote opened.
+#[test]
+fn a_stray_quote_mid_file_is_refused() {
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b,c,d,e,f"],
+        &[("a.csv", b"text,label\nrow one,a\n\"row two has a stray quote,b\nrow three,c\nrow four,d\nrow five,e\n\"row six\",f\n")],
+        &["a.csv:3", "stray quote", "--allow-multiline"],
+    );
+    // Texts that really span lines import, with or without the flag when
+    // nothing looks like a record, and with --allow-multiline in any case.
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "m.csv", b"text,label\n\"first line\nsecond line\",a\n\"an address: 1 Main St\nSpringfield, IL\",b\nplain,a\n");
+    let o = labelrest(d.path(), &["new", "m", "--data", f.to_str().unwrap(), "--label-col", "label"]);
+    assert!(!o.status.success(), "the second text has a record-like line");
+    let o = labelrest(d.path(), &["new", "m", "--data", f.to_str().unwrap(), "--label-col", "label", "--allow-multiline"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = Session::open_read_only(d.path(), "m").unwrap().rows().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].text, "first line\nsecond line");
+    let g = write(d.path(), "g.csv", b"text,label\n\"first line\nsecond line\",a\nplain,b\n");
+    let o = labelrest(d.path(), &["new", "g", "--data", g.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Empty label names and names with control characters are refused
+/// wherever a label set comes from; a label given twice is named.
+#[test]
+fn label_names_empty_twice_or_with_control_characters() {
+    let data: &[(&str, &[u8])] = &[("a.csv", b"text,label\none,a\ntwo,b\n")];
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,,b"], data, &["empty label name"]);
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "billing,bug,billing"], data, &["'billing' is given twice"]);
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels-file", "DIR/l.txt"],
+        &[("a.csv", b"text\none\n"), ("l.txt", b"a\n\tdescription of nothing\nb\n")],
+        &["l.txt:2", "empty label name"],
+    );
+    // A hostile label value in the data: refused, and no escape byte reaches the terminal.
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "h.csv", b"text,label\none,a\ntwo,\x1b]0;PWN\x07\n");
+    let o = labelrest(d.path(), &["new", "h", "--data", f.to_str().unwrap(), "--label-col", "label"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("h.csv:3") && e.contains("control characters"), "{e}");
+    assert!(!o.stderr.contains(&0x1b) && !o.stderr.contains(&0x07), "raw control bytes printed: {e:?}");
+    let o = labelrest(d.path(), &["new", "bad\x1b[31mname", "--data", f.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("control characters") && !o.stderr.contains(&0x1b), "{}", stderr(&o));
+}

@@ -48,12 +48,27 @@ impl Matrix {
 
 pub struct Cache {
     data_path: PathBuf,
-    done_path: PathBuf,
     data: File,
     done_file: File,
     done: Vec<u8>,
     pub n: usize,
     pub dim: usize,
+    /// Rows marked done whose vectors were damaged (not finite, or not of
+    /// unit length), or whose done mark was neither 0 nor 1: to embed again.
+    pub repaired: usize,
+}
+
+/// Whether a stored vector can be trusted: finite and, for an encoder that
+/// L2-normalises, of length 1 (within float error).
+fn vector_ok(v: &[f32], unit_norm: bool) -> bool {
+    if !v.iter().all(|x| x.is_finite()) {
+        return false;
+    }
+    if unit_norm {
+        let n2: f32 = v.iter().map(|x| x * x).sum();
+        return (n2 - 1.0).abs() < 1e-2;
+    }
+    true
 }
 
 impl Cache {
@@ -61,8 +76,11 @@ impl Cache {
         (dir.join(format!("emb-{hash}.f32")), dir.join(format!("emb-{hash}.done")))
     }
 
-    /// Opens (or creates) the cache for `n` rows of `dim` floats.
-    pub fn open(dir: &Path, hash: &str, n: usize, dim: usize) -> Result<Cache> {
+    /// Opens (or creates) the cache for `n` rows of `dim` floats. Every row
+    /// marked done is checked (finite; of unit length when `unit_norm`) and
+    /// marked missing again when it fails, as is a done mark other than 0 or
+    /// 1: a damaged cache is rebuilt where it is damaged, never used.
+    pub fn open(dir: &Path, hash: &str, n: usize, dim: usize, unit_norm: bool) -> Result<Cache> {
         let (data_path, done_path) = Self::paths(dir, hash);
         let data = OpenOptions::new()
             .read(true)
@@ -88,7 +106,39 @@ impl Cache {
             done_file.write_all(&done)?;
             done_file.sync_all()?;
         }
-        Ok(Cache { data_path, done_path, data, done_file, done, n, dim })
+        // Check what is marked done.
+        let mut repaired = 0usize;
+        let mut bad: Vec<usize> = Vec::new();
+        let mut buf = vec![0u8; dim * 4];
+        let mut v = vec![0f32; dim];
+        for (i, d) in done.iter_mut().enumerate() {
+            match *d {
+                0 => continue,
+                1 => {}
+                _ => {
+                    *d = 0;
+                    bad.push(i);
+                    continue;
+                }
+            }
+            data.read_exact_at(&mut buf, (i * dim * 4) as u64)?;
+            for (k, x) in v.iter_mut().enumerate() {
+                *x = f32::from_le_bytes([buf[k * 4], buf[k * 4 + 1], buf[k * 4 + 2], buf[k * 4 + 3]]);
+            }
+            if !vector_ok(&v, unit_norm) {
+                *d = 0;
+                bad.push(i);
+            }
+        }
+        if !bad.is_empty() {
+            repaired = bad.len();
+            tracing::warn!("embedding cache {}: {repaired} damaged rows; embedding them again", data_path.display());
+            for &i in &bad {
+                done_file.write_all_at(&[0], i as u64)?;
+            }
+            done_file.sync_data()?;
+        }
+        Ok(Cache { data_path, data, done_file, done, n, dim, repaired })
     }
 
     /// Rows not embedded yet.
@@ -135,7 +185,6 @@ impl Cache {
         if cfg!(target_endian = "big") {
             bail!("the embedding cache is little-endian");
         }
-        let _ = &self.done_path;
         Ok(Matrix::Mapped { map, n: self.n, dim: self.dim })
     }
 }

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Embeds `texts` through the cache `emb-<key>` in `dir`: rows already
 /// there are not embedded again, and a crash loses at most one batch.
 /// `progress(stage, done, total)` follows the work; `cancel` stops it.
+/// Returns the embeddings and the number of damaged cached rows that were
+/// embedded again (see `Cache::open`).
 pub fn embed_cached(
     dir: &Path,
     key: &str,
@@ -24,8 +26,10 @@ pub fn embed_cached(
     texts: &[&str],
     progress: &mut dyn FnMut(&str, usize, usize),
     cancel: &AtomicBool,
-) -> Result<Matrix> {
-    let mut cache = Cache::open(dir, key, texts.len(), encoder.dim)?;
+) -> Result<(Matrix, usize)> {
+    // The encoder L2-normalises every vector (see `encoder`).
+    let mut cache = Cache::open(dir, key, texts.len(), encoder.dim, true)?;
+    let repaired = cache.repaired;
     let missing = cache.missing();
     if !missing.is_empty() {
         let total = texts.len();
@@ -47,5 +51,5 @@ pub fn embed_cached(
             })?;
         }
     }
-    cache.load()
+    Ok((cache.load()?, repaired))
 }
