@@ -31,15 +31,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
-        BenchWhat::Ui { name, keys } => bench_ui(sessions, &name, keys)?,
+        BenchWhat::Ui { name, keys, finetune } => bench_ui(sessions, &name, keys, finetune)?,
         BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, &device, rows, labels, model)?,
+        BenchWhat::Finetune { data, rows, labels, model, threads } => {
+            bench_finetune(&data, rows, labels, model, threads.unwrap_or_else(crate::model::threads))?
+        }
         BenchWhat::Import { data, rows, labels, label_col } => {
             let dir = tempfile_dir()?;
             let (data, labels, label_col) = match data {
                 Some(d) => (d, labels.ok_or_else(|| anyhow::anyhow!("give --labels a,b,... with --data"))?, label_col),
                 None => {
                     // Demo texts, numbered, with their labels, up to `rows` rows.
-                    let src = crate::worker::assets_dir().join("demo").join("train.csv");
+                    let src = crate::model::assets::assets_dir().join("demo").join("train.csv");
                     let mut r = csv::Reader::from_path(&src)?;
                     let recs: Vec<csv::StringRecord> = r.records().collect::<std::result::Result<_, _>>()?;
                     let mut names: Vec<String> = Vec::new();
@@ -81,7 +84,7 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
         }
         BenchWhat::Embed { data, limit, model } => {
             let texts = read_texts(&data, limit)?;
-            let dir = model.unwrap_or_else(|| crate::worker::model_dir("bundled"));
+            let dir = model.unwrap_or_else(|| crate::model::assets::model_dir("bundled"));
             let enc = Encoder::load(&dir, &candle_core::Device::Cpu)?;
             let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
             let ids = enc.tokenize(&refs)?;
@@ -187,7 +190,7 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 /// Copies a session, opens it as `labelrest label` would (without a
 /// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
 /// the first frame and key-to-frame while the worker retrains.
-fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
+fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize, finetune: bool) -> Result<()> {
     use crate::ui::app::{Action, App};
     use crate::ui::render::{self, Theme};
     use ratatui::backend::TestBackend;
@@ -236,14 +239,33 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
     }
     let ready = t0.elapsed().as_secs_f64() * 1e3;
     let rows = app.row_ids.len();
-    // Keys while a retrain runs, one every 20 ms (a fast typist).
-    while let Ok(ev) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
-        app.on_event(ev);
+    if finetune {
+        // Keys while an encoder fine-tune trains beside the head: wait for its first step.
+        if !app.finetune_running {
+            worker.request(crate::worker::Job::FineTune);
+        }
+        loop {
+            let ev = rx.recv()?;
+            let training = matches!(&ev, crate::worker::Event::FineTune { running: true, text } if text.starts_with("fine-tune ") && text.contains(" loss "));
+            if let crate::worker::Event::FineTune { running: false, text } = &ev {
+                anyhow::bail!("the fine-tune ended before the keys: {text}");
+            }
+            app.on_event(ev);
+            if training {
+                break;
+            }
+        }
+    } else {
+        while let Ok(ev) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            app.on_event(ev);
+        }
     }
+    // Keys while a retrain runs, one every 20 ms (a fast typist).
     worker.request(crate::worker::Job::Retrain { strategy: app.strategy });
     let mut times = Vec::new();
     let mut during = 0;
     let mut busy = true;
+    let mut tuning_keys = 0;
     for i in 0..keys {
         let t = Instant::now();
         app.handle(if i % 2 == 0 { Action::Down } else { Action::Accept });
@@ -258,6 +280,9 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
         if busy {
             during += 1;
         }
+        if app.finetune_running {
+            tuning_keys += 1;
+        }
         for job in app.outbox.drain(..) {
             worker.request(job);
         }
@@ -268,7 +293,7 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let p = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
     println!(
-        "ui: {rows} rows; first frame {first_frame:.0} ms, worker ready {ready:.0} ms; key-to-frame median {:.2} ms, p95 {:.2} ms, max {:.2} ms over {keys} keys ({during} while retraining; accepts include the fsync)",
+        "ui: {rows} rows; first frame {first_frame:.0} ms, worker ready {ready:.0} ms; key-to-frame median {:.2} ms, p95 {:.2} ms, max {:.2} ms over {keys} keys ({during} while retraining, {tuning_keys} while fine-tuning; accepts include the fsync)",
         p(0.5),
         p(0.95),
         p(1.0)
@@ -277,10 +302,106 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize) -> Result<()> {
     Ok(())
 }
 
+/// See `labelrest bench finetune --help`.
+fn bench_finetune(data: &std::path::Path, rows: usize, n_labels: usize, model: Option<std::path::PathBuf>, threads: usize) -> Result<()> {
+    use crate::model::finetune::{FinetuneConfig, Mode};
+    use crate::model::{states::States, train};
+    let dir = model.unwrap_or_else(|| crate::model::assets::model_dir("bundled"));
+    let (texts, golds) = read_labelled(data)?;
+    let mut names: Vec<String> = Vec::new();
+    for g in &golds {
+        if !names.contains(g) {
+            names.push(g.clone());
+        }
+    }
+    let y: Vec<u32> = golds.iter().map(|g| names.iter().position(|n| n == g).unwrap_or(0) as u32).collect();
+    let enc = Encoder::load(&dir, &candle_core::Device::Cpu)?;
+    let bert = enc.cpu_bert().ok_or_else(|| anyhow::anyhow!("the CPU encoder did not load"))?.clone();
+    let many: Vec<&str> = texts.iter().cycle().take(rows).map(|s| s.as_str()).collect();
+    let ids = enc.tokenize(&many)?;
+    let tokens: usize = ids.iter().map(|i| i.len()).sum();
+    let method = Mode::Auto.method().unwrap_or(Mode::Finetune);
+    let cfg = FinetuneConfig::for_mode(method);
+    let from = bert.dims.layers - cfg.train_layers;
+    println!(
+        "bench finetune: {} ({method:?}, top {} of {} layers), {rows} rows (mean {:.1} tokens) from {}, {n_labels} labels, {threads} threads",
+        dir.display(),
+        cfg.train_layers,
+        bert.dims.layers,
+        tokens as f64 / rows.max(1) as f64,
+        data.display()
+    );
+    let cancel = AtomicBool::new(false);
+    // 1. The frozen layers' states of every row (once per session).
+    let t = Instant::now();
+    let states = States::compute(&bert, &ids, from, threads, &mut |_, _| {});
+    let prep = t.elapsed().as_secs_f64();
+    println!("states of the {from} frozen layers, {rows} rows: {prep:.1}s (once per session)");
+    // 2. One step, batch 16: the default layers, and all layers (after a warm-up step).
+    let head = crate::model::Head {
+        dim: bert.dims.hidden,
+        k: names.len(),
+        w: vec![0.0; bert.dims.hidden * names.len()],
+        b: vec![0.0; names.len()],
+    };
+    let step_time = |layers: usize| -> Result<f64> {
+        let mut c = cfg.clone();
+        c.train_layers = layers;
+        c.batch = 16;
+        c.epochs = 1;
+        let n = 16 * 6;
+        let lids: Vec<Vec<u32>> = ids.iter().take(n).cloned().collect();
+        let inp = train::Inputs::compute(&bert, &lids, bert.dims.layers - layers, threads);
+        let mut at = Vec::new();
+        let t = Instant::now();
+        train::finetune_from(
+            &bert,
+            inp,
+            &y[..n.min(y.len())],
+            &head,
+            method,
+            &c,
+            threads,
+            &mut |_, _, _| at.push(t.elapsed().as_secs_f64()),
+            &cancel,
+        )?;
+        Ok((at[at.len() - 1] - at[0]) / (at.len() - 1) as f64)
+    };
+    let s_top = step_time(cfg.train_layers)?;
+    let s_all = step_time(bert.dims.layers)?;
+    println!("step, batch 16: top {} layers {s_top:.3}s; all {} layers {s_all:.3}s", cfg.train_layers, bert.dims.layers);
+    // 3. A whole fine-tune on the first N labels (of the rows repeated), then 4. the re-embedding.
+    let n = n_labels.min(texts.len());
+    let rows_l: Vec<usize> = (0..n).collect();
+    let inp = train::Inputs::from_states(&states, &rows_l);
+    let t = Instant::now();
+    let mut steps = 0;
+    let (tuned, _) = train::finetune_from(&bert, inp, &y[..n], &head, method, &cfg, threads, &mut |s, _, _| steps = s, &cancel)?;
+    let ft = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let emb = states.embed_all(&tuned, threads, &mut |_, _| {}, &cancel)?;
+    let re = t.elapsed().as_secs_f64();
+    assert_eq!(emb.len(), rows * bert.dims.hidden);
+    println!("fine-tune on {n} labels ({steps} steps): {ft:.1}s; re-embed {rows} rows: {re:.1}s; whole iteration {:.1}s", ft + re);
+    println!("peak memory {:.0} MiB", peak_rss_mib().unwrap_or(f64::NAN));
+    Ok(())
+}
+
+fn read_labelled(data: &std::path::Path) -> Result<(Vec<String>, Vec<String>)> {
+    let f = Format::from_path(data)?;
+    let (mut texts, mut golds) = (Vec::new(), Vec::new());
+    data::read_records(data, f, &Columns::new("text", Some("label")), |r| {
+        texts.push(r.text);
+        golds.push(r.label.unwrap_or_default());
+        Ok(())
+    })?;
+    Ok((texts, golds))
+}
+
 /// See `labelrest bench gpu --help`. Fails when the devices disagree.
 fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize, model: Option<std::path::PathBuf>) -> Result<()> {
     use crate::model::finetune::{self, FinetuneConfig, Mode};
-    let dir = model.unwrap_or_else(|| crate::worker::model_dir("bundled"));
+    let dir = model.unwrap_or_else(|| crate::model::assets::model_dir("bundled"));
     let f = Format::from_path(data)?;
     let (mut texts, mut golds) = (Vec::new(), Vec::new());
     data::read_records(data, f, &Columns::new("text", Some("label")), |r| {

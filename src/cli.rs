@@ -113,12 +113,12 @@ pub struct NewArgs {
     /// Self-training on the unlabelled pool.
     #[arg(long, value_enum, default_value = "auto")]
     pub self_training: SelfTraining,
-    /// Device: cpu, or cuda when built with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
+    /// Device: auto (CUDA when built with `--features cuda` and device 0 opens, else the CPU), cpu or cuda.
+    #[arg(long, default_value = "auto")]
     pub device: String,
-    /// How the model learns: head (default on the CPU), finetune (default on CUDA) or contrastive.
-    #[arg(long, value_enum)]
-    pub mode: Option<crate::model::finetune::Mode>,
+    /// How the model learns: auto (the encoder is fine-tuned behind the head on the device's schedule), head (only the head), finetune or contrastive (a fine-tune method).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: crate::model::finetune::Mode,
     #[command(flatten)]
     pub finetune: crate::store::FinetuneOverrides,
     /// CSV: texts may span lines (quoted fields with line breaks). Without
@@ -216,14 +216,24 @@ pub struct SimulateArgs {
     pub name: Option<String>,
     #[arg(long)]
     pub model: Option<PathBuf>,
-    #[arg(long, default_value = "cpu")]
+    /// Device: auto (CUDA when built with it and device 0 opens, else the CPU), cpu or cuda.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Output folder: curves.csv, curves.svg, curves.png, table.md.
     #[arg(long)]
     pub out: PathBuf,
-    /// After the last batch, also fine-tune the encoder (finetune or contrastive) and measure again.
-    #[arg(long, value_enum, default_value = "head")]
+    /// How the model learns: auto (fine-tunes the encoder during the run, on the workstation's schedule), head, finetune, contrastive.
+    #[arg(long, value_enum, default_value = "auto")]
     pub mode: crate::model::finetune::Mode,
+    /// Seconds the simulated person takes per label: decides at which batch a CPU fine-tune lands.
+    #[arg(long, default_value_t = 4.0)]
+    pub pace: f64,
+    /// Threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Swap every fine-tuned encoder in, without the workstation's check on the labels it has not seen.
+    #[arg(long)]
+    pub swap_always: bool,
     #[command(flatten)]
     pub finetune: crate::store::FinetuneOverrides,
     /// Embedding cache folder (default OUT/cache); share one between runs on the same data.
@@ -268,6 +278,9 @@ pub enum BenchWhat {
         /// Keys to time.
         #[arg(long, default_value_t = 40)]
         keys: usize,
+        /// Time the keys while the encoder is fine-tuned in the background.
+        #[arg(long)]
+        finetune: bool,
     },
     /// The GPU check: CPU and DEVICE agree (embeddings, zero-shot predictions),
     /// then embedding throughput, one fine-tune step and a whole fine-tune
@@ -284,6 +297,24 @@ pub enum BenchWhat {
         labels: usize,
         #[arg(long)]
         model: Option<PathBuf>,
+    },
+    /// The CPU fine-tune as the workstation runs it: the frozen layers'
+    /// states (once per session), one training step (the default top
+    /// layers, and all layers), a whole fine-tune on N labels, and
+    /// embedding ROWS rows again with the result.
+    Finetune {
+        /// A CSV with text and label columns (its rows are repeated up to --rows).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 10000)]
+        rows: usize,
+        #[arg(long, default_value_t = 150)]
+        labels: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Refresh latency on a session with gold labels: train the head on N
     /// labels (gold labels of random pool rows), predict every row, rank.
@@ -389,11 +420,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
             batch: a.batch,
             self_training: format!("{:?}", a.self_training).to_lowercase(),
             device: a.device.clone(),
-            mode: a
-                .mode
-                .unwrap_or(if a.device == "cuda" { crate::model::finetune::Mode::Finetune } else { crate::model::finetune::Mode::Head })
-                .name()
-                .into(),
+            mode: a.mode.name().into(),
             seed: 0,
             finetune: a.finetune.clone(),
         },
@@ -499,8 +526,11 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         cache: a.cache.clone().unwrap_or_else(|| a.out.join("cache")),
         mode: a.mode,
         finetune: a.finetune.clone(),
+        pace: a.pace,
+        swap_always: a.swap_always,
+        threads: a.threads.unwrap_or_else(crate::model::threads),
         out: a.out.clone(),
-        model: a.model.unwrap_or_else(|| worker::model_dir("bundled")),
+        model: a.model.unwrap_or_else(|| crate::model::assets::model_dir("bundled")),
         device: a.device,
         labels_file: a.labels_file,
         text_col: a.text_col,
@@ -531,7 +561,7 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
     if store::exists(sessions, name) && !reset {
         return Ok(name.into());
     }
-    let demo = worker::assets_dir().join("demo");
+    let demo = crate::model::assets::assets_dir().join("demo");
     let spec = ImportSpec {
         data: demo.join("train.csv"),
         format: None,

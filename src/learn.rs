@@ -14,6 +14,20 @@ use std::time::Instant;
 use crate::model::cache::Matrix;
 use crate::model::head::{Head, HeadConfig};
 
+/// One-sided sign test: the chance of `worse` or more losses among
+/// `worse + better` rows where two models disagree, if neither were better
+/// (Binomial(n, 1/2) upper tail).
+pub fn sign_test(worse: usize, better: usize) -> f64 {
+    let n = worse + better;
+    if n == 0 {
+        return 1.0;
+    }
+    // sum_{k >= worse} C(n, k) / 2^n, in logs for large n.
+    let ln_c = |k: usize| -> f64 { (1..=k).map(|i| ((n - k + i) as f64 / i as f64).ln()).sum() };
+    let p: f64 = (worse..=n).map(|k| (ln_c(k) - n as f64 * std::f64::consts::LN_2).exp()).sum();
+    p.min(1.0)
+}
+
 /// Per-row scores of the model over the pool.
 #[derive(Debug, Clone, Default)]
 pub struct Scores {
@@ -433,6 +447,22 @@ impl Engine {
         Ok(Iteration { head, scores, test, pseudo_labels, train_ms, predict_ms })
     }
 
+    /// Accuracy on `test` (pool index, label) of the head trained on
+    /// `train`: how an encoder is judged on labels it has not seen.
+    pub fn holdout_accuracy(&self, train: &[(usize, u32)], test: &[(usize, u32)]) -> Result<f64> {
+        let right = self.holdout_right(train, test)?;
+        Ok(right.iter().filter(|&&r| r).count() as f64 / right.len() as f64)
+    }
+
+    /// Per row of `test`: whether the head trained on `train` gets it right.
+    pub fn holdout_right(&self, train: &[(usize, u32)], test: &[(usize, u32)]) -> Result<Vec<bool>> {
+        if test.is_empty() {
+            bail!("no labels to check on");
+        }
+        let s = self.score_with(&self.iterate(train)?.head)?;
+        Ok(test.iter().map(|&(i, l)| s.pred[i] == l).collect())
+    }
+
     /// Scores of the pool under a given head.
     pub fn score_with(&self, head: &Head) -> Result<Scores> {
         Ok(Scores::from_probs(head.predict(&self.x_pool)?, self.k))
@@ -472,6 +502,15 @@ mod tests {
         let s = Scores::from_probs(vec![0.5, 0.5, 0.51, 0.49, 0.6, 0.4], 2);
         let r = rank(&s, Strategy::Diverse, &[true; 3], Some((&m, &[0, 1, 2])), 2, 0);
         assert_eq!(r, vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn sign_test_tail() {
+        assert!((sign_test(0, 0) - 1.0).abs() < 1e-12);
+        assert!((sign_test(5, 0) - 1.0 / 32.0).abs() < 1e-12);
+        assert!((sign_test(7, 1) - 9.0 / 256.0).abs() < 1e-12);
+        assert!((sign_test(1, 1) - 0.75).abs() < 1e-12);
+        assert!(sign_test(60, 40) < 0.05 && sign_test(55, 45) > 0.05);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::Instant;
 use crate::data::{self, Columns, Format, LabelDef};
 use crate::learn::{self, Engine, EngineConfig, SelfTraining, Strategy};
 use crate::model::finetune::{self, FinetuneConfig, Mode};
-use crate::model::{self, Encoder, Matrix};
+use crate::model::{self, cpu, states, train, Encoder, Matrix};
+use crate::worker::tuning::{self, Verdict};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -36,9 +37,14 @@ pub struct SimOptions {
     pub pseudo_per_class: usize,
     pub pseudo_weight: f32,
     pub head: crate::model::HeadConfig,
-    /// After the last batch: fine-tune the encoder this way and measure again.
-    pub mode: crate::model::finetune::Mode,
+    /// How the model learns during the run (see `Mode`).
+    pub mode: Mode,
     pub finetune: crate::store::FinetuneOverrides,
+    /// Seconds the simulated person takes per label (when a CPU fine-tune lands).
+    pub pace: f64,
+    /// Swap every fine-tuned encoder in without the check (to measure the check).
+    pub swap_always: bool,
+    pub threads: usize,
     pub quiet: bool,
 }
 
@@ -52,6 +58,10 @@ pub struct Point {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub seconds: f64,
+    /// Labels the encoder in use was fine-tuned on (0: the base encoder).
+    pub encoder_labels: usize,
+    /// Seconds the fine-tune that was swapped in at this point took (0: none).
+    pub finetune_seconds: f64,
 }
 
 struct Split {
@@ -142,7 +152,8 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         );
     }
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
-    let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+    let prompt_refs: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
+    let label_emb = encoder.embed(&prompt_refs, |_, _| {})?;
     let n_train = train.texts.len();
     let cfg = EngineConfig {
         self_training: opts.self_training,
@@ -151,26 +162,58 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         pseudo_per_class: opts.pseudo_per_class,
         pseudo_weight: opts.pseudo_weight,
     };
-    let engine = Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?;
+    let engine = Arc::new(Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?);
+
+    // Fine-tuning during the run: the base encoder's frozen layers run once
+    // over every row; each fine-tune then trains and runs only the top ones.
+    let method = opts.mode.method();
+    let gpu = !matches!(dev, candle_core::Device::Cpu);
+    let tuning = match method {
+        None => None,
+        Some(m) if gpu => {
+            let mut fcfg = FinetuneConfig::for_mode(m).with(&opts.finetune);
+            fcfg.seed = 0;
+            let all: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+            Some(Tuning::Gpu { encoder, texts: all, prompts: prompts.clone(), method: m, cfg: fcfg, tmp: opts.out.join("encoder-tmp") })
+        }
+        Some(m) => {
+            let mut fcfg = FinetuneConfig::for_mode(m).with(&opts.finetune);
+            fcfg.seed = 0;
+            let base = cpu::Bert::load(&opts.model)?;
+            let from = base.dims.layers - fcfg.train_layers.clamp(1, base.dims.layers);
+            let ids = encoder.tokenize(&texts)?;
+            let t = Instant::now();
+            let bar = if opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(texts.len() as u64) };
+            bar.set_message("frozen layers");
+            let states = states::States::compute(&base, &ids, from, opts.threads, &mut |d, _| bar.set_position(d as u64));
+            bar.finish_and_clear();
+            if !opts.quiet {
+                eprintln!("{dataset}: states of the {from} frozen layers in {:.1}s", t.elapsed().as_secs_f64());
+            }
+            let prompt_ids = encoder.tokenize(&prompt_refs)?;
+            Some(Tuning::Cpu { base, states, prompt_ids, method: m, cfg: fcfg })
+        }
+    };
 
     let mut points = Vec::new();
     for &strategy in &opts.strategies {
         for seed in 0..opts.seeds {
-            let (curve, pairs, head) = run_one(&engine, &train_y, strategy, seed as u64, opts)?;
-            for (labels, acc, f1, secs) in curve {
+            let curve = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset)?;
+            for c in curve {
                 points.push(Point {
                     dataset: dataset.clone(),
                     strategy: strategy.name().into(),
                     seed,
-                    labels,
-                    accuracy: acc,
-                    macro_f1: f1,
-                    seconds: secs,
+                    labels: c.labels,
+                    accuracy: c.accuracy,
+                    macro_f1: c.macro_f1,
+                    seconds: c.seconds,
+                    encoder_labels: c.encoder_labels,
+                    finetune_seconds: c.finetune_seconds,
                 });
             }
             if !opts.quiet {
-                let last = points.last().cloned();
-                if let Some(p) = last {
+                if let Some(p) = points.last() {
                     eprintln!(
                         "{dataset} {} seed {seed}: {} labels, accuracy {:.3}, macro-F1 {:.3}",
                         strategy.name(),
@@ -180,105 +223,100 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
                     );
                 }
             }
-            if let (true, Some(head)) = (opts.mode != Mode::Head, head) {
-                let t = Instant::now();
-                let (acc, f1) =
-                    finetuned_accuracy(opts, &encoder, &texts, n_train, &labels, &engine, &pairs, &head, seed as u64, &dataset)?;
-                points.push(Point {
-                    dataset: dataset.clone(),
-                    strategy: format!("{}+{}", strategy.name(), opts.mode.name()),
-                    seed,
-                    labels: pairs.len(),
-                    accuracy: acc,
-                    macro_f1: f1,
-                    seconds: t.elapsed().as_secs_f64(),
-                });
-                if !opts.quiet {
-                    eprintln!(
-                        "{dataset} {}+{} seed {seed}: {} labels, accuracy {acc:.3}, macro-F1 {f1:.3} in {:.0}s",
-                        strategy.name(),
-                        opts.mode.name(),
-                        pairs.len(),
-                        t.elapsed().as_secs_f64()
-                    );
-                }
-            }
         }
     }
     write_outputs(&opts.out, &points)?;
     Ok(points)
 }
 
-/// Fine-tunes the encoder on the labelled rows, embeds everything again with
-/// it, refits the head on the same labels, and scores the held-out set.
-#[allow(clippy::too_many_arguments)]
-fn finetuned_accuracy(
-    opts: &SimOptions,
-    encoder: &Encoder,
-    texts: &[&str],
-    n_train: usize,
-    labels: &[LabelDef],
-    engine: &Engine,
-    pairs: &[(usize, u32)],
-    head: &crate::model::Head,
-    seed: u64,
-    dataset: &str,
-) -> Result<(f64, f64)> {
-    let dev = model::device(&opts.device)?;
-    let lt: Vec<&str> = pairs.iter().map(|&(i, _)| texts[i]).collect();
-    let ly: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
-    let mut cfg = FinetuneConfig::for_mode(opts.mode).with(&opts.finetune);
-    cfg.seed = seed;
-    let cancel = AtomicBool::new(false);
-    let quiet = opts.quiet;
-    let vars = finetune::finetune(
-        &opts.model,
-        &dev,
-        encoder,
-        &lt,
-        &ly,
-        head,
-        opts.mode,
-        &cfg,
-        &mut |step, steps, loss| {
-            if !quiet && (step == steps || step % 10 == 0) {
-                eprintln!("{dataset} fine-tune ({}) step {step}/{steps} loss {loss:.4}", opts.mode.name());
-            }
-        },
-        &cancel,
-    )?;
-    let dir = opts.out.join(format!("encoder-{}-{seed}", opts.mode.name()));
-    crate::model::bert::save_model_dir(&vars, &opts.model, &dir)?;
-    let tuned = Encoder::load(&dir, &dev)?;
-    let emb = embed_cached(&opts.cache, &tuned, texts, opts.quiet)?;
-    let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
-    let label_emb = tuned.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
-    let e2 = Engine::new(
-        Arc::new(emb),
-        (0..n_train).collect(),
-        (n_train..texts.len()).collect(),
-        engine.test_gold.clone(),
-        label_emb,
-        engine.k,
-        engine.cfg.clone(),
-    )?;
-    let it = e2.iterate(pairs)?;
-    let m = it.test.unwrap_or_default();
-    // The fine-tuned weights are large; keep only the figures.
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok((m.accuracy, m.macro_f1))
+/// What a fine-tune during a simulated session needs.
+enum Tuning {
+    /// Our CPU trainer: every row's states (train then test) where the
+    /// trained layers start, computed once.
+    Cpu { base: cpu::Bert, states: states::States, prompt_ids: Vec<Vec<u32>>, method: Mode, cfg: FinetuneConfig },
+    /// candle on a GPU: the fine-tuned encoder embeds every row again.
+    Gpu { encoder: Encoder, texts: Vec<String>, prompts: Vec<String>, method: Mode, cfg: FinetuneConfig, tmp: PathBuf },
 }
 
-/// One simulated session: returns (labels, accuracy, macro-F1, seconds of the iteration).
-type Curve = Vec<(usize, f64, f64, f64)>;
+impl Tuning {
+    /// Fine-tunes on the labels so far and builds the engine of the tuned
+    /// encoder (every row and the label prompts embedded again).
+    fn engine(
+        &self,
+        engine: &Engine,
+        pairs: &[(usize, u32)],
+        head: &crate::model::Head,
+        seed: u64,
+        threads: usize,
+        model: &Path,
+    ) -> Result<Engine> {
+        let rows: Vec<usize> = pairs.iter().map(|&(i, _)| engine.pool_rows[i]).collect();
+        let y: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
+        let cancel = AtomicBool::new(false);
+        let (emb, label_emb, dim) = match self {
+            Tuning::Cpu { base, states, prompt_ids, method, cfg } => {
+                let mut cfg = cfg.clone();
+                cfg.seed = seed;
+                let inp = train::Inputs::from_states(states, &rows);
+                let (tuned, _) = train::finetune_from(base, inp, &y, head, *method, &cfg, threads, &mut |_, _, _| {}, &cancel)?;
+                let emb = states.embed_all(&tuned, threads, &mut |_, _| {}, &cancel)?;
+                let seqs: Vec<&[u32]> = prompt_ids.iter().map(|s| s.as_slice()).collect();
+                (emb, tuned.embed(&seqs, threads), tuned.dims.hidden)
+            }
+            Tuning::Gpu { encoder, texts, prompts, method, cfg, tmp } => {
+                let mut cfg = cfg.clone();
+                cfg.seed = seed;
+                let lt: Vec<&str> = rows.iter().map(|&r| texts[r].as_str()).collect();
+                let vars = finetune::finetune(model, &encoder.device, encoder, &lt, &y, head, *method, &cfg, &mut |_, _, _| {}, &cancel)?;
+                crate::model::bert::save_model_dir(&vars, model, tmp)?;
+                let tuned = Encoder::load(tmp, &encoder.device)?;
+                let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+                let emb = tuned.embed(&refs, |_, _| {})?;
+                let pr: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
+                let le = tuned.embed(&pr, |_, _| {})?;
+                let _ = std::fs::remove_dir_all(tmp);
+                (emb, le, tuned.dim)
+            }
+        };
+        Engine::new(
+            Arc::new(Matrix::owned(emb, dim)),
+            engine.pool_rows.clone(),
+            engine.test_rows.clone(),
+            engine.test_gold.clone(),
+            label_emb,
+            engine.k,
+            engine.cfg.clone(),
+        )
+    }
+}
 
+/// One point of a simulated session's curve.
+struct CurvePoint {
+    labels: usize,
+    accuracy: f64,
+    macro_f1: f64,
+    seconds: f64,
+    encoder_labels: usize,
+    finetune_seconds: f64,
+}
+
+/// One simulated session. With fine-tuning, the schedule is the
+/// workstation's: from 20 labels on, a fine-tune starts after a batch when
+/// none is running and a batch arrived since the last one started; on the
+/// CPU its encoder is used from the batch boundary at which the person
+/// (labelling a row every `pace` seconds) would have it, at least one batch
+/// later; on a GPU at once.
 fn run_one(
-    engine: &Engine,
+    engine0: &Arc<Engine>,
     gold: &[u32],
     strategy: Strategy,
     seed: u64,
     opts: &SimOptions,
-) -> Result<(Curve, Vec<(usize, u32)>, Option<crate::model::Head>)> {
+    tuning: Option<&Tuning>,
+    gpu: bool,
+    dataset: &str,
+) -> Result<Vec<CurvePoint>> {
+    let mut engine = engine0.clone();
     let n = engine.pool_len();
     // Each seed sees a different random 90% of the pool (the rest is never
     // offered), so that seeds differ even where the strategy is deterministic.
@@ -296,7 +334,14 @@ fn run_one(
         let t = Instant::now();
         let it = engine.iterate(&[])?;
         let m = it.test.clone().unwrap_or_default();
-        out.push((0, m.accuracy, m.macro_f1, t.elapsed().as_secs_f64()));
+        out.push(CurvePoint {
+            labels: 0,
+            accuracy: m.accuracy,
+            macro_f1: m.macro_f1,
+            seconds: t.elapsed().as_secs_f64(),
+            encoder_labels: 0,
+            finetune_seconds: 0.0,
+        });
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
         learn::rank(&it.scores, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed)
     } else {
@@ -306,7 +351,12 @@ fn run_one(
         learn::rank(&s, Strategy::Random, &eligible, None, opts.batch, seed)
     };
     let mut iteration = 0u64;
-    let mut last_head = None;
+    let mut encoder_labels = 0usize;
+    let mut last_head = engine.zero_shot_head();
+    // A fine-tune in flight or waiting to be checked: (batch at which it is
+    // ready, its engine, the labels it learnt from, seconds).
+    let mut pending: Option<(u64, Arc<Engine>, Vec<(usize, u32)>, f64)> = None;
+    let mut last_start = 0usize;
     while pairs.len() < opts.max_labels.min(n) {
         let take = opts.batch.min(opts.max_labels - pairs.len());
         let mut added = 0;
@@ -325,6 +375,47 @@ fn run_one(
             break;
         }
         iteration += 1;
+        let mut ft_secs = 0.0;
+        // A fine-tune that is ready now is judged as the workstation judges
+        // it (on the labels it has not seen) and replaces the encoder if it
+        // does as well.
+        if let Some((ready, _, _, _)) = &pending {
+            if *ready <= iteration {
+                let (ready, e, seen, secs) = pending.take().expect("pending");
+                let verdict =
+                    if opts.swap_always { Verdict::Swap { new: 0.0, old: 0.0, on: 0 } } else { tuning::judge(&engine, &e, &seen, &pairs)? };
+                match verdict {
+                    Verdict::Swap { .. } => {
+                        engine = e;
+                        encoder_labels = seen.len();
+                        ft_secs = secs;
+                    }
+                    Verdict::Keep { new, old, .. } => {
+                        if !opts.quiet {
+                            eprintln!("{dataset} seed {seed}: fine-tune on {} labels kept out ({new:.2} vs {old:.2})", seen.len());
+                        }
+                    }
+                    Verdict::Wait { .. } => pending = Some((ready, e, seen, secs)),
+                }
+            }
+        }
+        // Start one when none runs and a batch came since the last start.
+        if let Some(tu) = tuning {
+            if pending.is_none() && pairs.len() >= tuning::MIN_LABELS && pairs.len() >= last_start + opts.batch {
+                let t = Instant::now();
+                let e = Arc::new(tu.engine(engine0, &pairs, &last_head, seed.wrapping_mul(7919) ^ iteration, opts.threads, &opts.model)?);
+                let secs = t.elapsed().as_secs_f64();
+                last_start = pairs.len();
+                let batch_secs = opts.pace * opts.batch as f64;
+                let lag = if gpu { 0 } else { ((secs / batch_secs).ceil() as u64).max(1) };
+                if !opts.quiet {
+                    eprintln!("{dataset} seed {seed}: fine-tuned on {} labels in {secs:.1}s (ready {lag} batch(es) later)", pairs.len());
+                }
+                // Ready at the batch boundary `lag` batches on (a GPU's at once;
+                // it is then checked on the next batch's labels).
+                pending = Some((iteration + lag, e, pairs.clone(), secs));
+            }
+        }
         let t = Instant::now();
         let it = engine.iterate(&pairs)?;
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
@@ -337,16 +428,23 @@ fn run_one(
             seed.wrapping_mul(1_000_003) ^ iteration,
         );
         let m = it.test.clone().unwrap_or_default();
-        out.push((pairs.len(), m.accuracy, m.macro_f1, t.elapsed().as_secs_f64()));
-        last_head = Some(it.head);
+        out.push(CurvePoint {
+            labels: pairs.len(),
+            accuracy: m.accuracy,
+            macro_f1: m.macro_f1,
+            seconds: t.elapsed().as_secs_f64(),
+            encoder_labels,
+            finetune_seconds: ft_secs,
+        });
+        last_head = it.head;
     }
-    Ok((out, pairs, last_head))
+    Ok(out)
 }
 
 pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = csv::Writer::from_path(out.join("curves.csv"))?;
-    w.write_record(["dataset", "strategy", "seed", "labels", "accuracy", "macro_f1", "seconds"])?;
+    w.write_record(["dataset", "strategy", "seed", "labels", "accuracy", "macro_f1", "seconds", "encoder_labels", "finetune_seconds"])?;
     for p in points {
         w.write_record([
             p.dataset.clone(),
@@ -356,6 +454,8 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
             format!("{:.4}", p.accuracy),
             format!("{:.4}", p.macro_f1),
             format!("{:.4}", p.seconds),
+            p.encoder_labels.to_string(),
+            format!("{:.2}", p.finetune_seconds),
         ])?;
     }
     w.flush()?;

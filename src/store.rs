@@ -56,7 +56,7 @@ pub struct Settings {
     /// Self-training: "auto", "on" or "off".
     #[serde(default = "default_self_training")]
     pub self_training: String,
-    /// Device: "cpu" or "cuda".
+    /// Device: "auto", "cpu" or "cuda".
     #[serde(default = "default_device")]
     pub device: String,
     /// Seed for everything random.
@@ -86,16 +86,20 @@ pub struct FinetuneOverrides {
     #[arg(long = "ft-pair-rounds", id = "ft_pair_rounds")]
     #[serde(default)]
     pub pair_rounds: Option<usize>,
+    /// Fine-tune: how many of the encoder's top layers learn (the others stay frozen).
+    #[arg(long = "ft-layers", id = "ft_layers")]
+    #[serde(default)]
+    pub layers: Option<usize>,
 }
 
 fn default_mode() -> String {
-    "head".into()
+    "auto".into()
 }
 fn default_self_training() -> String {
     "auto".into()
 }
 fn default_device() -> String {
-    "cpu".into()
+    "auto".into()
 }
 
 impl Default for Settings {
@@ -277,7 +281,16 @@ impl Lock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let (pid, cmd) = read_holder(&path);
+                // The holder writes its pid just after taking the lock: give it a moment.
+                let mut holder = read_holder(&path);
+                for _ in 0..50 {
+                    if holder.0 > 0 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    holder = read_holder(&path);
+                }
+                let (pid, cmd) = holder;
                 if pid > 0 {
                     bail!(
                         "session '{}' is open in another process (pid {pid}{}); close it there first",

@@ -29,7 +29,7 @@ const TEXTS: [&str; 4] =
 
 #[test]
 fn same_embeddings_as_candle_transformers() {
-    let enc = Encoder::load(&model(), &Device::Cpu).unwrap();
+    let enc = Encoder::load_candle(&model(), &Device::Cpu).unwrap();
     let want = enc.embed(&TEXTS, |_, _| {}).unwrap();
     let (b, _vars) = bert::load_trainable(&model(), &Device::Cpu).unwrap();
     let (ids, mask) = batch(&enc, &TEXTS);
@@ -91,25 +91,21 @@ fn a_training_step_reaches_and_changes_every_weight() {
     }
 }
 
-/// The background fine-tune: it runs beside the head, its outcome is
-/// reported, a better encoder is swapped in and used on resume and by
-/// predict, and a cancel keeps the current model. No label is touched.
+/// The fine-tune behind the head, in the worker: it starts by itself on the
+/// schedule (here at once: the session opens with 24 labels), the head
+/// refreshes while it runs, a cancel keeps the current model, a fine-tune
+/// asked for with F reports its steps and waits for labels it has not seen,
+/// then is swapped in (and used on resume and by predict) or deleted. No
+/// label is touched.
 #[test]
-fn background_finetune_swap_or_keep_and_cancel() {
+fn background_finetune_schedule_check_and_cancel() {
     use labelrest::store::Session;
     use labelrest::worker::{Event, Job, Worker};
     let d = tempfile::tempdir().unwrap();
     let data = write(d.path(), "data.csv", demo_head(60).as_bytes());
-    let t = std::fs::read_to_string(demo("train.csv")).unwrap();
-    let test = write(
-        d.path(),
-        "test.csv",
-        (t.lines().take(1).chain(t.lines().skip(61).take(40)).collect::<Vec<_>>().join("\n") + "\n").as_bytes(),
-    );
     let lf = demo_labels(d.path());
-    let o = labelrest(
-        d.path(),
-        &[
+    let new = |extra: &[&str]| {
+        let mut args = vec![
             "new",
             "s",
             "--data",
@@ -118,70 +114,101 @@ fn background_finetune_swap_or_keep_and_cancel() {
             "label",
             "--label-col-is",
             "gold",
-            "--test",
-            test.to_str().unwrap(),
-            "--mode",
-            "finetune",
             "--labels-file",
             lf.to_str().unwrap(),
-            "--ft-epochs",
-            "2",
-            "--ft-batch",
-            "8",
-        ],
-    );
-    assert!(o.status.success(), "{}", labelrest_stderr(&o));
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        let o = labelrest(d.path(), &args);
+        assert!(o.status.success(), "{}", labelrest_stderr(&o));
+    };
+    // Many epochs: the first fine-tune runs long enough to be seen running.
+    new(&["--mode", "finetune", "--ft-epochs", "200", "--ft-batch", "8"]);
     let s = Session::open(d.path(), "s").unwrap();
     assert_eq!(s.settings().unwrap().mode, "finetune");
-    assert_eq!((s.settings().unwrap().finetune.epochs, s.settings().unwrap().finetune.batch), (Some(2), Some(8)));
-    let rows = s.rows().unwrap();
-    for r in rows.iter().filter(|r| r.split == labelrest::store::Split::Pool).take(24) {
+    let pool: Vec<_> = s.rows().unwrap().into_iter().filter(|r| r.split == labelrest::store::Split::Pool).collect();
+    for r in pool.iter().take(24) {
         s.add_label(r.id, r.gold.unwrap(), 0, None).unwrap();
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let w = Worker::start(&s, tx).unwrap();
-    let outcome = |rx: &std::sync::mpsc::Receiver<Event>| -> (String, bool) {
-        let mut saw_progress = false;
+    let next = |rx: &std::sync::mpsc::Receiver<Event>| rx.recv_timeout(std::time::Duration::from_secs(300)).unwrap();
+    // It starts by itself; a retrain meanwhile gives a new view before it ends.
+    loop {
+        match next(&rx) {
+            Event::FineTune { running: true, text } if text.contains("on 24 labels starting") => break,
+            Event::FineTune { running: false, text } => panic!("ended early: {text}"),
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    w.request(Job::Retrain { strategy: labelrest::learn::Strategy::Margin });
+    loop {
+        match next(&rx) {
+            Event::Update(u) => {
+                assert_eq!(u.n_labels, 24);
+                break;
+            }
+            Event::FineTune { running: false, text } => panic!("the head waited for the fine-tune: {text}"),
+            Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    // Cancel: the current model stays.
+    w.request(Job::CancelFineTune);
+    let outcome = |rx: &std::sync::mpsc::Receiver<Event>| -> (String, Vec<String>) {
+        let mut progress = Vec::new();
         loop {
-            match rx.recv_timeout(std::time::Duration::from_secs(300)).unwrap() {
-                Event::FineTune { running: true, text } => {
-                    if text.starts_with("fine-tune ") {
-                        saw_progress = true;
-                        // 24 labels, batches of 8, 2 epochs: the settings are used.
-                        assert!(text.contains("/6 loss"), "{text}");
-                    }
-                }
-                Event::FineTune { running: false, text } => return (text, saw_progress),
+            match next(rx) {
+                Event::FineTune { running: true, text } => progress.push(text),
+                Event::FineTune { running: false, text } => return (text, progress),
                 Event::Error(e) => panic!("{e}"),
                 _ => {}
             }
         }
     };
-    // Cancel right away: the current model stays.
-    w.request(Job::FineTune);
-    w.request(Job::CancelFineTune);
     let (text, _) = outcome(&rx);
     assert!(text.contains("cancelled"), "{text}");
     assert!(s.meta("encoder").unwrap().is_none());
-    // A whole fine-tune.
-    w.request(Job::FineTune);
-    let (text, saw_progress) = outcome(&rx);
-    assert!(saw_progress, "progress with step and loss");
-    assert!(text.contains("swapped in") || text.contains("not better"), "{text}");
-    assert_eq!(s.labels().unwrap().len(), 24, "no label touched");
     drop(w);
+    drop(s);
+    // Two epochs now: on opening, the schedule starts it again.
+    new(&["--mode", "finetune", "--ft-epochs", "2", "--ft-batch", "8"]);
+    let s = Session::open(d.path(), "s").unwrap();
+    for r in pool.iter().take(24) {
+        s.add_label(r.id, r.gold.unwrap(), 0, None).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = Worker::start(&s, tx).unwrap();
+    let (text, progress) = outcome(&rx);
+    // 24 labels, batches of 8, 2 epochs: the settings are used, with step and loss.
+    assert!(progress.iter().any(|p| p.contains("fine-tune 6/6 loss")), "{progress:?}");
+    assert!(text.contains("fine-tuned on 24 labels") && text.contains("next 5 labels"), "{text}");
+    assert!(s.meta("encoder").unwrap().is_none(), "not swapped in before it is checked");
+    // Five labels it has not seen: it is judged on them.
+    for r in pool.iter().skip(24).take(5) {
+        s.add_label(r.id, r.gold.unwrap(), 1, None).unwrap();
+    }
+    w.request(Job::Retrain { strategy: labelrest::learn::Strategy::Margin });
+    let (text, _) = outcome(&rx);
+    assert!(text.contains("swapped in") || text.contains("not better"), "{text}");
+    assert_eq!(s.labels().unwrap().len(), 29, "no label touched");
+    drop(w);
+    let encoders: Vec<String> = std::fs::read_dir(d.path().join("s"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("encoder-"))
+        .collect();
     if text.contains("swapped in") {
         let name = s.meta("encoder").unwrap().unwrap();
+        assert_eq!(encoders, vec![name.clone()]);
         assert!(d.path().join("s").join(&name).join("model.safetensors").exists());
         assert_eq!(labelrest::worker::encoder_dir(&s).unwrap(), d.path().join("s").join(&name));
+        assert_eq!(s.meta("encoder_labels").unwrap().as_deref(), Some("24"));
     } else {
         assert!(s.meta("encoder").unwrap().is_none());
-        let left: Vec<_> = std::fs::read_dir(d.path().join("s"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("encoder-"))
-            .collect();
-        assert!(left.is_empty(), "a rejected encoder is deleted");
+        assert!(encoders.is_empty(), "a rejected encoder is deleted: {encoders:?}");
     }
 }
 

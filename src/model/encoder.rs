@@ -10,17 +10,51 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
-/// Which device to run on.
+/// Which device to run on: `cpu`, `cuda`, or `auto` (CUDA when this
+/// labelrest was built with `--features cuda` and device 0 opens, else the
+/// CPU). With `auto`, a CUDA device that cannot open is logged and the CPU
+/// used; see `choose_device` for the reason as text.
 pub fn device(name: &str) -> Result<Device> {
+    Ok(choose_device(name)?.0)
+}
+
+/// The device for a setting, and when `auto` fell back to the CPU, why.
+pub fn choose_device(name: &str) -> Result<(Device, Option<String>)> {
     match name {
-        "cpu" => Ok(Device::Cpu),
+        "cpu" => Ok((Device::Cpu, None)),
         "cuda" => {
             if !cfg!(feature = "cuda") {
                 bail!("this labelrest was built without CUDA; rebuild with `--features cuda` or use --device cpu");
             }
-            Device::new_cuda(0).map_err(|e| anyhow!("cannot open CUDA device 0: {e}"))
+            Ok((Device::new_cuda(0).map_err(|e| anyhow!("cannot open CUDA device 0: {e}"))?, None))
         }
-        other => bail!("unknown device '{other}'; use cpu or cuda"),
+        "auto" | "" => Ok(auto_device(cfg!(feature = "cuda"), || Device::new_cuda(0).map_err(|e| anyhow!("{e}")))),
+        other => bail!("unknown device '{other}'; use auto, cpu or cuda"),
+    }
+}
+
+/// `auto`: CUDA when the build has it and `open` succeeds, else the CPU
+/// (with the reason when CUDA was there but did not open).
+pub fn auto_device(have_cuda: bool, open: impl FnOnce() -> Result<Device>) -> (Device, Option<String>) {
+    if !have_cuda {
+        return (Device::Cpu, None);
+    }
+    match open() {
+        Ok(d) => (d, None),
+        Err(e) => {
+            let why = format!("CUDA device 0 did not open ({e:#}); using the CPU");
+            tracing::warn!("{why}");
+            (Device::Cpu, Some(why))
+        }
+    }
+}
+
+/// A device's name as the screen shows it.
+pub fn device_name(d: &Device) -> &'static str {
+    match d {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        _ => "gpu",
     }
 }
 
@@ -41,8 +75,14 @@ pub fn model_hash(dir: &Path) -> Result<String> {
     Ok(d.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
+/// What runs the encoder: our CPU BERT (`cpu`) on the CPU, candle-transformers on CUDA.
+enum Backend {
+    Cpu(std::sync::Arc<super::cpu::Bert>),
+    Candle(BertModel),
+}
+
 pub struct Encoder {
-    model: BertModel,
+    model: Backend,
     tokenizer: Tokenizer,
     pub device: Device,
     pub dim: usize,
@@ -58,6 +98,16 @@ impl Encoder {
     /// `model.safetensors`, and `sentence_bert_config.json` for the maximum
     /// length when present (else 256, capped by the position embeddings).
     pub fn load(dir: &Path, device: &Device) -> Result<Encoder> {
+        Self::load_with(dir, device, false)
+    }
+
+    /// Loads with candle-transformers' BERT whatever the device (the
+    /// reference our CPU BERT is checked against, and the CUDA path).
+    pub fn load_candle(dir: &Path, device: &Device) -> Result<Encoder> {
+        Self::load_with(dir, device, true)
+    }
+
+    fn load_with(dir: &Path, device: &Device, candle: bool) -> Result<Encoder> {
         for f in ["config.json", "tokenizer.json", "model.safetensors"] {
             if !dir.join(f).exists() {
                 bail!(
@@ -79,19 +129,50 @@ impl Encoder {
             .unwrap_or(256)
             .min(max_pos);
         let dim = config.hidden_size;
-        // SAFETY: the weights file is memory-mapped read-only; it must not be
-        // changed while labelrest runs.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, device)? };
-        let model = BertModel::load(vb, &config).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?;
+        let model = match device {
+            Device::Cpu if !candle => Backend::Cpu(std::sync::Arc::new(
+                super::cpu::Bert::load(dir).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?,
+            )),
+            _ => {
+                // SAFETY: the weights file is memory-mapped read-only; it must not be
+                // changed while labelrest runs.
+                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, device)? };
+                Backend::Candle(BertModel::load(vb, &config).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?)
+            }
+        };
         let mut tokenizer =
             Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("{}: {e}", dir.join("tokenizer.json").display()))?;
         // The bundled tokenizer.json pads to 128; we pad per batch ourselves.
         tokenizer.with_padding(None);
         tokenizer.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(|e| anyhow!("{e}"))?;
         let hash = model_hash(dir)?;
-        // Tokens per forward pass (padding included); LABELREST_BATCH_TOKENS overrides.
-        let batch_tokens = std::env::var("LABELREST_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+        // Tokens per forward pass (padding included with candle); LABELREST_BATCH_TOKENS overrides.
+        let default_tokens = if matches!(model, Backend::Cpu(_)) { 4096 } else { 1024 };
+        let batch_tokens = std::env::var("LABELREST_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_tokens);
         Ok(Encoder { model, tokenizer, device: device.clone(), dim, max_len, dir: dir.to_path_buf(), hash, batch_tokens })
+    }
+
+    /// An encoder from CPU weights (a fine-tune's result) with the
+    /// tokenizer and settings of `like`, stored at `dir` (hash `hash`).
+    pub fn from_cpu(bert: super::cpu::Bert, like: &Encoder, dir: &Path, hash: String) -> Encoder {
+        Encoder {
+            model: Backend::Cpu(std::sync::Arc::new(bert)),
+            tokenizer: like.tokenizer.clone(),
+            device: Device::Cpu,
+            dim: like.dim,
+            max_len: like.max_len,
+            dir: dir.to_path_buf(),
+            hash,
+            batch_tokens: like.batch_tokens,
+        }
+    }
+
+    /// The CPU model's weights (None on CUDA).
+    pub fn cpu_bert(&self) -> Option<&std::sync::Arc<super::cpu::Bert>> {
+        match &self.model {
+            Backend::Cpu(b) => Some(b),
+            Backend::Candle(_) => None,
+        }
     }
 
     /// Token ids of each text (truncated, with [CLS] and [SEP]).
@@ -122,6 +203,25 @@ impl Encoder {
     pub fn embed_ids(&self, ids: &[Vec<u32>], mut sink: impl FnMut(&[usize], &[f32]) -> Result<()>) -> Result<()> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        if let Backend::Cpu(bert) = &self.model {
+            // No padding: batches of about `batch_tokens` tokens, split over the cores.
+            let threads = super::threads();
+            let mut start = 0;
+            while start < order.len() {
+                let mut end = start;
+                let mut tokens = 0;
+                while end < order.len() && (end == start || tokens + ids[order[end]].len() <= self.batch_tokens) {
+                    tokens += ids[order[end]].len();
+                    end += 1;
+                }
+                let batch = &order[start..end];
+                let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+                let vecs = bert.embed(&seqs, threads);
+                sink(batch, &vecs)?;
+                start = end;
+            }
+            return Ok(());
+        }
         let mut start = 0;
         while start < order.len() {
             let longest = ids[order[start]].len().max(1);
@@ -148,7 +248,8 @@ impl Encoder {
         let input_t = Tensor::from_vec(input, (b, len), &self.device)?;
         let mask_t = Tensor::from_vec(mask, (b, len), &self.device)?;
         let types = input_t.zeros_like()?;
-        let hidden = self.model.forward(&input_t, &types, Some(&mask_t))?; // (b, len, d)
+        let Backend::Candle(model) = &self.model else { unreachable!("the CPU backend embeds in embed_ids") };
+        let hidden = model.forward(&input_t, &types, Some(&mask_t))?; // (b, len, d)
         let maskf = mask_t.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, len, 1)
         let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, d)
         let counts = maskf.sum(1)?.clamp(1e-9, f64::MAX)?; // (b, 1)
@@ -177,6 +278,20 @@ pub fn label_prompt(name: &str, description: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_falls_back_to_the_cpu_with_a_reason() {
+        let (d, why) = auto_device(true, || Err(anyhow!("no CUDA-capable device is detected")));
+        assert!(matches!(d, Device::Cpu));
+        let why = why.unwrap();
+        assert!(why.contains("did not open") && why.contains("no CUDA-capable device") && why.contains("CPU"), "{why}");
+        // A build without CUDA: the CPU, nothing to say.
+        let (d, why) = auto_device(false, || panic!("not tried without CUDA"));
+        assert!(matches!(d, Device::Cpu) && why.is_none());
+        // And the setting names: auto here is the CPU (this build or this machine).
+        assert!(matches!(choose_device("auto").unwrap().0, Device::Cpu) || cfg!(feature = "cuda"));
+        assert!(choose_device("tpu").unwrap_err().to_string().contains("use auto, cpu or cuda"));
+    }
     #[test]
     fn prompts_read_as_words() {
         assert_eq!(label_prompt("card_arrival", None), "card arrival");

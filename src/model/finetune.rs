@@ -23,6 +23,9 @@ use super::{Encoder, Head};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// The default: the encoder is fine-tuned behind the head, on the
+    /// schedule the device can afford, with the method measured best.
+    Auto,
     /// Only the head, on frozen embeddings (milliseconds).
     Head,
     /// The whole encoder with the head, cross-entropy.
@@ -34,6 +37,7 @@ pub enum Mode {
 impl Mode {
     pub fn name(&self) -> &'static str {
         match self {
+            Mode::Auto => "auto",
             Mode::Head => "head",
             Mode::Finetune => "finetune",
             Mode::Contrastive => "contrastive",
@@ -41,11 +45,21 @@ impl Mode {
     }
     pub fn parse(s: &str) -> Result<Mode> {
         Ok(match s {
+            "auto" => Mode::Auto,
             "head" => Mode::Head,
             "finetune" | "fine-tune" => Mode::Finetune,
             "contrastive" | "setfit" => Mode::Contrastive,
-            o => bail!("unknown mode '{o}'; use head, finetune or contrastive"),
+            o => bail!("unknown mode '{o}'; use auto, head, finetune or contrastive"),
         })
+    }
+
+    /// How the encoder is fine-tuned in this mode (None: it is not).
+    pub fn method(&self) -> Option<Mode> {
+        match self {
+            Mode::Head => None,
+            Mode::Auto => Some(Mode::Contrastive),
+            m => Some(*m),
+        }
     }
 }
 
@@ -62,14 +76,20 @@ pub struct FinetuneConfig {
     /// Contrastive: rounds of one positive and one negative pair per labelled row (SetFit's num_iterations).
     pub pair_rounds: usize,
     pub seed: u64,
+    /// How many of the top layers learn (the rest stay frozen; CPU path).
+    pub train_layers: usize,
+    /// Dropout while training (CPU path; the candle path takes the model's config).
+    pub dropout: f32,
 }
 
 impl FinetuneConfig {
     /// Defaults for 10 to 200 labels.
     pub fn for_mode(mode: Mode) -> FinetuneConfig {
         match mode {
-            Mode::Contrastive => FinetuneConfig { epochs: 1, batch: 16, lr: 2e-5, head_lr: 0.0, pair_rounds: 5, seed: 0 },
-            _ => FinetuneConfig { epochs: 4, batch: 16, lr: 5e-5, head_lr: 5e-3, pair_rounds: 0, seed: 0 },
+            Mode::Contrastive => {
+                FinetuneConfig { epochs: 1, batch: 16, lr: 1e-4, head_lr: 0.0, pair_rounds: 5, seed: 0, train_layers: 2, dropout: 0.1 }
+            }
+            _ => FinetuneConfig { epochs: 4, batch: 16, lr: 1e-4, head_lr: 5e-3, pair_rounds: 0, seed: 0, train_layers: 2, dropout: 0.1 },
         }
     }
 }
@@ -88,6 +108,9 @@ impl FinetuneConfig {
         }
         if let Some(v) = o.pair_rounds {
             self.pair_rounds = v.max(1);
+        }
+        if let Some(v) = o.layers {
+            self.train_layers = v.max(1);
         }
         self
     }
@@ -132,7 +155,21 @@ pub fn finetune(
     let ids = tokenizer.tokenize(texts)?;
     let (model, vars) = bert::load_trainable(base, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut opt = AdamW::new(vars.all_vars(), ParamsAdamW { lr: cfg.lr, weight_decay: 0.01, ..Default::default() })?;
+    // Only the top `train_layers` layers learn, as on the CPU.
+    let layers = model.cfg.num_hidden_layers;
+    let first = layers - cfg.train_layers.clamp(1, layers);
+    let trained: Vec<Var> = {
+        let data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, Var)> = data
+            .iter()
+            .filter(|(n, _)| (first..layers).any(|l| n.contains(&format!("encoder.layer.{l}."))))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.into_iter().map(|x| x.1).collect()
+    };
+    let mut opt = AdamW::new(trained, ParamsAdamW { lr: cfg.lr, weight_decay: 0.01, ..Default::default() })?;
+    let mode = mode.method().ok_or_else(|| anyhow::anyhow!("mode 'head' does not fine-tune the encoder"))?;
     match mode {
         Mode::Finetune => {
             let w = Var::from_tensor(&Tensor::from_slice(&head.w, (head.dim, head.k), device)?)?;
@@ -198,7 +235,7 @@ pub fn finetune(
                 }
             }
         }
-        Mode::Head => unreachable!(),
+        Mode::Head | Mode::Auto => unreachable!("method() gives finetune or contrastive"),
     }
     Ok(vars)
 }

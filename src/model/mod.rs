@@ -1,18 +1,31 @@
 //! The model: the candle encoder, the embedding cache, the classifier head.
 
+pub mod assets;
 pub mod bert;
 pub mod cache;
+pub mod cpu;
 pub mod encoder;
 pub mod finetune;
 pub mod head;
+pub mod states;
+pub mod train;
 
 pub use cache::{Cache, Matrix};
-pub use encoder::{device, label_prompt, model_hash, Encoder};
+pub use encoder::{choose_device, device, device_name, label_prompt, model_hash, Encoder};
 pub use head::{Head, HeadConfig};
 
 use anyhow::{anyhow, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Threads for CPU work: `LABELREST_THREADS`, else the machine's cores.
+pub fn threads() -> usize {
+    std::env::var("LABELREST_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
 
 /// Embeds `texts` through the cache `emb-<key>` in `dir`: rows already
 /// there are not embedded again, and a crash loses at most one batch.

@@ -187,6 +187,9 @@ pub struct App {
     /// The encoder fine-tune: whether one runs, and its last word.
     pub finetune_running: bool,
     pub finetune_status: Option<String>,
+    /// The device the model runs on and the encoder in use, as the worker says.
+    pub device: String,
+    pub encoder: String,
 }
 
 impl App {
@@ -281,6 +284,8 @@ impl App {
             keys_help: super::keys::KeyMap::default().help(),
             finetune_running: false,
             finetune_status: None,
+            device: String::new(),
+            encoder: String::new(),
             session,
         };
         // Decisions already made on the current model count towards the batch.
@@ -493,6 +498,10 @@ impl App {
             }
             Event::Update(u) => self.apply_update(u),
             Event::Notice(m) => self.message = Some(m),
+            Event::Model { device, encoder } => {
+                self.device = device;
+                self.encoder = encoder;
+            }
             Event::FineTune { running, text } => {
                 self.finetune_running = running;
                 if !running {
@@ -831,9 +840,10 @@ impl App {
             Action::CycleMode => {
                 use crate::model::finetune::Mode;
                 let next = match Mode::parse(&self.mode).unwrap_or(Mode::Head) {
+                    Mode::Auto => Mode::Head,
                     Mode::Head => Mode::Finetune,
                     Mode::Finetune => Mode::Contrastive,
-                    Mode::Contrastive => Mode::Head,
+                    Mode::Contrastive => Mode::Auto,
                 };
                 let mut s = self.session.settings()?;
                 s.mode = next.name().into();

@@ -384,6 +384,9 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         }
     }
     lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode, app.batch_done, app.batch_size), w)));
+    if !app.encoder.is_empty() {
+        lines.push(Line::raw(cut(&format!(" {} · {}", app.device, app.encoder), w)));
+    }
     // Per-class counts of the person's labels, largest first.
     let mut top: Vec<(usize, usize)> = app.class_counts.iter().copied().enumerate().filter(|c| c.1 > 0).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

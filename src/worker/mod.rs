@@ -1,0 +1,378 @@
+//! The background worker: one thread that embeds, trains, predicts and
+//! ranks on requests from the UI, and sends back progress and results;
+//! beside it, the encoder fine-tune (`tuning`) on a thread of its own.
+//!
+//! Requests coalesce as in gitui's `AsyncSingleJob`: one job runs, at most
+//! one waits, and a newer request replaces the waiting one.
+
+pub mod pipeline;
+pub mod tuning;
+
+pub use pipeline::{encoder_dir, iterate, prepare, retrain_headless, IterationRecord, Prepared, Update};
+
+use anyhow::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::learn::Strategy;
+use crate::model::finetune::Mode;
+use crate::model::Head;
+use crate::store::Session;
+use pipeline::{eligible, resume_update};
+use tuning::{Candidate, Tuner, Verdict};
+
+/// What the worker reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Work in progress: stage ("embedding", "training", ...), done, total.
+    Progress { stage: String, done: usize, total: usize },
+    /// A new model's view of the pool.
+    Update(Arc<Update>),
+    /// The worker has nothing to do.
+    Idle,
+    /// A job failed; the last good model stays in use.
+    Error(String),
+    /// The encoder fine-tune behind the head refreshes: whether one runs,
+    /// and its progress or outcome.
+    FineTune { running: bool, text: String },
+    /// Something the person should know (shown in the status line).
+    Notice(String),
+    /// The model in use: the device and the encoder (base, or fine-tuned on
+    /// so many labels).
+    Model { device: String, encoder: String },
+}
+
+/// A job for the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// Train on the stored labels, predict, rank with this strategy.
+    Retrain { strategy: Strategy },
+    /// Fine-tune the encoder now (beside the head refreshes).
+    FineTune,
+    /// Cancel the running fine-tune.
+    CancelFineTune,
+}
+
+#[derive(Default)]
+pub(crate) struct Slot {
+    pending: Option<Job>,
+    shutdown: bool,
+    /// A fine-tune was asked for.
+    finetune: bool,
+    /// Cancelling the fine-tune was asked for.
+    cancel_finetune: bool,
+    /// A finished fine-tune, to be checked and maybe swapped in.
+    pub(crate) candidate: Option<Candidate>,
+}
+
+/// The UI's handle on the worker thread.
+pub struct Worker {
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+    cancel: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker on a session: it opens its own connection, loads
+    /// the encoder, embeds what the cache lacks, then sends the model's view
+    /// (the saved head's, or zero-shot) and waits for jobs.
+    pub fn start(session: &Session, events: Sender<Event>) -> Result<Worker> {
+        let conn = session.reopen_shared()?;
+        let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (s2, c2) = (slot.clone(), cancel.clone());
+        let handle = std::thread::Builder::new().name("labelrest-worker".into()).spawn(move || {
+            if let Err(e) = run(conn, s2, c2, &events) {
+                tracing::error!("worker: {e:#}");
+                let _ = events.send(Event::Error(format!("{e:#}")));
+            }
+        })?;
+        Ok(Worker { slot, cancel, handle: Some(handle) })
+    }
+
+    /// Asks for a job; a retrain replaces any retrain still waiting.
+    pub fn request(&self, job: Job) {
+        let (m, cv) = &*self.slot;
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        match job {
+            Job::FineTune => s.finetune = true,
+            Job::CancelFineTune => s.cancel_finetune = true,
+            Job::Retrain { .. } => s.pending = Some(job),
+        }
+        cv.notify_one();
+    }
+
+    /// Stops the worker (cancelling long work) and waits for it.
+    pub fn shutdown(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        {
+            let (m, cv) = &*self.slot;
+            let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+            s.shutdown = true;
+            cv.notify_one();
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// How the screen names the encoder in use.
+fn encoder_text(session: &Session) -> String {
+    match (session.meta("encoder").ok().flatten(), session.meta("encoder_labels").ok().flatten()) {
+        (Some(_), Some(n)) => format!("fine-tuned on {n} labels"),
+        (Some(_), None) => "fine-tuned".into(),
+        _ => "base".into(),
+    }
+}
+
+fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBool>, events: &Sender<Event>) -> Result<()> {
+    let t = Instant::now();
+    let mut progress = |stage: &str, done: usize, total: usize| {
+        let _ = events.send(Event::Progress { stage: stage.to_string(), done, total });
+    };
+    let settings = session.settings()?;
+    let (device, why) = crate::model::choose_device(&settings.device)?;
+    if let Some(w) = why {
+        let _ = events.send(Event::Notice(w));
+    }
+    let mut prepared = match prepare(&session, &mut progress, &cancel) {
+        Ok(p) => p,
+        Err(e) if cancel.load(Ordering::SeqCst) => {
+            tracing::info!("worker cancelled while preparing: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!("worker ready in {:?}", t.elapsed());
+    let device_name = crate::model::device_name(&device).to_string();
+    let _ = events.send(Event::Model { device: device_name.clone(), encoder: encoder_text(&session) });
+    if prepared.repaired > 0 {
+        let _ = events.send(Event::Notice(format!("the embedding cache had {} damaged rows: embedded them again", prepared.repaired)));
+    }
+    // The first view: the saved head's when there is one, else a fresh iteration.
+    let strategy = Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin);
+    let head_path = |p: &Prepared| session.dir.join(format!("head-{}.safetensors", p.model_hash));
+    let first = match Head::load(&head_path(&prepared)) {
+        Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
+        _ => iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress),
+    };
+    match first {
+        Ok(u) => {
+            let _ = events.send(Event::Update(Arc::new(u)));
+        }
+        Err(e) => {
+            let _ = events.send(Event::Error(format!("{e:#}")));
+        }
+    }
+    let _ = events.send(Event::Idle);
+    let mut tuner = Tuner::default();
+    // The encoder in use learnt from this many labels: the schedule goes on from there.
+    tuner.last_start = session.meta("encoder_labels")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut first_pass = true;
+    loop {
+        if first_pass {
+            // On opening: a fine-tune is due already when the labels are there.
+            first_pass = false;
+            schedule(&session, &prepared, &mut tuner, false, &slot, events)?;
+        }
+        let (job, want_finetune, cancel_finetune, candidate) = {
+            let (m, cv) = &*slot;
+            let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+            while s.pending.is_none() && !s.finetune && !s.cancel_finetune && s.candidate.is_none() && !s.shutdown {
+                s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            if s.shutdown {
+                drop(s);
+                tuner.cancel();
+                tuner.join();
+                if let Some(c) = tuner.waiting.take() {
+                    tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+                }
+                return Ok(());
+            }
+            (s.pending.take(), std::mem::take(&mut s.finetune), std::mem::take(&mut s.cancel_finetune), s.candidate.take())
+        };
+        if cancel_finetune {
+            tuner.cancel();
+            if let Some(c) = tuner.waiting.take() {
+                tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+                let _ = events.send(Event::FineTune { running: false, text: "fine-tune cancelled; the current model stays".into() });
+            }
+        }
+        if let Some(c) = candidate {
+            tuner.join();
+            tuner.waiting = Some(c);
+        }
+        if let Some(Job::Retrain { strategy }) = job {
+            match prepared
+                .refresh_prompts(&session)
+                .and_then(|_| iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress))
+            {
+                Ok(u) => {
+                    let _ = events.send(Event::Update(Arc::new(u)));
+                }
+                Err(e) => {
+                    tracing::error!("retrain failed: {e:#}");
+                    let _ = events.send(Event::Error(format!("retrain failed: {e:#}")));
+                }
+            }
+        }
+        // A finished fine-tune is judged on the labels it has not seen.
+        if let Some(c) = tuner.waiting.take() {
+            let seen = c.seen.len();
+            let first_look = !c.told;
+            match check_candidate(&session, &mut prepared, c, &head_path, &mut progress) {
+                Ok((Verdict::Wait { have }, _, back)) => {
+                    if first_look {
+                        let _ = events.send(Event::FineTune {
+                            running: false,
+                            text: format!(
+                                "fine-tuned on {seen} labels: it replaces the model if it does as well on your next {} labels",
+                                tuning::CHECK_LABELS.saturating_sub(have)
+                            ),
+                        });
+                    }
+                    tuner.waiting = back.map(|mut c| {
+                        c.told = true;
+                        c
+                    });
+                }
+                Ok((v, update, _)) => {
+                    let text = match v {
+                        Verdict::Swap { new, old, on } => format!(
+                            "fine-tuned encoder ({seen} labels) swapped in: {:.0}% vs {:.0}% on your {on} newest labels",
+                            new * 100.0,
+                            old * 100.0
+                        ),
+                        Verdict::Keep { new, old, on } => format!(
+                            "fine-tuned encoder ({seen} labels) not better on your {on} newest labels ({:.0}% vs {:.0}%): kept the current one",
+                            new * 100.0,
+                            old * 100.0
+                        ),
+                        Verdict::Wait { .. } => unreachable!(),
+                    };
+                    let _ = events.send(Event::FineTune { running: false, text });
+                    if let Some(u) = update {
+                        let _ = events.send(Event::Model { device: device_name.clone(), encoder: encoder_text(&session) });
+                        let _ = events.send(Event::Update(Arc::new(u)));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("fine-tune check failed: {e:#}");
+                    let _ = events.send(Event::FineTune { running: false, text: format!("fine-tune check failed: {e:#}") });
+                }
+            }
+        }
+        // The schedule (or the person's F) starts the next one.
+        schedule(&session, &prepared, &mut tuner, want_finetune, &slot, events)?;
+        let _ = events.send(Event::Idle);
+    }
+}
+
+/// Starts a fine-tune when the schedule says one is due (in a mode that
+/// fine-tunes), or when the person asked for one (`F`) and none runs.
+fn schedule(
+    session: &Session,
+    prepared: &Prepared,
+    tuner: &mut Tuner,
+    asked: bool,
+    slot: &Arc<(Mutex<Slot>, Condvar)>,
+    events: &Sender<Event>,
+) -> Result<()> {
+    let settings = session.settings()?;
+    let scheduled = Mode::parse(&settings.mode).map(|m| m.method().is_some()).unwrap_or(false);
+    let n = eligible(session, prepared).map(|e| e.0.len()).unwrap_or(0);
+    if asked && tuner.busy() {
+        let _ = events.send(Event::FineTune { running: true, text: "a fine-tune is already running".into() });
+    }
+    if (scheduled && tuner.due(n, settings.batch)) || (asked && !tuner.busy()) {
+        match tuner.start(session, prepared, slot.clone(), events.clone()) {
+            Ok(n) => {
+                let _ = events.send(Event::FineTune { running: true, text: format!("fine-tune on {n} labels starting") });
+            }
+            Err(e) => {
+                let _ = events.send(Event::FineTune { running: false, text: format!("no fine-tune: {e:#}") });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Judges a waiting candidate; on a swap, the session uses its encoder from
+/// now on (saved in `meta`), the old fine-tuned encoder goes, and a new
+/// iteration runs with it. A candidate that must wait comes back; one that
+/// failed its check is deleted.
+fn check_candidate(
+    session: &Session,
+    p: &mut Prepared,
+    mut c: Candidate,
+    head_path: &dyn Fn(&Prepared) -> std::path::PathBuf,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(Verdict, Option<Update>, Option<Candidate>)> {
+    let (now, _, _) = eligible(session, p)?;
+    let seen_rows: std::collections::HashSet<usize> = c.seen.iter().map(|s| s.0).collect();
+    let unseen = now.iter().filter(|s| !seen_rows.contains(&s.0)).count();
+    if unseen < tuning::CHECK_LABELS {
+        return Ok((Verdict::Wait { have: unseen }, None, Some(c)));
+    }
+    progress("checking the fine-tuned encoder", 0, 1);
+    let judged = tuning::candidate_engine(session, p, &mut c).and_then(|(engine, prompts)| {
+        let v = tuning::judge(&p.engine, &engine, &c.seen, &now)?;
+        Ok((v, engine, prompts))
+    });
+    let (v, engine, prompts) = match judged {
+        Ok(x) => x,
+        Err(e) => {
+            tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+            return Err(e);
+        }
+    };
+    match v {
+        Verdict::Swap { .. } => {
+            let old = session.meta("encoder")?;
+            let name = c.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            session.set_meta("encoder", &name)?;
+            session.set_meta("encoder_labels", &c.seen.len().to_string())?;
+            if let Some(old) = old.filter(|o| *o != name) {
+                // The old fine-tuned encoder, its cache and its head go (the base model's stay).
+                let old_dir = session.dir.join(&old);
+                if let Ok(h) = crate::model::model_hash(&old_dir) {
+                    let _ = std::fs::remove_file(session.dir.join(format!("head-{h}.safetensors")));
+                    tuning::discard(&session.dir, &old_dir, &h);
+                } else {
+                    let _ = std::fs::remove_dir_all(&old_dir);
+                }
+            }
+            p.engine = engine;
+            p.model_hash = c.encoder.hash.clone();
+            p.encoder = c.encoder;
+            p.prompts = prompts;
+            let strategy = Strategy::parse(&session.settings()?.strategy).unwrap_or(Strategy::Margin);
+            let u = iterate(session, p, strategy, &head_path(p), progress)?;
+            Ok((v, Some(u), None))
+        }
+        Verdict::Keep { .. } => {
+            tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+            Ok((v, None, None))
+        }
+        Verdict::Wait { .. } => Ok((v, None, Some(c))),
+    }
+}
+
+/// Drains pending events without waiting.
+pub fn drain(rx: &Receiver<Event>) -> Vec<Event> {
+    let mut v = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        v.push(e);
+    }
+    v
+}

@@ -1,0 +1,272 @@
+//! The synchronous learning pipeline: prepare a session (encoder, embedding
+//! cache, engine), run one iteration (train, predict, rank, measure, store),
+//! resume from the saved head. The worker thread and the headless commands
+//! (`retrain`) both use it.
+
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::learn::{self, Engine, EngineConfig, Scores, SelfTraining, Strategy};
+use crate::model::{self, Encoder, Head};
+use crate::store::{Prediction, Session, Settings, Source, Split};
+
+/// One iteration's results, ready for the UI.
+#[derive(Debug)]
+pub struct Update {
+    /// Iteration id (0 for the zero-shot start).
+    pub iteration: i64,
+    pub n_labels: usize,
+    pub scores: Scores,
+    /// Pool indices, most useful first (unlabelled rows at the time).
+    pub ranking: Vec<u32>,
+    pub record: IterationRecord,
+}
+
+/// What the side panel shows of an iteration (also stored as JSON).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct IterationRecord {
+    pub iteration: i64,
+    pub labels: usize,
+    pub per_class: Vec<usize>,
+    pub accuracy: Option<f64>,
+    pub macro_f1: Option<f64>,
+    pub macro_precision: Option<f64>,
+    pub macro_recall: Option<f64>,
+    pub test_per_class: Vec<(u32, f64, f64, f64, usize)>,
+    /// Of the person's decisions on the previous model's predictions: how many kept the prediction.
+    pub kept: Option<usize>,
+    pub decided: Option<usize>,
+    pub mean_entropy: f64,
+    pub predicted_counts: Vec<usize>,
+    pub pseudo_labels: usize,
+    pub train_ms: f64,
+    pub predict_ms: f64,
+    pub rank_ms: f64,
+    pub total_ms: f64,
+    pub strategy: String,
+    pub mode: String,
+}
+
+impl IterationRecord {
+    pub fn kept_rate(&self) -> Option<f64> {
+        match (self.kept, self.decided) {
+            (Some(k), Some(d)) if d > 0 => Some(k as f64 / d as f64),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn engine_config(settings: &Settings) -> Result<EngineConfig> {
+    Ok(EngineConfig { self_training: SelfTraining::parse(&settings.self_training)?, ..Default::default() })
+}
+
+/// Everything the worker keeps between jobs.
+pub struct Prepared {
+    pub engine: Engine,
+    /// Pool row ids in pool order.
+    pub pool_ids: Vec<i64>,
+    pub id_to_pool: HashMap<i64, usize>,
+    pub model_hash: String,
+    pub encoder: Encoder,
+    /// The label prompts whose embeddings the engine holds.
+    pub prompts: Vec<String>,
+    /// Damaged rows found in the embedding cache and embedded again.
+    pub repaired: usize,
+}
+
+impl Prepared {
+    /// Re-embeds the label prompts when a label's description changed.
+    pub fn refresh_prompts(&mut self, session: &Session) -> Result<bool> {
+        let labels = session.label_set()?;
+        let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+        if prompts == self.prompts {
+            return Ok(false);
+        }
+        self.engine.label_emb = self.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+        self.prompts = prompts;
+        Ok(true)
+    }
+}
+
+/// Loads the encoder, fills the embedding cache (only the missing rows),
+/// maps it, and builds the learning engine for a session.
+pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), cancel: &AtomicBool) -> Result<Prepared> {
+    let settings = session.settings()?;
+    let dir = encoder_dir(session)?;
+    let dev = model::device(&settings.device)?;
+    progress("loading model", 0, 1);
+    let encoder = Encoder::load(&dir, &dev).with_context(|| format!("loading the encoder from {}", dir.display()))?;
+    let rows = session.rows()?;
+    let labels = session.label_set()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let (emb, repaired) = model::embed_cached(&session.dir, &encoder.hash, &encoder, &texts, progress, cancel)?;
+    let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+    let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+    let mut pool_rows = Vec::new();
+    let mut pool_ids = Vec::new();
+    let mut test_rows = Vec::new();
+    let mut test_gold = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match r.split {
+            Split::Pool => {
+                pool_rows.push(i);
+                pool_ids.push(r.id);
+            }
+            Split::Test => {
+                if let Some(g) = r.gold {
+                    test_rows.push(i);
+                    test_gold.push(g);
+                }
+            }
+        }
+    }
+    let id_to_pool = pool_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let engine = Engine::new(Arc::new(emb), pool_rows, test_rows, test_gold, label_emb, labels.len(), engine_config(&settings)?)?;
+    Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone(), encoder, prompts, repaired })
+}
+
+/// The encoder a session uses: its fine-tuned one when a fine-tune was
+/// swapped in (and is still there), else the model of its settings.
+pub fn encoder_dir(session: &Session) -> Result<PathBuf> {
+    if let Some(name) = session.meta("encoder")? {
+        let d = session.dir.join(&name);
+        if d.join("model.safetensors").exists() {
+            return Ok(d);
+        }
+        tracing::warn!("fine-tuned encoder {} is missing; using the base model", d.display());
+    }
+    Ok(model::assets::model_dir(&session.settings()?.model))
+}
+
+pub(crate) fn eligible(session: &Session, p: &Prepared) -> Result<(Vec<(usize, u32)>, Vec<bool>, Vec<crate::store::Label>)> {
+    let labels = session.labels()?;
+    let mut pairs = Vec::with_capacity(labels.len());
+    let mut elig = vec![true; p.pool_ids.len()];
+    for l in &labels {
+        if let Some(&i) = p.id_to_pool.get(&l.row_id) {
+            pairs.push((i, l.label));
+            elig[i] = false;
+        }
+    }
+    Ok((pairs, elig, labels))
+}
+
+pub(crate) fn resume_update(session: &Session, p: &Prepared, head: &Head, strategy: Strategy) -> Result<Update> {
+    let (pairs, elig, _) = eligible(session, p)?;
+    let scores = p.engine.score_with(head)?;
+    let its = session.iterations()?;
+    let (iteration, record) = match its.last() {
+        Some((id, _, m)) => (*id, serde_json::from_value(m.clone()).unwrap_or_default()),
+        None => (0, IterationRecord::default()),
+    };
+    let settings = session.settings()?;
+    let ranking =
+        learn::rank(&scores, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ iteration as u64);
+    Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record })
+}
+
+/// One iteration on the stored labels: train, predict, rank, measure, store.
+pub fn iterate(
+    session: &Session,
+    p: &Prepared,
+    strategy: Strategy,
+    head_path: &Path,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Update> {
+    let t0 = Instant::now();
+    let settings = session.settings()?;
+    let (pairs, elig, labels) = eligible(session, p)?;
+    progress("training", 0, 1);
+    let it = p.engine.iterate(&pairs)?;
+    progress("ranking", 0, 1);
+    let t1 = Instant::now();
+    let prev_iteration: i64 = session.iterations()?.last().map(|x| x.0).unwrap_or(0);
+    let ranking = learn::rank(
+        &it.scores,
+        strategy,
+        &elig,
+        Some((&p.engine.emb, &p.engine.pool_rows)),
+        settings.batch,
+        settings.seed ^ (prev_iteration as u64 + 1),
+    );
+    let rank_ms = t1.elapsed().as_secs_f64() * 1e3;
+    // The person's decisions on the previous model's predictions.
+    let decided: Vec<_> =
+        labels.iter().filter(|l| l.source == Source::Person && l.iteration == prev_iteration && l.predicted.is_some()).collect();
+    let kept = decided.iter().filter(|l| l.predicted == Some(l.label)).count();
+    let k = p.engine.k;
+    let mut per_class = vec![0usize; k];
+    for &(_, l) in &pairs {
+        per_class[l as usize] += 1;
+    }
+    let mut predicted_counts = vec![0usize; k];
+    for &c in &it.scores.pred {
+        predicted_counts[c as usize] += 1;
+    }
+    let mean_entropy =
+        if it.scores.is_empty() { 0.0 } else { it.scores.entropy.iter().map(|&e| e as f64).sum::<f64>() / it.scores.len() as f64 };
+    let mut record = IterationRecord {
+        iteration: 0,
+        labels: pairs.len(),
+        per_class,
+        accuracy: it.test.as_ref().map(|m| m.accuracy),
+        macro_f1: it.test.as_ref().map(|m| m.macro_f1),
+        macro_precision: it.test.as_ref().map(|m| m.macro_precision),
+        macro_recall: it.test.as_ref().map(|m| m.macro_recall),
+        test_per_class: it.test.as_ref().map(|m| m.per_class.clone()).unwrap_or_default(),
+        kept: if decided.is_empty() { None } else { Some(kept) },
+        decided: if decided.is_empty() { None } else { Some(decided.len()) },
+        mean_entropy,
+        predicted_counts,
+        pseudo_labels: it.pseudo_labels,
+        train_ms: it.train_ms,
+        predict_ms: it.predict_ms,
+        rank_ms,
+        total_ms: 0.0,
+        strategy: strategy.name().to_string(),
+        mode: settings.mode.clone(),
+    };
+    record.total_ms = t0.elapsed().as_secs_f64() * 1e3;
+    // The head first (written whole, then renamed), then the iteration with
+    // its predictions in one transaction: a failure leaves the last
+    // iteration as it was.
+    it.head.save(head_path).with_context(|| format!("cannot save the model to {}", head_path.display()))?;
+    let mut rank_of = vec![None; p.pool_ids.len()];
+    for (r, &i) in ranking.iter().enumerate() {
+        rank_of[i as usize] = Some(r as i64);
+    }
+    let preds: Vec<Prediction> = (0..p.pool_ids.len())
+        .map(|i| Prediction {
+            row_id: p.pool_ids[i],
+            label: it.scores.pred[i],
+            prob: it.scores.prob[i],
+            entropy: it.scores.entropy[i],
+            margin: it.scores.margin[i],
+            rank: rank_of[i],
+        })
+        .collect();
+    let id = session.record_iteration(
+        pairs.len() as i64,
+        |id| {
+            record.iteration = id;
+            serde_json::to_value(&record)
+        },
+        &preds,
+    )?;
+    Ok(Update { iteration: id, n_labels: pairs.len(), scores: it.scores, ranking, record })
+}
+
+/// Headless: prepares a session and runs one iteration (used by
+/// `labelrest retrain` and tests).
+pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<Update> {
+    let cancel = AtomicBool::new(false);
+    let p = prepare(session, progress, &cancel)?;
+    let settings = session.settings()?;
+    let strategy = Strategy::parse(&settings.strategy)?;
+    let head_path = session.dir.join(format!("head-{}.safetensors", p.model_hash));
+    iterate(session, &p, strategy, &head_path, progress)
+}

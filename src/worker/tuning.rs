@@ -1,0 +1,371 @@
+//! The encoder fine-tune behind the head: one job that owns its thread and
+//! its cancel flag (as gitui's async jobs do), the schedule that decides
+//! when the next one starts, and the check that decides whether its
+//! encoder replaces the current one.
+//!
+//! Schedule: from `MIN_LABELS` labels on, a fine-tune starts whenever none
+//! is running (or waiting to be checked) and at least one batch of new
+//! labels arrived since the last one started; so a slow device never
+//! queues fine-tunes it cannot finish, and a fast one fine-tunes after
+//! every batch. The head keeps refreshing after every batch meanwhile.
+//!
+//! Check: a fine-tuned encoder is judged on the labels the person gave
+//! after it started (which it has not seen; at least `CHECK_LABELS` of
+//! them), with a head trained on the labels it saw, against the current
+//! encoder: it replaces the current one unless it is worse there beyond
+//! chance (`REJECT_P`). Until enough such labels arrive it waits. The
+//! held-out test split is never used to decide.
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use super::pipeline::{eligible, Prepared};
+use super::{Event, Slot};
+use crate::learn::Engine;
+use crate::model::finetune::{self, FinetuneConfig, Mode};
+use crate::model::states::States;
+use crate::model::{self, train, Cache, Encoder, Head, Matrix};
+use crate::store::Session;
+
+/// Labels before the first fine-tune.
+pub const MIN_LABELS: usize = 20;
+/// Unseen labels a fine-tuned encoder is checked on.
+pub const CHECK_LABELS: usize = 5;
+/// A fine-tuned encoder is kept out when the rows it gets wrong and the
+/// current one right outnumber the reverse beyond chance (one-sided sign
+/// test at this level). The newest labels are the hardest rows (the
+/// strategy picked them), so accuracy on them is noisy: requiring the new
+/// encoder to be strictly better there kept out most of those that help
+/// (docs/RESULTS.md, "The swap-in check").
+pub const REJECT_P: f64 = 0.05;
+
+/// A fine-tuned encoder with every row embedded by it.
+pub struct Candidate {
+    pub dir: PathBuf,
+    pub encoder: Encoder,
+    pub emb: Matrix,
+    /// The (pool index, label) pairs it learnt from.
+    pub seen: Vec<(usize, u32)>,
+    pub method: Mode,
+    /// The person was told it waits for labels to be checked on.
+    pub told: bool,
+}
+
+/// What became of a candidate.
+pub enum Verdict {
+    /// Better or as good on labels it has not seen: it replaces the encoder.
+    Swap { new: f64, old: f64, on: usize },
+    /// Worse: deleted.
+    Keep { new: f64, old: f64, on: usize },
+    /// Too few unseen labels yet to check it.
+    Wait { have: usize },
+}
+
+/// The fine-tune job of a worker.
+pub struct Tuner {
+    handle: Option<std::thread::JoinHandle<()>>,
+    cancel: Arc<AtomicBool>,
+    /// True from a start until the thread has ended (with a candidate or not).
+    running: Arc<AtomicBool>,
+    /// Labels when the last fine-tune started.
+    pub last_start: usize,
+    /// A finished fine-tune waiting for enough unseen labels to be checked.
+    pub waiting: Option<Candidate>,
+}
+
+impl Default for Tuner {
+    fn default() -> Self {
+        Tuner {
+            handle: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicBool::new(false)),
+            last_start: 0,
+            waiting: None,
+        }
+    }
+}
+
+impl Tuner {
+    pub fn running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Busy: running, or a candidate waits to be checked.
+    pub fn busy(&self) -> bool {
+        self.running() || self.waiting.is_some()
+    }
+
+    /// The schedule: whether a fine-tune should start with `labels` labels.
+    pub fn due(&self, labels: usize, batch: usize) -> bool {
+        !self.busy() && labels >= MIN_LABELS && labels >= self.last_start + batch.max(1)
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the thread (after a cancel, or when it has finished).
+    pub fn join(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Starts a fine-tune of the base encoder on the labels so far, on its
+    /// own thread; its encoder arrives in the slot as a `Candidate`.
+    pub(crate) fn start(
+        &mut self,
+        session: &Session,
+        p: &Prepared,
+        slot: Arc<(Mutex<Slot>, Condvar)>,
+        events: Sender<Event>,
+    ) -> Result<usize> {
+        if self.running() {
+            bail!("a fine-tune is already running");
+        }
+        self.join();
+        let settings = session.settings()?;
+        let method = Mode::parse(&settings.mode)?.method().unwrap_or(Mode::Auto.method().unwrap_or(Mode::Contrastive));
+        let (pairs, _, _) = eligible(session, p)?;
+        let classes: HashSet<u32> = pairs.iter().map(|p| p.1).collect();
+        if pairs.len() < 2 || (method == Mode::Contrastive && classes.len() < 2) {
+            bail!("label a few rows of at least two labels first");
+        }
+        let rows = session.rows()?;
+        let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
+        let pool_rows = p.engine.pool_rows.clone();
+        let head =
+            Head::load(&session.dir.join(format!("head-{}.safetensors", p.model_hash))).unwrap_or_else(|_| p.engine.zero_shot_head());
+        let base_dir = model::assets::model_dir(&settings.model);
+        let (device, _) = model::choose_device(&settings.device)?;
+        let dir = session.dir.clone();
+        let mut cfg = FinetuneConfig::for_mode(method).with(&settings.finetune);
+        cfg.seed = settings.seed ^ pairs.len() as u64;
+        let n = pairs.len();
+        self.cancel = Arc::new(AtomicBool::new(false));
+        self.running.store(true, Ordering::SeqCst);
+        self.last_start = n;
+        let (cancel, running) = (self.cancel.clone(), self.running.clone());
+        let h = std::thread::Builder::new().name("labelrest-finetune".into()).spawn(move || {
+            let say = |text: String| {
+                let _ = events.send(Event::FineTune { running: true, text });
+            };
+            let result = run_finetune(&dir, &base_dir, &device, &texts, &pool_rows, &pairs, &head, method, &cfg, &say, &cancel);
+            match result {
+                Ok(c) => {
+                    let (m, cv) = &*slot;
+                    let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+                    s.candidate = Some(c);
+                    running.store(false, Ordering::SeqCst);
+                    cv.notify_one();
+                }
+                Err(e) => {
+                    let msg = if cancel.load(Ordering::SeqCst) {
+                        "fine-tune cancelled; the current model stays".to_string()
+                    } else {
+                        format!("fine-tune failed: {e:#}")
+                    };
+                    tracing::warn!("{msg}");
+                    running.store(false, Ordering::SeqCst);
+                    let _ = events.send(Event::FineTune { running: false, text: msg });
+                }
+            }
+        })?;
+        self.handle = Some(h);
+        Ok(n)
+    }
+}
+
+/// The fine-tune itself (on its thread): train, embed every row with the
+/// new encoder, save it as a model folder with its embedding cache.
+#[allow(clippy::too_many_arguments)]
+fn run_finetune(
+    dir: &std::path::Path,
+    base_dir: &std::path::Path,
+    device: &candle_core::Device,
+    texts: &[String],
+    pool_rows: &[usize],
+    pairs: &[(usize, u32)],
+    head: &Head,
+    method: Mode,
+    cfg: &FinetuneConfig,
+    say: &dyn Fn(String),
+    cancel: &AtomicBool,
+) -> Result<Candidate> {
+    let t0 = Instant::now();
+    let base = Encoder::load(base_dir, device).with_context(|| format!("loading the encoder from {}", base_dir.display()))?;
+    let name = format!("encoder-{}-{}", method.name(), chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
+    let out = dir.join(&name);
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let y: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
+    let threads = model::threads();
+    let (encoder, emb) = match base.cpu_bert() {
+        Some(bert) => {
+            // CPU: the frozen layers' states of every row (computed once per
+            // session and kept), then only the top layers train and run.
+            let from = bert.dims.layers - cfg.train_layers.clamp(1, bert.dims.layers);
+            let ids = base.tokenize(&refs)?;
+            let states = States::cached(
+                dir,
+                &base.hash,
+                bert,
+                &ids,
+                from,
+                threads,
+                &mut |d, n| say(format!("fine-tune: preparing {d}/{n}")),
+                cancel,
+            )?;
+            let rows: Vec<usize> = pairs.iter().map(|&(i, _)| pool_rows[i]).collect();
+            let inp = train::Inputs::from_states(&states, &rows);
+            let t_train = Instant::now();
+            let (tuned, _) = train::finetune_from(
+                bert,
+                inp,
+                &y,
+                head,
+                method,
+                cfg,
+                threads,
+                &mut |step, steps, loss| {
+                    let left = t_train.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
+                    say(format!("fine-tune {step}/{steps} loss {loss:.3} ~{left:.0}s, then re-embedding"))
+                },
+                cancel,
+            )?;
+            let t_emb = Instant::now();
+            let emb = states.embed_all(
+                &tuned,
+                threads,
+                &mut |d, n| {
+                    let left = t_emb.elapsed().as_secs_f64() / d.max(1) as f64 * (n - d) as f64;
+                    say(format!("fine-tune: re-embedding {d}/{n} ~{left:.0}s"))
+                },
+                cancel,
+            )?;
+            // Saved as a model folder (for resume and `predict`) with its cache.
+            std::fs::create_dir_all(&out)?;
+            for f in [
+                "config.json",
+                "tokenizer.json",
+                "sentence_bert_config.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "vocab.txt",
+            ] {
+                if base_dir.join(f).exists() {
+                    std::fs::copy(base_dir.join(f), out.join(f))?;
+                }
+            }
+            let tmp = out.join("model.safetensors.tmp");
+            tuned.save(&tmp)?;
+            std::fs::rename(&tmp, out.join("model.safetensors"))?;
+            let hash = model::model_hash(&out)?;
+            let mut cache = Cache::open(dir, &hash, texts.len(), tuned.dims.hidden, true)?;
+            let all: Vec<usize> = (0..texts.len()).collect();
+            cache.write(&all, &emb)?;
+            let m = cache.load()?;
+            (Encoder::from_cpu(tuned, &base, &out, hash), m)
+        }
+        None => {
+            // CUDA: candle's trainable BERT, then the whole encoder embeds again.
+            let lt: Vec<&str> = pairs.iter().map(|&(i, _)| refs[pool_rows[i]]).collect();
+            let vars = finetune::finetune(
+                base_dir,
+                device,
+                &base,
+                &lt,
+                &y,
+                head,
+                method,
+                cfg,
+                &mut |step, steps, loss| {
+                    let left = t0.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
+                    say(format!("fine-tune {step}/{steps} loss {loss:.3} ~{left:.0}s, then re-embedding"))
+                },
+                cancel,
+            )?;
+            model::bert::save_model_dir(&vars, base_dir, &out)?;
+            let encoder = Encoder::load(&out, device)?;
+            let (m, _) = model::embed_cached(
+                dir,
+                &encoder.hash.clone(),
+                &encoder,
+                &refs,
+                &mut |_, d, n| say(format!("fine-tune: re-embedding {d}/{n}")),
+                cancel,
+            )?;
+            (encoder, m)
+        }
+    };
+    tracing::info!("fine-tune ({}) on {} labels: {:.1}s", method.name(), pairs.len(), t0.elapsed().as_secs_f64());
+    Ok(Candidate { dir: out, encoder, emb, seen: pairs.to_vec(), method, told: false })
+}
+
+/// The engine a candidate's encoder gives (same rows, label prompts embedded by it).
+pub fn candidate_engine(session: &Session, p: &Prepared, c: &mut Candidate) -> Result<(Engine, Vec<String>)> {
+    let labels = session.label_set()?;
+    let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+    let label_emb = c.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+    let e = &p.engine;
+    let emb = std::mem::replace(&mut c.emb, Matrix::owned(Vec::new(), e.dim));
+    Ok((Engine::new(Arc::new(emb), e.pool_rows.clone(), e.test_rows.clone(), e.test_gold.clone(), label_emb, e.k, e.cfg.clone())?, prompts))
+}
+
+/// Judges a candidate engine against the current one on the labels given
+/// since the candidate started (`now` are the current labels).
+pub fn judge(current: &Engine, candidate: &Engine, seen: &[(usize, u32)], now: &[(usize, u32)]) -> Result<Verdict> {
+    let seen_rows: HashSet<usize> = seen.iter().map(|p| p.0).collect();
+    let unseen: Vec<(usize, u32)> = now.iter().filter(|p| !seen_rows.contains(&p.0)).copied().collect();
+    // What it learnt from, with the labels as they are now (a relabel counts).
+    let train: Vec<(usize, u32)> = now.iter().filter(|p| seen_rows.contains(&p.0)).copied().collect();
+    if unseen.len() < CHECK_LABELS {
+        return Ok(Verdict::Wait { have: unseen.len() });
+    }
+    let old_right = current.holdout_right(&train, &unseen)?;
+    let new_right = candidate.holdout_right(&train, &unseen)?;
+    let acc = |v: &[bool]| v.iter().filter(|&&r| r).count() as f64 / v.len() as f64;
+    let (old, new) = (acc(&old_right), acc(&new_right));
+    // Where the two disagree: rows only the current one gets right, and rows only the new one does.
+    let worse = old_right.iter().zip(&new_right).filter(|(o, n)| **o && !**n).count();
+    let better = old_right.iter().zip(&new_right).filter(|(o, n)| !**o && **n).count();
+    Ok(if crate::learn::sign_test(worse, better) < REJECT_P {
+        Verdict::Keep { new, old, on: unseen.len() }
+    } else {
+        Verdict::Swap { new, old, on: unseen.len() }
+    })
+}
+
+/// Removes a fine-tuned encoder's folder and its embedding cache.
+pub fn discard(session_dir: &std::path::Path, dir: &std::path::Path, hash: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    let (a, b) = Cache::paths(session_dir, hash);
+    let _ = std::fs::remove_file(a);
+    let _ = std::fs::remove_file(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_never_queues_a_fine_tune_behind_another() {
+        let mut t = Tuner::default();
+        assert!(!t.due(19, 10), "not before MIN_LABELS");
+        assert!(t.due(20, 10));
+        // One runs: nothing else starts, however many labels arrive.
+        t.running.store(true, Ordering::SeqCst);
+        t.last_start = 20;
+        assert!(!t.due(30, 10) && !t.due(200, 10));
+        // It ended: the next starts once a batch has arrived since the last start.
+        t.running.store(false, Ordering::SeqCst);
+        assert!(!t.due(29, 10));
+        assert!(t.due(30, 10));
+        // A batch of one (a GPU's every batch) starts on every new label.
+        assert!(t.due(21, 1));
+    }
+}
