@@ -208,8 +208,8 @@ pub struct SimulateArgs {
     /// Head training: L2 pull towards the zero-shot head.
     #[arg(long, default_value_t = labelrest_default_head().anchor)]
     pub head_anchor: f64,
-    /// Head training: start from the zero-shot head (prior) or from zero.
-    #[arg(long, default_value = "prior", value_parser = ["prior", "zero"])]
+    /// Head training: start from the zero-shot head (prior) or from zero (the default, as in the workstation).
+    #[arg(long, default_value = "zero", value_parser = ["prior", "zero"])]
     pub head_init: String,
     /// Dataset name in the outputs (default: the train file's folder).
     #[arg(long)]

@@ -164,10 +164,15 @@ where
 }
 
 fn column_index(path: &Path, headers: &[String], name: &str, what: &str) -> Result<usize, DataError> {
-    headers
-        .iter()
-        .position(|h| h == name)
-        .ok_or_else(|| DataError::new(path, Some(1), None, format!("no {what} column '{name}'; the columns are: {}", headers.join(", "))))
+    headers.iter().position(|h| h == name).ok_or_else(|| {
+        let shown: Vec<String> = headers.iter().map(|h| display_safe(&h.replace('\t', "\\t"))).collect();
+        DataError::new(
+            path,
+            Some(1),
+            None,
+            format!("no {what} column '{}' (choose it with --{what}-col); the columns are: {}", display_safe(name), shown.join(", ")),
+        )
+    })
 }
 
 fn utf8_field(path: &Path, bytes: &[u8], line: u64, record_byte: u64, record: &csv::ByteRecord, field: usize) -> Result<String, DataError> {
@@ -218,6 +223,20 @@ where
         .collect();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(DataError::new(path, Some(1), None, "the file is empty: expected a header line"));
+    }
+    if format == Format::Csv && headers.len() == 1 && headers[0].contains('\t') {
+        return Err(DataError::new(path, Some(1), None, "the header has tabs and no commas: a TSV file? give --format tsv"));
+    }
+    // A name given twice would make one of the columns unreachable.
+    for (i, h) in headers.iter().enumerate() {
+        if headers[..i].contains(h) {
+            return Err(DataError::new(
+                path,
+                Some(1),
+                Some(i as u64 + 1),
+                format!("the column name '{}' is given twice in the header", display_safe(h)),
+            ));
+        }
     }
     let ti = column_index(path, &headers, &cols.text, "text")?;
     let li = match &cols.label {
@@ -347,12 +366,18 @@ where
                 ))
             }
         };
+        // A byte-order mark at the start is read as CSV's is: skipped.
+        let s = if line == 1 { s.trim_start_matches('\u{feff}') } else { s };
         let s = s.trim();
         if s.is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(s)
-            .map_err(|e| DataError::new(path, Some(line), Some(e.column() as u64), format!("malformed JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(s).map_err(|e| {
+            // serde's message ends "at line 1 column N": the line is ours, the column is in the place.
+            let msg = e.to_string();
+            let msg = msg.rsplit_once(" at line ").map(|(m, _)| m.to_string()).unwrap_or(msg);
+            DataError::new(path, Some(line), Some(e.column() as u64), format!("malformed JSON: {msg}"))
+        })?;
         let obj = v.as_object().ok_or_else(|| DataError::new(path, Some(line), None, "expected a JSON object on each line"))?;
         let text = match obj.get(&cols.text) {
             Some(serde_json::Value::String(t)) => t.clone(),

@@ -299,7 +299,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             head: HeadConfig::default(),
-            prior_weight: 1.0,
+            prior_weight: 5.0,
             self_training: SelfTraining::Auto,
             pseudo_per_class: 50,
             pseudo_weight: 0.3,

@@ -5,7 +5,7 @@
 //! the target as it was and no temporary file behind (but after `kill -9`,
 //! which removes nothing).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,11 +44,12 @@ impl AtomicFile {
             bail!("cannot write {}: it is a folder", target.display());
         }
         let fname = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{fname}."))
-            .suffix(".part")
-            .tempfile_in(&dir)
-            .with_context(|| format!("cannot write {}", target.display()))?;
+        let tmp = tempfile::Builder::new().prefix(&format!(".{fname}.")).suffix(".part").tempfile_in(&dir).map_err(|e| {
+            // Name the target, not the temporary file tempfile's message adds ("at path ...").
+            let m = e.to_string();
+            let m = m.split(" at path ").next().unwrap_or(&m).to_string();
+            anyhow!("cannot write {}: {m}", target.display())
+        })?;
         Ok(AtomicFile { target: target.to_path_buf(), tmp })
     }
 

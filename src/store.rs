@@ -874,6 +874,11 @@ impl Session {
             .collect()
     }
 
+    /// One row's text.
+    pub fn text_of(&self, row_id: i64) -> Result<String> {
+        Ok(self.conn.query_row("SELECT text FROM rows WHERE id=?1", params![row_id], |r| r.get(0))?)
+    }
+
     /// The current label of one row, if it has one.
     pub fn label_of(&self, row_id: i64) -> Result<Option<(u32, Source)>> {
         let r: Option<(i64, String)> = self
@@ -967,17 +972,17 @@ impl Session {
         let id = tx.last_insert_rowid();
         let m = metrics(id)?;
         tx.execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", params![serde_json::to_string(&m)?, id])?;
-        tx.execute("DELETE FROM predictions", [])?;
-        {
-            let mut st = tx.prepare(
-                "INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for p in preds {
-                st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, id])?;
-            }
-        }
+        insert_predictions(&tx, id, preds)?;
         tx.commit()?;
         Ok(id)
+    }
+
+    /// Replaces the stored predictions of the current iteration (a new ranking, no new model).
+    pub fn replace_predictions(&self, iteration: i64, preds: &[Prediction]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        insert_predictions(&tx, iteration, preds)?;
+        tx.commit()?;
+        Ok(())
     }
 
     pub fn predictions(&self) -> Result<HashMap<i64, Prediction>> {
@@ -1026,6 +1031,17 @@ impl Session {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Replaces every stored prediction with `preds` (inside a transaction).
+fn insert_predictions(tx: &rusqlite::Transaction, iteration: i64, preds: &[Prediction]) -> Result<()> {
+    tx.execute("DELETE FROM predictions", [])?;
+    let mut st =
+        tx.prepare("INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+    for p in preds {
+        st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, iteration])?;
+    }
+    Ok(())
 }
 
 fn preview_labels(labels: &[LabelDef]) -> String {

@@ -65,13 +65,13 @@ fn label_a_batch_quit_resume_hangup() {
 
     run(&cmd);
     // The worker embeds the 2,500 rows, then shows the zero-shot ranking.
-    let s = wait(&["iteration 1", "worker: idle", "Queue (margin, 2,000 rows)"], 240);
+    let s = wait(&["it 1 ", "ready", "Queue (margin, 2,000 rows)"], 240);
     assert!(s.contains("0 labelled / 2,000"), "{s}");
     let first_row = s.lines().find(|l| l.contains('▶')).unwrap().to_string();
     for _ in 0..10 {
         t(&["send-keys", "-t", &name, "Enter"]);
     }
-    let s = wait(&["iteration 2", "10 labelled / 2,000", "worker: idle"], 60);
+    let s = wait(&["it 2 ", "10 labelled / 2,000", "ready"], 60);
     assert!(s.contains("Queue (margin, 1,990 rows)"), "{s}");
     // The panel has the new iteration: 10 labels, all kept.
     assert!(s.lines().any(|l| l.contains("  2  10") && l.contains("100%")), "{s}");
@@ -90,7 +90,7 @@ fn label_a_batch_quit_resume_hangup() {
 
     // Resume: same labels, same iteration, no re-embedding.
     run(&cmd);
-    let s = wait(&["iteration 2", "12 labelled / 2,000", "worker: idle"], 60);
+    let s = wait(&["it 2 ", "12 labelled / 2,000", "ready"], 60);
     assert!(s.contains("batch 2/10"), "the batch count resumes: {s}");
     // A hang-up (what a dropped SSH connection sends) ends it cleanly.
     t(&["send-keys", "-t", &name, "Enter"]);
@@ -105,5 +105,18 @@ fn label_a_batch_quit_resume_hangup() {
     let s = labelrest::store::Session::open(d.path(), "e2e").unwrap();
     assert_eq!(s.labels().unwrap().len(), 13);
     s.check_integrity().unwrap();
+    drop(s);
+    // The killed terminal left no panic in the log.
+    let log = std::fs::read_to_string(d.path().join("log")).unwrap_or_default();
+    assert!(!log.contains("panic"), "{log}");
+
+    // At 80x24 the essentials show: the footer keeps help and quit.
+    let st = Command::new("tmux").args(["-S", sock, "new-session", "-d", "-s", &name, "-x", "80", "-y", "24", &cmd]).status().unwrap();
+    assert!(st.success());
+    let s = wait(&["13 labelled / 2,000", "ready"], 60);
+    let footer = s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string();
+    assert!(footer.contains("? help") && footer.contains("q quit"), "{footer}\n{s}");
+    t(&["send-keys", "-t", &name, "q"]);
+    wait(&["EXITED 0"], 20);
     let _ = t(&["kill-server"]);
 }

@@ -102,22 +102,25 @@ fn background_finetune_schedule_check_and_cancel() {
     use labelrest::store::Session;
     use labelrest::worker::{Event, Job, Worker};
     let d = tempfile::tempdir().unwrap();
-    let data = write(d.path(), "data.csv", demo_head(60).as_bytes());
-    let lf = demo_labels(d.path());
+    // Three labels of the demo data (the schedule waits for two labels a class).
+    let mut rdr = csv::Reader::from_path(demo("train.csv")).unwrap();
+    let recs: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let mut count: std::collections::HashMap<String, usize> = Default::default();
+    for r in &recs {
+        *count.entry(r[1].to_string()).or_default() += 1;
+    }
+    let mut top: Vec<(usize, String)> = count.into_iter().map(|(l, c)| (c, l)).collect();
+    top.sort_by(|a, b| b.cmp(a));
+    let keep: Vec<String> = top.iter().take(3).map(|t| t.1.clone()).collect();
+    let mut w = csv::Writer::from_path(d.path().join("data.csv")).unwrap();
+    w.write_record(["text", "label"]).unwrap();
+    for r in recs.iter().filter(|r| keep.contains(&r[1].to_string())).take(60) {
+        w.write_record([&r[0], &r[1]]).unwrap();
+    }
+    w.flush().unwrap();
+    let data = d.path().join("data.csv");
     let new = |extra: &[&str]| {
-        let mut args = vec![
-            "new",
-            "s",
-            "--data",
-            data.to_str().unwrap(),
-            "--label-col",
-            "label",
-            "--label-col-is",
-            "gold",
-            "--labels-file",
-            lf.to_str().unwrap(),
-            "--force",
-        ];
+        let mut args = vec!["new", "s", "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--force"];
         args.extend_from_slice(extra);
         let o = labelrest(d.path(), &args);
         assert!(o.status.success(), "{}", labelrest_stderr(&o));

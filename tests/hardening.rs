@@ -179,6 +179,11 @@ fn outputs_never_clobber_their_input_or_follow_links() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(std::fs::read_to_string(&target).unwrap().starts_with("id,text,label"));
+    // An unwritable output names the output, not a temporary file.
+    let o = labelrest(&s, &["export", "p", "--out", "/nonexistent-folder/labels.csv"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("cannot write /nonexistent-folder/labels.csv") && !e.contains(".part"), "{e}");
     // An export that fails (the target is a folder) names the target and leaves no temporary file.
     let o = labelrest(&s, &["export", "p", "--out", out_dir.to_str().unwrap()]);
     assert!(!o.status.success());

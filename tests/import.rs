@@ -249,3 +249,35 @@ fn label_names_empty_twice_or_with_control_characters() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("control characters") && !o.stderr.contains(&0x1b), "{}", stderr(&o));
 }
+
+/// Messages that say what went wrong and how to fix it.
+#[test]
+fn messages_that_help() {
+    // A TSV given as .csv: the hint, and no raw tab in the message.
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "a.csv", b"text\tlabel\nhello\ta\n");
+    let o = labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--labels", "a,b"]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("--format tsv") && !e.contains('\t'), "{e:?}");
+    // A broken JSONL line: one line number, its own.
+    refused(
+        &["new", "s", "--data", "DIR/b.jsonl", "--labels", "a,b"],
+        &[("b.jsonl", b"{\"text\": \"ok\"}\n{\"text\": oops}\n")],
+        &["b.jsonl:2:"],
+    );
+    let f = write(d.path(), "b.jsonl", b"{\"text\": \"ok\"}\n{\"text\": oops}\n");
+    let e = stderr(&labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--labels", "a,b"]));
+    assert!(!e.contains("at line"), "{e}");
+    // A missing column names the flag that chooses it.
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"body,label\nhi,a\n")],
+        &["no text column 'text'", "--text-col"],
+    );
+    // A header that names a column twice.
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text,text\nhi,there\n")], &["a.csv:1:2", "given twice"]);
+    // JSONL with a byte-order mark reads as CSV with one does.
+    let f = write(d.path(), "bom.jsonl", "\u{feff}{\"text\": \"hello\"}\n".as_bytes());
+    let o = labelrest(d.path(), &["new", "bom", "--data", f.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

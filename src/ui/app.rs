@@ -77,47 +77,19 @@ pub enum Overlay {
         label: u32,
         text: String,
     },
+    /// A row's whole text, scrolled by `scroll` lines.
+    Reader {
+        row: usize,
+        scroll: usize,
+    },
+    /// Typing a search over the texts (all-rows view).
+    Search {
+        query: String,
+    },
 }
 
-/// Everything a key can do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Up,
-    Down,
-    PageUp,
-    PageDown,
-    Top,
-    Bottom,
-    /// Take the model's prediction as the label.
-    Accept,
-    /// Take the n-th suggested label (1-based).
-    Pick(usize),
-    OpenPicker,
-    Skip,
-    Undo,
-    Retrain,
-    NextView,
-    CycleStrategy,
-    Export,
-    ToggleHelp,
-    /// All-rows view: filter by a label (picker) or clear the filter.
-    Filter,
-    /// All-rows view: sort by confidence (ascending, descending, off).
-    SortConfidence,
-    /// Fine-tune the encoder now, or cancel the running fine-tune.
-    FineTune,
-    /// Next training mode: head, finetune, contrastive.
-    CycleMode,
-    Quit,
-    // Inside an overlay:
-    Input(char),
-    Backspace,
-    Confirm,
-    Cancel,
-    /// In the picker: edit the highlighted label's description.
-    EditDescription,
-    None,
-}
+pub use super::action::Action;
+use super::keys::{KeyMap, Mode as KeyMode};
 
 /// The worker's state as the status line shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +146,8 @@ pub struct App {
     pub strategy: Strategy,
     pub has_test: bool,
     pub all_filter: Option<u32>,
+    /// All-rows view: only rows whose text holds every word of this search.
+    pub all_search: Option<String>,
     /// 0: pool order, 1: least confident first, 2: most confident first.
     pub all_sort: u8,
     pub quit: bool,
@@ -182,8 +156,8 @@ pub struct App {
     /// Where `e` writes the export.
     pub export_path: std::path::PathBuf,
     pub mode: String,
-    /// The help screen's lines (from the key bindings in use).
-    pub keys_help: Vec<(String, String)>,
+    /// The keys in force (hints and help are drawn from them).
+    pub keys: KeyMap,
     /// The encoder fine-tune: whether one runs, and its last word.
     pub finetune_running: bool,
     pub finetune_status: Option<String>,
@@ -241,7 +215,8 @@ impl App {
             })
             .collect();
         let iteration = history.last().map(|h| h.iteration).unwrap_or(0);
-        let export_path = std::path::PathBuf::from(format!("{}-labels.csv", session.name));
+        // Next to the session (never into whatever folder labelrest was started from).
+        let export_path = session.dir.join(format!("{}-labels.csv", session.name));
         let mut app = App {
             name: session.name.clone(),
             texts,
@@ -276,12 +251,13 @@ impl App {
             strategy: Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin),
             has_test,
             all_filter: None,
+            all_search: None,
             all_sort: 0,
             quit: false,
             outbox: Vec::new(),
             export_path,
             mode: settings.mode.clone(),
-            keys_help: super::keys::KeyMap::default().help(),
+            keys: KeyMap::default(),
             finetune_running: false,
             finetune_status: None,
             device: String::new(),
@@ -309,6 +285,23 @@ impl App {
         }
     }
 
+    /// The model's probability of label `l` for pool row `i`, when known.
+    pub fn prob_of(&self, i: usize, l: u32) -> Option<f32> {
+        match self.scores() {
+            Some(s) if i < s.len() => s.probs.get(i * s.k + l as usize).copied(),
+            _ => self.prediction(i).filter(|p| p.0 == l).map(|p| p.1),
+        }
+    }
+
+    /// A row's whole text for reading: as stored, line breaks kept, made
+    /// safe for the terminal.
+    pub fn full_text(&self, i: usize) -> String {
+        match self.session.text_of(self.row_ids[i]) {
+            Ok(t) => t.split('\n').map(display_safe).collect::<Vec<_>>().join("\n"),
+            Err(_) => self.texts[i].clone(),
+        }
+    }
+
     /// The top suggestions for a row (up to 9), best first.
     pub fn suggestions(&self, i: usize) -> Vec<(u32, f32)> {
         match self.scores() {
@@ -331,6 +324,23 @@ impl App {
     /// True while the row under the cursor has just changed by itself.
     pub fn settling(&self) -> bool {
         self.changed_at.map(|t| t.elapsed() < SETTLE).unwrap_or(false)
+    }
+
+    /// Which key table is in force: the open overlay's, else the views'.
+    pub fn key_mode(&self) -> KeyMode {
+        match self.overlay {
+            Overlay::None => KeyMode::Views,
+            Overlay::Help => KeyMode::Help,
+            Overlay::Picker { .. } => KeyMode::Picker,
+            Overlay::Describe { .. } => KeyMode::Describe,
+            Overlay::Reader { .. } => KeyMode::Reader,
+            Overlay::Search { .. } => KeyMode::Search,
+        }
+    }
+
+    /// The first key of an action in the views (for messages and hints).
+    pub fn key(&self, a: &Action) -> String {
+        self.keys.key(KeyMode::Views, a)
     }
 
     pub fn list(&self, v: View) -> &[u32] {
@@ -391,10 +401,19 @@ impl App {
             self.class_counts[*l as usize] += 1;
         }
         self.labelled_list = self.labelled_order();
+        let words: Vec<String> =
+            self.all_search.as_deref().map(|q| q.split_whitespace().map(|w| w.to_lowercase()).collect()).unwrap_or_default();
         let mut all: Vec<u32> = (0..self.row_ids.len() as u32)
             .filter(|&i| match self.all_filter {
                 None => true,
                 Some(f) => self.shown_label(i as usize).map(|(l, _)| l) == Some(f),
+            })
+            .filter(|&i| {
+                if words.is_empty() {
+                    return true;
+                }
+                let t = self.texts[i as usize].to_lowercase();
+                words.iter().all(|w| t.contains(w.as_str()))
             })
             .collect();
         if self.all_sort != 0 {
@@ -520,12 +539,15 @@ impl App {
             self.history.push(u.record.clone());
         }
         let newer = u.iteration != self.iteration;
+        if !u.trained && self.message.as_deref() == Some("retraining") {
+            self.message = Some("nothing new to learn from: the model is up to date".into());
+        }
         self.iteration = u.iteration;
         self.ranking = u.ranking.clone();
         self.update = Some(u);
         self.error = None;
-        // A new ranking puts skipped rows back in line.
-        self.skipped.clear();
+        // Skipped rows stay at the end of the queue until the person comes
+        // back to them (they leave `skipped` when decided).
         // The cursor stays on the row it was on, wherever the new ranking puts it.
         self.rebuild_lists();
         // Only the refresh that answers a finished batch moves it: to the top
@@ -562,13 +584,20 @@ impl App {
     fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
         let predicted = self.prediction(i).map(|p| p.0);
         self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
-        let was_labelled = self.labels[i].is_some();
+        let before = self.labels[i];
         self.labels[i] = Some((label, Source::Person));
-        if !was_labelled {
+        if before.is_none() {
             self.n_labelled += 1;
         }
         self.skipped.retain(|&r| r as usize != i);
-        self.message = None;
+        self.message = match before {
+            Some((old, _)) if old != label => Some(format!(
+                "relabelled row {}: {} -> {}",
+                self.row_ids[i], self.label_names[old as usize], self.label_names[label as usize]
+            )),
+            Some(_) => Some(format!("row {} keeps {}", self.row_ids[i], self.label_names[label as usize])),
+            None => None,
+        };
         self.batch_done += 1;
         self.jump_to_batch = false;
         if self.batch_done >= self.batch_size {
@@ -654,6 +683,47 @@ impl App {
                 }
                 return Ok(());
             }
+            Overlay::Reader { scroll, .. } => {
+                let page = self.page.max(1);
+                match a {
+                    Action::Down => *scroll += 1,
+                    Action::Up => *scroll = scroll.saturating_sub(1),
+                    Action::PageDown => *scroll += page,
+                    Action::PageUp => *scroll = scroll.saturating_sub(page),
+                    Action::Cancel | Action::Quit | Action::Read => self.overlay = Overlay::None,
+                    _ => {}
+                }
+                return Ok(());
+            }
+            Overlay::Search { query } => {
+                match a {
+                    Action::Input(c) => query.push(c),
+                    Action::Backspace => {
+                        query.pop();
+                    }
+                    Action::Confirm => {
+                        let q = query.trim().to_string();
+                        self.overlay = Overlay::None;
+                        self.all_search = if q.is_empty() { None } else { Some(q) };
+                        self.view = View::All;
+                        self.rebuild_lists();
+                        self.cursor[View::All.index()] = 0;
+                        self.scroll_into_view();
+                        self.message = Some(match &self.all_search {
+                            Some(q) => format!(
+                                "{} rows hold '{q}' ({} unlabelled); {} again clears",
+                                self.all_list.len(),
+                                self.all_list.iter().filter(|&&i| self.labels[i as usize].is_none()).count(),
+                                self.key(&Action::Search)
+                            ),
+                            None => "search cleared".into(),
+                        });
+                    }
+                    Action::Cancel => self.overlay = Overlay::None,
+                    _ => {}
+                }
+                return Ok(());
+            }
             Overlay::Describe { label, text } => {
                 match a {
                     Action::Input(c) => text.push(c),
@@ -736,6 +806,14 @@ impl App {
             Action::PageDown => self.move_cursor(self.page as isize),
             Action::Top => self.move_cursor(isize::MIN / 2),
             Action::Bottom => self.move_cursor(isize::MAX / 2),
+            Action::Accept | Action::Confirm if self.view == View::Labelled => {
+                // In the labelled view the label stays; relabel with 1-9 or the picker.
+                if let Some(i) = self.selected() {
+                    if let Some((l, _)) = self.labels[i] {
+                        self.message = Some(format!("row {} keeps {}", self.row_ids[i], self.label_names[l as usize]));
+                    }
+                }
+            }
             Action::Accept | Action::Confirm => {
                 if let Some(i) = self.selected() {
                     match self.prediction(i) {
@@ -744,7 +822,7 @@ impl App {
                                 self.decide(l)?
                             }
                         }
-                        None => self.message = Some("no prediction yet: pick a label with /".into()),
+                        None => self.message = Some(format!("no prediction yet: pick a label with {}", self.key(&Action::OpenPicker))),
                     }
                 }
             }
@@ -752,14 +830,15 @@ impl App {
                 if let Some(i) = self.selected() {
                     let s = self.suggestions(i);
                     let shown = self.shown_suggestions(i);
+                    let picker = self.key(&Action::OpenPicker);
                     if s.is_empty() {
-                        self.message = Some("no prediction yet: pick a label with /".into());
+                        self.message = Some(format!("no prediction yet: pick a label with {picker}"));
                     } else if n == 0 || n > shown {
                         // A digit only takes a suggestion the person can see.
                         self.message = Some(match shown {
-                            0 => format!("no suggestion {n} on screen (the terminal is too small to show them): / opens the label picker"),
-                            1 => format!("no suggestion {n} on screen (only 1 is shown): / opens the label picker"),
-                            k => format!("no suggestion {n} on screen (1-{k} are shown): / opens the label picker"),
+                            0 => format!("no suggestion {n} on screen (the terminal is too small to show them): {picker} picks a label"),
+                            1 => format!("no suggestion {n} on screen (only 1 is shown): {picker} picks a label"),
+                            k => format!("no suggestion {n} on screen (1-{k} are shown): {picker} picks a label"),
                         });
                     } else if self.settled() {
                         self.decide(s[n - 1].0)?
@@ -771,6 +850,28 @@ impl App {
                     let matches = self.picker_matches("");
                     self.overlay = Overlay::Picker { purpose: PickerPurpose::Label { row }, query: String::new(), selected: 0, matches };
                 }
+            }
+            Action::Read => {
+                if let Some(row) = self.selected() {
+                    self.overlay = Overlay::Reader { row, scroll: 0 };
+                }
+            }
+            Action::Search => {
+                if self.all_search.is_some() {
+                    self.all_search = None;
+                    self.rebuild_lists();
+                    self.message = Some("search cleared".into());
+                } else {
+                    self.overlay = Overlay::Search { query: String::new() };
+                }
+            }
+            Action::Filter | Action::SortConfidence if self.view != View::All => {
+                self.message = Some(format!(
+                    "filter ({}) and sort ({}) work in the all-rows view: {} to get there",
+                    self.key(&Action::Filter),
+                    self.key(&Action::SortConfidence),
+                    self.key(&Action::NextView)
+                ));
             }
             Action::Filter => {
                 if self.view == View::All {
@@ -825,7 +926,8 @@ impl App {
             }
             Action::Export => {
                 let r = crate::export::export(&self.session, &self.export_path, &Default::default())?;
-                self.message = Some(format!("exported {} rows to {}", r.rows, self.export_path.display()));
+                let path = std::fs::canonicalize(&self.export_path).unwrap_or_else(|_| self.export_path.clone());
+                self.message = Some(format!("exported {} rows to {}", r.rows, path.display()));
             }
             Action::FineTune => {
                 if self.finetune_running {
@@ -850,8 +952,9 @@ impl App {
                 self.session.save_settings(&s)?;
                 self.mode = s.mode;
                 self.message = Some(match next {
-                    Mode::Head => "mode head: only the classifier head learns (fast)".to_string(),
-                    m => format!("mode {}: the encoder is fine-tuned in the background every 50 labels (F: now)", m.name()),
+                    Mode::Head => "mode head: only the head learns; the encoder stays".to_string(),
+                    Mode::Auto => "mode auto: the encoder is fine-tuned behind the head".to_string(),
+                    m => format!("mode {}: the encoder is fine-tuned this way behind the head", m.name()),
                 });
             }
             Action::ToggleHelp => self.overlay = Overlay::Help,

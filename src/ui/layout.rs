@@ -128,6 +128,45 @@ pub fn suggestions(items: &[(String, f32)], width: usize, lines: usize) -> Vec<V
     out
 }
 
+/// Wraps text to `width` columns at spaces (a word longer than a line is
+/// cut across lines); line breaks in the text are kept.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    for para in text.split('\n') {
+        let mut line = String::new();
+        let mut used = 0;
+        for word in para.split(' ') {
+            let ww = word.width();
+            let need = if used == 0 { ww } else { used + 1 + ww };
+            if need <= width {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                used = need;
+                continue;
+            }
+            if used > 0 {
+                out.push(std::mem::take(&mut line));
+                used = 0;
+            }
+            // The word alone: cut it across lines when it is too long.
+            for c in word.chars() {
+                let cw = c.width().unwrap_or(0);
+                if used + cw > width {
+                    out.push(std::mem::take(&mut line));
+                    used = 0;
+                }
+                line.push(c);
+                used += cw;
+            }
+        }
+        out.push(line);
+    }
+    out
+}
+
 /// How many suggestions a layout shows.
 pub fn count(layout: &[Vec<Shown>]) -> usize {
     layout.iter().map(|l| l.len()).sum()
@@ -147,6 +186,15 @@ mod tests {
         let s = shorten("balance_not_updated_after_bank_transfer", 20);
         assert_eq!(s.width(), 20);
         assert!(s.starts_with("balance_not") && s.ends_with("ransfer") && s.contains('…'), "{s}");
+    }
+
+    #[test]
+    fn wrap_keeps_every_word() {
+        let t = "one two three\nfour averyveryverylongword five";
+        let w = wrap(t, 10);
+        assert!(w.iter().all(|l| l.width() <= 10), "{w:?}");
+        assert_eq!(w.join(" ").split_whitespace().collect::<String>(), t.split_whitespace().collect::<String>());
+        assert_eq!(w[0], "one two");
     }
 
     #[test]

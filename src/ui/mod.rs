@@ -3,6 +3,7 @@
 //! `app` holds the state and applies actions, `render` draws it, `tui` owns
 //! the terminal and the event loop.
 
+pub mod action;
 pub mod app;
 pub mod keys;
 pub mod layout;
@@ -26,8 +27,8 @@ pub fn run(sessions: &Path, name: &str) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = Worker::start(&session, tx)?;
     let mut app = app::App::load(session)?;
-    app.keys_help = keys.help();
-    tui::run(app, worker, rx, keys)
+    app.keys = keys;
+    tui::run(app, worker, rx)
 }
 
 /// Logs to a file, never to the terminal: `LABELREST_LOG`, else

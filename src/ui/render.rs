@@ -8,7 +8,9 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap}
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
+use super::action::Action;
 use super::app::{App, Overlay, PickerPurpose, View, WorkerState};
+use super::keys::Mode as KeyMode;
 use super::layout::Geometry;
 
 /// Colours, or none at all under NO_COLOR.
@@ -177,36 +179,58 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
         Overlay::Help => draw_help(f, app, area, theme),
         Overlay::Picker { purpose, query, selected, matches } => draw_picker(f, app, area, *purpose, query, *selected, matches, theme),
         Overlay::Describe { label, text } => draw_describe(f, app, area, *label, text, theme),
+        Overlay::Reader { row, scroll } => draw_reader(f, app, area, *row, *scroll, theme),
+        Overlay::Search { query } => draw_search(f, app, area, query, theme),
     }
 }
 
-fn worker_text(app: &App) -> String {
-    match &app.worker {
-        WorkerState::Starting => "starting".into(),
-        WorkerState::Idle => "idle".into(),
-        WorkerState::Busy { stage, done, total } if *total > 1 => format!("{stage} {}/{}", thousands(*done), thousands(*total)),
-        WorkerState::Busy { stage, .. } => stage.clone(),
-    }
+/// What the background is doing, shortest first when room is short.
+fn status_text(app: &App) -> (String, String) {
+    let worker = match &app.worker {
+        WorkerState::Starting => Some("starting".to_string()),
+        WorkerState::Idle => None,
+        WorkerState::Busy { stage, done, total } if *total > 1 => Some(format!("{stage} {}/{}", thousands(*done), thousands(*total))),
+        WorkerState::Busy { stage, .. } => Some(stage.clone()),
+    };
+    let ft = if app.finetune_running { app.finetune_status.clone() } else { None };
+    let long = match (&worker, &ft) {
+        (Some(w), Some(f)) => format!("{w} · {f}"),
+        (Some(w), None) => w.clone(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => "ready".into(),
+    };
+    let short = match (&worker, &ft) {
+        (Some(w), _) => w.clone(),
+        (None, Some(_)) => "fine-tuning".into(),
+        (None, None) => "ready".into(),
+    };
+    (long, short)
 }
 
 fn draw_header(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
-    let right = match (&app.finetune_status, app.finetune_running) {
-        (Some(f), true) => format!("worker: {} · {f}", worker_text(app)),
-        _ => format!("worker: {}", worker_text(app)),
-    };
-    let left = format!(
-        " labelrest · {} · iteration {} · {} labelled / {} · {}",
+    let w = area.width as usize;
+    // The session name and the counts always show; the rest gives way.
+    let essential = format!(" {} · {}/{}", app.name, thousands(app.n_labelled), thousands(app.row_ids.len()));
+    let full = format!(
+        " labelrest · {} · it {} · {} labelled / {} · {}",
         app.name,
         app.iteration,
         thousands(app.n_labelled),
         thousands(app.row_ids.len()),
         app.strategy.name()
     );
-    let w = area.width as usize;
-    let rw = right.width();
-    let lw = w.saturating_sub(rw + 1);
-    let left = cut(&left, lw);
-    let pad = w.saturating_sub(left.width() + rw);
+    let (long, short) = status_text(app);
+    let (left, right) = if full.width() + long.width() + 3 <= w {
+        (full, long)
+    } else if full.width() + short.width() + 3 <= w {
+        (full, short)
+    } else if essential.width() + long.width() + 3 <= w {
+        (essential, long)
+    } else {
+        (essential.clone(), cut(&short, w.saturating_sub(essential.width() + 3)))
+    };
+    let left = cut(&left, w);
+    let pad = w.saturating_sub(left.width() + right.width() + 1);
     let line = Line::from(vec![
         Span::styled(left, Style::default().add_modifier(Modifier::BOLD)),
         Span::raw(" ".repeat(pad)),
@@ -224,6 +248,9 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             let mut t = format!(" All rows ({})", thousands(list.len()));
             if let Some(l) = app.all_filter {
                 t.push_str(&format!(" label={}", app.label_names[l as usize]));
+            }
+            if let Some(q) = &app.all_search {
+                t.push_str(&format!(" search '{}'", cut(q, 20)));
             }
             match app.all_sort {
                 1 => t.push_str(" least sure first"),
@@ -275,7 +302,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         } else {
             " "
         };
-        let pred = app.prediction(i);
+        let pred = match (app.view, app.labels[i]) {
+            // A labelled row: the model's probability of the label it has.
+            (View::Labelled, Some((l, _))) => app.prob_of(i, l).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN))),
+            _ => app.prediction(i),
+        };
         let label_text = match app.view {
             View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
             View::Labelled => app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default(),
@@ -320,9 +351,13 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     f.render_widget(table, area);
     if empty {
         let msg = match app.view {
-            View::Queue => "every row is labelled: press e to export",
-            View::Labelled => "no labels yet: press Tab for the queue",
-            View::All => "no rows match the filter (f clears it)",
+            View::Queue => format!("every row is labelled: {} exports", app.key(&Action::Export)),
+            View::Labelled => format!(
+                "no labels yet: the queue is {} {} away",
+                app.key(&Action::NextView),
+                if app.key(&Action::NextView) == "Tab" { "twice" } else { "two views" }
+            ),
+            View::All => format!("no rows match ({} clears the filter, {} the search)", app.key(&Action::Filter), app.key(&Action::Search)),
         };
         let inner =
             Rect { x: area.x + 2, y: area.y + 2, width: area.width.saturating_sub(4), height: 1.min(area.height.saturating_sub(3)) };
@@ -434,6 +469,67 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     f.render_widget(Paragraph::new(lines), sugg_area);
 }
 
+/// The footer's hints for the current view: (keys, word), most wanted
+/// first; help and quit always last.
+pub fn footer_hints(app: &App) -> Vec<(String, String)> {
+    // None stands for the digits, which take suggestions.
+    let digits = |w: &str| ("1-9".to_string(), w.to_string());
+    let wanted: Vec<Option<Action>> = match app.view {
+        View::Queue => vec![
+            Some(Action::Accept),
+            None,
+            Some(Action::OpenPicker),
+            Some(Action::Skip),
+            Some(Action::Undo),
+            Some(Action::Read),
+            Some(Action::NextView),
+            Some(Action::Retrain),
+        ],
+        View::Labelled => vec![None, Some(Action::OpenPicker), Some(Action::Undo), Some(Action::Read), Some(Action::NextView)],
+        View::All => vec![
+            Some(Action::Search),
+            Some(Action::Filter),
+            Some(Action::SortConfidence),
+            Some(Action::OpenPicker),
+            Some(Action::Export),
+            Some(Action::NextView),
+        ],
+    };
+    let mut v: Vec<(String, String)> = Vec::new();
+    for w in wanted.into_iter().chain([Some(Action::ToggleHelp), Some(Action::Quit)]) {
+        match w {
+            None => v.push(digits(if app.view == View::Labelled { "relabel" } else { "pick" })),
+            Some(a) => {
+                if let Some((k, word)) = app.keys.hints(KeyMode::Views, &[a]).into_iter().next() {
+                    v.push((k, word.to_string()));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Lays out hints in `w` columns: the last two (help, quit) always; the
+/// others in order while they fit.
+pub fn fit_hints(hints: &[(String, String)], w: usize) -> String {
+    let fmt = |h: &(String, String)| format!("{} {}", h.0, h.1);
+    let n = hints.len();
+    let tail: Vec<String> = hints[n.saturating_sub(2)..].iter().map(fmt).collect();
+    let tail_s = tail.join(" · ");
+    let mut head: Vec<String> = Vec::new();
+    let mut used = tail_s.width() + 1;
+    for h in &hints[..n.saturating_sub(2)] {
+        let s = fmt(h);
+        if used + s.width() + 3 > w {
+            break;
+        }
+        used += s.width() + 3;
+        head.push(s);
+    }
+    head.extend(tail);
+    format!(" {}", head.join(" · "))
+}
+
 fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let w = area.width as usize;
     if let Some(e) = &app.error {
@@ -444,12 +540,15 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         f.render_widget(Paragraph::new(cut(&format!(" {m}"), w)).style(theme.fg(Color::Green)), area);
         return;
     }
-    let keys = match app.view {
-        View::Queue => " Enter accept · 1-9 pick · / label · x skip · u undo · r retrain · Tab view · ? help · q quit",
-        View::Labelled => " Enter keep · 1-9 / relabel · u undo · Tab view · ? help · q quit",
-        View::All => " f filter · c sort by confidence · / label · e export · Tab view · ? help · q quit",
+    let line = match &app.overlay {
+        Overlay::None => fit_hints(&footer_hints(app), w),
+        _ => {
+            let mode = app.key_mode();
+            let hints: Vec<(String, String)> = app.keys.hints(mode, &[]).into_iter().map(|(k, w)| (k, w.to_string())).collect();
+            format!(" {}", hints.iter().map(|h| format!("{} {}", h.0, h.1)).collect::<Vec<_>>().join(" · "))
+        }
     };
-    f.render_widget(Paragraph::new(cut(keys, w)).style(theme.dim()), area);
+    f.render_widget(Paragraph::new(cut(&line, w)).style(theme.dim()), area);
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
@@ -459,13 +558,41 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
-    let r = centered(area, 60, app.keys_help.len() as u16 + 4);
+    let help = app.keys.help();
+    let r = centered(area, 76, help.len() as u16 + 4);
     f.render_widget(Clear, r);
     let w = r.width.saturating_sub(2) as usize;
-    let mut lines: Vec<Line> = app.keys_help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<22} {d}"), w))).collect();
+    let kw = help.iter().map(|(k, _)| k.width()).max().unwrap_or(8).min(18);
+    let mut lines: Vec<Line> = help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
     lines.push(Line::raw(""));
-    lines.push(Line::raw(" entropy in nats (natural log); Esc closes"));
+    lines.push(Line::raw(cut(
+        &format!(" entropy in nats (natural log); {} closes", app.keys.keys_of(KeyMode::Help, &Action::Cancel).join(" ")),
+        w,
+    )));
     f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys ")), r);
+}
+
+fn draw_reader(f: &mut Frame, app: &App, area: Rect, row: usize, scroll: usize, _theme: Theme) {
+    let r = Rect { x: area.x + 1, y: area.y + 1, width: area.width.saturating_sub(2), height: area.height.saturating_sub(3) };
+    f.render_widget(Clear, r);
+    let given = app.labels[row].map(|(l, s)| format!(" · {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
+    let close = app.keys.keys_of(KeyMode::Reader, &Action::Cancel).join(" ");
+    let block = Block::default().borders(Borders::ALL).title(format!(" Row {}{given} · {close} closes ", app.row_ids[row]));
+    let inner = block.inner(r);
+    // The whole text, wrapped, from line `scroll` (kept in range by the wrap count).
+    let text = app.full_text(row);
+    let lines = super::layout::wrap(&text, inner.width as usize);
+    let top = scroll.min(lines.len().saturating_sub(inner.height as usize));
+    let shown: Vec<Line> = lines.iter().skip(top).take(inner.height as usize).map(|l| Line::raw(l.clone())).collect();
+    f.render_widget(Paragraph::new(shown).block(block), r);
+}
+
+fn draw_search(f: &mut Frame, app: &App, area: Rect, query: &str, _theme: Theme) {
+    let r = centered(area, 64.min(area.width.saturating_sub(2)), 3);
+    f.render_widget(Clear, r);
+    let keys = app.keys.hints(KeyMode::Search, &[]).into_iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" · ");
+    let block = Block::default().borders(Borders::ALL).title(format!(" Search the texts ({keys}) "));
+    f.render_widget(Paragraph::new(format!("{query}▏")).block(block), r);
 }
 
 #[allow(clippy::too_many_arguments)]

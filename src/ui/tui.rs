@@ -2,7 +2,7 @@
 //! (quit, SIGHUP, SIGTERM, errors and panics), and the event loop.
 
 use anyhow::Result;
-use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{self, Event as TermEvent, KeyEvent, KeyEventKind};
 use crossterm::{execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
@@ -10,48 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::app::{Action, App, Overlay};
-use super::keys::KeyMap;
+use super::app::{Action, App};
 use super::render::{self, Theme};
 use crate::worker::{self, Worker};
 
-/// Maps a key to an action; what a key means depends on the open overlay.
-pub fn keymap(k: KeyEvent, app: &App, keys: &KeyMap) -> Action {
-    if k.modifiers.contains(KeyModifiers::CONTROL) {
-        return match k.code {
-            KeyCode::Char('c') => Action::Quit,
-            KeyCode::Char('d') => Action::PageDown,
-            KeyCode::Char('u') => Action::PageUp,
-            _ => Action::None,
-        };
-    }
-    match app.overlay {
-        Overlay::Picker { .. } => match k.code {
-            KeyCode::Esc => Action::Cancel,
-            KeyCode::Enter => Action::Confirm,
-            KeyCode::Up => Action::Up,
-            KeyCode::Down => Action::Down,
-            KeyCode::Tab => Action::EditDescription,
-            KeyCode::Backspace => Action::Backspace,
-            KeyCode::Char(c) => Action::Input(c),
-            _ => Action::None,
-        },
-        Overlay::Describe { .. } => match k.code {
-            KeyCode::Esc => Action::Cancel,
-            KeyCode::Enter => Action::Confirm,
-            KeyCode::Backspace => Action::Backspace,
-            KeyCode::Char(c) => Action::Input(c),
-            _ => Action::None,
-        },
-        Overlay::Help => match k.code {
-            KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter => Action::Cancel,
-            _ => Action::None,
-        },
-        Overlay::None => keys.normal(&k),
-    }
+/// Maps a key to an action: the key table of the open overlay, else the views'.
+pub fn keymap(k: KeyEvent, app: &App) -> Action {
+    app.keys.action(app.key_mode(), &k)
 }
 
-fn restore() {
+/// Leaves raw mode and the alternate screen (harmless when not in them).
+pub fn restore() {
     let _ = terminal::disable_raw_mode();
     let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, crossterm::cursor::Show);
 }
@@ -64,17 +33,11 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>, keys: KeyMap) -> Result<()> {
+pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        restore();
-        tracing::error!("panic: {info}");
-        prev(info);
-    }));
     terminal::enable_raw_mode()?;
     let _guard = Guard;
     execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
@@ -110,7 +73,7 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
         while let Some(ev) = next.take() {
             if let TermEvent::Key(k) = ev {
                 if k.kind == KeyEventKind::Press {
-                    let a = keymap(k, &app, &keys);
+                    let a = keymap(k, &app);
                     tracing::debug!("key {:?} -> {:?}", k.code, a);
                     app.handle(a);
                 }
@@ -129,6 +92,10 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
         }
     }
     tracing::info!("leaving session {}", app.name);
+    // ratatui's Terminal prints to stderr from its Drop when it cannot show
+    // the cursor, which panics when the terminal is gone (a killed SSH
+    // session); `restore` (the guard) shows the cursor instead.
+    std::mem::forget(term);
     worker.shutdown();
     Ok(())
 }

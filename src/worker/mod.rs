@@ -65,6 +65,8 @@ pub(crate) struct Slot {
     cancel_finetune: bool,
     /// A finished fine-tune, to be checked and maybe swapped in.
     pub(crate) candidate: Option<Candidate>,
+    /// Held (`Worker::hold`): jobs wait and coalesce.
+    held: bool,
 }
 
 /// The UI's handle on the worker thread.
@@ -104,6 +106,15 @@ impl Worker {
         cv.notify_one();
     }
 
+    /// Holds the worker: until the guard is dropped, it takes no job, and
+    /// requests coalesce as they would behind a long job (for tests and
+    /// benchmarks that need to know what ran).
+    pub fn hold(&self) -> Hold<'_> {
+        let (m, _) = &*self.slot;
+        m.lock().unwrap_or_else(|e| e.into_inner()).held = true;
+        Hold(self)
+    }
+
     /// Stops the worker (cancelling long work) and waits for it.
     pub fn shutdown(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -116,6 +127,17 @@ impl Worker {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// See `Worker::hold`.
+pub struct Hold<'a>(&'a Worker);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.0.slot;
+        m.lock().unwrap_or_else(|e| e.into_inner()).held = false;
+        cv.notify_one();
     }
 }
 
@@ -187,7 +209,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         let (job, want_finetune, cancel_finetune, candidate) = {
             let (m, cv) = &*slot;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
-            while s.pending.is_none() && !s.finetune && !s.cancel_finetune && s.candidate.is_none() && !s.shutdown {
+            while (s.held || (s.pending.is_none() && !s.finetune && !s.cancel_finetune && s.candidate.is_none())) && !s.shutdown {
                 s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
             if s.shutdown {
@@ -294,7 +316,7 @@ fn schedule(
     if asked && tuner.busy() {
         let _ = events.send(Event::FineTune { running: true, text: "a fine-tune is already running".into() });
     }
-    if (scheduled && tuner.due(n, settings.batch)) || (asked && !tuner.busy()) {
+    if (scheduled && tuner.due(n, settings.batch, prepared.engine.k)) || (asked && !tuner.busy()) {
         match tuner.start(session, prepared, slot.clone(), events.clone()) {
             Ok(n) => {
                 let _ = events.send(Event::FineTune { running: true, text: format!("fine-tune on {n} labels starting") });

@@ -24,6 +24,8 @@ pub struct Update {
     /// Pool indices, most useful first (unlabelled rows at the time).
     pub ranking: Vec<u32>,
     pub record: IterationRecord,
+    /// False when nothing the model learns from had changed: ranked again, no new iteration.
+    pub trained: bool,
 }
 
 /// What the side panel shows of an iteration (also stored as JSON).
@@ -49,6 +51,13 @@ pub struct IterationRecord {
     pub total_ms: f64,
     pub strategy: String,
     pub mode: String,
+    /// A digest of what the model learnt from (labels, label prompts,
+    /// encoder, settings): an iteration is recorded only when it changes.
+    #[serde(default)]
+    pub inputs: String,
+    /// What changed since the iteration before: labels, descriptions, encoder, settings.
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl IterationRecord {
@@ -166,7 +175,7 @@ pub(crate) fn resume_update(session: &Session, p: &Prepared, head: &Head, strate
     let settings = session.settings()?;
     let ranking =
         learn::rank(&scores, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ iteration as u64);
-    Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record })
+    Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record, trained: false })
 }
 
 /// One iteration on the stored labels: train, predict, rank, measure, store.
@@ -180,6 +189,19 @@ pub fn iterate(
     let t0 = Instant::now();
     let settings = session.settings()?;
     let (pairs, elig, labels) = eligible(session, p)?;
+    // Nothing the model learns from changed: rank again (a new strategy), record nothing.
+    let digest = Digest::of(&labels, &p.prompts, &p.model_hash, &p.engine.cfg);
+    let last = session.iterations()?.pop();
+    if let Some((id, _, m)) = &last {
+        let rec: IterationRecord = serde_json::from_value(m.clone()).unwrap_or_default();
+        if rec.inputs == digest.all() {
+            if let Ok(head) = Head::load(head_path) {
+                if head.k == p.engine.k && head.dim == p.engine.dim {
+                    return rerank(session, p, &head, strategy, *id, rec, &elig, pairs.len());
+                }
+            }
+        }
+    }
     progress("training", 0, 1);
     let it = p.engine.iterate(&pairs)?;
     progress("ranking", 0, 1);
@@ -229,6 +251,11 @@ pub fn iterate(
         total_ms: 0.0,
         strategy: strategy.name().to_string(),
         mode: settings.mode.clone(),
+        inputs: digest.all(),
+        reason: match &last {
+            Some((_, _, m)) => digest.reason(&serde_json::from_value::<IterationRecord>(m.clone()).unwrap_or_default().inputs),
+            None => "start".into(),
+        },
     };
     record.total_ms = t0.elapsed().as_secs_f64() * 1e3;
     // The head first (written whole, then renamed), then the iteration with
@@ -257,7 +284,94 @@ pub fn iterate(
         },
         &preds,
     )?;
-    Ok(Update { iteration: id, n_labels: pairs.len(), scores: it.scores, ranking, record })
+    Ok(Update { iteration: id, n_labels: pairs.len(), scores: it.scores, ranking, record, trained: true })
+}
+
+/// The parts of what a model learns from, each digested (sha256, short).
+struct Digest {
+    labels: String,
+    prompts: String,
+    encoder: String,
+    settings: String,
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes).iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Digest {
+    fn of(labels: &[crate::store::Label], prompts: &[String], encoder: &str, cfg: &learn::EngineConfig) -> Digest {
+        let mut l: Vec<(i64, u32)> = labels.iter().map(|x| (x.row_id, x.label)).collect();
+        l.sort_unstable();
+        let lb: Vec<u8> = l.iter().flat_map(|(r, x)| r.to_le_bytes().into_iter().chain(x.to_le_bytes())).collect();
+        Digest {
+            labels: short_hash(&lb),
+            prompts: short_hash(prompts.join("\u{1f}").as_bytes()),
+            encoder: encoder.to_string(),
+            settings: short_hash(format!("{cfg:?}").as_bytes()),
+        }
+    }
+    fn all(&self) -> String {
+        format!("{}:{}:{}:{}", self.labels, self.prompts, self.encoder, self.settings)
+    }
+    /// What differs from an earlier digest.
+    fn reason(&self, before: &str) -> String {
+        let b: Vec<&str> = before.split(':').collect();
+        if b.len() != 4 {
+            return "labels".into();
+        }
+        let mut v = Vec::new();
+        if b[0] != self.labels {
+            v.push("labels");
+        }
+        if b[1] != self.prompts {
+            v.push("descriptions");
+        }
+        if b[2] != self.encoder {
+            v.push("encoder");
+        }
+        if b[3] != self.settings {
+            v.push("settings");
+        }
+        v.join("+")
+    }
+}
+
+/// Ranks again with the saved head (no training, no new iteration): the
+/// strategy changed, or nothing did.
+#[allow(clippy::too_many_arguments)]
+fn rerank(
+    session: &Session,
+    p: &Prepared,
+    head: &Head,
+    strategy: Strategy,
+    id: i64,
+    mut record: IterationRecord,
+    elig: &[bool],
+    n_labels: usize,
+) -> Result<Update> {
+    let settings = session.settings()?;
+    let scores = p.engine.score_with(head)?;
+    let ranking =
+        learn::rank(&scores, strategy, elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ id as u64);
+    let mut rank_of = vec![None; p.pool_ids.len()];
+    for (r, &i) in ranking.iter().enumerate() {
+        rank_of[i as usize] = Some(r as i64);
+    }
+    let preds: Vec<Prediction> = (0..p.pool_ids.len())
+        .map(|i| Prediction {
+            row_id: p.pool_ids[i],
+            label: scores.pred[i],
+            prob: scores.prob[i],
+            entropy: scores.entropy[i],
+            margin: scores.margin[i],
+            rank: rank_of[i],
+        })
+        .collect();
+    session.replace_predictions(id, &preds)?;
+    record.iteration = id;
+    Ok(Update { iteration: id, n_labels, scores, ranking, record, trained: false })
 }
 
 /// Headless: prepares a session and runs one iteration (used by

@@ -3,7 +3,7 @@
 //! when the next one starts, and the check that decides whether its
 //! encoder replaces the current one.
 //!
-//! Schedule: from `MIN_LABELS` labels on, a fine-tune starts whenever none
+//! Schedule: from `min_labels` labels on, a fine-tune starts whenever none
 //! is running (or waiting to be checked) and at least one batch of new
 //! labels arrived since the last one started; so a slow device never
 //! queues fine-tunes it cannot finish, and a fast one fine-tunes after
@@ -32,8 +32,12 @@ use crate::model::states::States;
 use crate::model::{self, train, Cache, Encoder, Head, Matrix};
 use crate::store::Session;
 
-/// Labels before the first fine-tune.
-pub const MIN_LABELS: usize = 20;
+/// Labels before the first fine-tune: at least 20, and two per class (with
+/// fewer, a fine-tune on many classes made the model worse than the head
+/// alone; docs/RESULTS.md).
+pub fn min_labels(classes: usize) -> usize {
+    20.max(2 * classes)
+}
 /// Unseen labels a fine-tuned encoder is checked on.
 pub const CHECK_LABELS: usize = 5;
 /// A fine-tuned encoder is kept out when the rows it gets wrong and the
@@ -101,8 +105,8 @@ impl Tuner {
     }
 
     /// The schedule: whether a fine-tune should start with `labels` labels.
-    pub fn due(&self, labels: usize, batch: usize) -> bool {
-        !self.busy() && labels >= MIN_LABELS && labels >= self.last_start + batch.max(1)
+    pub fn due(&self, labels: usize, batch: usize, classes: usize) -> bool {
+        !self.busy() && labels >= min_labels(classes) && labels >= self.last_start + batch.max(1)
     }
 
     pub fn cancel(&self) {
@@ -355,17 +359,18 @@ mod tests {
     #[test]
     fn the_schedule_never_queues_a_fine_tune_behind_another() {
         let mut t = Tuner::default();
-        assert!(!t.due(19, 10), "not before MIN_LABELS");
-        assert!(t.due(20, 10));
+        assert!(!t.due(19, 10, 6), "not before 20 labels");
+        assert!(t.due(20, 10, 6));
+        assert!(!t.due(100, 10, 77) && t.due(154, 10, 77), "two labels a class first");
         // One runs: nothing else starts, however many labels arrive.
         t.running.store(true, Ordering::SeqCst);
         t.last_start = 20;
-        assert!(!t.due(30, 10) && !t.due(200, 10));
+        assert!(!t.due(30, 10, 6) && !t.due(200, 10, 6));
         // It ended: the next starts once a batch has arrived since the last start.
         t.running.store(false, Ordering::SeqCst);
-        assert!(!t.due(29, 10));
-        assert!(t.due(30, 10));
+        assert!(!t.due(29, 10, 6));
+        assert!(t.due(30, 10, 6));
         // A batch of one (a GPU's every batch) starts on every new label.
-        assert!(t.due(21, 1));
+        assert!(t.due(21, 1, 6));
     }
 }
