@@ -26,18 +26,27 @@ PY="$ENV/bin/python scripts/pytorch_bench.py"
 num() { grep -o "$1" | head -n1 | grep -o '[0-9.]*' | head -n1; }
 echo "machine: $(lscpu | sed -n 's/Model name: *//p' | head -n1), $THREADS threads; $(date -u +%F)"
 echo "versions: $($ENV/bin/python -c 'import torch, sentence_transformers as s; print("torch", torch.__version__, "sentence-transformers", s.__version__)')"
+ROUNDS=${ROUNDS:-3}
+median() { python3 -c "import sys, statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+# Each figure: ROUNDS runs of each side, alternating, and the medians (this machine is noisy).
 for set in banking77 financial_phrasebank_allagree; do
   f=$DATA/$set/train.csv
-  ours=$($BIN bench embed --data "$f" --limit "$LIMIT" --model $MODEL)
-  theirs=$($PY embed $MODEL "$f" "$LIMIT" "$THREADS")
-  a=$(echo "$ours" | num '= [0-9.]* sentences/s'); b=$(echo "$theirs" | num '= [0-9.]* sentences/s')
-  echo "embed $set: labelrest $a sentences/s, pytorch $b sentences/s, ratio $(python3 -c "print(f'{$a / $b:.2f}')")"
+  A=(); B=()
+  for r in $(seq "$ROUNDS"); do
+    A+=("$($BIN bench embed --data "$f" --limit "$LIMIT" --model $MODEL | num '= [0-9.]* sentences/s')")
+    B+=("$($PY embed $MODEL "$f" "$LIMIT" "$THREADS" 2>/dev/null | num '= [0-9.]* sentences/s')")
+  done
+  a=$(median "${A[@]}"); b=$(median "${B[@]}")
+  echo "embed $set ($LIMIT texts): labelrest $a sentences/s, pytorch $b sentences/s (medians of $ROUNDS: ${A[*]} / ${B[*]}), ratio $(python3 -c "print(f'{$a / $b:.2f}')")"
 done
 f=$DATA/banking77/train.csv
-ours=$($BIN bench finetune --data "$f" --rows 2000 --labels 96 --model $MODEL)
-top=$(echo "$ours" | sed -n 's/.*top \([0-9]*\) layers.*/\1/p' | head -n1)
+top=$($BIN bench finetune --data "$f" --rows 200 --labels 96 --model $MODEL | sed -n 's/.*top \([0-9]*\) layers.*/\1/p' | head -n1)
 for layers in "$top" 6; do
-  a=$(echo "$ours" | grep '^step' | grep -o "[a-z]* $layers layers [0-9.]*s" | grep -o '[0-9.]*s$' | tr -d s)
-  b=$($PY step $MODEL "$f" "$layers" "$THREADS" | grep -o '[0-9.]*s$' | tr -d s)
-  echo "fine-tune step, batch 16, top $layers layers: labelrest ${a}s, pytorch ${b}s, ratio $(python3 -c "print(f'{$b / $a:.2f}')")"
+  A=(); B=()
+  for r in $(seq "$ROUNDS"); do
+    A+=("$($BIN bench finetune --data "$f" --rows 200 --labels 96 --model $MODEL | grep '^step' | grep -o "[a-z]* $layers layers [0-9.]*s" | grep -o '[0-9.]*s$' | tr -d s)")
+    B+=("$($PY step $MODEL "$f" "$layers" "$THREADS" 2>/dev/null | grep -o '[0-9.]*s$' | tr -d s)")
+  done
+  a=$(median "${A[@]}"); b=$(median "${B[@]}")
+  echo "fine-tune step, batch 16, top $layers layers: labelrest ${a}s, pytorch ${b}s (medians of $ROUNDS), ratio $(python3 -c "print(f'{$b / $a:.2f}')") (pytorch time / labelrest time)"
 done

@@ -22,7 +22,9 @@ threads = int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 rows = list(csv.DictReader(open(data, newline='', encoding='utf-8')))
-st = SentenceTransformer(model_dir, device='cpu')
+# The bundled weights are float16; compute in float32, as labelrest does.
+st = SentenceTransformer(model_dir, device='cpu', model_kwargs={'dtype': torch.float32})
+st = st.float()
 
 if what == 'embed':
     limit = int(sys.argv[4])

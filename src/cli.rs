@@ -143,6 +143,9 @@ pub struct ExportArgs {
     /// Leave out model labels below this probability.
     #[arg(long, value_name = "P")]
     pub min_confidence: Option<f32>,
+    /// CSV: put a quote before cells that start with =, +, -, @, a tab or a carriage return, so that a spreadsheet shows them as text instead of running them (texts then differ from the input).
+    #[arg(long)]
+    pub spreadsheet_safe: bool,
 }
 
 #[derive(Args, Debug)]
@@ -353,7 +356,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Export(a) => {
             let s = Session::open_read_only(&sessions, &a.name)?;
-            let r = export::export(&s, &a.out, &ExportOptions { only_labelled: a.only_labelled, min_confidence: a.min_confidence })?;
+            let opts = ExportOptions { only_labelled: a.only_labelled, min_confidence: a.min_confidence, spreadsheet_safe: a.spreadsheet_safe };
+            let r = export::export(&s, &a.out, &opts)?;
             println!(
                 "wrote {} rows to {} ({} person, {} seed, {} model, {} unlabelled)",
                 r.rows,
@@ -363,6 +367,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.model,
                 r.none
             );
+            if r.formula_cells > 0 && !a.spreadsheet_safe {
+                println!(
+                    "note: {} cells start with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)",
+                    r.formula_cells
+                );
+            } else if r.formula_cells > 0 {
+                println!("{} cells that start like formulas were neutralised with a leading quote", r.formula_cells);
+            }
             Ok(())
         }
         Command::Retrain { name } => {
@@ -449,8 +461,20 @@ fn cmd_sessions(sessions: &Path) -> Result<()> {
         return Ok(());
     }
     println!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
-    for s in list {
-        println!("{:<20} {:>9} {:>9} {:>10}  {:<24} {}", s.name, s.rows, s.labelled, s.iterations, s.last_opened, s.path.display());
+    for l in list {
+        let open = l.open_by.as_ref().map(|(pid, _)| format!("  (open in pid {pid})")).unwrap_or_default();
+        match &l.summary {
+            Ok(s) => println!(
+                "{:<20} {:>9} {:>9} {:>10}  {:<24} {}{open}",
+                s.name,
+                s.rows,
+                s.labelled,
+                s.iterations,
+                s.last_opened,
+                s.path.display()
+            ),
+            Err(why) => println!("{:<20} cannot be read: {why}  {}{open}", l.name, l.path.display()),
+        }
     }
     Ok(())
 }

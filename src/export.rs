@@ -14,6 +14,14 @@ pub struct ExportOptions {
     pub only_labelled: bool,
     /// Drop model-labelled rows below this probability.
     pub min_confidence: Option<f32>,
+    /// CSV: neutralise cells a spreadsheet would run as a formula (OWASP:
+    /// a leading quote before `=`, `+`, `-`, `@`, tab, carriage return).
+    pub spreadsheet_safe: bool,
+}
+
+/// Whether a cell would start a formula in a spreadsheet (OWASP's list).
+pub fn formula_like(cell: &str) -> bool {
+    matches!(cell.chars().next(), Some('=' | '+' | '-' | '@' | '\t' | '\r'))
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +31,8 @@ pub struct ExportReport {
     pub seed: usize,
     pub model: usize,
     pub none: usize,
+    /// CSV cells that start like a formula (neutralised with `spreadsheet_safe`).
+    pub formula_cells: usize,
 }
 
 /// A CSV or JSONL writer of serialisable records, to a temporary file that
@@ -118,7 +128,18 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
             _ => report.none += 1,
         }
         report.rows += 1;
-        let o = OutRow { id: row.id, text: &row.text, label, source, probability: pred.map(|p| p.prob), entropy: pred.map(|p| p.entropy) };
+        let (mut text, mut label) = (std::borrow::Cow::from(row.text.as_str()), std::borrow::Cow::from(label));
+        if !jsonl {
+            for cell in [&mut text, &mut label] {
+                if formula_like(cell) {
+                    report.formula_cells += 1;
+                    if opts.spreadsheet_safe {
+                        *cell = std::borrow::Cow::Owned(format!("'{cell}"));
+                    }
+                }
+            }
+        }
+        let o = OutRow { id: row.id, text: &text, label: &label, source, probability: pred.map(|p| p.prob), entropy: pred.map(|p| p.entropy) };
         sink.write(&o)?;
     }
     sink.finish()?;

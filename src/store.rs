@@ -196,7 +196,19 @@ pub fn exists(sessions: &Path, name: &str) -> bool {
 }
 
 /// Lists the sessions in a sessions folder, sorted by name.
-pub fn list(sessions: &Path) -> Result<Vec<Summary>> {
+/// A session found in a sessions folder: its summary, or why it cannot be read.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub path: PathBuf,
+    pub summary: std::result::Result<Summary, String>,
+    /// The process working on it, if any (pid, command).
+    pub open_by: Option<(i32, String)>,
+}
+
+/// Lists the sessions in a sessions folder, sorted by name; a session that
+/// cannot be read is listed with the reason.
+pub fn list(sessions: &Path) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(sessions) {
         Ok(rd) => rd,
@@ -209,10 +221,13 @@ pub fn list(sessions: &Path) -> Result<Vec<Summary>> {
         if name.starts_with('.') || !entry.path().join(DB_FILE).exists() {
             continue;
         }
-        match Session::open_read_only(sessions, &name).and_then(|s| s.summary()) {
-            Ok(s) => out.push(s),
-            Err(e) => tracing::warn!("skipping session {name}: {e:#}"),
-        }
+        let summary = Session::open_read_only(sessions, &name).and_then(|s| s.summary()).map_err(|e| {
+            tracing::warn!("cannot read session {name}: {e:#}");
+            data::display_safe(&format!("{e:#}"))
+        });
+        let path = entry.path();
+        let open_by = Lock::holder(&path);
+        out.push(Listed { name: data::display_safe(&name), path, summary, open_by });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -711,21 +726,38 @@ impl Session {
         Ok(s)
     }
 
-    /// Opens a session to read it (listing, export) without taking the lock.
+    /// Opens a session to read it (listing, export, predict) without taking
+    /// the lock and without writing: read-only, so it also works on
+    /// read-only storage (where SQLite cannot make the WAL's shared-memory
+    /// file, the database is opened as immutable).
     pub fn open_read_only(sessions: &Path, name: &str) -> Result<Session> {
         validate_name(name)?;
         let dir = session_dir(sessions, name);
-        if !dir.join(DB_FILE).exists() {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
             bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
         }
-        let conn = Connection::open_with_flags(
-            dir.join(DB_FILE),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let s = Session { name: name.to_string(), dir, conn, _lock: None };
-        s.check_schema(false)?;
-        Ok(s)
+        use rusqlite::OpenFlags as F;
+        let open = |conn: Connection| -> Result<Session> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _lock: None };
+            s.check_schema(false)?;
+            Ok(s)
+        };
+        let first = Connection::open_with_flags(&db, F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX)
+            .map_err(anyhow::Error::from)
+            .and_then(&open);
+        match first {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                // Read-only storage: no -shm can be made; the file is read as it is.
+                let uri = format!("file:{}?immutable=1", db.display());
+                match Connection::open_with_flags(&uri, F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_URI | F::SQLITE_OPEN_NO_MUTEX) {
+                    Ok(c) => open(c).with_context(|| format!("session '{name}' ({})", db.display())),
+                    Err(_) => Err(e).with_context(|| format!("session '{name}' ({})", db.display())),
+                }
+            }
+        }
     }
 
     /// A second connection to the same database for another thread (no lock of its own).
@@ -784,6 +816,27 @@ impl Session {
         Ok(())
     }
 
+    /// Names the session and its file in an error from the database.
+    fn ctx<T, E: Into<anyhow::Error>>(&self, r: std::result::Result<T, E>) -> Result<T> {
+        r.map_err(Into::into).with_context(|| format!("session '{}' ({})", self.name, self.dir.join(DB_FILE).display()))
+    }
+
+    /// The number of labels in the label set (labels stored must be below it).
+    fn n_labels(&self) -> Result<u32> {
+        self.ctx(self.conn.query_row("SELECT count(*) FROM label_set", [], |r| r.get::<_, i64>(0)).map(|n| n as u32))
+    }
+
+    fn check_label(&self, what: &str, row_id: i64, label: i64, k: u32) -> Result<u32> {
+        if label < 0 || label as u64 >= k as u64 {
+            bail!(
+                "session '{}' ({}): {what} of row {row_id} is label {label}, but the label set has {k} labels: the database is damaged",
+                self.name,
+                self.dir.join(DB_FILE).display()
+            );
+        }
+        Ok(label as u32)
+    }
+
     pub fn summary(&self) -> Result<Summary> {
         let rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='pool'", [], |r| r.get(0))?;
         let test_rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='test'", [], |r| r.get(0))?;
@@ -795,8 +848,9 @@ impl Session {
     }
 
     pub fn settings(&self) -> Result<Settings> {
-        let s: String = self.conn.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get(0))?;
-        Ok(serde_json::from_str(&s)?)
+        let s: String = self.ctx(self.conn.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get(0)))?;
+        serde_json::from_str(&s)
+            .with_context(|| format!("session '{}' ({}): the settings are damaged", self.name, self.dir.join(DB_FILE).display()))
     }
 
     pub fn save_settings(&self, s: &Settings) -> Result<()> {
@@ -820,9 +874,11 @@ impl Session {
     }
 
     pub fn label_set(&self) -> Result<Vec<LabelDef>> {
-        let mut st = self.conn.prepare("SELECT name, description FROM label_set ORDER BY id")?;
-        let v = st.query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
+        self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT name, description FROM label_set ORDER BY id")?;
+            let v = st.query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())
     }
 
     pub fn set_label_description(&self, label: u32, description: Option<&str>) -> Result<()> {
@@ -838,37 +894,42 @@ impl Session {
 
     /// All rows in id order (pool rows first, then test rows).
     pub fn rows(&self) -> Result<Vec<Row>> {
-        let mut st = self.conn.prepare("SELECT id, split, text, gold FROM rows ORDER BY id")?;
-        let v = st
-            .query_map([], |r| {
-                let split: String = r.get(1)?;
+        let k = self.n_labels()?;
+        let raw: Vec<(i64, String, String, Option<i64>)> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT id, split, text, gold FROM rows ORDER BY id")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        raw.into_iter()
+            .map(|(id, split, text, gold)| {
                 Ok(Row {
-                    id: r.get(0)?,
+                    id,
                     split: if split == "test" { Split::Test } else { Split::Pool },
-                    text: r.get(2)?,
-                    gold: r.get::<_, Option<i64>>(3)?.map(|g| g as u32),
+                    text,
+                    gold: gold.map(|g| self.check_label("the gold label", id, g, k)).transpose()?,
                 })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v)
+            })
+            .collect()
     }
 
     /// The current label of every labelled row.
     pub fn labels(&self) -> Result<Vec<Label>> {
-        let mut st = self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let k = self.n_labels()?;
+        type Raw = (i64, i64, String, i64, Option<i64>);
+        let rows: Vec<Raw> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
         rows.into_iter()
             .map(|(row_id, label, source, iteration, predicted)| {
                 Ok(Label {
                     row_id,
-                    label: label as u32,
-                    source: Source::parse(&source)?,
+                    label: self.check_label("the label", row_id, label, k)?,
+                    source: self.ctx(Source::parse(&source))?,
                     iteration,
-                    predicted: predicted.map(|p| p as u32),
+                    // A prediction out of range only loses the kept-rate figure.
+                    predicted: predicted.filter(|&p| p >= 0 && (p as u64) < k as u64).map(|p| p as u32),
                 })
             })
             .collect()
@@ -876,7 +937,7 @@ impl Session {
 
     /// One row's text.
     pub fn text_of(&self, row_id: i64) -> Result<String> {
-        Ok(self.conn.query_row("SELECT text FROM rows WHERE id=?1", params![row_id], |r| r.get(0))?)
+        self.ctx(self.conn.query_row("SELECT text FROM rows WHERE id=?1", params![row_id], |r| r.get(0)))
     }
 
     /// The current label of one row, if it has one.
@@ -887,13 +948,19 @@ impl Session {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
-        r.map(|(l, s)| Ok((l as u32, Source::parse(&s)?))).transpose()
+        let k = self.n_labels()?;
+        r.map(|(l, s)| Ok((self.check_label("the label", row_id, l, k)?, Source::parse(&s)?))).transpose()
     }
 
     /// Records a person's label for a row; returns when it is on disk.
     /// A row labelled before gets the new label; the old one is kept in the
     /// history and comes back on undo.
     pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        self.add_label_tx(row_id, label, iteration, predicted)
+            .with_context(|| format!("the label of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
+    }
+
+    fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
         let tx = self.conn.unchecked_transaction()?;
         let split: Option<String> = tx.query_row("SELECT split FROM rows WHERE id=?1", params![row_id], |r| r.get(0)).optional()?;
         match split.as_deref() {
@@ -986,20 +1053,19 @@ impl Session {
     }
 
     pub fn predictions(&self) -> Result<HashMap<i64, Prediction>> {
-        let mut st = self.conn.prepare("SELECT row_id, label, prob, entropy, margin, rank FROM predictions")?;
-        let v = st
-            .query_map([], |r| {
-                Ok(Prediction {
-                    row_id: r.get(0)?,
-                    label: r.get::<_, i64>(1)? as u32,
-                    prob: r.get::<_, f64>(2)? as f32,
-                    entropy: r.get::<_, f64>(3)? as f32,
-                    margin: r.get::<_, f64>(4)? as f32,
-                    rank: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(v.into_iter().map(|p| (p.row_id, p)).collect())
+        let k = self.n_labels()?;
+        type Raw = (i64, i64, f64, f64, f64, Option<i64>);
+        let v: Vec<Raw> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT row_id, label, prob, entropy, margin, rank FROM predictions")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        v.into_iter()
+            .map(|(row_id, label, prob, entropy, margin, rank)| {
+                let label = self.check_label("the stored prediction", row_id, label, k)?;
+                Ok((row_id, Prediction { row_id, label, prob: prob as f32, entropy: entropy as f32, margin: margin as f32, rank }))
+            })
+            .collect()
     }
 
     /// `PRAGMA integrity_check` and foreign-key check; Ok when consistent.

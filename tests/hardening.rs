@@ -221,3 +221,102 @@ fn annotate_refuses_an_empty_label() {
     assert!(stderr(&o).contains("<stdin>:1: the label is empty"), "{}", stderr(&o));
     assert!(Session::open_read_only(d.path(), "s").unwrap().labels().unwrap().is_empty());
 }
+
+fn labelled_session(d: &std::path::Path) -> std::path::PathBuf {
+    let f = write(d, "a.csv", b"text,label\n=SUM(A1),a\nplain text,b\n-minus sign,a\n@mention,b\nmore,a\n");
+    let o = labelrest(d, &["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    d.join("s/session.db")
+}
+
+/// A damaged database gives a clear error naming the session, the file
+/// and the row, never a panic: a label index outside the label set,
+/// damaged settings.
+#[test]
+fn a_damaged_database_is_named_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let db = labelled_session(d.path());
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.pragma_update(None, "foreign_keys", false).unwrap();
+        c.execute("UPDATE annotations SET label = 99 WHERE row_id = 2", []).unwrap();
+    }
+    for args in [vec!["export", "s", "--out", d.path().join("x.csv").to_str().unwrap()], vec!["retrain", "s"]] {
+        let o = labelrest(d.path(), &args);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(!e.contains("panicked") && e.contains("session 's'") && e.contains("row 2") && e.contains("label 99"), "{args:?}: {e}");
+        assert!(e.contains("session.db"), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
+    // The workstation's state refuses to load it the same way.
+    let e = labelrest::ui::app::App::load(Session::open(d.path(), "s").unwrap()).err().unwrap().to_string();
+    assert!(e.contains("row 2") && e.contains("damaged"), "{e}");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("UPDATE annotations SET label = 0 WHERE row_id = 2", []).unwrap();
+        c.execute("UPDATE meta SET value = '{\"model\": 3' WHERE key = 'settings'", []).unwrap();
+    }
+    let e = stderr(&labelrest(d.path(), &["retrain", "s"]));
+    assert!(e.contains("session 's'") && e.contains("settings are damaged") && e.contains("session.db"), "{e}");
+}
+
+/// `sessions` lists what it cannot read, with the reason; reading a
+/// session for export or listing never writes to it.
+#[test]
+fn sessions_lists_damaged_ones_and_reading_never_writes() {
+    let d = tempfile::tempdir().unwrap();
+    labelled_session(d.path());
+    let f = write(d.path(), "b.csv", b"text\none\ntwo\n");
+    assert!(labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--labels", "a,b"]).status.success());
+    assert!(labelrest(d.path(), &["new", "u", "--data", f.to_str().unwrap(), "--labels", "a,b"]).status.success());
+    // t: not a database any more; u: written by a newer labelrest.
+    std::fs::write(d.path().join("t/session.db"), b"this is not a database at all, it was truncated").unwrap();
+    {
+        let c = rusqlite::Connection::open(d.path().join("u/session.db")).unwrap();
+        c.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
+    }
+    let o = labelrest(d.path(), &["sessions"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("s ") && l.contains(" 5 ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("t ") && l.contains("cannot be read")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("u ") && l.contains("newer labelrest")), "{out}");
+    // Read-only means read-only.
+    let s = Session::open_read_only(d.path(), "s").unwrap();
+    let e = s.add_label(1, 0, 0, None).unwrap_err();
+    assert!(format!("{e:#}").contains("readonly"), "{e:#}");
+}
+
+/// Cells that a spreadsheet would run as formulas: exact by default with a
+/// note that counts them; neutralised with --spreadsheet-safe.
+#[test]
+fn exports_and_formula_cells() {
+    let d = tempfile::tempdir().unwrap();
+    labelled_session(d.path());
+    let out = d.path().join("e.csv");
+    let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("note: 3 cells start with"), "{}", stdout(&o));
+    let t = std::fs::read_to_string(&out).unwrap();
+    assert!(t.contains("\n1,=SUM(A1),a,"), "texts stay exact: {t}");
+    let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap(), "--spreadsheet-safe"]);
+    assert!(o.status.success());
+    let t = std::fs::read_to_string(&out).unwrap();
+    assert!(t.contains("\n1,'=SUM(A1),a,") && t.contains("'-minus sign") && t.contains("'@mention"), "{t}");
+    assert!(t.contains("plain text"));
+}
+
+/// Label names that hold escape sequences (an older or damaged session)
+/// are drawn inert.
+#[test]
+fn label_names_are_drawn_inert() {
+    let d = tempfile::tempdir().unwrap();
+    let db = labelled_session(d.path());
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("UPDATE label_set SET name = ?1 WHERE id = 0", ["\u{1b}]0;PWN\u{7}"]).unwrap();
+    }
+    let app = labelrest::ui::app::App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert!(app.label_names.iter().all(|n| !n.chars().any(|c| c.is_control())), "{:?}", app.label_names);
+}

@@ -104,7 +104,7 @@ fn older_schema_is_migrated_newer_refused() {
         c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
     }
     // Reading without migrating is refused with a clear message.
-    let e = Session::open_read_only(d.path(), "s").err().unwrap().to_string();
+    let e = format!("{:#}", Session::open_read_only(d.path(), "s").err().unwrap());
     assert!(e.contains("older schema 1"), "{e}");
     let s = Session::open(d.path(), "s").unwrap();
     s.add_label(1, 0, 0, Some(0)).unwrap();
@@ -115,12 +115,12 @@ fn older_schema_is_migrated_newer_refused() {
         let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
         c.execute("UPDATE meta SET value='99' WHERE key='schema_version'", []).unwrap();
     }
-    let e = Session::open(d.path(), "s").err().unwrap().to_string();
+    let e = format!("{:#}", Session::open(d.path(), "s").err().unwrap());
     assert!(e.contains("newer labelrest") && e.contains("99"), "{e}");
     // Not a session at all.
     std::fs::create_dir(d.path().join("junk")).unwrap();
     rusqlite::Connection::open(d.path().join("junk/session.db")).unwrap().execute_batch("CREATE TABLE x(y);").unwrap();
-    let e = Session::open(d.path(), "junk").err().unwrap().to_string();
+    let e = format!("{:#}", Session::open(d.path(), "junk").err().unwrap());
     assert!(e.contains("not a labelrest session"), "{e}");
 }
 

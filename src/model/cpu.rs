@@ -381,6 +381,7 @@ pub struct Scratch {
     tmp: Vec<f32>,
     inter: Vec<f32>,
     probs: Vec<f32>,
+    kt: Vec<f32>,
 }
 
 /// What the backward pass needs of one layer's forward pass.
@@ -461,9 +462,10 @@ pub fn layer_forward(
     let mut row = 0;
     let mut poff = 0;
     for &n in lens {
+        s.kt.resize(hd * n, 0.0);
         for head in 0..d.heads {
             let p = &mut s.probs[poff..poff + n * n];
-            kernels::attention_scores(p, &s.qkv, row, n, 3 * h, head * hd, h + head * hd, hd, scale);
+            kernels::attention_scores(p, &mut s.kt[..hd * n], &s.qkv, row, n, 3 * h, head * hd, h + head * hd, hd, scale);
             kernels::softmax_rows(p, n);
             poff += n * n;
         }
@@ -951,15 +953,25 @@ pub mod kernels {
 
     /// Attention scores of one head of one sequence: p[i][j] = scale *
     /// q_i . k_j, where q_i and k_j are `hd` floats at columns `qc` and `kc`
-    /// of rows `row + i` and `row + j` of `qkv` (row width `w`).
+    /// of rows `row + i` and `row + j` of `qkv` (row width `w`). The keys
+    /// are laid out transposed first, so that each row of scores is built
+    /// by axpys along j (vectorised) rather than n short dot products.
+    /// `kt` is scratch room (hd x n floats).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_scores(p: &mut [f32], qkv: &[f32], row: usize, n: usize, w: usize, qc: usize, kc: usize, hd: usize, scale: f32) {
-        dispatch!(scores_impl(p: &mut [f32], qkv: &[f32], row: usize, n: usize, w: usize, qc: usize, kc: usize, hd: usize, scale: f32) {
+    pub fn attention_scores(p: &mut [f32], kt: &mut [f32], qkv: &[f32], row: usize, n: usize, w: usize, qc: usize, kc: usize, hd: usize, scale: f32) {
+        dispatch!(scores_impl(p: &mut [f32], kt: &mut [f32], qkv: &[f32], row: usize, n: usize, w: usize, qc: usize, kc: usize, hd: usize, scale: f32) {
+            for j in 0..n {
+                let k = &qkv[(row + j) * w + kc..(row + j) * w + kc + hd];
+                for d in 0..hd {
+                    kt[d * n + j] = k[d];
+                }
+            }
             for i in 0..n {
                 let q = &qkv[(row + i) * w + qc..(row + i) * w + qc + hd];
-                for j in 0..n {
-                    let k = &qkv[(row + j) * w + kc..(row + j) * w + kc + hd];
-                    p[i * n + j] = dot(q, k) * scale;
+                let out = &mut p[i * n..(i + 1) * n];
+                out.iter_mut().for_each(|v| *v = 0.0);
+                for d in 0..hd {
+                    axpy(out, q[d] * scale, &kt[d * n..(d + 1) * n]);
                 }
             }
         });

@@ -209,7 +209,10 @@ impl App {
             .iterations()?
             .into_iter()
             .map(|(id, _, m)| {
-                let mut r: IterationRecord = serde_json::from_value(m).unwrap_or_default();
+                let mut r: IterationRecord = serde_json::from_value(m).unwrap_or_else(|e| {
+                    tracing::warn!("iteration {id}: the stored metrics are damaged ({e}); shown as empty");
+                    IterationRecord::default()
+                });
                 r.iteration = id;
                 r
             })
@@ -221,8 +224,9 @@ impl App {
             name: session.name.clone(),
             texts,
             row_ids,
-            label_names: label_set.iter().map(|l| l.name.clone()).collect(),
-            label_descriptions: label_set.iter().map(|l| l.description.clone()).collect(),
+            // Names and descriptions come from files: drawn inert.
+            label_names: label_set.iter().map(|l| display_safe(&l.name)).collect(),
+            label_descriptions: label_set.iter().map(|l| l.description.as_deref().map(display_safe)).collect(),
             labels,
             n_labelled,
             class_counts: Vec::new(),

@@ -96,6 +96,7 @@ pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worke
     // the cursor, which panics when the terminal is gone (a killed SSH
     // session); `restore` (the guard) shows the cursor instead.
     std::mem::forget(term);
-    worker.shutdown();
+    // Quitting returns within a second, whatever the worker is doing.
+    worker.shutdown_within(std::time::Duration::from_millis(800));
     Ok(())
 }

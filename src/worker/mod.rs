@@ -115,6 +115,36 @@ impl Worker {
         Hold(self)
     }
 
+    /// Stops the worker and waits for it at most `limit`; after that the
+    /// process may end without it (quitting never waits on a long training
+    /// step). Nothing is lost: every label is on disk before it is shown,
+    /// caches are written so that an interruption loses at most a batch, and
+    /// a database transaction not committed is rolled back.
+    pub fn shutdown_within(&mut self, limit: std::time::Duration) {
+        self.signal_shutdown();
+        let t = Instant::now();
+        while let Some(h) = &self.handle {
+            if h.is_finished() {
+                let _ = self.handle.take().map(|h| h.join());
+                return;
+            }
+            if t.elapsed() >= limit {
+                tracing::info!("the worker is still busy after {limit:?}; leaving without it");
+                self.handle = None;
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn signal_shutdown(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        let (m, cv) = &*self.slot;
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        s.shutdown = true;
+        cv.notify_one();
+    }
+
     /// Stops the worker (cancelling long work) and waits for it.
     pub fn shutdown(&mut self) {
         self.cancel.store(true, Ordering::SeqCst);
