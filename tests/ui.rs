@@ -699,3 +699,39 @@ fn small_wrongs() {
     assert!(path.exists());
     assert!(m.contains(&std::fs::canonicalize(&path).unwrap().display().to_string()), "{m}");
 }
+
+/// Quitting never waits for long work: the worker checks its cancel flag
+/// between batches, so a shutdown during the first embedding stops it
+/// part-way (nothing is waited for to the end), and the session opens
+/// again at once with its labels.
+#[test]
+fn quitting_stops_long_work_between_batches() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 2000, false);
+    let first = s.rows().unwrap()[0].id;
+    s.add_label(first, 0, 1, None).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = labelrest::worker::Worker::start(&s, tx).unwrap();
+    let total = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            worker::Event::Progress { stage, done, total } if stage == "embedding" && done > 0 => break total,
+            worker::Event::Update(_) => panic!("the embedding finished before the test could quit"),
+            worker::Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    };
+    w.shutdown();
+    let mut last = 0;
+    for ev in rx.try_iter() {
+        match ev {
+            worker::Event::Progress { stage, done, .. } if stage == "embedding" => last = last.max(done),
+            worker::Event::Update(_) => panic!("cancelled work must not produce a model"),
+            _ => {}
+        }
+    }
+    assert!(last < total, "stopped part-way: {last} of {total}");
+    drop(w);
+    drop(s);
+    let s = Session::open(d.path(), "s").unwrap();
+    assert_eq!(s.labels().unwrap().len(), 1);
+}
