@@ -170,7 +170,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub test: PathBuf,
     /// Strategies, comma-separated: margin (breaking-ties), entropy, least-confidence, random, diverse.
-    #[arg(long, default_value = "margin,entropy,random")]
+    #[arg(long, default_value = "margin")]
     pub strategy: String,
     #[arg(long, default_value_t = 10)]
     pub batch: usize,
