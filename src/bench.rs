@@ -141,7 +141,7 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
                 let t = Instant::now();
                 let it = engine.iterate(&pairs)?;
                 let t2 = Instant::now();
-                let _r = learn::rank(&it.scores, Strategy::Margin, &elig, Some((&engine.emb, &engine.pool_rows)), 10, 0);
+                let _r = learn::rank(&it.raw, Strategy::Margin, &elig, Some((&engine.emb, &engine.pool_rows)), 10, 0);
                 rk.push(t2.elapsed().as_secs_f64() * 1e3);
                 tot.push(t.elapsed().as_secs_f64() * 1e3);
                 tr.push(it.train_ms);
@@ -343,6 +343,7 @@ fn bench_finetune(data: &std::path::Path, rows: usize, n_labels: usize, model: O
         k: names.len(),
         w: vec![0.0; bert.dims.hidden * names.len()],
         b: vec![0.0; names.len()],
+        temperature: 1.0,
     };
     let step_time = |layers: usize| -> Result<f64> {
         let mut c = cfg.clone();
@@ -450,7 +451,7 @@ fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize,
     println!("embed on {device}: {} texts in {secs:.2}s = {:.0} sentences/s", many.len(), many.len() as f64 / secs);
     // 3. One fine-tune step (batch 16) and 4. a whole iteration.
     let k = names.len();
-    let head = crate::model::Head { dim: d, k, w: vec![0.0; d * k], b: vec![0.0; k] };
+    let head = crate::model::Head { dim: d, k, w: vec![0.0; d * k], b: vec![0.0; k], temperature: 1.0 };
     let n = n_labels.min(texts.len());
     let lt: Vec<&str> = texts.iter().take(n).map(|s| s.as_str()).collect();
     let ly: Vec<u32> = y.iter().take(n).copied().collect();

@@ -140,9 +140,12 @@ pub struct ExportArgs {
     /// Only rows labelled by a person (or seeded).
     #[arg(long)]
     pub only_labelled: bool,
-    /// Leave out model labels below this probability.
+    /// Leave the label empty (source `none`) where the model's calibrated probability is below P.
     #[arg(long, value_name = "P")]
     pub min_confidence: Option<f32>,
+    /// With --min-confidence: leave those rows out instead.
+    #[arg(long, requires = "min_confidence")]
+    pub drop_below: bool,
     /// CSV: put a quote before cells that start with =, +, -, @, a tab or a carriage return, so that a spreadsheet shows them as text instead of running them (texts then differ from the input).
     #[arg(long)]
     pub spreadsheet_safe: bool,
@@ -356,7 +359,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Export(a) => {
             let s = Session::open_read_only(&sessions, &a.name)?;
-            let opts = ExportOptions { only_labelled: a.only_labelled, min_confidence: a.min_confidence, spreadsheet_safe: a.spreadsheet_safe };
+            let opts = ExportOptions {
+                only_labelled: a.only_labelled,
+                min_confidence: a.min_confidence,
+                drop_below: a.drop_below,
+                spreadsheet_safe: a.spreadsheet_safe,
+            };
             let r = export::export(&s, &a.out, &opts)?;
             println!(
                 "wrote {} rows to {} ({} person, {} seed, {} model, {} unlabelled)",
@@ -367,6 +375,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.model,
                 r.none
             );
+            if let Some(e) = r.model_expected {
+                let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
+                println!("the model's {} labels{above}: about {:.0}% expected right (calibrated on your labels)", r.model, e * 100.0);
+            }
+            if let Some(p) = a.min_confidence {
+                if a.drop_below {
+                    println!("{} rows below {p} left out", r.below);
+                } else {
+                    println!("{} rows below {p} left without a label (source none; --drop-below leaves them out)", r.below);
+                }
+            }
             if r.formula_cells > 0 && !a.spreadsheet_safe {
                 println!(
                     "note: {} cells start with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)",

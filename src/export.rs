@@ -12,8 +12,10 @@ use crate::store::{Session, Source, Split};
 pub struct ExportOptions {
     /// Only rows a person (or a seed) labelled.
     pub only_labelled: bool,
-    /// Drop model-labelled rows below this probability.
+    /// Model labels below this (calibrated) probability are left empty
+    /// (source `none`), or the rows dropped with `drop_below`.
     pub min_confidence: Option<f32>,
+    pub drop_below: bool,
     /// CSV: neutralise cells a spreadsheet would run as a formula (OWASP:
     /// a leading quote before `=`, `+`, `-`, `@`, tab, carriage return).
     pub spreadsheet_safe: bool,
@@ -33,6 +35,11 @@ pub struct ExportReport {
     pub none: usize,
     /// CSV cells that start like a formula (neutralised with `spreadsheet_safe`).
     pub formula_cells: usize,
+    /// Model labels left empty (or rows dropped) below `min_confidence`.
+    pub below: usize,
+    /// Expected accuracy of the model's labels written (the mean of their
+    /// calibrated probabilities); None when none were written.
+    pub model_expected: Option<f64>,
 }
 
 /// A CSV or JSONL writer of serialisable records, to a temporary file that
@@ -101,6 +108,7 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
     let preds = session.predictions()?;
     let mut sink = Out::create(out, jsonl)?;
     let mut report = ExportReport::default();
+    let mut model_prob_sum = 0f64;
     for row in session.rows()? {
         if row.split != Split::Pool {
             continue;
@@ -116,10 +124,18 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         if opts.only_labelled && (source == "model" || source == "none") {
             continue;
         }
-        if let (Some(min), "model") = (opts.min_confidence, source) {
-            if pred.map(|p| p.prob < min).unwrap_or(true) {
-                continue;
+        let (label, source) = match (opts.min_confidence, source) {
+            (Some(min), "model") if pred.map(|p| p.prob < min).unwrap_or(true) => {
+                report.below += 1;
+                if opts.drop_below {
+                    continue;
+                }
+                ("", "none")
             }
+            _ => (label, source),
+        };
+        if source == "model" {
+            model_prob_sum += pred.map(|p| p.prob as f64).unwrap_or(0.0);
         }
         match source {
             "person" => report.person += 1,
@@ -143,5 +159,6 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         sink.write(&o)?;
     }
     sink.finish()?;
+    report.model_expected = if report.model > 0 { Some(model_prob_sum / report.model as f64) } else { None };
     Ok(report)
 }

@@ -54,7 +54,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         let texts: Vec<&str> = chunk.iter().map(|c| c.1.as_str()).collect();
         let emb = encoder.embed(&texts, |_, _| {})?;
         let x = Tensor::from_vec(emb, (texts.len(), encoder.dim), &Device::Cpu)?;
-        let s = Scores::from_probs(head.predict(&x)?, head.k);
+        let s = Scores::from_probs(head.predict_calibrated(&x)?, head.k);
         for (i, (line, text)) in chunk.iter().enumerate() {
             let o = Out { line: *line, text, label: &names[s.pred[i] as usize], probability: s.prob[i], entropy: s.entropy[i] };
             w.write(&o)?;

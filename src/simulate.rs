@@ -62,6 +62,22 @@ pub struct Point {
     pub encoder_labels: usize,
     /// Seconds the fine-tune that was swapped in at this point took (0: none).
     pub finetune_seconds: f64,
+    pub calib: Calib,
+}
+
+/// How far the probabilities can be trusted at one point of a curve.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Calib {
+    /// Held-out expected calibration error (15 bins), calibrated.
+    pub ece: f64,
+    /// The same before calibration (the model's own probabilities).
+    pub ece_raw: f64,
+    /// The calibration temperature.
+    pub temperature: f64,
+    /// True accuracy of the model's labels on the rows without a person's label.
+    pub pool_acc: f64,
+    /// The estimate of it from the calibrated probabilities (what the panel shows).
+    pub pool_est: f64,
 }
 
 struct Split {
@@ -210,6 +226,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
                     seconds: c.seconds,
                     encoder_labels: c.encoder_labels,
                     finetune_seconds: c.finetune_seconds,
+                    calib: c.calib,
                 });
             }
             if !opts.quiet {
@@ -298,6 +315,30 @@ struct CurvePoint {
     seconds: f64,
     encoder_labels: usize,
     finetune_seconds: f64,
+    calib: Calib,
+}
+
+/// The calibration measures of an iteration: held-out ECE before and after
+/// calibration, and the pool's true accuracy beside its estimate.
+fn calib_of(engine: &Engine, it: &learn::Iteration, gold: &[u32], pairs: &[(usize, u32)]) -> Result<Calib> {
+    use learn::calibration::{ece, Estimate, ECE_BINS};
+    let mut c = Calib { temperature: it.head.temperature as f64, ..Default::default() };
+    if let Some((raw, cal)) = engine.test_probs(&it.head)? {
+        for (probs, out) in [(raw, &mut c.ece_raw), (cal, &mut c.ece)] {
+            let s = learn::Scores::from_probs(probs, engine.k);
+            let right: Vec<bool> = s.pred.iter().zip(&engine.test_gold).map(|(a, b)| a == b).collect();
+            *out = ece(&s.prob, &right, ECE_BINS);
+        }
+    }
+    let mut person = vec![false; gold.len()];
+    for &(i, _) in pairs {
+        person[i] = true;
+    }
+    let est = Estimate::of(&it.scores.prob, |i| !person[i]);
+    c.pool_est = est.accuracy;
+    let (right, n) = (0..gold.len()).filter(|&i| !person[i]).fold((0usize, 0usize), |(r, n), i| (r + (it.scores.pred[i] == gold[i]) as usize, n + 1));
+    c.pool_acc = if n == 0 { 0.0 } else { right as f64 / n as f64 };
+    Ok(c)
 }
 
 /// One simulated session. With fine-tuning, the schedule is the
@@ -341,9 +382,10 @@ fn run_one(
             seconds: t.elapsed().as_secs_f64(),
             encoder_labels: 0,
             finetune_seconds: 0.0,
+            calib: calib_of(&engine, &it, gold, &[])?,
         });
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
-        learn::rank(&it.scores, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed)
+        learn::rank(&it.raw, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed)
     } else {
         // Without zero-shot the first batch is random.
         let s = learn::Scores::from_probs(vec![1.0 / 2.0; n * 2], 2);
@@ -420,7 +462,7 @@ fn run_one(
         let it = engine.iterate(&pairs)?;
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
         ranking = learn::rank(
-            &it.scores,
+            &it.raw,
             strategy,
             &eligible,
             Some((&engine.emb, &engine.pool_rows)),
@@ -435,6 +477,7 @@ fn run_one(
             seconds: t.elapsed().as_secs_f64(),
             encoder_labels,
             finetune_seconds: ft_secs,
+            calib: calib_of(&engine, &it, gold, &pairs)?,
         });
         last_head = it.head;
     }
@@ -444,7 +487,22 @@ fn run_one(
 pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = csv::Writer::from_path(out.join("curves.csv"))?;
-    w.write_record(["dataset", "strategy", "seed", "labels", "accuracy", "macro_f1", "seconds", "encoder_labels", "finetune_seconds"])?;
+    w.write_record([
+        "dataset",
+        "strategy",
+        "seed",
+        "labels",
+        "accuracy",
+        "macro_f1",
+        "seconds",
+        "encoder_labels",
+        "finetune_seconds",
+        "ece",
+        "ece_raw",
+        "temperature",
+        "pool_accuracy",
+        "pool_estimate",
+    ])?;
     for p in points {
         w.write_record([
             p.dataset.clone(),
@@ -456,10 +514,15 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
             format!("{:.4}", p.seconds),
             p.encoder_labels.to_string(),
             format!("{:.2}", p.finetune_seconds),
+            format!("{:.4}", p.calib.ece),
+            format!("{:.4}", p.calib.ece_raw),
+            format!("{:.3}", p.calib.temperature),
+            format!("{:.4}", p.calib.pool_acc),
+            format!("{:.4}", p.calib.pool_est),
         ])?;
     }
     w.flush()?;
-    let table = markdown_table(points, &[0, 10, 50, 100, 150]);
+    let table = markdown_table(points, &[0, 10, 50, 100, 150]) + "\n" + &calibration_table(points, &[50, 100, 150]);
     std::fs::File::create(out.join("table.md"))?.write_all(table.as_bytes())?;
     crate::plot::curves(points, &out.join("curves.svg"), &out.join("curves.png"))?;
     Ok(())
@@ -490,11 +553,11 @@ pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
     for a in &at {
         s.push_str(&format!(" acc@{a} | F1@{a} |"));
     }
-    s.push_str(" s/iter |\n|---|---|");
+    s.push_str(" worst vs zero-shot | s/iter |\n|---|---|");
     for _ in &at {
         s.push_str("---|---|");
     }
-    s.push_str("---|\n");
+    s.push_str("---|---|\n");
     for (d, st) in keys {
         s.push_str(&format!("| {d} | {st} |"));
         for a in &at {
@@ -510,7 +573,65 @@ pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
             s.push_str(&format!(" {am:.3} ± {asd:.3} | {fm:.3} ± {fsd:.3} |"));
         }
         let secs: Vec<f64> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels > 0).map(|p| p.seconds).collect();
-        s.push_str(&format!(" {:.3} |\n", mean_sd(&secs).0));
+        // The worst point after any batch against the zero-shot start, per seed.
+        let seeds: Vec<usize> = points.iter().filter(|p| p.dataset == d && p.strategy == st).map(|p| p.seed).collect();
+        let mut drops = Vec::new();
+        for seed in seeds.iter().copied().collect::<std::collections::BTreeSet<_>>() {
+            let run: Vec<&Point> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.seed == seed).collect();
+            if let Some(z) = run.iter().find(|p| p.labels == 0) {
+                let worst = run.iter().filter(|p| p.labels > 0).map(|p| p.accuracy).fold(f64::INFINITY, f64::min);
+                if worst.is_finite() {
+                    drops.push(worst - z.accuracy);
+                }
+            }
+        }
+        let floor = if drops.is_empty() { "-".to_string() } else { format!("{:+.3}", drops.iter().cloned().fold(f64::INFINITY, f64::min)) };
+        s.push_str(&format!(" {floor} | {:.3} |\n", mean_sd(&secs).0));
+    }
+    s
+}
+
+/// Calibration at some label counts: held-out ECE after (and before)
+/// calibration, and the estimated accuracy of the model's labels on the
+/// rest of the pool beside the true one; means over seeds.
+pub fn calibration_table(points: &[Point], at: &[usize]) -> String {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for p in points {
+        let k = (p.dataset.clone(), p.strategy.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut at: Vec<usize> = at.iter().copied().filter(|a| points.iter().any(|p| p.labels == *a)).collect();
+    if at.is_empty() {
+        // A short run: its last point.
+        at.extend(points.iter().map(|p| p.labels).max());
+    }
+    let mut s = String::from("| dataset | strategy |");
+    for a in &at {
+        s.push_str(&format!(" ECE@{a} (before) | pool est / true @{a} |"));
+    }
+    s.push_str("\n|---|---|");
+    for _ in &at {
+        s.push_str("---|---|");
+    }
+    s.push('\n');
+    for (d, st) in keys {
+        s.push_str(&format!("| {d} | {st} |"));
+        for a in &at {
+            let sel: Vec<&Point> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.labels == *a).collect();
+            if sel.is_empty() {
+                s.push_str(" - | - |");
+                continue;
+            }
+            let m = |f: &dyn Fn(&Point) -> f64| mean_sd(&sel.iter().map(|p| f(p)).collect::<Vec<_>>());
+            let (e, esd) = m(&|p| p.calib.ece);
+            let (r, _) = m(&|p| p.calib.ece_raw);
+            let (est, _) = m(&|p| p.calib.pool_est);
+            let (tru, _) = m(&|p| p.calib.pool_acc);
+            s.push_str(&format!(" {e:.3} ± {esd:.3} ({r:.3}) | {est:.3} / {tru:.3} |"));
+        }
+        s.push('\n');
     }
     s
 }

@@ -55,7 +55,7 @@ fn missing_model_files_are_named() {
 
 #[test]
 fn head_save_load_roundtrip() {
-    let h = Head { dim: 2, k: 3, w: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], b: vec![0.1, 0.2, 0.3] };
+    let h = Head { dim: 2, k: 3, w: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], b: vec![0.1, 0.2, 0.3], temperature: 1.0 };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("h.safetensors");
     h.save(&p).unwrap();

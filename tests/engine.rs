@@ -45,7 +45,7 @@ fn zero_shot_reads_label_names_and_the_head_learns() {
 
 #[test]
 fn head_class_weights_and_divergence() {
-    let init = Head { dim: 2, k: 2, w: vec![0.0; 4], b: vec![0.0; 2] };
+    let init = Head { dim: 2, k: 2, w: vec![0.0; 4], b: vec![0.0; 2], temperature: 1.0 };
     // Nine of class 0, one of class 1: balanced weights still separate them.
     let mut x = Vec::new();
     let mut y = Vec::new();
@@ -156,11 +156,27 @@ fn export_every_row_with_its_source() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["source"], "person");
     let threshold = 0.3f32;
+    // Below the threshold: every row kept, the label left empty (source
+    // none), the counts and the expected accuracy printed...
     let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("sure.csv").to_str().unwrap(), "--min-confidence", "0.3"]);
     assert!(o.status.success());
-    let want = 2 + probs.iter().enumerate().filter(|(i, p)| *i >= 2 && **p >= threshold).count();
-    let got = csv::Reader::from_path(d.path().join("sure.csv")).unwrap().records().count();
-    assert_eq!(got, want);
+    let above: Vec<f32> = probs.iter().enumerate().filter(|(i, p)| *i >= 2 && **p >= threshold).map(|(_, p)| *p).collect();
+    let below = 148 - above.len();
+    assert!(above.len() > 0 && below > 0, "the fixture straddles the threshold: {}", above.len());
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(d.path().join("sure.csv")).unwrap().records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 150);
+    assert_eq!(rows.iter().filter(|r| &r[3] == "none" && r[2].is_empty()).count(), below);
+    assert_eq!(rows.iter().filter(|r| &r[3] == "model").count(), above.len());
+    let out = stdout(&o);
+    assert!(out.contains(&format!("2 person, 0 seed, {} model, {below} unlabelled", above.len())), "{out}");
+    let expected = above.iter().map(|&p| p as f64).sum::<f64>() / above.len() as f64;
+    assert!(out.contains(&format!("about {:.0}% expected right", expected * 100.0)), "{out}");
+    assert!(out.contains(&format!("{below} rows below 0.3 left without a label")), "{out}");
+    // ... or those rows left out with --drop-below.
+    let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("sure2.csv").to_str().unwrap(), "--min-confidence", "0.3", "--drop-below"]);
+    assert!(o.status.success());
+    assert_eq!(csv::Reader::from_path(d.path().join("sure2.csv")).unwrap().records().count(), 2 + above.len());
+    assert!(stdout(&o).contains(&format!("{below} rows below 0.3 left out")), "{}", stdout(&o));
     let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("x.xml").to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains(".csv or .jsonl"));
     let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("y.csv").to_str().unwrap(), "--min-confidence", "2"]);
@@ -238,6 +254,16 @@ fn simulate_writes_curves_plot_and_table() {
     assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)));
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(table.contains("acc@10") && table.contains("| demo | margin |"), "{table}");
+    // Calibration: held-out ECE before and after, the pool's estimate beside its truth.
+    let h = csv::Reader::from_path(out.join("curves.csv")).unwrap().headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no {name} column"));
+    for name in ["ece", "ece_raw", "pool_accuracy", "pool_estimate"] {
+        let c = col(name);
+        assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r[c].parse::<f64>().unwrap())), "{name}");
+    }
+    let t = col("temperature");
+    assert!(rows.iter().any(|r| &r[3] == "30" && &r[t] != "1.000"), "a temperature is fitted from 10 labels on");
+    assert!(table.contains("ECE@") && table.contains("pool est / true"), "{table}");
     assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<svg"));
     assert!(std::fs::read(out.join("curves.png")).unwrap().starts_with(b"\x89PNG"));
 }

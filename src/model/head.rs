@@ -38,6 +38,9 @@ pub struct Head {
     pub k: usize,
     pub w: Vec<f32>,
     pub b: Vec<f32>,
+    /// The calibration temperature (1: none); `predict` ignores it,
+    /// `predict_calibrated` applies it (learn::calibration).
+    pub temperature: f32,
 }
 
 impl Head {
@@ -49,7 +52,7 @@ impl Head {
                 w[i * k + j] = label_emb[j * dim + i] / temperature;
             }
         }
-        Head { dim, k, w, b: vec![0.0; k] }
+        Head { dim, k, w, b: vec![0.0; k], temperature: 1.0 }
     }
 
     /// Trains from `init` on rows `x` (n x dim) with labels `y` and per-row
@@ -139,7 +142,7 @@ impl Head {
         if w.iter().chain(b.iter()).any(|v| !v.is_finite()) {
             bail!("training diverged: the head has non-finite weights");
         }
-        Ok(Head { dim, k, w, b })
+        Ok(Head { dim, k, w, b, temperature: init.temperature })
     }
 
     /// The same training as `train`, through candle's autograd and
@@ -186,7 +189,7 @@ impl Head {
         if w.iter().chain(b.iter()).any(|v| !v.is_finite()) {
             bail!("training diverged: the head has non-finite weights");
         }
-        Ok(Head { dim, k, w, b })
+        Ok(Head { dim, k, w, b, temperature: init.temperature })
     }
 
     /// Class probabilities for the rows of `x` (a tensor n x dim on the CPU):
@@ -200,12 +203,20 @@ impl Head {
         Ok(p.flatten_all()?.to_vec1::<f32>()?)
     }
 
+    /// Calibrated class probabilities: `predict` at the head's temperature.
+    pub fn predict_calibrated(&self, x: &Tensor) -> Result<Vec<f32>> {
+        let mut p = self.predict(x)?;
+        crate::learn::calibration::apply(&mut p, self.k, self.temperature);
+        Ok(p)
+    }
+
     /// Saves the head as safetensors.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let dev = Device::Cpu;
         let mut m = std::collections::HashMap::new();
         m.insert("head.weight".to_string(), Tensor::from_slice(&self.w, (self.dim, self.k), &dev)?);
         m.insert("head.bias".to_string(), Tensor::from_slice(&self.b, self.k, &dev)?);
+        m.insert("head.temperature".to_string(), Tensor::from_slice(&[self.temperature], 1, &dev)?);
         let tmp = path.with_extension("tmp");
         candle_core::safetensors::save(&m, &tmp)?;
         std::fs::rename(&tmp, path)?;
@@ -217,7 +228,12 @@ impl Head {
         let w = m.get("head.weight").ok_or_else(|| anyhow::anyhow!("{}: no head.weight", path.display()))?;
         let b = m.get("head.bias").ok_or_else(|| anyhow::anyhow!("{}: no head.bias", path.display()))?;
         let (dim, k) = w.dims2()?;
-        Ok(Head { dim, k, w: w.flatten_all()?.to_vec1()?, b: b.to_vec1()? })
+        // Heads saved before calibration have no temperature: 1.
+        let temperature = match m.get("head.temperature") {
+            Some(t) => t.to_vec1::<f32>()?.first().copied().filter(|t| t.is_finite() && *t > 0.0).unwrap_or(1.0),
+            None => 1.0,
+        };
+        Ok(Head { dim, k, w: w.flatten_all()?.to_vec1()?, b: b.to_vec1()?, temperature })
     }
 }
 
@@ -312,7 +328,7 @@ mod tests {
         let x: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let y: Vec<u32> = (0..n).map(|i| (i % 4) as u32).collect();
         let rw: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 0.5 } else { 1.0 }).collect();
-        let init = Head { dim, k, w: (0..dim * k).map(|_| rng.gen_range(-0.5..0.5)).collect(), b: vec![0.1; k] };
+        let init = Head { dim, k, w: (0..dim * k).map(|_| rng.gen_range(-0.5..0.5)).collect(), b: vec![0.1; k], temperature: 1.0 };
         for cfg in [
             HeadConfig { epochs: 30, ..Default::default() },
             HeadConfig {

@@ -381,7 +381,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         Style::default().add_modifier(Modifier::BOLD),
     ));
     // The last rows of history that fit, leaving room for the summary lines.
-    let summary_lines = 6usize;
+    let summary_lines = 8usize;
     let room = inner_h.saturating_sub(1 + summary_lines).max(1);
     let hist = &app.history[app.history.len().saturating_sub(room)..];
     for h in hist {
@@ -410,10 +410,22 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         let prev = app.history.len().checked_sub(2).map(|i| app.history[i].mean_entropy);
         let delta = prev.map(|p| {
             let d = last.mean_entropy - p;
-            format!(" {}{:.2}", if d <= 0.0 { "↓" } else { "↑" }, d.abs())
+            format!("{}{:.2}", if d <= 0.0 { "↓" } else { "↑" }, d.abs())
         });
-        lines.push(Line::raw(cut(&format!(" entropy {:.2}{}", last.mean_entropy, delta.unwrap_or_default()), w)));
-        lines.push(Line::raw(cut(&format!(" retrain {:.0} ms", last.total_ms), w)));
+        lines.push(Line::raw(cut(
+            &format!(" ent {:.2}{} · {:.0}ms", last.mean_entropy, delta.unwrap_or_default(), last.total_ms),
+            w,
+        )));
+        // How far the rest can be trusted (calibrated probabilities).
+        if let Some((rows, acc, at)) = &last.estimate {
+            if *rows > 0 && last.labels > 0 {
+                let ece = last.ece.map(|e| format!(" · ECE {e:.2}")).unwrap_or_default();
+                lines.push(Line::raw(cut(&format!(" rest ~{:.0}% right{ece}", acc * 100.0), w)));
+                if let Some((t, n, a)) = at.first() {
+                    lines.push(Line::raw(cut(&format!(" ≥{t:.1}: {} rows ~{:.0}%", thousands(*n), a * 100.0), w)));
+                }
+            }
+        }
         if last.pseudo_labels > 0 {
             lines.push(Line::raw(cut(&format!(" pseudo-labels {}", last.pseudo_labels), w)));
         }

@@ -58,6 +58,22 @@ pub struct IterationRecord {
     /// What changed since the iteration before: labels, descriptions, encoder, settings.
     #[serde(default)]
     pub reason: String,
+    /// The calibration temperature fitted on the labels (1: none yet).
+    #[serde(default = "one")]
+    pub temperature: f64,
+    /// Expected calibration error of the calibrated probabilities on the
+    /// held-out set (15 bins), when the session has one.
+    #[serde(default)]
+    pub ece: Option<f64>,
+    /// The calibrated estimate of the model's labels on the unlabelled rows:
+    /// how many rows, their expected accuracy, and per threshold (rows at or
+    /// above it, their expected accuracy).
+    #[serde(default)]
+    pub estimate: Option<(usize, f64, Vec<(f32, usize, f64)>)>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl IterationRecord {
@@ -166,7 +182,7 @@ pub(crate) fn eligible(session: &Session, p: &Prepared) -> Result<(Vec<(usize, u
 
 pub(crate) fn resume_update(session: &Session, p: &Prepared, head: &Head, strategy: Strategy) -> Result<Update> {
     let (pairs, elig, _) = eligible(session, p)?;
-    let scores = p.engine.score_with(head)?;
+    let (raw, scores) = p.engine.score_with(head)?;
     let its = session.iterations()?;
     let (iteration, record) = match its.last() {
         Some((id, _, m)) => (*id, serde_json::from_value(m.clone()).unwrap_or_default()),
@@ -174,7 +190,7 @@ pub(crate) fn resume_update(session: &Session, p: &Prepared, head: &Head, strate
     };
     let settings = session.settings()?;
     let ranking =
-        learn::rank(&scores, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ iteration as u64);
+        learn::rank(&raw, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ iteration as u64);
     Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record, trained: false })
 }
 
@@ -208,7 +224,7 @@ pub fn iterate(
     let t1 = Instant::now();
     let prev_iteration: i64 = session.iterations()?.last().map(|x| x.0).unwrap_or(0);
     let ranking = learn::rank(
-        &it.scores,
+        &it.raw,
         strategy,
         &elig,
         Some((&p.engine.emb, &p.engine.pool_rows)),
@@ -231,7 +247,19 @@ pub fn iterate(
     }
     let mean_entropy =
         if it.scores.is_empty() { 0.0 } else { it.scores.entropy.iter().map(|&e| e as f64).sum::<f64>() / it.scores.len() as f64 };
+    let est = learn::calibration::Estimate::of(&it.scores.prob, |i| elig[i]);
+    let ece = match p.engine.test_probs(&it.head)? {
+        Some((_, tp)) => {
+            let s = Scores::from_probs(tp, k);
+            let right: Vec<bool> = s.pred.iter().zip(&p.engine.test_gold).map(|(a, b)| a == b).collect();
+            Some(learn::calibration::ece(&s.prob, &right, learn::calibration::ECE_BINS))
+        }
+        None => None,
+    };
     let mut record = IterationRecord {
+        temperature: it.head.temperature as f64,
+        ece,
+        estimate: Some((est.rows, est.accuracy, est.at)),
         iteration: 0,
         labels: pairs.len(),
         per_class,
@@ -352,9 +380,9 @@ fn rerank(
     n_labels: usize,
 ) -> Result<Update> {
     let settings = session.settings()?;
-    let scores = p.engine.score_with(head)?;
+    let (raw, scores) = p.engine.score_with(head)?;
     let ranking =
-        learn::rank(&scores, strategy, elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ id as u64);
+        learn::rank(&raw, strategy, elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ id as u64);
     let mut rank_of = vec![None; p.pool_ids.len()];
     for (r, &i) in ranking.iter().enumerate() {
         rank_of[i as usize] = Some(r as i64);

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod calibration;
+
 use crate::model::cache::Matrix;
 use crate::model::head::{Head, HeadConfig};
 
@@ -327,8 +329,12 @@ pub struct Engine {
 
 /// The outcome of one iteration.
 pub struct Iteration {
+    /// The head, its calibration temperature set.
     pub head: Head,
+    /// Calibrated: what is shown, stored and exported.
     pub scores: Scores,
+    /// The model's own probabilities: what the strategies rank by.
+    pub raw: Scores,
     pub test: Option<Metrics>,
     pub pseudo_labels: usize,
     pub train_ms: f64,
@@ -377,65 +383,19 @@ impl Engine {
 
     /// Trains on `labels` (pool index, label), predicts every pool row and
     /// scores the held-out set. With no labels, the head is the zero-shot one.
+    /// The head's temperature is fitted on cross-validated predictions of
+    /// the labels (`calibrate`).
     pub fn iterate(&self, labels: &[(usize, u32)]) -> Result<Iteration> {
         let t0 = Instant::now();
-        let init = self.zero_shot_head();
-        let mut head = init.clone();
-        let mut pseudo_labels = 0;
-        if !labels.is_empty() {
-            let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
-            // The person's labels, balanced over the classes present (mean weight 1).
-            let mut counts = vec![0usize; self.k];
-            for &(_, l) in labels {
-                counts[l as usize] += 1;
-            }
-            let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
-            for &(i, l) in labels {
-                x.extend_from_slice(self.emb.row(self.pool_rows[i]));
-                y.push(l);
-                w.push(labels.len() as f32 / (present * counts[l as usize] as f32));
-            }
-            // One pseudo-example per class from its label prompt, fading as
-            // the class gets labels of its own.
-            if self.cfg.prior_weight > 0.0 {
-                for j in 0..self.k {
-                    x.extend_from_slice(&self.label_emb[j * self.dim..(j + 1) * self.dim]);
-                    y.push(j as u32);
-                    w.push(self.cfg.prior_weight / (1.0 + counts[j] as f32));
-                }
-            }
-            head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;
-            if self.cfg.self_training.enabled(self.k, self.pool_len()) {
-                let probs = head.predict(&self.x_pool)?;
-                let s = Scores::from_probs(probs, self.k);
-                let mut labelled = vec![false; self.pool_len()];
-                for &(i, _) in labels {
-                    labelled[i] = true;
-                }
-                let mut by_class: Vec<Vec<(f32, usize)>> = vec![Vec::new(); self.k];
-                for i in 0..s.len() {
-                    if !labelled[i] {
-                        by_class[s.pred[i] as usize].push((s.prob[i], i));
-                    }
-                }
-                for (c, mut v) in by_class.into_iter().enumerate() {
-                    v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
-                    for &(_, i) in v.iter().take(self.cfg.pseudo_per_class) {
-                        x.extend_from_slice(self.emb.row(self.pool_rows[i]));
-                        y.push(c as u32);
-                        w.push(self.cfg.pseudo_weight);
-                        pseudo_labels += 1;
-                    }
-                }
-                let mut cfg = self.cfg.head.clone();
-                cfg.epochs = (cfg.epochs / 2).max(1);
-                head = Head::train(&head, &x, &y, &w, &cfg)?;
-            }
-        }
+        let (mut head, pseudo_labels) = self.fit(labels, true)?;
+        let probs = head.predict(&self.x_pool)?;
+        let raw = Scores::from_probs(probs.clone(), self.k);
+        head.temperature = self.calibrate(labels)?;
         let train_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
-        let probs = head.predict(&self.x_pool)?;
-        let scores = Scores::from_probs(probs, self.k);
+        let mut shown = probs;
+        calibration::apply(&mut shown, self.k, head.temperature);
+        let scores = Scores::from_probs(shown, self.k);
         let test = match &self.x_test {
             Some(xt) => {
                 let s = Scores::from_probs(head.predict(xt)?, self.k);
@@ -444,7 +404,108 @@ impl Engine {
             None => None,
         };
         let predict_ms = t1.elapsed().as_secs_f64() * 1e3;
-        Ok(Iteration { head, scores, test, pseudo_labels, train_ms, predict_ms })
+        Ok(Iteration { head, scores, raw, test, pseudo_labels, train_ms, predict_ms })
+    }
+
+    /// The head trained on `labels` (with the label-prompt prior, and
+    /// self-training when `self_train` and the configuration say so), and
+    /// the number of pseudo-labels it used.
+    fn fit(&self, labels: &[(usize, u32)], self_train: bool) -> Result<(Head, usize)> {
+        let init = self.zero_shot_head();
+        let mut head = init.clone();
+        let mut pseudo_labels = 0;
+        if labels.is_empty() {
+            return Ok((head, 0));
+        }
+        let (mut x, mut y, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        // The person's labels, balanced over the classes present (mean weight 1).
+        let mut counts = vec![0usize; self.k];
+        for &(_, l) in labels {
+            counts[l as usize] += 1;
+        }
+        let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
+        for &(i, l) in labels {
+            x.extend_from_slice(self.emb.row(self.pool_rows[i]));
+            y.push(l);
+            w.push(labels.len() as f32 / (present * counts[l as usize] as f32));
+        }
+        // One pseudo-example per class from its label prompt, fading as
+        // the class gets labels of its own.
+        if self.cfg.prior_weight > 0.0 {
+            for j in 0..self.k {
+                x.extend_from_slice(&self.label_emb[j * self.dim..(j + 1) * self.dim]);
+                y.push(j as u32);
+                w.push(self.cfg.prior_weight / (1.0 + counts[j] as f32));
+            }
+        }
+        head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;
+        if self_train && self.cfg.self_training.enabled(self.k, self.pool_len()) {
+            let probs = head.predict(&self.x_pool)?;
+            let s = Scores::from_probs(probs, self.k);
+            let mut labelled = vec![false; self.pool_len()];
+            for &(i, _) in labels {
+                labelled[i] = true;
+            }
+            let mut by_class: Vec<Vec<(f32, usize)>> = vec![Vec::new(); self.k];
+            for i in 0..s.len() {
+                if !labelled[i] {
+                    by_class[s.pred[i] as usize].push((s.prob[i], i));
+                }
+            }
+            for (c, mut v) in by_class.into_iter().enumerate() {
+                v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+                for &(_, i) in v.iter().take(self.cfg.pseudo_per_class) {
+                    x.extend_from_slice(self.emb.row(self.pool_rows[i]));
+                    y.push(c as u32);
+                    w.push(self.cfg.pseudo_weight);
+                    pseudo_labels += 1;
+                }
+            }
+            let mut cfg = self.cfg.head.clone();
+            cfg.epochs = (cfg.epochs / 2).max(1);
+            head = Head::train(&head, &x, &y, &w, &cfg)?;
+        }
+        Ok((head, pseudo_labels))
+    }
+
+    /// The calibration temperature for a model trained on `labels`: each
+    /// label is predicted by a head trained without its fold (`FOLDS`
+    /// folds, interleaved in the order the labels were given), and the
+    /// temperature fitted on those predictions (learn::calibration). The
+    /// fold heads skip self-training (it would cost a pool prediction
+    /// each). 1 with fewer than `MIN_LABELS` labels.
+    pub fn calibrate(&self, labels: &[(usize, u32)]) -> Result<f32> {
+        if labels.len() < calibration::MIN_LABELS {
+            return Ok(1.0);
+        }
+        let folds = calibration::FOLDS.min(labels.len());
+        let mut probs = Vec::with_capacity(labels.len() * self.k);
+        let mut gold = Vec::with_capacity(labels.len());
+        for f in 0..folds {
+            let train: Vec<(usize, u32)> = labels.iter().enumerate().filter(|(i, _)| i % folds != f).map(|(_, &p)| p).collect();
+            let held: Vec<(usize, u32)> = labels.iter().enumerate().filter(|(i, _)| i % folds == f).map(|(_, &p)| p).collect();
+            let (head, _) = self.fit(&train, true)?;
+            let rows: Vec<usize> = held.iter().map(|&(i, _)| self.pool_rows[i]).collect();
+            let x = Tensor::from_vec(gather(&self.emb, &rows), (rows.len(), self.dim), &Device::Cpu)?;
+            probs.extend(head.predict(&x)?);
+            gold.extend(held.iter().map(|&(_, l)| l));
+        }
+        Ok(calibration::fit_temperature(&probs, self.k, &gold))
+    }
+
+    /// Probabilities of the held-out rows under `head` (n x k), the model's
+    /// own and calibrated, for the calibration error; None without a
+    /// held-out set.
+    pub fn test_probs(&self, head: &Head) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        match &self.x_test {
+            Some(xt) => {
+                let raw = head.predict(xt)?;
+                let mut cal = raw.clone();
+                calibration::apply(&mut cal, self.k, head.temperature);
+                Ok(Some((raw, cal)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Accuracy on `test` (pool index, label) of the head trained on
@@ -459,13 +520,18 @@ impl Engine {
         if test.is_empty() {
             bail!("no labels to check on");
         }
-        let s = self.score_with(&self.iterate(train)?.head)?;
+        let (s, _) = self.score_with(&self.fit(train, true)?.0)?;
         Ok(test.iter().map(|&(i, l)| s.pred[i] == l).collect())
     }
 
-    /// Scores of the pool under a given head.
-    pub fn score_with(&self, head: &Head) -> Result<Scores> {
-        Ok(Scores::from_probs(head.predict(&self.x_pool)?, self.k))
+    /// Scores of the pool under a given head: the model's own (for
+    /// ranking) and calibrated (for everything else).
+    pub fn score_with(&self, head: &Head) -> Result<(Scores, Scores)> {
+        let probs = head.predict(&self.x_pool)?;
+        let raw = Scores::from_probs(probs.clone(), self.k);
+        let mut shown = probs;
+        calibration::apply(&mut shown, self.k, head.temperature);
+        Ok((raw, Scores::from_probs(shown, self.k)))
     }
 }
 
