@@ -51,6 +51,13 @@ pub enum Command {
     Retrain { name: String },
     /// Label a new file with the session's model (streaming), with probability and entropy columns.
     Predict(PredictArgs),
+    /// The person's labels that a model trained without them disputes, most disputed first (from the last retrain).
+    Review {
+        name: String,
+        /// How many to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
     /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk.
     Annotate { name: String },
     /// Replay the paper's experiment: gold labels stand in for the person.
@@ -240,6 +247,9 @@ pub struct SimulateArgs {
     /// Swap every fine-tuned encoder in, without the workstation's check on the labels it has not seen.
     #[arg(long)]
     pub swap_always: bool,
+    /// The share of labels the simulated person gets wrong (a random other label); measures the review (review.csv, review.md).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub noise: f64,
     #[command(flatten)]
     pub finetune: crate::store::FinetuneOverrides,
     /// Embedding cache folder (default OUT/cache); share one between runs on the same data.
@@ -418,6 +428,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Predict(a) => cmd_predict(&sessions, a),
+        Command::Review { name, top } => cmd_review(&sessions, &name, top),
         Command::Annotate { name } => cmd_annotate(&sessions, &name),
         Command::Simulate(a) => cmd_simulate(a),
         Command::Bench(a) => crate::bench::run(a, &sessions),
@@ -557,6 +568,9 @@ fn cmd_predict(sessions: &Path, a: PredictArgs) -> Result<()> {
 
 fn cmd_simulate(a: SimulateArgs) -> Result<()> {
     let strategies = a.strategy.split(',').map(|s| Strategy::parse(s.trim())).collect::<Result<Vec<_>>>()?;
+    if !(0.0..1.0).contains(&a.noise) {
+        bail!("--noise must be at least 0 and below 1, not {}", a.noise);
+    }
     let opts = crate::simulate::SimOptions {
         train: a.train,
         test: a.test,
@@ -571,6 +585,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         finetune: a.finetune.clone(),
         pace: a.pace,
         swap_always: a.swap_always,
+        noise: a.noise,
         threads: a.threads.unwrap_or_else(crate::model::threads),
         out: a.out.clone(),
         model: a.model.unwrap_or_else(|| crate::model::assets::model_dir("bundled")),
@@ -617,4 +632,51 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
     };
     Session::create(sessions, name, &spec, reset)?;
     Ok(name.into())
+}
+
+/// Prints the last iteration's disputed labels: row id, the label given,
+/// the model's label and both probabilities (from a model trained without
+/// the row), and the text.
+fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
+    let s = Session::open_read_only(sessions, name)?;
+    let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
+    let Some((_, _, m)) = s.iterations()?.pop() else {
+        println!("no model yet: label a few rows (or `labelrest retrain {}`) first", crate::data::display_safe(name));
+        return Ok(());
+    };
+    let rec: crate::worker::IterationRecord = serde_json::from_value(m).unwrap_or_default();
+    let current: std::collections::HashMap<i64, u32> = s.labels()?.into_iter().map(|l| (l.row_id, l.label)).collect();
+    let texts: std::collections::HashMap<i64, String> = s.rows()?.into_iter().map(|r| (r.id, r.text)).collect();
+    let standing: Vec<_> = rec.suspects.iter().filter(|x| current.get(&x.0) == Some(&x.1)).collect();
+    if rec.labels < crate::learn::calibration::MIN_LABELS {
+        println!("the review needs at least {} labels (the last iteration had {})", crate::learn::calibration::MIN_LABELS, rec.labels);
+        return Ok(());
+    }
+    println!(
+        "{} of {} labels disputed by a model trained without them (iteration {}); most disputed first:",
+        standing.len(),
+        rec.labels,
+        rec.iteration
+    );
+    if standing.is_empty() {
+        return Ok(());
+    }
+    println!("{:>8}  {:<24} {:<24} {:>5} {:>5}  text", "row", "given", "model says", "p", "p(g)");
+    for x in standing.iter().take(top) {
+        let text = texts.get(&x.0).map(|t| crate::data::display_safe(t)).unwrap_or_default();
+        let short: String = text.chars().take(60).collect();
+        let cut = |n: &str| -> String { n.chars().take(24).collect() };
+        println!(
+            "{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}",
+            x.0,
+            cut(&names[x.1 as usize]),
+            cut(&names[x.2 as usize]),
+            x.3,
+            x.4
+        );
+    }
+    if standing.len() > top {
+        println!("... {} more (--top N)", standing.len() - top);
+    }
+    Ok(())
 }

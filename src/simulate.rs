@@ -46,7 +46,31 @@ pub struct SimOptions {
     pub swap_always: bool,
     pub threads: usize,
     pub quiet: bool,
+    /// The share of labels the simulated person gets wrong (a random other
+    /// label), to measure the review of the person's labels.
+    pub noise: f64,
 }
+
+/// How the review of the person's labels did on one simulated session with
+/// wrong labels injected (`--noise`): at the end of the run, how many of the
+/// wrong labels are among the review's top k, for k a share of the labels,
+/// and the held-out accuracy before and after fixing the ones found in the
+/// top 5%.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewResult {
+    pub dataset: String,
+    pub strategy: String,
+    pub seed: usize,
+    pub labels: usize,
+    pub wrong: usize,
+    /// (share of the labels, k, wrong labels among the top k).
+    pub found: Vec<(f64, usize, usize)>,
+    pub accuracy: f64,
+    pub accuracy_fixed: f64,
+}
+
+/// Shares of the labels at which the review's top k is scored.
+pub const REVIEW_AT: [f64; 3] = [0.02, 0.05, 0.10];
 
 /// One point of a learning curve.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,9 +236,27 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     };
 
     let mut points = Vec::new();
+    let mut reviews = Vec::new();
     for &strategy in &opts.strategies {
         for seed in 0..opts.seeds {
-            let curve = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset)?;
+            let (curve, review) = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset)?;
+            if let Some(mut r) = review {
+                r.dataset = dataset.clone();
+                r.strategy = strategy.name().into();
+                r.seed = seed;
+                if !opts.quiet {
+                    let f: Vec<String> = r.found.iter().map(|(a, k, n)| format!("top {:.0}% ({k}): {n}", a * 100.0)).collect();
+                    eprintln!(
+                        "{dataset} seed {seed}: {} wrong labels of {}; review found {}; accuracy {:.3} -> {:.3} fixing the top 5%",
+                        r.wrong,
+                        r.labels,
+                        f.join(", "),
+                        r.accuracy,
+                        r.accuracy_fixed
+                    );
+                }
+                reviews.push(r);
+            }
             for c in curve {
                 points.push(Point {
                     dataset: dataset.clone(),
@@ -243,7 +285,57 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         }
     }
     write_outputs(&opts.out, &points)?;
+    if !reviews.is_empty() {
+        write_review(&opts.out, &reviews)?;
+    }
     Ok(points)
+}
+
+/// review.csv and review.md: how the review found the injected wrong labels.
+pub fn write_review(out: &Path, reviews: &[ReviewResult]) -> Result<()> {
+    let mut w = csv::Writer::from_path(out.join("review.csv"))?;
+    w.write_record(["dataset", "strategy", "seed", "labels", "wrong", "share", "k", "found", "accuracy", "accuracy_fixed"])?;
+    for r in reviews {
+        for &(a, k, n) in &r.found {
+            w.write_record([
+                r.dataset.clone(),
+                r.strategy.clone(),
+                r.seed.to_string(),
+                r.labels.to_string(),
+                r.wrong.to_string(),
+                format!("{a}"),
+                k.to_string(),
+                n.to_string(),
+                format!("{:.4}", r.accuracy),
+                format!("{:.4}", r.accuracy_fixed),
+            ])?;
+        }
+    }
+    w.flush()?;
+    let mut md = String::from("| dataset | strategy | labels | wrong |");
+    for a in REVIEW_AT {
+        md.push_str(&format!(" found in top {:.0}% |", a * 100.0));
+    }
+    md.push_str(" accuracy | fixing the top 5% |\n|---|---|---|---|");
+    for _ in REVIEW_AT {
+        md.push_str("---|");
+    }
+    md.push_str("---|---|\n");
+    let m = |v: Vec<f64>| mean_sd(&v);
+    let (labels, _) = m(reviews.iter().map(|r| r.labels as f64).collect());
+    let (wrong, _) = m(reviews.iter().map(|r| r.wrong as f64).collect());
+    md.push_str(&format!("| {} | {} | {labels:.0} | {wrong:.1} |", reviews[0].dataset, reviews[0].strategy));
+    for (j, _) in REVIEW_AT.iter().enumerate() {
+        let (k, _) = m(reviews.iter().map(|r| r.found[j].1 as f64).collect());
+        let found: usize = reviews.iter().map(|r| r.found[j].2).sum();
+        let total: usize = reviews.iter().map(|r| r.wrong).sum();
+        md.push_str(&format!(" {found} of {total} (k = {k:.0}) |"));
+    }
+    let (a, asd) = m(reviews.iter().map(|r| r.accuracy).collect());
+    let (b, bsd) = m(reviews.iter().map(|r| r.accuracy_fixed).collect());
+    md.push_str(&format!(" {a:.3} ± {asd:.3} | {b:.3} ± {bsd:.3} |\n"));
+    std::fs::write(out.join("review.md"), md)?;
+    Ok(())
 }
 
 /// What a fine-tune during a simulated session needs.
@@ -356,8 +448,14 @@ fn run_one(
     tuning: Option<&Tuning>,
     gpu: bool,
     dataset: &str,
-) -> Result<Vec<CurvePoint>> {
+) -> Result<(Vec<CurvePoint>, Option<ReviewResult>)> {
     let mut engine = engine0.clone();
+    // The simulated person's slips (--noise): a random other label.
+    let mut slips = {
+        use rand::SeedableRng;
+        rand_chacha::ChaCha8Rng::seed_from_u64(0x51195 ^ seed)
+    };
+    let mut wrong: std::collections::HashSet<usize> = Default::default();
     let n = engine.pool_len();
     // Each seed sees a different random 90% of the pool (the rest is never
     // offered), so that seeds differ even where the strategy is deterministic.
@@ -395,6 +493,7 @@ fn run_one(
     let mut iteration = 0u64;
     let mut encoder_labels = 0usize;
     let mut last_head = engine.zero_shot_head();
+    let mut last_it: Option<learn::Iteration> = None;
     // A fine-tune in flight or waiting to be checked: (batch at which it is
     // ready, its engine, the labels it learnt from, seconds).
     let mut pending: Option<(u64, Arc<Engine>, Vec<(usize, u32)>, f64)> = None;
@@ -409,7 +508,15 @@ fn run_one(
             let i = i as usize;
             if !labelled[i] {
                 labelled[i] = true;
-                pairs.push((i, gold[i]));
+                let mut l = gold[i];
+                if opts.noise > 0.0 && engine0.k > 1 {
+                    use rand::Rng;
+                    if slips.gen_bool(opts.noise.min(1.0)) {
+                        l = (gold[i] + slips.gen_range(1..engine0.k as u32)) % engine0.k as u32;
+                        wrong.insert(i);
+                    }
+                }
+                pairs.push((i, l));
                 added += 1;
             }
         }
@@ -479,9 +586,39 @@ fn run_one(
             finetune_seconds: ft_secs,
             calib: calib_of(&engine, &it, gold, &pairs)?,
         });
-        last_head = it.head;
+        last_head = it.head.clone();
+        last_it = Some(it);
     }
-    Ok(out)
+    // The review at the end: where the wrong labels rank among the disputed ones.
+    let review = match (&last_it, opts.noise > 0.0) {
+        (Some(it), true) => {
+            let ranked: Vec<usize> = it.suspects.iter().map(|x| pairs[x.at].0).collect();
+            let found = REVIEW_AT
+                .iter()
+                .map(|&a| {
+                    let k = ((a * pairs.len() as f64).round() as usize).max(1);
+                    (a, k, ranked.iter().take(k).filter(|i| wrong.contains(i)).count())
+                })
+                .collect();
+            // Fix what the top 5% found, train again, score again.
+            let k5 = ((0.05 * pairs.len() as f64).round() as usize).max(1);
+            let fix: std::collections::HashSet<usize> = ranked.iter().take(k5).copied().filter(|i| wrong.contains(i)).collect();
+            let fixed: Vec<(usize, u32)> = pairs.iter().map(|&(i, l)| if fix.contains(&i) { (i, gold[i]) } else { (i, l) }).collect();
+            let accuracy_fixed = engine.iterate(&fixed)?.test.map(|m| m.accuracy).unwrap_or_default();
+            Some(ReviewResult {
+                dataset: String::new(),
+                strategy: String::new(),
+                seed: 0,
+                labels: pairs.len(),
+                wrong: wrong.len(),
+                found,
+                accuracy: it.test.as_ref().map(|m| m.accuracy).unwrap_or_default(),
+                accuracy_fixed,
+            })
+        }
+        _ => None,
+    };
+    Ok((out, review))
 }
 
 pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {

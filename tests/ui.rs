@@ -735,3 +735,62 @@ fn quitting_stops_long_work_between_batches() {
     let s = Session::open(d.path(), "s").unwrap();
     assert_eq!(s.labels().unwrap().len(), 1);
 }
+
+/// The review: a label planted wrong among correct ones is what a model
+/// trained without it disputes first; the workstation lists it first in
+/// review order, keeping it takes it off the list, and `labelrest review`
+/// prints it.
+#[test]
+fn review_finds_a_planted_wrong_label() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 400, false);
+    let rows = s.rows().unwrap();
+    let mut by_class: std::collections::BTreeMap<u32, Vec<i64>> = Default::default();
+    for r in &rows {
+        by_class.entry(r.gold.unwrap()).or_default().push(r.id);
+    }
+    let mut classes: Vec<(u32, Vec<i64>)> = by_class.into_iter().collect();
+    classes.sort_by_key(|c| std::cmp::Reverse(c.1.len()));
+    let (a, b) = (classes[0].0, classes[1].0);
+    let mut planted = None;
+    for (c, ids) in classes.iter().take(4) {
+        for &id in ids.iter().take(8) {
+            // One row of the first class labelled as the second.
+            let l = if *c == a && planted.is_none() {
+                planted = Some(id);
+                b
+            } else {
+                *c
+            };
+            s.add_label(id, l, 0, None).unwrap();
+        }
+    }
+    let planted = planted.unwrap();
+    worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    let mut app = App::load(s).unwrap();
+    let suspects = &app.history.last().unwrap().suspects;
+    assert!(!suspects.is_empty());
+    assert_eq!(suspects[0].0, planted, "{suspects:?}");
+    assert_eq!(suspects[0].2, a, "the model says the class it is");
+    app.handle(Action::Review);
+    assert_eq!(app.view, View::Labelled);
+    let i = app.selected().unwrap();
+    assert_eq!(app.row_ids[i], planted);
+    let n = app.labelled_list.len();
+    let shown = screen(&mut app, 100, 30);
+    assert!(shown.contains("Review (") && shown.contains("≠"), "{shown}");
+    assert!(shown.contains("keep"), "the footer says what Enter does here: {shown}");
+    // Keep it: off the list, the label unchanged.
+    app.handle(Action::Accept);
+    assert_eq!(app.labelled_list.len(), n - 1);
+    assert_eq!(app.session.label_of(planted).unwrap().map(|l| l.0), Some(b));
+    // Again: every label.
+    app.handle(Action::Review);
+    assert_eq!(app.labelled_list.len(), 32);
+    drop(app);
+    let o = labelrest(d.path(), &["review", "s", "--top", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let first = out.lines().nth(2).unwrap_or_default();
+    assert!(first.trim_start().starts_with(&planted.to_string()), "{out}");
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub mod calibration;
+pub mod review;
 
 use crate::model::cache::Matrix;
 use crate::model::head::{Head, HeadConfig};
@@ -335,6 +336,9 @@ pub struct Iteration {
     pub scores: Scores,
     /// The model's own probabilities: what the strategies rank by.
     pub raw: Scores,
+    /// The person's labels that a model trained without them disputes,
+    /// most disputed first (`at` indexes the labels given to `iterate`).
+    pub suspects: Vec<review::Suspect>,
     pub test: Option<Metrics>,
     pub pseudo_labels: usize,
     pub train_ms: f64,
@@ -390,7 +394,15 @@ impl Engine {
         let (mut head, pseudo_labels) = self.fit(labels, true)?;
         let probs = head.predict(&self.x_pool)?;
         let raw = Scores::from_probs(probs.clone(), self.k);
-        head.temperature = self.calibrate(labels)?;
+        let cv = self.cross_validated(labels)?;
+        head.temperature = match &cv {
+            Some(p) => calibration::fit_temperature(p, self.k, &labels.iter().map(|l| l.1).collect::<Vec<_>>()),
+            None => 1.0,
+        };
+        let suspects = match &cv {
+            Some(p) => review::suspects(p, self.k, &labels.iter().map(|l| l.1).collect::<Vec<_>>()),
+            None => Vec::new(),
+        };
         let train_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let mut shown = probs;
@@ -404,7 +416,7 @@ impl Engine {
             None => None,
         };
         let predict_ms = t1.elapsed().as_secs_f64() * 1e3;
-        Ok(Iteration { head, scores, raw, test, pseudo_labels, train_ms, predict_ms })
+        Ok(Iteration { head, scores, raw, suspects, test, pseudo_labels, train_ms, predict_ms })
     }
 
     /// The head trained on `labels` (with the label-prompt prior, and
@@ -468,29 +480,30 @@ impl Engine {
         Ok((head, pseudo_labels))
     }
 
-    /// The calibration temperature for a model trained on `labels`: each
-    /// label is predicted by a head trained without its fold (`FOLDS`
-    /// folds, interleaved in the order the labels were given), and the
-    /// temperature fitted on those predictions (learn::calibration). The
-    /// fold heads skip self-training (it would cost a pool prediction
-    /// each). 1 with fewer than `MIN_LABELS` labels.
-    pub fn calibrate(&self, labels: &[(usize, u32)]) -> Result<f32> {
+    /// Each label predicted by a head trained without it: `FOLDS` folds,
+    /// interleaved in the order the labels were given, each fold's head
+    /// trained as the model is (prior and self-training included). Rows of
+    /// `k` probabilities in the order of `labels`; None with fewer than
+    /// `calibration::MIN_LABELS` labels. The calibration temperature is
+    /// fitted on them and the review ranks the labels they dispute.
+    pub fn cross_validated(&self, labels: &[(usize, u32)]) -> Result<Option<Vec<f32>>> {
         if labels.len() < calibration::MIN_LABELS {
-            return Ok(1.0);
+            return Ok(None);
         }
         let folds = calibration::FOLDS.min(labels.len());
-        let mut probs = Vec::with_capacity(labels.len() * self.k);
-        let mut gold = Vec::with_capacity(labels.len());
+        let mut probs = vec![0f32; labels.len() * self.k];
         for f in 0..folds {
             let train: Vec<(usize, u32)> = labels.iter().enumerate().filter(|(i, _)| i % folds != f).map(|(_, &p)| p).collect();
-            let held: Vec<(usize, u32)> = labels.iter().enumerate().filter(|(i, _)| i % folds == f).map(|(_, &p)| p).collect();
+            let held: Vec<usize> = (0..labels.len()).filter(|i| i % folds == f).collect();
             let (head, _) = self.fit(&train, true)?;
-            let rows: Vec<usize> = held.iter().map(|&(i, _)| self.pool_rows[i]).collect();
+            let rows: Vec<usize> = held.iter().map(|&i| self.pool_rows[labels[i].0]).collect();
             let x = Tensor::from_vec(gather(&self.emb, &rows), (rows.len(), self.dim), &Device::Cpu)?;
-            probs.extend(head.predict(&x)?);
-            gold.extend(held.iter().map(|&(_, l)| l));
+            let p = head.predict(&x)?;
+            for (r, &i) in held.iter().enumerate() {
+                probs[i * self.k..(i + 1) * self.k].copy_from_slice(&p[r * self.k..(r + 1) * self.k]);
+            }
         }
-        Ok(calibration::fit_temperature(&probs, self.k, &gold))
+        Ok(Some(probs))
     }
 
     /// Probabilities of the held-out rows under `head` (n x k), the model's

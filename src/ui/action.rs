@@ -31,6 +31,9 @@ pub enum Action {
     Search,
     /// Read the selected row's whole text (scrollable).
     Read,
+    /// The labelled view in review order: the person's labels that a model
+    /// trained without them disputes, most disputed first (again: all).
+    Review,
     /// Fine-tune the encoder now, or cancel the running fine-tune.
     FineTune,
     /// Next training mode: auto, head, finetune, contrastive.

@@ -150,6 +150,10 @@ pub struct App {
     pub all_search: Option<String>,
     /// 0: pool order, 1: least confident first, 2: most confident first.
     pub all_sort: u8,
+    /// The labelled view lists only the labels the model disputes (review).
+    pub review: bool,
+    /// Disputed labels the person kept in this review.
+    pub reviewed: HashSet<u32>,
     pub quit: bool,
     /// Jobs for the worker, taken by the event loop.
     pub outbox: Vec<Job>,
@@ -257,6 +261,8 @@ impl App {
             all_filter: None,
             all_search: None,
             all_sort: 0,
+            review: false,
+            reviewed: HashSet::new(),
             quit: false,
             outbox: Vec::new(),
             export_path,
@@ -457,9 +463,35 @@ impl App {
     }
 
     fn labelled_order(&self) -> Vec<u32> {
+        if self.review {
+            return self.disputed();
+        }
         let mut v: Vec<u32> = (0..self.row_ids.len() as u32).filter(|&i| self.labels[i as usize].is_some()).collect();
         v.reverse();
         v
+    }
+
+    /// The disputed labels of the last iteration still standing (the row
+    /// still has the label that was disputed, and was not kept in this
+    /// review), most disputed first.
+    pub fn disputed(&self) -> Vec<u32> {
+        let Some(h) = self.history.last() else { return Vec::new() };
+        if h.suspects.is_empty() {
+            return Vec::new();
+        }
+        let index: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        h.suspects
+            .iter()
+            .filter_map(|&(id, given, ..)| index.get(&id).copied().filter(|&i| self.labels[i as usize].map(|l| l.0) == Some(given)))
+            .filter(|i| !self.reviewed.contains(i))
+            .collect()
+    }
+
+    /// What the last iteration's review says of row `i`: the model's label
+    /// and its probability, when the row's label is disputed.
+    pub fn dispute(&self, i: usize) -> Option<(u32, f32)> {
+        let id = self.row_ids[i];
+        self.history.last()?.suspects.iter().find(|s| s.0 == id).map(|s| (s.2, s.3))
     }
 
     /// The label the all-rows view shows: the person's, else the model's.
@@ -815,8 +847,36 @@ impl App {
                 if let Some(i) = self.selected() {
                     if let Some((l, _)) = self.labels[i] {
                         self.message = Some(format!("row {} keeps {}", self.row_ids[i], self.label_names[l as usize]));
+                        if self.review {
+                            // Kept after review: off the list.
+                            self.reviewed.insert(i as u32);
+                            self.rebuild_lists();
+                            self.scroll_into_view();
+                        }
                     }
                 }
+            }
+            Action::Review => {
+                self.review = !self.review;
+                self.view = View::Labelled;
+                self.rebuild_lists();
+                self.cursor[View::Labelled.index()] = 0;
+                self.offset[View::Labelled.index()] = 0;
+                self.message = Some(if !self.review {
+                    "review off: every label, newest first".into()
+                } else if self.history.last().map(|h| h.suspects.is_empty()).unwrap_or(true) {
+                    format!(
+                        "review: no label is disputed (each retrain checks your labels from {} on)",
+                        crate::learn::calibration::MIN_LABELS
+                    )
+                } else {
+                    format!(
+                        "review: {} labels a model trained without them disputes; {} keeps, 1-9 or {} relabels",
+                        self.labelled_list.len(),
+                        self.key(&Action::Accept),
+                        self.key(&Action::OpenPicker)
+                    )
+                });
             }
             Action::Accept | Action::Confirm => {
                 if let Some(i) = self.selected() {

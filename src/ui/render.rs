@@ -243,6 +243,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let list = app.current_list();
     let title = match app.view {
         View::Queue => format!(" Queue ({}, {} rows) ", app.strategy.name(), thousands(list.len())),
+        View::Labelled if app.review => format!(" Review ({} disputed, most first) ", thousands(list.len())),
         View::Labelled => format!(" Labelled ({}) ", thousands(list.len())),
         View::All => {
             let mut t = format!(" All rows ({})", thousands(list.len()));
@@ -309,7 +310,13 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         };
         let label_text = match app.view {
             View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
-            View::Labelled => app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default(),
+            View::Labelled => {
+                let given = app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default();
+                match app.dispute(i) {
+                    Some((m, _)) if app.review => format!("{given} ≠ {}", app.label_names[m as usize]),
+                    _ => given,
+                }
+            }
             View::All => match app.shown_label(i) {
                 Some((l, src)) => format!("{} {}", &src[..1], app.label_names[l as usize]),
                 None => String::new(),
@@ -352,6 +359,9 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     if empty {
         let msg = match app.view {
             View::Queue => format!("every row is labelled: {} exports", app.key(&Action::Export)),
+            View::Labelled if app.review => {
+                format!("no disputed label left ({} shows every label)", app.key(&Action::Review))
+            }
             View::Labelled => format!(
                 "no labels yet: the queue is {} {} away",
                 app.key(&Action::NextView),
@@ -497,7 +507,8 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
             Some(Action::NextView),
             Some(Action::Retrain),
         ],
-        View::Labelled => vec![None, Some(Action::OpenPicker), Some(Action::Undo), Some(Action::Read), Some(Action::NextView)],
+        View::Labelled if app.review => vec![Some(Action::Accept), None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Read)],
+        View::Labelled => vec![None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Undo), Some(Action::Read), Some(Action::NextView)],
         View::All => vec![
             Some(Action::Search),
             Some(Action::Filter),
@@ -512,7 +523,9 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
         match w {
             None => v.push(digits(if app.view == View::Labelled { "relabel" } else { "pick" })),
             Some(a) => {
-                if let Some((k, word)) = app.keys.hints(KeyMode::Views, &[a]).into_iter().next() {
+                if let Some((k, word)) = app.keys.hints(KeyMode::Views, &[a.clone()]).into_iter().next() {
+                    // In review, accepting keeps the label under review.
+                    let word = if app.review && app.view == View::Labelled && a == Action::Accept { "keep" } else { word };
                     v.push((k, word.to_string()));
                 }
             }

@@ -70,6 +70,11 @@ pub struct IterationRecord {
     /// above it, their expected accuracy).
     #[serde(default)]
     pub estimate: Option<(usize, f64, Vec<(f32, usize, f64)>)>,
+    /// The person's labels that a model trained without them disputes,
+    /// most disputed first: (row id, given label, the model's label, its
+    /// probability, the given label's probability).
+    #[serde(default)]
+    pub suspects: Vec<(i64, u32, u32, f32, f32)>,
 }
 
 fn one() -> f64 {
@@ -260,6 +265,11 @@ pub fn iterate(
         temperature: it.head.temperature as f64,
         ece,
         estimate: Some((est.rows, est.accuracy, est.at)),
+        suspects: it
+            .suspects
+            .iter()
+            .map(|x| (p.pool_ids[pairs[x.at].0], pairs[x.at].1, x.model_label, x.model_prob, x.given_prob))
+            .collect(),
         iteration: 0,
         labels: pairs.len(),
         per_class,
