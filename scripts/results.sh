@@ -21,6 +21,7 @@ run() {
   local t=$SECONDS
   "$BIN" simulate --train "$DATA/$ds/train.csv" --test "$DATA/$ds/test.csv" "$@" \
     --cache "target/sim-cache/$ds" --out "$OUT/$name" > "$OUT/$name/table.txt" 2> "$OUT/$name/stderr.log"
+  git rev-parse --short HEAD > "$OUT/$name/COMMIT"
   echo "$name done in $((SECONDS - t)) s"
 }
 for part in $PARTS; do
