@@ -666,14 +666,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
         let text = texts.get(&x.0).map(|t| crate::data::display_safe(t)).unwrap_or_default();
         let short: String = text.chars().take(60).collect();
         let cut = |n: &str| -> String { n.chars().take(24).collect() };
-        println!(
-            "{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}",
-            x.0,
-            cut(&names[x.1 as usize]),
-            cut(&names[x.2 as usize]),
-            x.3,
-            x.4
-        );
+        println!("{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}", x.0, cut(&names[x.1 as usize]), cut(&names[x.2 as usize]), x.3, x.4);
     }
     if standing.len() > top {
         println!("... {} more (--top N)", standing.len() - top);

@@ -155,7 +155,8 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
                 }
             }
         }
-        let o = OutRow { id: row.id, text: &text, label: &label, source, probability: pred.map(|p| p.prob), entropy: pred.map(|p| p.entropy) };
+        let o =
+            OutRow { id: row.id, text: &text, label: &label, source, probability: pred.map(|p| p.prob), entropy: pred.map(|p| p.entropy) };
         sink.write(&o)?;
     }
     sink.finish()?;

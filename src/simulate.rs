@@ -428,7 +428,8 @@ fn calib_of(engine: &Engine, it: &learn::Iteration, gold: &[u32], pairs: &[(usiz
     }
     let est = Estimate::of(&it.scores.prob, |i| !person[i]);
     c.pool_est = est.accuracy;
-    let (right, n) = (0..gold.len()).filter(|&i| !person[i]).fold((0usize, 0usize), |(r, n), i| (r + (it.scores.pred[i] == gold[i]) as usize, n + 1));
+    let (right, n) =
+        (0..gold.len()).filter(|&i| !person[i]).fold((0usize, 0usize), |(r, n), i| (r + (it.scores.pred[i] == gold[i]) as usize, n + 1));
     c.pool_acc = if n == 0 { 0.0 } else { right as f64 / n as f64 };
     Ok(c)
 }

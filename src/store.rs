@@ -917,8 +917,10 @@ impl Session {
         let k = self.n_labels()?;
         type Raw = (i64, i64, String, i64, Option<i64>);
         let rows: Vec<Raw> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            let mut st =
+                self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
+            let v =
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<Vec<_>>>();
             v
         })())?;
         rows.into_iter()
@@ -1057,7 +1059,9 @@ impl Session {
         type Raw = (i64, i64, f64, f64, f64, Option<i64>);
         let v: Vec<Raw> = self.ctx((|| {
             let mut st = self.conn.prepare("SELECT row_id, label, prob, entropy, margin, rank FROM predictions")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>();
             v
         })())?;
         v.into_iter()

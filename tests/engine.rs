@@ -173,7 +173,10 @@ fn export_every_row_with_its_source() {
     assert!(out.contains(&format!("about {:.0}% expected right", expected * 100.0)), "{out}");
     assert!(out.contains(&format!("{below} rows below 0.3 left without a label")), "{out}");
     // ... or those rows left out with --drop-below.
-    let o = labelrest(d.path(), &["export", "s", "--out", d.path().join("sure2.csv").to_str().unwrap(), "--min-confidence", "0.3", "--drop-below"]);
+    let o = labelrest(
+        d.path(),
+        &["export", "s", "--out", d.path().join("sure2.csv").to_str().unwrap(), "--min-confidence", "0.3", "--drop-below"],
+    );
     assert!(o.status.success());
     assert_eq!(csv::Reader::from_path(d.path().join("sure2.csv")).unwrap().records().count(), 2 + above.len());
     assert!(stdout(&o).contains(&format!("{below} rows below 0.3 left out")), "{}", stdout(&o));

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 
 const CSV: &str = "text,label\nhello there,a\n\"quoted, with comma\",b\nplain row,a\n\"multi\nline\",b\nlast one,a\n";
 const TSV: &str = "text\tlabel\nhello there\ta\nsecond\tb\nthird\ta\n";
-const JSONL: &str = "{\"text\": \"hello\", \"label\": \"a\"}\n{\"text\": \"second\", \"label\": \"b\"}\n{\"text\": \"third\", \"label\": \"a\"}\n";
+const JSONL: &str =
+    "{\"text\": \"hello\", \"label\": \"a\"}\n{\"text\": \"second\", \"label\": \"b\"}\n{\"text\": \"third\", \"label\": \"a\"}\n";
 
 /// One edit of a valid file: insert a byte from a set of troublemakers,
 /// delete a byte, or cut the file.

@@ -958,7 +958,18 @@ pub mod kernels {
     /// by axpys along j (vectorised) rather than n short dot products.
     /// `kt` is scratch room (hd x n floats).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_scores(p: &mut [f32], kt: &mut [f32], qkv: &[f32], row: usize, n: usize, w: usize, qc: usize, kc: usize, hd: usize, scale: f32) {
+    pub fn attention_scores(
+        p: &mut [f32],
+        kt: &mut [f32],
+        qkv: &[f32],
+        row: usize,
+        n: usize,
+        w: usize,
+        qc: usize,
+        kc: usize,
+        hd: usize,
+        scale: f32,
+    ) {
         dispatch!(scores_impl(p: &mut [f32], kt: &mut [f32], qkv: &[f32], row: usize, n: usize, w: usize, qc: usize, kc: usize, hd: usize, scale: f32) {
             for j in 0..n {
                 let k = &qkv[(row + j) * w + kc..(row + j) * w + kc + hd];

@@ -422,10 +422,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             let d = last.mean_entropy - p;
             format!("{}{:.2}", if d <= 0.0 { "↓" } else { "↑" }, d.abs())
         });
-        lines.push(Line::raw(cut(
-            &format!(" ent {:.2}{} · {:.0}ms", last.mean_entropy, delta.unwrap_or_default(), last.total_ms),
-            w,
-        )));
+        lines.push(Line::raw(cut(&format!(" ent {:.2}{} · {:.0}ms", last.mean_entropy, delta.unwrap_or_default(), last.total_ms), w)));
         // How far the rest can be trusted (calibrated probabilities).
         if let Some((rows, acc, at)) = &last.estimate {
             if *rows > 0 && last.labels > 0 {
@@ -507,8 +504,12 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
             Some(Action::NextView),
             Some(Action::Retrain),
         ],
-        View::Labelled if app.review => vec![Some(Action::Accept), None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Read)],
-        View::Labelled => vec![None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Undo), Some(Action::Read), Some(Action::NextView)],
+        View::Labelled if app.review => {
+            vec![Some(Action::Accept), None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Read)]
+        }
+        View::Labelled => {
+            vec![None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Undo), Some(Action::Read), Some(Action::NextView)]
+        }
         View::All => vec![
             Some(Action::Search),
             Some(Action::Filter),

@@ -391,8 +391,7 @@ fn rerank(
 ) -> Result<Update> {
     let settings = session.settings()?;
     let (raw, scores) = p.engine.score_with(head)?;
-    let ranking =
-        learn::rank(&raw, strategy, elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ id as u64);
+    let ranking = learn::rank(&raw, strategy, elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ id as u64);
     let mut rank_of = vec![None; p.pool_ids.len()];
     for (r, &i) in ranking.iter().enumerate() {
         rank_of[i as usize] = Some(r as i64);
