@@ -647,7 +647,8 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     let rec: crate::worker::IterationRecord = serde_json::from_value(m).unwrap_or_default();
     let current: std::collections::HashMap<i64, u32> = s.labels()?.into_iter().map(|l| (l.row_id, l.label)).collect();
     let texts: std::collections::HashMap<i64, String> = s.rows()?.into_iter().map(|r| (r.id, r.text)).collect();
-    let standing: Vec<_> = rec.suspects.iter().filter(|x| current.get(&x.0) == Some(&x.1)).collect();
+    let kept: std::collections::HashSet<(i64, u32)> = crate::ui::app::kept_reviews(&s).into_iter().collect();
+    let standing: Vec<_> = rec.suspects.iter().filter(|x| current.get(&x.0) == Some(&x.1) && !kept.contains(&(x.0, x.1))).collect();
     if rec.labels < crate::learn::calibration::MIN_LABELS {
         println!("the review needs at least {} labels (the last iteration had {})", crate::learn::calibration::MIN_LABELS, rec.labels);
         return Ok(());
@@ -664,9 +665,22 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     println!("{:>8}  {:<24} {:<24} {:>5} {:>5}  text", "row", "given", "model says", "p", "p(g)");
     for x in standing.iter().take(top) {
         let text = texts.get(&x.0).map(|t| crate::data::display_safe(t)).unwrap_or_default();
-        let short: String = text.chars().take(60).collect();
-        let cut = |n: &str| -> String { n.chars().take(24).collect() };
-        println!("{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}", x.0, cut(&names[x.1 as usize]), cut(&names[x.2 as usize]), x.3, x.4);
+        let cut = |n: &str, w: usize| -> String {
+            if n.chars().count() <= w {
+                n.to_string()
+            } else {
+                n.chars().take(w - 1).collect::<String>() + "…"
+            }
+        };
+        let short = cut(&text, 60);
+        println!(
+            "{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}",
+            x.0,
+            cut(&names[x.1 as usize], 24),
+            cut(&names[x.2 as usize], 24),
+            x.3,
+            x.4
+        );
     }
     if standing.len() > top {
         println!("... {} more (--top N)", standing.len() - top);

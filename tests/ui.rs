@@ -767,7 +767,16 @@ fn review_finds_a_planted_wrong_label() {
     }
     let planted = planted.unwrap();
     worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
-    let mut app = App::load(s).unwrap();
+    drop(s);
+    let review = |d: &std::path::Path| {
+        let o = labelrest(d, &["review", "s", "--top", "3"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let out = review(d.path());
+    let first = out.lines().nth(2).unwrap_or_default();
+    assert!(first.trim_start().starts_with(&planted.to_string()), "{out}");
+    let mut app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
     let suspects = &app.history.last().unwrap().suspects;
     assert!(!suspects.is_empty());
     assert_eq!(suspects[0].0, planted, "{suspects:?}");
@@ -778,7 +787,7 @@ fn review_finds_a_planted_wrong_label() {
     assert_eq!(app.row_ids[i], planted);
     let n = app.labelled_list.len();
     let shown = screen(&mut app, 100, 30);
-    assert!(shown.contains("Review (") && shown.contains("≠"), "{shown}");
+    assert!(shown.contains("Review (") && shown.contains("≠") && shown.contains("without it the model says"), "{shown}");
     assert!(shown.contains("keep"), "the footer says what Enter does here: {shown}");
     // Keep it: off the list, the label unchanged.
     app.handle(Action::Accept);
@@ -788,9 +797,11 @@ fn review_finds_a_planted_wrong_label() {
     app.handle(Action::Review);
     assert_eq!(app.labelled_list.len(), 32);
     drop(app);
-    let o = labelrest(d.path(), &["review", "s", "--top", "3"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    let first = out.lines().nth(2).unwrap_or_default();
-    assert!(first.trim_start().starts_with(&planted.to_string()), "{out}");
+    // Kept stays kept: not listed again, in the workstation or headless.
+    let mut app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    app.handle(Action::Review);
+    assert!(app.labelled_list.iter().all(|&i| app.row_ids[i as usize] != planted));
+    assert_eq!(app.labelled_list.len(), n - 1);
+    drop(app);
+    assert!(!review(d.path()).lines().skip(2).any(|l| l.trim_start().starts_with(&format!("{planted} "))));
 }

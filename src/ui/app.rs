@@ -154,6 +154,8 @@ pub struct App {
     pub review: bool,
     /// Disputed labels the person kept in this review.
     pub reviewed: HashSet<u32>,
+    /// (row id, label) pairs kept after review in earlier runs (session meta).
+    pub kept_reviews: HashSet<(i64, u32)>,
     pub quit: bool,
     /// Jobs for the worker, taken by the event loop.
     pub outbox: Vec<Job>,
@@ -224,6 +226,7 @@ impl App {
         let iteration = history.last().map(|h| h.iteration).unwrap_or(0);
         // Next to the session (never into whatever folder labelrest was started from).
         let export_path = session.dir.join(format!("{}-labels.csv", session.name));
+        let kept = kept_reviews(&session);
         let mut app = App {
             name: session.name.clone(),
             texts,
@@ -263,6 +266,7 @@ impl App {
             all_sort: 0,
             review: false,
             reviewed: HashSet::new(),
+            kept_reviews: kept.into_iter().collect(),
             quit: false,
             outbox: Vec::new(),
             export_path,
@@ -484,6 +488,7 @@ impl App {
             .iter()
             .filter_map(|&(id, given, ..)| index.get(&id).copied().filter(|&i| self.labels[i as usize].map(|l| l.0) == Some(given)))
             .filter(|i| !self.reviewed.contains(i))
+            .filter(|&i| !self.kept_reviews.contains(&(self.row_ids[i as usize], self.labels[i as usize].map(|l| l.0).unwrap_or(u32::MAX))))
             .collect()
     }
 
@@ -706,6 +711,9 @@ impl App {
     /// Applies an action. Errors from the store show in the status line;
     /// no label is ever lost.
     pub fn handle(&mut self, a: Action) {
+        // A message lasts until the next key (which may set its own); the
+        // footer's hints come back.
+        self.message = None;
         if let Err(e) = self.try_handle(a) {
             self.error = Some(format!("{e:#}"));
         }
@@ -848,8 +856,12 @@ impl App {
                     if let Some((l, _)) = self.labels[i] {
                         self.message = Some(format!("row {} keeps {}", self.row_ids[i], self.label_names[l as usize]));
                         if self.review {
-                            // Kept after review: off the list.
+                            // Kept after review: off the list, and remembered
+                            // in the session (for this label of this row).
                             self.reviewed.insert(i as u32);
+                            let mut kept = kept_reviews(&self.session);
+                            kept.push((self.row_ids[i], l));
+                            self.session.set_meta(KEPT_REVIEWS, &serde_json::to_string(&kept)?)?;
                             self.rebuild_lists();
                             self.scroll_into_view();
                         }
@@ -863,7 +875,7 @@ impl App {
                 self.cursor[View::Labelled.index()] = 0;
                 self.offset[View::Labelled.index()] = 0;
                 self.message = Some(if !self.review {
-                    "review off: every label, newest first".into()
+                    "review off: every label".into()
                 } else if self.history.last().map(|h| h.suspects.is_empty()).unwrap_or(true) {
                     format!(
                         "review: no label is disputed (each retrain checks your labels from {} on)",
@@ -1027,4 +1039,13 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The session meta key holding the labels the person kept after review.
+pub const KEPT_REVIEWS: &str = "review_kept";
+
+/// The (row id, label) pairs the person kept after review: a disputed label
+/// kept once is not listed again while the row keeps that label.
+pub fn kept_reviews(session: &Session) -> Vec<(i64, u32)> {
+    session.meta(KEPT_REVIEWS).ok().flatten().and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default()
 }

@@ -304,6 +304,10 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             " "
         };
         let pred = match (app.view, app.labels[i]) {
+            // Review: what the model trained without the row says.
+            (View::Labelled, Some(_)) if app.review && app.dispute(i).is_some() => {
+                app.dispute(i).map(|(m, p)| (m, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
+            }
             // A labelled row: the model's probability of the label it has.
             (View::Labelled, Some((l, _))) => app.prob_of(i, l).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN))),
             _ => app.prediction(i),
@@ -313,7 +317,9 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             View::Labelled => {
                 let given = app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default();
                 match app.dispute(i) {
-                    Some((m, _)) if app.review => format!("{given} ≠ {}", app.label_names[m as usize]),
+                    // The label column names what the model says; the
+                    // detail pane's title names the given label.
+                    Some((m, _)) if app.review => format!("≠ {}", app.label_names[m as usize]),
                     _ => given,
                 }
             }
@@ -391,7 +397,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         Style::default().add_modifier(Modifier::BOLD),
     ));
     // The last rows of history that fit, leaving room for the summary lines.
-    let summary_lines = 8usize;
+    let summary_lines = 9usize;
     let room = inner_h.saturating_sub(1 + summary_lines).max(1);
     let hist = &app.history[app.history.len().saturating_sub(room)..];
     for h in hist {
@@ -426,8 +432,10 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         // How far the rest can be trusted (calibrated probabilities).
         if let Some((rows, acc, at)) = &last.estimate {
             if *rows > 0 && last.labels > 0 {
-                let ece = last.ece.map(|e| format!(" · ECE {e:.2}")).unwrap_or_default();
-                lines.push(Line::raw(cut(&format!(" rest ~{:.0}% right{ece}", acc * 100.0), w)));
+                lines.push(Line::raw(cut(&format!(" rest ~{:.0}% right", acc * 100.0), w)));
+                if let Some(e) = last.ece {
+                    lines.push(Line::raw(cut(&format!(" held-out ECE {e:.2}"), w)));
+                }
                 if let Some((t, n, a)) = at.first() {
                     lines.push(Line::raw(cut(&format!(" ≥{t:.1}: {} rows ~{:.0}%", thousands(*n), a * 100.0), w)));
                 }
@@ -458,7 +466,12 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         f.render_widget(Block::default().borders(Borders::ALL).title(" Row "), area);
         return;
     };
-    let given = app.labels[i].map(|(l, s)| format!(" · labelled {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
+    let mut given = app.labels[i].map(|(l, s)| format!(" · labelled {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
+    if app.review && app.view == View::Labelled {
+        if let Some((m, p)) = app.dispute(i) {
+            given.push_str(&format!(" · without it the model says {} {p:.2}", app.label_names[m as usize]));
+        }
+    }
     let block = Block::default().borders(Borders::ALL).title(format!(" Row {}{given} ", app.row_ids[i]));
     let inner = block.inner(area);
     f.render_widget(block, area);
