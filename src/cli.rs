@@ -647,7 +647,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     let rec: crate::worker::IterationRecord = serde_json::from_value(m).unwrap_or_default();
     let current: std::collections::HashMap<i64, u32> = s.labels()?.into_iter().map(|l| (l.row_id, l.label)).collect();
     let texts: std::collections::HashMap<i64, String> = s.rows()?.into_iter().map(|r| (r.id, r.text)).collect();
-    let kept: std::collections::HashSet<(i64, u32)> = crate::ui::app::kept_reviews(&s).into_iter().collect();
+    let kept = s.kept_reviews()?;
     let standing: Vec<_> = rec.suspects.iter().filter(|x| current.get(&x.0) == Some(&x.1) && !kept.contains(&(x.0, x.1))).collect();
     if rec.labels < crate::learn::calibration::MIN_LABELS {
         println!("the review needs at least {} labels (the last iteration had {})", crate::learn::calibration::MIN_LABELS, rec.labels);

@@ -17,6 +17,8 @@ use crate::data::{self, Columns, DataError, Format, LabelDef};
 
 pub const SCHEMA_VERSION: i64 = 2;
 const DB_FILE: &str = "session.db";
+/// Meta key of the labels the person kept after review.
+const KEPT_REVIEWS: &str = "review_kept";
 
 /// Who gave a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -863,6 +865,22 @@ impl Session {
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    /// The (row id, label) pairs the person kept after the review disputed
+    /// them: not listed again while the row keeps that label.
+    pub fn kept_reviews(&self) -> Result<std::collections::HashSet<(i64, u32)>> {
+        Ok(match self.meta(KEPT_REVIEWS)? {
+            Some(v) => self.ctx(serde_json::from_str(&v).context("the labels kept after review are damaged"))?,
+            None => Default::default(),
+        })
+    }
+
+    /// Records that the person kept `label` on `row_id` after review.
+    pub fn keep_review(&self, row_id: i64, label: u32) -> Result<()> {
+        let mut kept = self.kept_reviews()?;
+        kept.insert((row_id, label));
+        self.set_meta(KEPT_REVIEWS, &serde_json::to_string(&kept)?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {

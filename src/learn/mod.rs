@@ -388,21 +388,18 @@ impl Engine {
     /// Trains on `labels` (pool index, label), predicts every pool row and
     /// scores the held-out set. With no labels, the head is the zero-shot one.
     /// The head's temperature is fitted on cross-validated predictions of
-    /// the labels (`calibrate`).
+    /// the labels (`cross_validated`), which also give the review its suspects.
     pub fn iterate(&self, labels: &[(usize, u32)]) -> Result<Iteration> {
         let t0 = Instant::now();
         let (mut head, pseudo_labels) = self.fit(labels, true)?;
         let probs = head.predict(&self.x_pool)?;
         let raw = Scores::from_probs(probs.clone(), self.k);
-        let cv = self.cross_validated(labels)?;
-        head.temperature = match &cv {
-            Some(p) => calibration::fit_temperature(p, self.k, &labels.iter().map(|l| l.1).collect::<Vec<_>>()),
-            None => 1.0,
+        let gold: Vec<u32> = labels.iter().map(|l| l.1).collect();
+        let (temperature, suspects) = match self.cross_validated(labels)? {
+            Some(p) => (calibration::fit_temperature(&p, self.k, &gold), review::suspects(&p, self.k, &gold)),
+            None => (1.0, Vec::new()),
         };
-        let suspects = match &cv {
-            Some(p) => review::suspects(p, self.k, &labels.iter().map(|l| l.1).collect::<Vec<_>>()),
-            None => Vec::new(),
-        };
+        head.temperature = temperature;
         let train_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let mut shown = probs;

@@ -152,9 +152,7 @@ pub struct App {
     pub all_sort: u8,
     /// The labelled view lists only the labels the model disputes (review).
     pub review: bool,
-    /// Disputed labels the person kept in this review.
-    pub reviewed: HashSet<u32>,
-    /// (row id, label) pairs kept after review in earlier runs (session meta).
+    /// (row id, label) pairs the person kept after review (in the session).
     pub kept_reviews: HashSet<(i64, u32)>,
     pub quit: bool,
     /// Jobs for the worker, taken by the event loop.
@@ -226,7 +224,7 @@ impl App {
         let iteration = history.last().map(|h| h.iteration).unwrap_or(0);
         // Next to the session (never into whatever folder labelrest was started from).
         let export_path = session.dir.join(format!("{}-labels.csv", session.name));
-        let kept = kept_reviews(&session);
+        let kept = session.kept_reviews()?;
         let mut app = App {
             name: session.name.clone(),
             texts,
@@ -265,8 +263,7 @@ impl App {
             all_search: None,
             all_sort: 0,
             review: false,
-            reviewed: HashSet::new(),
-            kept_reviews: kept.into_iter().collect(),
+            kept_reviews: kept,
             quit: false,
             outbox: Vec::new(),
             export_path,
@@ -486,9 +483,8 @@ impl App {
         let index: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
         h.suspects
             .iter()
+            .filter(|&&(id, given, ..)| !self.kept_reviews.contains(&(id, given)))
             .filter_map(|&(id, given, ..)| index.get(&id).copied().filter(|&i| self.labels[i as usize].map(|l| l.0) == Some(given)))
-            .filter(|i| !self.reviewed.contains(i))
-            .filter(|&i| !self.kept_reviews.contains(&(self.row_ids[i as usize], self.labels[i as usize].map(|l| l.0).unwrap_or(u32::MAX))))
             .collect()
     }
 
@@ -858,10 +854,8 @@ impl App {
                         if self.review {
                             // Kept after review: off the list, and remembered
                             // in the session (for this label of this row).
-                            self.reviewed.insert(i as u32);
-                            let mut kept = kept_reviews(&self.session);
-                            kept.push((self.row_ids[i], l));
-                            self.session.set_meta(KEPT_REVIEWS, &serde_json::to_string(&kept)?)?;
+                            self.session.keep_review(self.row_ids[i], l)?;
+                            self.kept_reviews.insert((self.row_ids[i], l));
                             self.rebuild_lists();
                             self.scroll_into_view();
                         }
@@ -1039,13 +1033,4 @@ impl App {
         }
         Ok(())
     }
-}
-
-/// The session meta key holding the labels the person kept after review.
-pub const KEPT_REVIEWS: &str = "review_kept";
-
-/// The (row id, label) pairs the person kept after review: a disputed label
-/// kept once is not listed again while the row keeps that label.
-pub fn kept_reviews(session: &Session) -> Vec<(i64, u32)> {
-    session.meta(KEPT_REVIEWS).ok().flatten().and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default()
 }

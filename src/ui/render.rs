@@ -303,10 +303,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         } else {
             " "
         };
+        let dispute = if app.review { app.dispute(i) } else { None };
         let pred = match (app.view, app.labels[i]) {
             // Review: what the model trained without the row says.
-            (View::Labelled, Some(_)) if app.review && app.dispute(i).is_some() => {
-                app.dispute(i).map(|(m, p)| (m, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
+            (View::Labelled, Some(_)) if app.review && dispute.is_some() => {
+                dispute.map(|(m, p)| (m, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
             }
             // A labelled row: the model's probability of the label it has.
             (View::Labelled, Some((l, _))) => app.prob_of(i, l).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN))),
@@ -316,11 +317,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
             View::Labelled => {
                 let given = app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default();
-                match app.dispute(i) {
+                match dispute {
                     // The label column names what the model says; the
                     // detail pane's title names the given label.
-                    Some((m, _)) if app.review => format!("≠ {}", app.label_names[m as usize]),
-                    _ => given,
+                    Some((m, _)) => format!("≠ {}", app.label_names[m as usize]),
+                    None => given,
                 }
             }
             View::All => match app.shown_label(i) {

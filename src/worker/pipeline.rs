@@ -300,20 +300,7 @@ pub fn iterate(
     // its predictions in one transaction: a failure leaves the last
     // iteration as it was.
     it.head.save(head_path).with_context(|| format!("cannot save the model to {}", head_path.display()))?;
-    let mut rank_of = vec![None; p.pool_ids.len()];
-    for (r, &i) in ranking.iter().enumerate() {
-        rank_of[i as usize] = Some(r as i64);
-    }
-    let preds: Vec<Prediction> = (0..p.pool_ids.len())
-        .map(|i| Prediction {
-            row_id: p.pool_ids[i],
-            label: it.scores.pred[i],
-            prob: it.scores.prob[i],
-            entropy: it.scores.entropy[i],
-            margin: it.scores.margin[i],
-            rank: rank_of[i],
-        })
-        .collect();
+    let preds = predictions(&p.pool_ids, &it.scores, &ranking);
     let id = session.record_iteration(
         pairs.len() as i64,
         |id| {
@@ -392,20 +379,7 @@ fn rerank(
     let settings = session.settings()?;
     let (raw, scores) = p.engine.score_with(head)?;
     let ranking = learn::rank(&raw, strategy, elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ id as u64);
-    let mut rank_of = vec![None; p.pool_ids.len()];
-    for (r, &i) in ranking.iter().enumerate() {
-        rank_of[i as usize] = Some(r as i64);
-    }
-    let preds: Vec<Prediction> = (0..p.pool_ids.len())
-        .map(|i| Prediction {
-            row_id: p.pool_ids[i],
-            label: scores.pred[i],
-            prob: scores.prob[i],
-            entropy: scores.entropy[i],
-            margin: scores.margin[i],
-            rank: rank_of[i],
-        })
-        .collect();
+    let preds = predictions(&p.pool_ids, &scores, &ranking);
     session.replace_predictions(id, &preds)?;
     record.iteration = id;
     Ok(Update { iteration: id, n_labels, scores, ranking, record, trained: false })
@@ -420,4 +394,23 @@ pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize,
     let strategy = Strategy::parse(&settings.strategy)?;
     let head_path = session.dir.join(format!("head-{}.safetensors", p.model_hash));
     iterate(session, &p, strategy, &head_path, progress)
+}
+
+/// Every pool row's prediction (as shown: calibrated) with its rank in
+/// `ranking` (None for rows the ranking leaves out), as the store keeps them.
+fn predictions(pool_ids: &[i64], scores: &Scores, ranking: &[u32]) -> Vec<Prediction> {
+    let mut rank_of = vec![None; pool_ids.len()];
+    for (r, &i) in ranking.iter().enumerate() {
+        rank_of[i as usize] = Some(r as i64);
+    }
+    (0..pool_ids.len())
+        .map(|i| Prediction {
+            row_id: pool_ids[i],
+            label: scores.pred[i],
+            prob: scores.prob[i],
+            entropy: scores.entropy[i],
+            margin: scores.margin[i],
+            rank: rank_of[i],
+        })
+        .collect()
 }
