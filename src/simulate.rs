@@ -87,6 +87,9 @@ pub struct Point {
     /// Seconds the fine-tune that was swapped in at this point took (0: none).
     pub finetune_seconds: f64,
     pub calib: Calib,
+    /// Cohen's kappa between this point's model's labels on the pool and
+    /// the previous point's (the stopping signal, `learn::stopping`).
+    pub agreement: Option<f64>,
 }
 
 /// How far the probabilities can be trusted at one point of a curve.
@@ -269,6 +272,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
                     encoder_labels: c.encoder_labels,
                     finetune_seconds: c.finetune_seconds,
                     calib: c.calib,
+                    agreement: c.agreement,
                 });
             }
             if !opts.quiet {
@@ -408,6 +412,7 @@ struct CurvePoint {
     encoder_labels: usize,
     finetune_seconds: f64,
     calib: Calib,
+    agreement: Option<f64>,
 }
 
 /// The calibration measures of an iteration: held-out ECE before and after
@@ -470,6 +475,7 @@ fn run_one(
     }
     let mut pairs: Vec<(usize, u32)> = Vec::new();
     let mut out = Vec::new();
+    let mut prev_pred: Option<Vec<u32>> = None;
     let mut ranking: Vec<u32> = if opts.zero_shot {
         let t = Instant::now();
         let it = engine.iterate(&[])?;
@@ -482,7 +488,9 @@ fn run_one(
             encoder_labels: 0,
             finetune_seconds: 0.0,
             calib: calib_of(&engine, &it, gold, &[])?,
+            agreement: None,
         });
+        prev_pred = Some(it.scores.pred.clone());
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
         learn::rank(&it.raw, strategy, &eligible, Some((&engine.emb, &engine.pool_rows)), opts.batch, seed)
     } else {
@@ -586,7 +594,9 @@ fn run_one(
             encoder_labels,
             finetune_seconds: ft_secs,
             calib: calib_of(&engine, &it, gold, &pairs)?,
+            agreement: prev_pred.as_ref().map(|p| learn::stopping::kappa(p, &it.scores.pred, engine.k)),
         });
+        prev_pred = Some(it.scores.pred.clone());
         last_head = it.head.clone();
         last_it = Some(it);
     }
@@ -640,6 +650,7 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
         "temperature",
         "pool_accuracy",
         "pool_estimate",
+        "agreement",
     ])?;
     for p in points {
         w.write_record([
@@ -657,10 +668,15 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
             format!("{:.3}", p.calib.temperature),
             format!("{:.4}", p.calib.pool_acc),
             format!("{:.4}", p.calib.pool_est),
+            p.agreement.map(|a| format!("{a:.5}")).unwrap_or_default(),
         ])?;
     }
     w.flush()?;
-    let table = markdown_table(points, &[0, 10, 50, 100, 150]) + "\n" + &calibration_table(points, &[50, 100, 150]);
+    let table = markdown_table(points, &[0, 10, 50, 100, 150])
+        + "\n"
+        + &calibration_table(points, &[50, 100, 150])
+        + "\n"
+        + &stopping_table(points, STOP_CHOICES);
     std::fs::File::create(out.join("table.md"))?.write_all(table.as_bytes())?;
     crate::plot::curves(points, &out.join("curves.svg"), &out.join("curves.png"))?;
     Ok(())
@@ -770,6 +786,64 @@ pub fn calibration_table(points: &[Point], at: &[usize]) -> String {
             s.push_str(&format!(" {e:.3} ± {esd:.3} ({r:.3}) | {est:.3} / {tru:.3} |"));
         }
         s.push('\n');
+    }
+    s
+}
+
+/// The stopping criteria `simulate` measures (kappa threshold, window):
+/// the paper's 0.99 and lower ones; the panel's is marked.
+pub const STOP_CHOICES: &[(f64, usize)] = &[(0.99, 3), (0.98, 3), (0.97, 3), (0.95, 3)];
+
+/// When the stopping signal fired, per criterion: in how many seeds, the
+/// mean label count there, the held-out accuracy there, at 150 labels and
+/// at the end of the run (the budget `--max-labels` gave).
+pub fn stopping_table(points: &[Point], choices: &[(f64, usize)]) -> String {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for p in points {
+        let k = (p.dataset.clone(), p.strategy.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let end = points.iter().map(|p| p.labels).max().unwrap_or(0);
+    let mut s = format!(
+        "| dataset | strategy | stop when κ ≥ | fired (seeds) | labels there | acc there | acc@150 | acc@{end} (end) |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for (d, st) in keys {
+        let seeds: std::collections::BTreeSet<usize> =
+            points.iter().filter(|p| p.dataset == d && p.strategy == st).map(|p| p.seed).collect();
+        for &(threshold, window) in choices {
+            let (mut at, mut acc_at, mut acc150, mut acc_end) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for &seed in &seeds {
+                let run: Vec<&Point> = points.iter().filter(|p| p.dataset == d && p.strategy == st && p.seed == seed).collect();
+                let h: Vec<(usize, Option<f64>)> = run.iter().map(|p| (p.labels, p.agreement)).collect();
+                let acc_of = |n: usize| run.iter().find(|p| p.labels == n).map(|p| p.accuracy);
+                if let Some(n) = learn::stopping::first_firing(&h, threshold, window) {
+                    at.push(n as f64);
+                    acc_at.extend(acc_of(n));
+                }
+                acc150.extend(acc_of(150));
+                acc_end.extend(run.last().map(|p| p.accuracy));
+            }
+            let f = |v: &[f64], digits: usize| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    let (m, sd) = mean_sd(v);
+                    format!("{m:.digits$} ± {sd:.digits$}")
+                }
+            };
+            s.push_str(&format!(
+                "| {d} | {st} | {threshold} ×{window}{} | {}/{} | {} | {} | {} | {} |\n",
+                if (threshold, window) == (learn::stopping::THRESHOLD, learn::stopping::WINDOW) { " (panel)" } else { "" },
+                at.len(),
+                seeds.len(),
+                f(&at, 0),
+                f(&acc_at, 3),
+                f(&acc150, 3),
+                f(&acc_end, 3)
+            ));
+        }
     }
     s
 }

@@ -346,9 +346,12 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Clear the holder's name while still holding it; closing the file
-        // releases the OS lock.
+        // Clear the holder's name while still holding it, then release the
+        // OS lock explicitly: closing our descriptor alone would leave it
+        // held while a child process forked meanwhile (by another thread)
+        // still shares the open file, until that child execs.
         let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
     }
 }
 

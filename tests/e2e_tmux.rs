@@ -67,6 +67,10 @@ fn label_a_batch_quit_resume_hangup() {
     // The worker embeds the 2,500 rows, then shows the zero-shot ranking.
     let s = wait(&["it 1 ", "ready", "Queue (margin, 2,000 rows)"], 240);
     assert!(s.contains("0 labelled / 2,000"), "{s}");
+    // The first ranking put the cursor on its top row: keys wait a moment
+    // (`app::SETTLE`) before they may label it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = cap();
     let first_row = s.lines().find(|l| l.contains('▶')).unwrap().to_string();
     for _ in 0..10 {
         t(&["send-keys", "-t", &name, "Enter"]);

@@ -805,3 +805,80 @@ fn review_finds_a_planted_wrong_label() {
     drop(app);
     assert!(!review(d.path()).lines().skip(2).any(|l| l.trim_start().starts_with(&format!("{planted} "))));
 }
+
+#[test]
+fn the_stopping_signal_measures_and_fires() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    // The zero-shot start has nothing to compare with.
+    assert_eq!(app.history.last().unwrap().agreement, None);
+    let before: std::collections::HashMap<i64, u32> = app.session.predictions().unwrap().into_iter().map(|(id, p)| (id, p.label)).collect();
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    retrain(&mut app);
+    let rec = app.history.last().unwrap().clone();
+    assert_eq!(rec.labels, 10);
+    // The recorded agreement is Cohen's kappa between the two models' labels on the pool.
+    let after = app.session.predictions().unwrap();
+    let (a, b): (Vec<u32>, Vec<u32>) = app.row_ids.iter().filter_map(|id| Some((*before.get(id)?, after.get(id)?.label))).unzip();
+    assert_eq!(a.len(), app.row_ids.len());
+    let k = app.label_names.len();
+    let want = labelrest::learn::stopping::kappa(&a, &b, k);
+    assert!((rec.agreement.unwrap() - want).abs() < 1e-9, "{:?} vs {want}", rec.agreement);
+    assert!(want < 1.0, "ten labels changed some of the zero-shot labels");
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains(&format!("κ {:.3}", want)), "{s}");
+    assert!(!s.contains("may stop"), "{s}");
+    // Three stable iterations from 30 labels on: the panel says so.
+    for (i, labels) in [30, 40, 50].into_iter().enumerate() {
+        let mut r = rec.clone();
+        r.iteration = rec.iteration + 1 + i as i64;
+        r.labels = labels;
+        r.agreement = Some(0.995);
+        app.history.push(r);
+    }
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains("stable: may stop here"), "{s}");
+    // One unstable iteration after: the signal goes away.
+    let mut r = app.history.last().unwrap().clone();
+    r.labels = 60;
+    r.agreement = Some(0.9);
+    app.history.push(r);
+    assert!(!screen(&mut app, 80, 24).contains("may stop"));
+}
+
+#[test]
+fn the_first_ranking_starts_at_its_top_and_labels_list_newest_first() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 120, false);
+    let mut app = App::load(s).unwrap();
+    // No model yet: file order.
+    assert_eq!(app.selected(), Some(0));
+    let u = worker::retrain_headless(&app.session.reopen_shared().unwrap(), &mut |_, _, _| {}).unwrap();
+    app.apply_update(steady(u));
+    assert_eq!(app.cursor[0], 0, "the cursor is at the top of the first ranking");
+    assert_eq!(app.selected(), Some(app.ranking[0] as usize));
+    assert!(app.message.as_deref().unwrap_or_default().contains("first ranking"), "{:?}", app.message);
+    // Keys wait for the person to see the new row.
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), 0);
+    app.changed_at = None;
+    let rows: Vec<usize> = app.queue[..3].iter().map(|&i| i as usize).collect();
+    for _ in 0..3 {
+        app.handle(Action::Accept);
+    }
+    app.handle(Action::NextView);
+    assert_eq!(app.view, View::Labelled);
+    let listed: Vec<usize> = app.labelled_list.iter().map(|&i| i as usize).collect();
+    assert_eq!(listed, vec![rows[2], rows[1], rows[0]], "newest first");
+    assert_eq!(app.selected(), Some(rows[2]), "the cursor on the newest");
+    // Relabelling the oldest makes it the newest.
+    app.cursor[1] = 2;
+    app.handle(Action::Pick(1));
+    assert_eq!(app.labelled_list[0] as usize, rows[0]);
+    // Undo puts it back where its earlier label was.
+    app.handle(Action::Undo);
+    let listed: Vec<usize> = app.labelled_list.iter().map(|&i| i as usize).collect();
+    assert_eq!(listed, vec![rows[2], rows[1], rows[0]]);
+}

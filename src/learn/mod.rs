@@ -13,6 +13,7 @@ use std::time::Instant;
 
 pub mod calibration;
 pub mod review;
+pub mod stopping;
 
 use crate::model::cache::Matrix;
 use crate::model::head::{Head, HeadConfig};

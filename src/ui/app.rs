@@ -133,6 +133,10 @@ pub struct App {
     /// The person finished a batch and has not moved since: the refresh that
     /// answers it puts the cursor at the top of the new batch.
     pub jump_to_batch: bool,
+    /// Per pool row, when its current label was given (a sequence number,
+    /// 0 for none): the labelled view lists the newest first.
+    label_seq: Vec<u64>,
+    seq: u64,
     pub skipped: Vec<u32>,
     pub batch_size: usize,
     /// Decisions made since the last retrain request.
@@ -191,10 +195,14 @@ impl App {
         let id_to_pool: std::collections::HashMap<i64, usize> = row_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let mut labels = vec![None; row_ids.len()];
         let mut n_labelled = 0;
+        let mut label_seq = vec![0u64; row_ids.len()];
+        let mut seq = 0u64;
         for l in session.labels()? {
             if let Some(&i) = id_to_pool.get(&l.row_id) {
                 labels[i] = Some((l.label, l.source));
                 n_labelled += 1;
+                seq += 1;
+                label_seq[i] = seq;
             }
         }
         let preds = session.predictions()?;
@@ -264,6 +272,8 @@ impl App {
             all_sort: 0,
             review: false,
             kept_reviews: kept,
+            label_seq,
+            seq,
             quit: false,
             outbox: Vec::new(),
             export_path,
@@ -279,6 +289,9 @@ impl App {
         app.batch_done = app.session.decisions_since(app.iteration.max(1)).unwrap_or(0) as usize % app.batch_size;
         if app.ranking.is_empty() {
             app.ranking = (0..app.row_ids.len() as u32).collect();
+            // No model yet: the first ranking puts the cursor at its top
+            // (unless the person moved first).
+            app.jump_to_batch = true;
         }
         app.rebuild_lists();
         Ok(app)
@@ -468,7 +481,8 @@ impl App {
             return self.disputed();
         }
         let mut v: Vec<u32> = (0..self.row_ids.len() as u32).filter(|&i| self.labels[i as usize].is_some()).collect();
-        v.reverse();
+        // Newest first.
+        v.sort_by_key(|&i| std::cmp::Reverse((self.label_seq[i as usize], i)));
         v
     }
 
@@ -571,6 +585,8 @@ impl App {
 
     pub fn apply_update(&mut self, u: Arc<Update>) {
         let before = self.selected();
+        // No model had ranked the rows before this one.
+        let first = self.update.is_none() && self.stored.iter().all(|s| s.is_none());
         // A new iteration joins the panel; a resumed one is there already.
         if u.iteration > 0 && !self.history.iter().any(|h| h.iteration == u.iteration) {
             self.history.push(u.record.clone());
@@ -598,7 +614,11 @@ impl App {
             // The row under the cursor changed by itself: no key may label the
             // new one until the person had a moment to see it.
             self.changed_at = Some(Instant::now());
-            self.message = Some("new ranking: the row under the cursor changed".into());
+            self.message = Some(if first {
+                "the model's first ranking: the rows it is least sure of come first".into()
+            } else {
+                "new ranking: the row under the cursor changed".into()
+            });
         }
     }
 
@@ -623,6 +643,8 @@ impl App {
         self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
         let before = self.labels[i];
         self.labels[i] = Some((label, Source::Person));
+        self.seq += 1;
+        self.label_seq[i] = self.seq;
         if before.is_none() {
             self.n_labelled += 1;
         }
@@ -642,7 +664,21 @@ impl App {
             self.jump_to_batch = true;
             self.outbox.push(Job::Retrain { strategy: self.strategy });
         }
+        let at = self.labelled_list.iter().position(|&r| r as usize == i);
         self.rebuild_lists();
+        // The labelled view lists the newest first: a label given in the
+        // queue puts its cursor on the top row; a relabel there moves the
+        // row to the top, and the cursor on to the row that followed it.
+        if !self.review {
+            let len = self.labelled_list.len();
+            self.cursor[1] = match (self.view, at) {
+                (View::Labelled, Some(p)) => (p + 1).min(len.saturating_sub(1)),
+                _ => 0,
+            };
+            if self.view == View::Labelled {
+                self.scroll_into_view();
+            }
+        }
         Ok(())
     }
 
@@ -657,6 +693,9 @@ impl App {
                     self.n_labelled -= 1;
                 }
                 self.labels[i] = now;
+                // The label that came back keeps the place it had.
+                let order: Vec<i64> = self.session.labels()?.into_iter().map(|l| l.row_id).collect();
+                self.label_seq[i] = order.iter().position(|&r| r == row_id).map(|p| p as u64 + 1).unwrap_or(0);
                 self.batch_done = self.batch_done.saturating_sub(1);
                 self.rebuild_lists();
                 // Put the cursor on the row that came back.

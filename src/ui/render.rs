@@ -12,6 +12,7 @@ use super::action::Action;
 use super::app::{App, Overlay, PickerPurpose, View, WorkerState};
 use super::keys::Mode as KeyMode;
 use super::layout::Geometry;
+use crate::worker::IterationRecord;
 
 /// Colours, or none at all under NO_COLOR.
 #[derive(Debug, Clone, Copy)]
@@ -398,7 +399,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         Style::default().add_modifier(Modifier::BOLD),
     ));
     // The last rows of history that fit, leaving room for the summary lines.
-    let summary_lines = 9usize;
+    let summary_lines = 10usize;
     let room = inner_h.saturating_sub(1 + summary_lines).max(1);
     let hist = &app.history[app.history.len().saturating_sub(room)..];
     for h in hist {
@@ -440,6 +441,15 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
                 if let Some((t, n, a)) = at.first() {
                     lines.push(Line::raw(cut(&format!(" ≥{t:.1}: {} rows ~{:.0}%", thousands(*n), a * 100.0), w)));
                 }
+            }
+        }
+        // The stopping signal: the model's labels on the pool stopped changing.
+        if let Some(a) = last.agreement {
+            if IterationRecord::stable(&app.history) {
+                lines.push(Line::styled(cut(" stable: may stop here", w), theme.batch()));
+            } else {
+                let (t, n) = (crate::learn::stopping::THRESHOLD, crate::learn::stopping::WINDOW);
+                lines.push(Line::raw(cut(&format!(" κ {a:.3} · stop ≥{} ×{n}", format!("{t}").trim_start_matches('0')), w)));
             }
         }
         if last.pseudo_labels > 0 {

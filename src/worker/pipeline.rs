@@ -75,6 +75,10 @@ pub struct IterationRecord {
     /// probability, the given label's probability).
     #[serde(default)]
     pub suspects: Vec<(i64, u32, u32, f32, f32)>,
+    /// Cohen's kappa between this model's labels on every pool row and the
+    /// previous iteration's (the stopping signal, `learn::stopping`).
+    #[serde(default)]
+    pub agreement: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -82,6 +86,11 @@ fn one() -> f64 {
 }
 
 impl IterationRecord {
+    /// Whether the stopping signal fires after `history` (oldest first).
+    pub fn stable(history: &[IterationRecord]) -> bool {
+        let h: Vec<(usize, Option<f64>)> = history.iter().map(|r| (r.labels, r.agreement)).collect();
+        learn::stopping::fired(&h)
+    }
     pub fn kept_rate(&self) -> Option<f64> {
         match (self.kept, self.decided) {
             (Some(k), Some(d)) if d > 0 => Some(k as f64 / d as f64),
@@ -261,7 +270,13 @@ pub fn iterate(
         }
         None => None,
     };
+    // How much the model's mind changed since the last iteration.
+    let before = session.predictions()?;
+    let (was, now): (Vec<u32>, Vec<u32>) =
+        p.pool_ids.iter().enumerate().filter_map(|(i, id)| before.get(id).map(|x| (x.label, it.scores.pred[i]))).unzip();
+    let agreement = if last.is_none() || was.is_empty() { None } else { Some(learn::stopping::kappa(&was, &now, k)) };
     let mut record = IterationRecord {
+        agreement,
         temperature: it.head.temperature as f64,
         ece,
         estimate: Some((est.rows, est.accuracy, est.at)),
