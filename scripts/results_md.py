@@ -2,7 +2,8 @@
 """Fills the tables of docs/RESULTS.md from docs/results/*/table.md and
 review.md (written by scripts/results.sh): every line `<!-- table NAME -->`
 is followed by NAME's accuracy table, `<!-- calibration NAME -->` by its
-calibration table, `<!-- review NAME -->` by its review table, replacing
+calibration table, `<!-- stopping NAME -->` by its stopping table,
+`<!-- review NAME -->` by its review table, replacing
 what followed before (up to the next blank line).
 
 Usage: scripts/results_md.py docs/RESULTS.md
@@ -17,7 +18,11 @@ root = Path(__file__).resolve().parent.parent / "docs" / "results"
 def tables(name):
     text = (root / name / "table.md").read_text()
     parts = [p.strip() for p in text.strip().split("\n\n")]
-    return {"table": parts[0], "calibration": parts[1] if len(parts) > 1 else ""}
+    return {
+        "table": parts[0],
+        "calibration": parts[1] if len(parts) > 1 else "",
+        "stopping": parts[2] if len(parts) > 2 else "",
+    }
 
 
 def block(kind, name):
@@ -35,7 +40,7 @@ def main(path):
     i = 0
     while i < len(lines):
         line = lines[i]
-        m = re.match(r"<!-- (table|calibration|review) (\S+) -->", line)
+        m = re.match(r"<!-- (table|calibration|stopping|review) (\S+) -->", line)
         out.append(line)
         i += 1
         if not m:

@@ -634,9 +634,10 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
     Ok(name.into())
 }
 
-/// Prints the last iteration's disputed labels: row id, the label given,
-/// the model's label and both probabilities (from a model trained without
-/// the row), and the text.
+/// Prints the last iteration's review: the person's labels least likely
+/// first under a model trained without them (row id, the label given, the
+/// label that model puts first and its probability, the given label's
+/// probability, and the text).
 fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     let s = Session::open_read_only(sessions, name)?;
     let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
@@ -653,11 +654,10 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
         println!("the review needs at least {} labels (the last iteration had {})", crate::learn::calibration::MIN_LABELS, rec.labels);
         return Ok(());
     }
+    let disputed = standing.iter().filter(|x| x.2 != x.1).count();
     println!(
-        "{} of {} labels disputed by a model trained without them (iteration {}); most disputed first:",
-        standing.len(),
-        rec.labels,
-        rec.iteration
+        "your labels, least likely first under a model trained without them (iteration {}, {} labels; {disputed} disputed: it puts another label first):",
+        rec.iteration, rec.labels
     );
     if standing.is_empty() {
         return Ok(());
@@ -677,7 +677,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
             "{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}",
             x.0,
             cut(&names[x.1 as usize], 24),
-            cut(&names[x.2 as usize], 24),
+            if x.2 == x.1 { "(agrees)".to_string() } else { cut(&names[x.2 as usize], 24) },
             x.3,
             x.4
         );

@@ -786,6 +786,10 @@ fn review_finds_a_planted_wrong_label() {
     let i = app.selected().unwrap();
     assert_eq!(app.row_ids[i], planted);
     let n = app.labelled_list.len();
+    assert_eq!(n, 32, "every label is ranked, least likely first");
+    // Only the labels the model puts another label above are marked disputed.
+    let disputed = app.labelled_list.iter().filter(|&&i| app.dispute(i as usize).is_some()).count();
+    assert!(disputed >= 1 && disputed < n, "{disputed} of {n}");
     let shown = screen(&mut app, 100, 30);
     assert!(shown.contains("Review (") && shown.contains("≠") && shown.contains("without it the model says"), "{shown}");
     assert!(shown.contains("keep"), "the footer says what Enter does here: {shown}");

@@ -478,7 +478,7 @@ impl App {
 
     fn labelled_order(&self) -> Vec<u32> {
         if self.review {
-            return self.disputed();
+            return self.review_list();
         }
         let mut v: Vec<u32> = (0..self.row_ids.len() as u32).filter(|&i| self.labels[i as usize].is_some()).collect();
         // Newest first.
@@ -486,10 +486,10 @@ impl App {
         v
     }
 
-    /// The disputed labels of the last iteration still standing (the row
-    /// still has the label that was disputed, and was not kept in this
-    /// review), most disputed first.
-    pub fn disputed(&self) -> Vec<u32> {
+    /// The review's list: the labels of the last iteration's review still
+    /// standing (the row still has the label reviewed, and it was not
+    /// kept), least likely first under a model trained without them.
+    pub fn review_list(&self) -> Vec<u32> {
         let Some(h) = self.history.last() else { return Vec::new() };
         if h.suspects.is_empty() {
             return Vec::new();
@@ -502,11 +502,12 @@ impl App {
             .collect()
     }
 
-    /// What the last iteration's review says of row `i`: the model's label
-    /// and its probability, when the row's label is disputed.
+    /// What the last iteration's review says of row `i`: the label a model
+    /// trained without it puts first and its probability, when that is not
+    /// the label the row has.
     pub fn dispute(&self, i: usize) -> Option<(u32, f32)> {
         let id = self.row_ids[i];
-        self.history.last()?.suspects.iter().find(|s| s.0 == id).map(|s| (s.2, s.3))
+        self.history.last()?.suspects.iter().find(|s| s.0 == id && s.2 != s.1).map(|s| (s.2, s.3))
     }
 
     /// The label the all-rows view shows: the person's, else the model's.
@@ -911,13 +912,13 @@ impl App {
                     "review off: every label".into()
                 } else if self.history.last().map(|h| h.suspects.is_empty()).unwrap_or(true) {
                     format!(
-                        "review: no label is disputed (each retrain checks your labels from {} on)",
+                        "review: nothing to review yet (each retrain checks your labels from {} on)",
                         crate::learn::calibration::MIN_LABELS
                     )
                 } else {
+                    let disputed = self.labelled_list.iter().filter(|&&i| self.dispute(i as usize).is_some()).count();
                     format!(
-                        "review: {} labels a model trained without them disputes; {} keeps, 1-9 or {} relabels",
-                        self.labelled_list.len(),
+                        "review: least likely first ({disputed} disputed); {} keeps, 1-9 or {} relabels",
                         self.key(&Action::Accept),
                         self.key(&Action::OpenPicker)
                     )
