@@ -110,13 +110,13 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
             let mut p = crate::worker::prepare(
                 &session,
                 &mut |stage, d, n| {
-                    if n > 1 && (d % 4096 < 128 || d == n) {
+                    if n > 1 && (d % 4096 < 128 || d == n) && !crate::term::quiet() {
                         eprint!("\r{stage} {d}/{n}   ");
                     }
                 },
                 &cancel,
             )?;
-            eprintln!("\rprepared in {:.1}s (model, embeddings mapped)        ", t.elapsed().as_secs_f64());
+            crate::progress!("\rprepared in {:.1}s (model, embeddings mapped)        ", t.elapsed().as_secs_f64());
             if let Some(st) = self_training {
                 p.engine.cfg.self_training = st;
             }

@@ -1,7 +1,7 @@
 //! Export: every pool row with a label, the person's where there is one
 //! (or a seed label), the model's (with its confidence) everywhere else.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
 
@@ -92,14 +92,16 @@ struct OutRow<'a> {
 pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<ExportReport> {
     if let Some(p) = opts.min_confidence {
         if !(0.0..=1.0).contains(&p) {
-            bail!("--min-confidence must be between 0 and 1, not {p}");
+            return Err(crate::term::usage(format!("--min-confidence must be between 0 and 1, not {p}")));
         }
     }
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let jsonl = match ext.as_str() {
         "csv" => false,
         "jsonl" | "ndjson" => true,
-        other => bail!("{}: cannot tell the export format from '.{other}'; use .csv or .jsonl", out.display()),
+        other => {
+            return Err(crate::term::usage(format!("{}: cannot tell the export format from '.{other}'; use .csv or .jsonl", out.display())))
+        }
     };
     crate::output::check_not_input(out, &[&session.db_path()])?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();

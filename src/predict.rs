@@ -36,13 +36,15 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     }
     let format = match format {
         Some(f) => f,
-        None => Format::from_path(input)?,
+        None => Format::from_path(input).map_err(|e| crate::term::usage(e.to_string()))?,
     };
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let jsonl = match ext.as_str() {
         "csv" => false,
         "jsonl" | "ndjson" => true,
-        other => bail!("{}: cannot tell the output format from '.{other}'; use .csv or .jsonl", out.display()),
+        other => {
+            return Err(crate::term::usage(format!("{}: cannot tell the output format from '.{other}'; use .csv or .jsonl", out.display())))
+        }
     };
     let mut w = crate::export::Out::create(out, jsonl)?;
     let mut chunk: Vec<(u64, String)> = Vec::new();

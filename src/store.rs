@@ -170,21 +170,23 @@ pub struct Summary {
 }
 
 /// Checks a session name: no path separators, no leading dot, not empty.
+/// A bad name is a usage error (exit 2): it came from the command line.
 pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |m: String| Err(crate::term::usage(m));
     if name.is_empty() {
-        bail!("the session name is empty");
+        return bad("the session name is empty".into());
     }
     if name.contains('/') || name.contains('\\') || name.contains('\0') {
-        bail!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name));
+        return bad(format!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name)));
     }
     if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
-        bail!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name));
+        return bad(format!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name)));
     }
     if name.starts_with('.') {
-        bail!("session name '{name}' starts with a dot; use a plain name like 'banking'");
+        return bad(format!("session name '{name}' starts with a dot; use a plain name like 'banking'"));
     }
     if name.len() > 100 {
-        bail!("session name '{name}' is longer than 100 bytes");
+        return bad(format!("session name '{name}' is longer than 100 bytes"));
     }
     Ok(())
 }
