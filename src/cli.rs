@@ -71,7 +71,7 @@ impl Command {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Make a session from a CSV, TSV or JSONL file.
+    /// Make a session from a CSV, TSV, JSONL or Prodigy JSONL file.
     New(NewArgs),
     /// List the sessions, or remove one (`sessions rm NAME`).
     #[command(args_conflicts_with_subcommands = true)]
@@ -141,10 +141,10 @@ pub enum SessionsAction {
 pub struct NewArgs {
     /// Session name (a plain name, no path separators).
     pub name: String,
-    /// The rows to label: CSV, TSV or JSONL.
+    /// The rows to label: CSV, TSV, JSONL or Prodigy's JSONL.
     #[arg(long)]
     pub data: PathBuf,
-    /// Format (default: from the extension).
+    /// Format (default: from the extension; a .jsonl file of Prodigy's annotations is told by its content).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Column (or JSON field) with the text.
@@ -221,7 +221,7 @@ pub struct ExportArgs {
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     pub name: String,
-    /// Rows to label (CSV, TSV or JSONL).
+    /// Rows to label (CSV, TSV, JSONL or Prodigy's JSONL).
     #[arg(long)]
     pub input: PathBuf,
     /// Output CSV or JSONL.
@@ -467,7 +467,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// The format of an input file as `new` and `predict` read it: `--format`,
-/// else from the extension; an
+/// else from the extension (and the content, for Prodigy's JSONL); an
 /// extension that names no format is a usage error.
 fn check_input_format(path: &Path, given: Option<Format>) -> Result<()> {
     if given.is_none() {
@@ -598,7 +598,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let r = Session::create(sessions, &a.name, &spec, a.force)?;
     say!(
-        "session '{}': {} rows, {} labels{}{}{}{} in {:.1}s -> {}",
+        "session '{}': {} rows, {} labels{}{}{}{}{} in {:.1}s -> {}",
         a.name,
         r.pool_rows,
         r.labels,
@@ -606,6 +606,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         if r.gold_labels > 0 { format!(", {} gold labels (never shown to the model)", r.gold_labels) } else { String::new() },
         if r.test_rows > 0 { format!(", {} held-out test rows", r.test_rows) } else { String::new() },
         if r.skipped_empty > 0 { format!(", {} empty texts skipped", r.skipped_empty) } else { String::new() },
+        if r.multi_label > 0 { format!(", {} rows with several accepted labels (the first taken)", r.multi_label) } else { String::new() },
         t.elapsed().as_secs_f64(),
         store::session_dir(sessions, &a.name).display()
     );

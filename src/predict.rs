@@ -36,7 +36,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     }
     let format = match format {
         Some(f) => f,
-        None => Format::from_path(input).map_err(|e| crate::term::usage(e.to_string()))?,
+        None => Format::detect(input).map_err(|e| crate::term::usage(e.to_string()))?,
     };
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let jsonl = match ext.as_str() {

@@ -458,6 +458,8 @@ pub struct ImportReport {
     pub gold_labels: u64,
     pub skipped_empty: u64,
     pub labels: usize,
+    /// Prodigy: accepted rows with several labels in `accept` (the first taken).
+    pub multi_label: u64,
 }
 
 fn now() -> String {
@@ -596,8 +598,15 @@ impl Session {
     fn build(dir: &Path, spec: &ImportSpec) -> Result<ImportReport> {
         let data_format = match spec.format {
             Some(f) => f,
-            None => Format::from_path(&spec.data)?,
+            None => Format::detect(&spec.data)?,
         };
+        // Prodigy's records carry their labels (accepted answers): read
+        // them without being asked for a label column.
+        let mut spec = std::borrow::Cow::Borrowed(spec);
+        if data_format == Format::Prodigy && spec.columns.label.is_none() {
+            spec.to_mut().columns.label = Some("label".into());
+        }
+        let spec = spec.as_ref();
         if !spec.data.exists() {
             return Err(DataError::new(&spec.data, None, None, "no such file").into());
         }
@@ -667,13 +676,14 @@ impl Session {
                 Ok(())
             })?;
             report.skipped_empty += stats.skipped_empty;
+            report.multi_label += stats.multi_label;
             if report.pool_rows == 0 {
                 return Err(DataError::new(&spec.data, None, None, "no rows with text").into());
             }
             if let Some(test) = &spec.test {
                 let tf = match spec.format {
                     Some(f) => f,
-                    None => Format::from_path(test)?,
+                    None => Format::detect(test)?,
                 };
                 let tcols = Columns {
                     text: spec.columns.text.clone(),
