@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use crate::data::{self, Columns, Format};
-use crate::export::{self, ExportOptions};
+use crate::export::{self, ExportFormat, ExportOptions};
 use crate::learn::{SelfTraining, Strategy};
 use crate::say;
 use crate::store::{self, ImportSpec, LabelColIs, Session, Settings};
@@ -201,9 +201,12 @@ pub struct NewArgs {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     pub name: String,
-    /// Output file, .csv or .jsonl.
+    /// Output: a file (.csv, .jsonl, .json for Label Studio), or a folder for --format hf.
     #[arg(long)]
     pub out: PathBuf,
+    /// Format (default: from the extension of --out: .csv, .jsonl/.ndjson, .json = label-studio).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
     /// Only rows labelled by a person (or seeded).
     #[arg(long)]
     pub only_labelled: bool,
@@ -478,6 +481,7 @@ fn check_input_format(path: &Path, given: Option<Format>) -> Result<()> {
 
 fn cmd_export(sessions: &Path, a: ExportArgs) -> Result<()> {
     // Usage first: nothing is opened for a command line that cannot run.
+    let format = ExportFormat::resolve(&a.out, a.format).map_err(usage)?;
     if let Some(p) = a.min_confidence {
         if !(0.0..=1.0).contains(&p) {
             return Err(usage(format!("--min-confidence must be between 0 and 1, not {p}")));
@@ -486,13 +490,34 @@ fn cmd_export(sessions: &Path, a: ExportArgs) -> Result<()> {
     let s = Session::open_read_only(sessions, &a.name)?;
     tracing::debug!("session {} at {}", a.name, s.dir.display());
     let opts = ExportOptions {
+        format: Some(format),
         only_labelled: a.only_labelled,
         min_confidence: a.min_confidence,
         drop_below: a.drop_below,
         spreadsheet_safe: a.spreadsheet_safe,
     };
     let r = export::export(&s, &a.out, &opts)?;
-    say!("wrote {} rows to {} ({} person, {} seed, {} model, {} unlabelled)", r.rows, a.out.display(), r.person, r.seed, r.model, r.none);
+    let what = match format {
+        ExportFormat::Hf => format!("{} (data.jsonl, dataset_info.json, README.md)", a.out.display()),
+        _ => a.out.display().to_string(),
+    };
+    say!(
+        "wrote {} rows to {what} as {} ({} person, {} seed, {} model, {} unlabelled)",
+        r.rows,
+        format.name(),
+        r.person,
+        r.seed,
+        r.model,
+        r.none
+    );
+    if format == ExportFormat::LabelStudio {
+        say!(
+            "Label Studio: the labels are for <Choices name=\"{}\" toName=\"{}\"> on <Text name=\"{}\" value=\"$text\"/> (README.md, \"Formats\")",
+            export::LABEL_STUDIO_FROM,
+            export::LABEL_STUDIO_TO,
+            export::LABEL_STUDIO_TO
+        );
+    }
     if let Some(e) = r.model_expected {
         let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
         say!("the model's {} labels{above}: about {:.0}% expected right (calibrated on your labels)", r.model, e * 100.0);

@@ -24,7 +24,7 @@ fn completions_for_bash_zsh_and_fish() {
             assert!(script.contains(sub), "{shell}: no subcommand {sub}");
         }
         // (fish writes `-l quiet`)
-        for flag in ["quiet", "verbose", "json"] {
+        for flag in ["quiet", "verbose", "json", "label-studio"] {
             assert!(script.contains(flag), "{shell}: no {flag}");
         }
     }
@@ -56,7 +56,7 @@ fn man_page_on_stdout_or_one_per_subcommand() {
         let title = format!(".TH {} 1", f.trim_end_matches(".1"));
         assert!(t.contains(&title), "{f}: no '{title}'");
     }
-    assert!(std::fs::read_to_string(dir.join("labelrest-export.1")).unwrap().contains("\\-\\-min\\-confidence"));
+    assert!(std::fs::read_to_string(dir.join("labelrest-export.1")).unwrap().contains("\\-\\-format"));
     assert!(stdout(&o).contains("man pages to"), "{}", stdout(&o));
     // groff reads the page without a warning, where it is installed.
     if let Ok(g) = std::process::Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]).arg(dir.join("labelrest-export.1")).output() {
@@ -134,6 +134,7 @@ fn exit_codes_ok_error_usage() {
         vec!["export", "ok", "--out", "labels.xml"],
         vec!["export", "ok", "--out", "labels"],
         vec!["export", "ok", "--out", "labels.csv", "--min-confidence", "1.5"],
+        vec!["export", "nosuch", "--out", "labels.xml"],
         vec!["predict", "ok", "--input", odd.to_str().unwrap(), "--out", "p.csv"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--strategy", "margin,best"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--noise", "1.5"],
