@@ -759,6 +759,7 @@ fn cmd_annotate(sessions: &Path, name: &str) -> Result<()> {
 
 fn cmd_predict(sessions: &Path, a: PredictArgs) -> Result<()> {
     check_input_format(&a.input, a.format)?;
+    crate::predict::output_is_jsonl(&a.out)?;
     let s = Session::open_read_only(sessions, &a.name)?;
     let n = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
     say!("labelled {n} rows into {}", a.out.display());

@@ -136,6 +136,7 @@ fn exit_codes_ok_error_usage() {
         vec!["export", "ok", "--out", "labels.csv", "--min-confidence", "1.5"],
         vec!["export", "nosuch", "--out", "labels.xml"],
         vec!["predict", "ok", "--input", odd.to_str().unwrap(), "--out", "p.csv"],
+        vec!["predict", "nosuch", "--input", good, "--out", "p.xml"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--strategy", "margin,best"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--noise", "1.5"],
     ] {
