@@ -110,13 +110,13 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
             let mut p = crate::worker::prepare(
                 &session,
                 &mut |stage, d, n| {
-                    if n > 1 && (d % 4096 < 128 || d == n) {
+                    if n > 1 && (d % 4096 < 128 || d == n) && !crate::term::quiet() {
                         eprint!("\r{stage} {d}/{n}   ");
                     }
                 },
                 &cancel,
             )?;
-            eprintln!("\rprepared in {:.1}s (model, embeddings mapped)        ", t.elapsed().as_secs_f64());
+            crate::progress!("\rprepared in {:.1}s (model, embeddings mapped)        ", t.elapsed().as_secs_f64());
             if let Some(st) = self_training {
                 p.engine.cfg.self_training = st;
             }
@@ -165,7 +165,7 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
 }
 
 fn read_texts(path: &std::path::Path, limit: usize) -> Result<Vec<String>> {
-    let f = Format::from_path(path)?;
+    let f = Format::detect(path)?;
     let mut v = Vec::new();
     // Reading stops at the limit with an error of our own; any other error is the file's.
     match data::read_records(path, f, &Columns::default(), |r| {
@@ -389,7 +389,7 @@ fn bench_finetune(data: &std::path::Path, rows: usize, n_labels: usize, model: O
 }
 
 fn read_labelled(data: &std::path::Path) -> Result<(Vec<String>, Vec<String>)> {
-    let f = Format::from_path(data)?;
+    let f = Format::detect(data)?;
     let (mut texts, mut golds) = (Vec::new(), Vec::new());
     data::read_records(data, f, &Columns::new("text", Some("label")), |r| {
         texts.push(r.text);
@@ -403,7 +403,7 @@ fn read_labelled(data: &std::path::Path) -> Result<(Vec<String>, Vec<String>)> {
 fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize, model: Option<std::path::PathBuf>) -> Result<()> {
     use crate::model::finetune::{self, FinetuneConfig, Mode};
     let dir = model.unwrap_or_else(|| crate::model::assets::model_dir("bundled"));
-    let f = Format::from_path(data)?;
+    let f = Format::detect(data)?;
     let (mut texts, mut golds) = (Vec::new(), Vec::new());
     data::read_records(data, f, &Columns::new("text", Some("label")), |r| {
         texts.push(r.text);

@@ -6,31 +6,79 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use crate::data::{self, Columns, Format};
-use crate::export::{self, ExportOptions};
+use crate::export::{self, ExportFormat, ExportOptions};
 use crate::learn::{SelfTraining, Strategy};
+use crate::say;
 use crate::store::{self, ImportSpec, LabelColIs, Session, Settings};
+use crate::term::{self, usage, Paint, Stream, Verbosity};
 use crate::worker;
+
+/// The end of `labelrest --help` and of the man page: exit codes and the
+/// environment.
+const AFTER_HELP: &str = "\
+Exit status:
+  0  done
+  1  an error (bad input, a session that cannot be opened, a failed write, ...)
+  2  a command line that cannot be run as given (unknown flag, bad value, an output whose format cannot be told)
+
+Environment:
+  LABELREST_SESSIONS  the sessions folder when --sessions is not given
+  LABELREST_LOG       the log file (default: labelrest.log in the platform cache folder)
+  LABELREST_KEYS      the key file of the workstation (default: keys.toml in the platform config folder)
+  NO_COLOR            set and not empty: no colour anywhere
+  CLICOLOR_FORCE      set and not 0: colour even when the output is not a terminal (NO_COLOR wins)
+  RUST_LOG            the log's level and filter (default info)";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "labelrest",
     version,
-    about = "Label a few, the model labels the rest: text classification with a person in the loop, in the terminal"
+    about = "Label a few, the model labels the rest: text classification with a person in the loop, in the terminal",
+    after_long_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Folder of the sessions (default: $LABELREST_SESSIONS, else ./sessions when it exists, else the platform data folder).
     #[arg(long, global = true, value_name = "DIR")]
     pub sessions: Option<PathBuf>,
+    /// Print only what the command is for (a listing, a table, a script) and errors: no progress, no summaries.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print the log's lines (labelrest's from debug on) on standard error; the workstation keeps them in the log file.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
+impl Cli {
+    pub fn verbosity(&self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+}
+
+impl Command {
+    /// The full-screen workstation (which never logs to the screen).
+    pub fn is_workstation(&self) -> bool {
+        matches!(self, Command::Label { .. } | Command::Demo { .. })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Make a session from a CSV, TSV or JSONL file.
+    /// Make a session from a CSV, TSV, JSONL or Prodigy JSONL file.
     New(NewArgs),
     /// List the sessions, or remove one (`sessions rm NAME`).
+    #[command(args_conflicts_with_subcommands = true)]
     Sessions {
+        /// The listing as one JSON array (name, path, rows, test_rows, labelled, iterations, last_opened, open_by_pid, error).
+        #[arg(long)]
+        json: bool,
         #[command(subcommand)]
         action: Option<SessionsAction>,
     },
@@ -64,6 +112,18 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Measure import, embedding and refresh speed.
     Bench(BenchArgs),
+    /// Print a shell completion script: `labelrest completions bash > ~/.local/share/bash-completion/completions/labelrest`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on standard output, or write one page per subcommand into --out DIR.
+    Man {
+        /// Folder to write labelrest.1 and labelrest-SUBCOMMAND.1 into.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,10 +141,10 @@ pub enum SessionsAction {
 pub struct NewArgs {
     /// Session name (a plain name, no path separators).
     pub name: String,
-    /// The rows to label: CSV, TSV or JSONL.
+    /// The rows to label: CSV, TSV, JSONL or Prodigy's JSONL.
     #[arg(long)]
     pub data: PathBuf,
-    /// Format (default: from the extension).
+    /// Format (default: from the extension; a .jsonl file of Prodigy's annotations is told by its content).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Column (or JSON field) with the text.
@@ -141,9 +201,12 @@ pub struct NewArgs {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     pub name: String,
-    /// Output file, .csv or .jsonl.
+    /// Output: a file (.csv, .jsonl, .json for Label Studio), or a folder for --format hf.
     #[arg(long)]
     pub out: PathBuf,
+    /// Format (default: from the extension of --out: .csv, .jsonl/.ndjson, .json = label-studio).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
     /// Only rows labelled by a person (or seeded).
     #[arg(long)]
     pub only_labelled: bool,
@@ -161,7 +224,7 @@ pub struct ExportArgs {
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     pub name: String,
-    /// Rows to label (CSV, TSV or JSONL).
+    /// Rows to label (CSV, TSV, JSONL or Prodigy's JSONL).
     #[arg(long)]
     pub input: PathBuf,
     /// Output CSV or JSONL.
@@ -355,11 +418,20 @@ fn sessions_dir(cli: &Cli) -> Result<PathBuf> {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    let sessions = sessions_dir(&cli)?;
+    // The scripts and pages need no sessions folder.
+    let sessions = if matches!(cli.command, Command::Completions { .. } | Command::Man { .. }) {
+        PathBuf::new()
+    } else {
+        let s = sessions_dir(&cli)?;
+        tracing::debug!("sessions folder {}", s.display());
+        s
+    };
     match cli.command {
+        Command::Completions { shell } => cmd_completions(shell),
+        Command::Man { out } => cmd_man(out.as_deref()),
         Command::New(a) => cmd_new(&sessions, a),
-        Command::Sessions { action } => match action {
-            None => cmd_sessions(&sessions),
+        Command::Sessions { json, action } => match action {
+            None => cmd_sessions(&sessions, json),
             Some(SessionsAction::Rm { name, yes }) => cmd_rm(&sessions, &name, yes),
         },
         Command::Label { name } => crate::ui::run(&sessions, &name),
@@ -367,48 +439,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let name = ensure_demo(&sessions, reset)?;
             crate::ui::run(&sessions, &name)
         }
-        Command::Export(a) => {
-            let s = Session::open_read_only(&sessions, &a.name)?;
-            let opts = ExportOptions {
-                only_labelled: a.only_labelled,
-                min_confidence: a.min_confidence,
-                drop_below: a.drop_below,
-                spreadsheet_safe: a.spreadsheet_safe,
-            };
-            let r = export::export(&s, &a.out, &opts)?;
-            println!(
-                "wrote {} rows to {} ({} person, {} seed, {} model, {} unlabelled)",
-                r.rows,
-                a.out.display(),
-                r.person,
-                r.seed,
-                r.model,
-                r.none
-            );
-            if let Some(e) = r.model_expected {
-                let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
-                println!("the model's {} labels{above}: about {:.0}% expected right (calibrated on your labels)", r.model, e * 100.0);
-            }
-            if let Some(p) = a.min_confidence {
-                if a.drop_below {
-                    println!("{} rows below {p} left out", r.below);
-                } else {
-                    println!("{} rows below {p} left without a label (source none; --drop-below leaves them out)", r.below);
-                }
-            }
-            if r.formula_cells > 0 && !a.spreadsheet_safe {
-                println!(
-                    "note: {} cells start with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)",
-                    r.formula_cells
-                );
-            } else if r.formula_cells > 0 {
-                println!("{} cells that start like formulas were neutralised with a leading quote", r.formula_cells);
-            }
-            Ok(())
-        }
+        Command::Export(a) => cmd_export(&sessions, a),
         Command::Retrain { name } => {
             let s = Session::open(&sessions, &name)?;
-            let bar = indicatif::ProgressBar::new(1);
+            let bar = term::progress_bar(1);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -420,11 +454,11 @@ pub fn run(cli: Cli) -> Result<()> {
             })?;
             bar.finish_and_clear();
             let r = &u.record;
-            print!("iteration {}: {} labels, mean entropy {:.3}", u.iteration, u.n_labels, r.mean_entropy);
+            let mut line = format!("iteration {}: {} labels, mean entropy {:.3}", u.iteration, u.n_labels, r.mean_entropy);
             if let (Some(a), Some(f)) = (r.accuracy, r.macro_f1) {
-                print!(", held-out accuracy {a:.3}, macro-F1 {f:.3}");
+                line.push_str(&format!(", held-out accuracy {a:.3}, macro-F1 {f:.3}"));
             }
-            println!(", {:.0} ms", r.total_ms);
+            say!("{line}, {:.0} ms", r.total_ms);
             Ok(())
         }
         Command::Predict(a) => cmd_predict(&sessions, a),
@@ -435,9 +469,128 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The format of an input file as `new` and `predict` read it: `--format`,
+/// else from the extension (and the content, for Prodigy's JSONL); an
+/// extension that names no format is a usage error.
+fn check_input_format(path: &Path, given: Option<Format>) -> Result<()> {
+    if given.is_none() {
+        Format::from_path(path).map_err(|e| usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn cmd_export(sessions: &Path, a: ExportArgs) -> Result<()> {
+    // Usage first: nothing is opened for a command line that cannot run.
+    let format = ExportFormat::resolve(&a.out, a.format).map_err(usage)?;
+    if let Some(p) = a.min_confidence {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(usage(format!("--min-confidence must be between 0 and 1, not {p}")));
+        }
+    }
+    let s = Session::open_read_only(sessions, &a.name)?;
+    tracing::debug!("session {} at {}", a.name, s.dir.display());
+    let opts = ExportOptions {
+        format: Some(format),
+        only_labelled: a.only_labelled,
+        min_confidence: a.min_confidence,
+        drop_below: a.drop_below,
+        spreadsheet_safe: a.spreadsheet_safe,
+    };
+    let r = export::export(&s, &a.out, &opts)?;
+    let what = match format {
+        ExportFormat::Hf => format!("{} (data.jsonl, dataset_info.json, README.md)", a.out.display()),
+        _ => a.out.display().to_string(),
+    };
+    say!(
+        "wrote {} rows to {what} as {} ({} person, {} seed, {} model, {} unlabelled)",
+        r.rows,
+        format.name(),
+        r.person,
+        r.seed,
+        r.model,
+        r.none
+    );
+    if format == ExportFormat::LabelStudio {
+        say!(
+            "Label Studio: the labels are for <Choices name=\"{}\" toName=\"{}\"> on <Text name=\"{}\" value=\"$text\"/> (README.md, \"Formats\")",
+            export::LABEL_STUDIO_FROM,
+            export::LABEL_STUDIO_TO,
+            export::LABEL_STUDIO_TO
+        );
+    }
+    if let Some(e) = r.model_expected {
+        let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
+        say!("the model's {} labels{above}: about {:.0}% expected right (calibrated on your labels)", r.model, e * 100.0);
+    }
+    if let Some(p) = a.min_confidence {
+        if a.drop_below {
+            say!("{} rows below {p} left out", r.below);
+        } else {
+            say!("{} rows below {p} left without a label (source none; --drop-below leaves them out)", r.below);
+        }
+    }
+    if r.formula_cells > 0 && !a.spreadsheet_safe {
+        say!(
+            "note: {} cells start with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)",
+            r.formula_cells
+        );
+    } else if r.formula_cells > 0 {
+        say!("{} cells that start like formulas were neutralised with a leading quote", r.formula_cells);
+    }
+    Ok(())
+}
+
+fn cmd_completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut cmd, "labelrest", &mut out);
+    out.flush()?;
+    Ok(())
+}
+
+/// The man page on standard output, or one page per command and
+/// subcommand (`labelrest.1`, `labelrest-export.1`, `labelrest-sessions-rm.1`,
+/// ...) written into `out`.
+fn cmd_man(out: Option<&Path>) -> Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    let Some(dir) = out else {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        let mut o = std::io::stdout().lock();
+        o.write_all(&buf)?;
+        o.flush()?;
+        return Ok(());
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(usage(format!("--out {}: it is a file; man --out takes a folder", dir.display())));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fn pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(sub, dir, written)?;
+        }
+        let man = clap_mangen::Man::new(cmd.clone());
+        let path = dir.join(man.get_filename());
+        let mut w = crate::output::AtomicWriter::create(&path)?;
+        man.render(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
+        w.commit()?;
+        written.push(path);
+        Ok(())
+    }
+    let mut written = Vec::new();
+    pages(&cmd, dir, &mut written)?;
+    say!("wrote {} man pages to {}", written.len(), dir.display());
+    Ok(())
+}
+
 fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
+    check_input_format(&a.data, a.format)?;
+    if let Some(t) = &a.test {
+        check_input_format(t, a.format)?;
+    }
     let labels = match (&a.labels, &a.labels_file) {
-        (Some(l), _) => Some(data::parse_label_list(l).map_err(|e| anyhow::anyhow!(e))?),
+        (Some(l), _) => Some(data::parse_label_list(l).map_err(usage)?),
         (None, Some(f)) => Some(data::read_labels_file(f)?),
         (None, None) => None,
     };
@@ -469,8 +622,8 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
     };
     let t = std::time::Instant::now();
     let r = Session::create(sessions, &a.name, &spec, a.force)?;
-    println!(
-        "session '{}': {} rows, {} labels{}{}{}{} in {:.1}s -> {}",
+    say!(
+        "session '{}': {} rows, {} labels{}{}{}{}{} in {:.1}s -> {}",
         a.name,
         r.pool_rows,
         r.labels,
@@ -478,19 +631,59 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         if r.gold_labels > 0 { format!(", {} gold labels (never shown to the model)", r.gold_labels) } else { String::new() },
         if r.test_rows > 0 { format!(", {} held-out test rows", r.test_rows) } else { String::new() },
         if r.skipped_empty > 0 { format!(", {} empty texts skipped", r.skipped_empty) } else { String::new() },
+        if r.multi_label > 0 { format!(", {} rows with several accepted labels (the first taken)", r.multi_label) } else { String::new() },
         t.elapsed().as_secs_f64(),
         store::session_dir(sessions, &a.name).display()
     );
     Ok(())
 }
 
-fn cmd_sessions(sessions: &Path) -> Result<()> {
+/// One session of `sessions --json`: the facts of the table (an
+/// unreadable session has `error` and nulls for what could not be read).
+#[derive(serde::Serialize)]
+struct ListedJson<'a> {
+    name: &'a str,
+    path: String,
+    rows: Option<i64>,
+    test_rows: Option<i64>,
+    labelled: Option<i64>,
+    iterations: Option<i64>,
+    last_opened: Option<&'a str>,
+    open_by_pid: Option<i32>,
+    error: Option<&'a str>,
+}
+
+fn cmd_sessions(sessions: &Path, json: bool) -> Result<()> {
     let list = store::list(sessions)?;
-    if list.is_empty() {
-        println!("no sessions in {}", sessions.display());
+    if json {
+        let items: Vec<ListedJson> = list
+            .iter()
+            .map(|l| {
+                let s = l.summary.as_ref().ok();
+                ListedJson {
+                    name: &l.name,
+                    path: l.path.display().to_string(),
+                    rows: s.map(|s| s.rows),
+                    test_rows: s.map(|s| s.test_rows),
+                    labelled: s.map(|s| s.labelled),
+                    iterations: s.map(|s| s.iterations),
+                    last_opened: s.map(|s| s.last_opened.as_str()),
+                    open_by_pid: l.open_by.as_ref().map(|(pid, _)| *pid),
+                    error: l.summary.as_ref().err().map(|e| e.as_str()),
+                }
+            })
+            .collect();
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
         return Ok(());
     }
-    println!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
+    if list.is_empty() {
+        say!("no sessions in {}", sessions.display());
+        return Ok(());
+    }
+    let header = format!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
+    println!("{}", term::paint(Stream::Stdout, Paint::Header, &header));
     for l in list {
         let open = l.open_by.as_ref().map(|(pid, _)| format!("  (open in pid {pid})")).unwrap_or_default();
         match &l.summary {
@@ -503,7 +696,12 @@ fn cmd_sessions(sessions: &Path) -> Result<()> {
                 s.last_opened,
                 s.path.display()
             ),
-            Err(why) => println!("{:<20} cannot be read: {why}  {}{open}", l.name, l.path.display()),
+            Err(why) => println!(
+                "{:<20} {}  {}{open}",
+                l.name,
+                term::paint(Stream::Stdout, Paint::Bad, &format!("cannot be read: {why}")),
+                l.path.display()
+            ),
         }
     }
     Ok(())
@@ -520,12 +718,12 @@ fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         if !matches!(line.trim(), "y" | "Y" | "yes") {
-            println!("kept '{name}'");
+            say!("kept '{name}'");
             return Ok(());
         }
     }
     store::remove(sessions, name)?;
-    println!("removed session '{name}'");
+    say!("removed session '{name}'");
     Ok(())
 }
 
@@ -560,16 +758,23 @@ fn cmd_annotate(sessions: &Path, name: &str) -> Result<()> {
 }
 
 fn cmd_predict(sessions: &Path, a: PredictArgs) -> Result<()> {
+    check_input_format(&a.input, a.format)?;
+    crate::predict::output_is_jsonl(&a.out)?;
     let s = Session::open_read_only(sessions, &a.name)?;
     let n = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
-    println!("labelled {n} rows into {}", a.out.display());
+    say!("labelled {n} rows into {}", a.out.display());
     Ok(())
 }
 
 fn cmd_simulate(a: SimulateArgs) -> Result<()> {
-    let strategies = a.strategy.split(',').map(|s| Strategy::parse(s.trim())).collect::<Result<Vec<_>>>()?;
+    let strategies = a
+        .strategy
+        .split(',')
+        .map(|s| Strategy::parse(s.trim()))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| usage(format!("--strategy: {e:#}")))?;
     if !(0.0..1.0).contains(&a.noise) {
-        bail!("--noise must be at least 0 and below 1, not {}", a.noise);
+        return Err(usage(format!("--noise must be at least 0 and below 1, not {}", a.noise)));
     }
     let opts = crate::simulate::SimOptions {
         train: a.train,
@@ -605,11 +810,11 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
             prior_init: a.head_init == "prior",
             ..Default::default()
         },
-        quiet: false,
+        quiet: term::quiet(),
     };
     let points = crate::simulate::run(&opts)?;
     print!("{}", crate::simulate::markdown_table(&points, &[0, 10, 50, 100, 150]));
-    println!("wrote {}/curves.csv, curves.svg, curves.png, table.md", a.out.display());
+    say!("wrote {}/curves.csv, curves.svg, curves.png, table.md", a.out.display());
     Ok(())
 }
 
@@ -642,7 +847,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     let s = Session::open_read_only(sessions, name)?;
     let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
     let Some((_, _, m)) = s.iterations()?.pop() else {
-        println!("no model yet: label a few rows (or `labelrest retrain {}`) first", crate::data::display_safe(name));
+        say!("no model yet: label a few rows (or `labelrest retrain {}`) first", crate::data::display_safe(name));
         return Ok(());
     };
     let rec: crate::worker::IterationRecord = serde_json::from_value(m).unwrap_or_default();
@@ -651,7 +856,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     let kept = s.kept_reviews()?;
     let standing: Vec<_> = rec.suspects.iter().filter(|x| current.get(&x.0) == Some(&x.1) && !kept.contains(&(x.0, x.1))).collect();
     if rec.labels < crate::learn::calibration::MIN_LABELS {
-        println!("the review needs at least {} labels (the last iteration had {})", crate::learn::calibration::MIN_LABELS, rec.labels);
+        say!("the review needs at least {} labels (the last iteration had {})", crate::learn::calibration::MIN_LABELS, rec.labels);
         return Ok(());
     }
     let disputed = standing.iter().filter(|x| x.2 != x.1).count();
@@ -683,7 +888,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
         );
     }
     if standing.len() > top {
-        println!("... {} more (--top N)", standing.len() - top);
+        say!("... {} more (--top N)", standing.len() - top);
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Reading datasets: CSV, TSV and JSONL, streamed record by record, with
-//! errors that name the file, the line and (where known) the column.
+//! Reading datasets: CSV, TSV, JSONL and Prodigy's JSONL, streamed record
+//! by record, with errors that name the file, the line and (where known)
+//! the column.
 
 use std::fmt;
 use std::fs::File;
@@ -41,10 +42,28 @@ impl std::error::Error for DataError {}
 pub enum Format {
     Csv,
     Tsv,
+    /// One JSON object a line; the text and the label are fields.
     Jsonl,
+    /// Prodigy's annotations (JSONL): `text`, the label in `accept` (a
+    /// list: its first) or `label`, and `answer`: only `accept` rows carry
+    /// their label, `reject` and `ignore` rows (and rows not answered yet)
+    /// come in unlabelled; `meta` and the rest are ignored.
+    Prodigy,
 }
 
 impl Format {
+    /// The format of a file when none is given: from the extension, and a
+    /// JSONL file whose first record looks like Prodigy's (see
+    /// `looks_like_prodigy`) is read as Prodigy's.
+    pub fn detect(path: &Path) -> Result<Format, DataError> {
+        let f = Format::from_path(path)?;
+        if f == Format::Jsonl && looks_like_prodigy(path) {
+            tracing::debug!("{}: Prodigy annotations (an answer and a label in its first record)", path.display());
+            return Ok(Format::Prodigy);
+        }
+        Ok(f)
+    }
+
     /// The format named by the file's extension.
     pub fn from_path(path: &Path) -> Result<Format, DataError> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
@@ -56,9 +75,33 @@ impl Format {
                 path,
                 None,
                 None,
-                format!("cannot tell the format from the extension '.{ext}'; use --format csv|tsv|jsonl"),
+                format!("cannot tell the format from the extension '.{ext}'; use --format csv|tsv|jsonl|prodigy"),
             )),
         }
+    }
+}
+
+/// Whether the first record of a JSONL file is a Prodigy annotation: an
+/// object with an `answer` of `accept`, `reject` or `ignore`, and a `label`
+/// or an `accept` field. A file that cannot be read or parsed is not (the
+/// JSONL reader then names the problem).
+pub fn looks_like_prodigy(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else { return false };
+    let mut r = BufReader::new(f).take(1 << 24);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        let l = line.trim_start_matches('\u{feff}').trim();
+        if l.is_empty() {
+            continue;
+        }
+        let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(l) else { return false };
+        let answered = matches!(o.get("answer").and_then(|a| a.as_str()), Some("accept" | "reject" | "ignore"));
+        return answered && (o.contains_key("label") || o.contains_key("accept"));
     }
 }
 
@@ -127,6 +170,9 @@ pub struct ReadStats {
     pub skipped_empty: u64,
     /// First few lines of skipped records, to report.
     pub skipped_lines: Vec<u64>,
+    /// Prodigy: accepted records with more than one label in `accept`
+    /// (the first is taken).
+    pub multi_label: u64,
 }
 
 fn open(path: &Path) -> Result<File, DataError> {
@@ -158,7 +204,8 @@ where
     };
     match format {
         Format::Csv | Format::Tsv => read_delimited(path, file, format, cols, &mut stats, &mut emit)?,
-        Format::Jsonl => read_jsonl(path, file, cols, &mut stats, &mut emit)?,
+        Format::Jsonl => read_jsonl(path, file, cols, false, &mut stats, &mut emit)?,
+        Format::Prodigy => read_jsonl(path, file, cols, true, &mut stats, &mut emit)?,
     }
     Ok(stats)
 }
@@ -338,7 +385,7 @@ fn csv_error(path: &Path, e: csv::Error) -> DataError {
     DataError::new(path, line, None, msg)
 }
 
-fn read_jsonl<E>(path: &Path, file: File, cols: &Columns, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
+fn read_jsonl<E>(path: &Path, file: File, cols: &Columns, prodigy: bool, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
 where
     E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
 {
@@ -387,6 +434,7 @@ where
         };
         let label = match &cols.label {
             None => None,
+            Some(l) if prodigy => Some(prodigy_label(path, line, obj, l, stats)?),
             Some(l) => match obj.get(l) {
                 Some(serde_json::Value::String(t)) => Some(t.trim().to_string()),
                 Some(serde_json::Value::Null) => Some(String::new()),
@@ -399,6 +447,48 @@ where
         emit(Record { line, text, label }, stats)?;
     }
     Ok(())
+}
+
+/// The label of a Prodigy record: the first of `accept` (a list), else the
+/// `field` (`label`), when `answer` is `accept`; empty (unlabelled) for
+/// `reject`, `ignore` and records not answered yet.
+fn prodigy_label(
+    path: &Path,
+    line: u64,
+    obj: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    stats: &mut ReadStats,
+) -> Result<String, DataError> {
+    use serde_json::Value;
+    let err = |m: String| DataError::new(path, Some(line), None, m);
+    let label_of = |v: &Value, what: &str| -> Result<String, DataError> {
+        match v {
+            Value::String(t) => Ok(t.trim().to_string()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Null => Ok(String::new()),
+            other => Err(err(format!("{what} is not a label: {}", display_safe(&other.to_string())))),
+        }
+    };
+    match obj.get("answer") {
+        None | Some(Value::Null) => return Ok(String::new()),
+        Some(Value::String(a)) if a == "accept" => {}
+        Some(Value::String(a)) if a == "reject" || a == "ignore" => return Ok(String::new()),
+        Some(other) => return Err(err(format!("answer {} is not \"accept\", \"reject\" or \"ignore\"", display_safe(&other.to_string())))),
+    }
+    match obj.get("accept") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            if items.len() > 1 {
+                stats.multi_label += 1;
+            }
+            return label_of(&items[0], "the first of 'accept'");
+        }
+        None | Some(Value::Null) | Some(Value::Array(_)) => {}
+        Some(other) => return Err(err(format!("field 'accept' is not a list of labels: {}", display_safe(&other.to_string())))),
+    }
+    match obj.get(field) {
+        Some(v) => label_of(v, &format!("field '{field}'")),
+        None => Ok(String::new()),
+    }
 }
 
 fn missing_field(path: &Path, line: u64, obj: &serde_json::Map<String, serde_json::Value>, what: &str, name: &str) -> DataError {

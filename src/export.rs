@@ -1,15 +1,82 @@
 //! Export: every pool row with a label, the person's where there is one
 //! (or a seed label), the model's (with its confidence) everywhere else.
+//! Formats: our CSV and JSONL, Prodigy's JSONL, Label Studio's tasks and a
+//! Hugging Face `datasets` folder.
 
 use anyhow::{bail, Context, Result};
+use serde_json::json;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::output::AtomicWriter;
 use crate::store::{Session, Source, Split};
 
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `id,text,label,source,probability,entropy` (`.csv`).
+    Csv,
+    /// The same fields, one JSON object a line (`.jsonl`, `.ndjson`).
+    Jsonl,
+    /// Prodigy's JSONL: `text`, `label`, `answer` (`accept`; `ignore` for a
+    /// row left without a label) and `meta` (`id`, `source`, `probability`).
+    Prodigy,
+    /// Label Studio's tasks, one JSON array (`.json`): `data.text`, the
+    /// model's labels as `predictions`, the person's (and seed labels) as
+    /// `annotations`, for a `<Choices name="label" toName="text">`.
+    LabelStudio,
+    /// A folder for Hugging Face `datasets`: `data.jsonl` (`text`, `label`,
+    /// `label_id`, `source`, `probability`), `dataset_info.json` (the
+    /// features, `label` a `ClassLabel` with the label names) and a
+    /// `README.md` whose header `load_dataset(FOLDER)` reads.
+    Hf,
+}
+
+impl ExportFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Prodigy => "prodigy",
+            ExportFormat::LabelStudio => "label-studio",
+            ExportFormat::Hf => "hf",
+        }
+    }
+
+    /// The format named by the output's extension: `.csv`, `.jsonl` or
+    /// `.ndjson` (ours), `.json` (Label Studio's tasks). The others are
+    /// chosen with `--format`.
+    pub fn from_path(out: &Path) -> std::result::Result<ExportFormat, String> {
+        let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Ok(ExportFormat::Csv),
+            "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
+            "json" => Ok(ExportFormat::LabelStudio),
+            other => Err(format!(
+                "{}: cannot tell the export format from '.{other}'; use .csv or .jsonl (or .json for Label Studio), \
+                 or --format csv|jsonl|prodigy|label-studio|hf",
+                out.display()
+            )),
+        }
+    }
+
+    /// `given`, else the format from the extension.
+    pub fn resolve(out: &Path, given: Option<ExportFormat>) -> std::result::Result<ExportFormat, String> {
+        match given {
+            Some(f) => Ok(f),
+            None => ExportFormat::from_path(out),
+        }
+    }
+}
+
+/// The Label Studio control and object names the tasks refer to.
+pub const LABEL_STUDIO_FROM: &str = "label";
+pub const LABEL_STUDIO_TO: &str = "text";
+
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
+    /// The format; None: from the output's extension.
+    pub format: Option<ExportFormat>,
     /// Only rows a person (or a seed) labelled.
     pub only_labelled: bool,
     /// Model labels below this (calibrated) probability are left empty
@@ -42,29 +109,39 @@ pub struct ExportReport {
     pub model_expected: Option<f64>,
 }
 
-/// A CSV or JSONL writer of serialisable records, to a temporary file that
-/// `finish` puts at the target (see `output`).
+/// A CSV, JSONL or JSON-array writer of serialisable records, to a
+/// temporary file that `finish` puts at the target (see `output`).
 pub(crate) enum Out {
-    Csv(csv::Writer<AtomicWriter>),
+    Csv(Box<csv::Writer<AtomicWriter>>),
     Json(AtomicWriter),
+    /// One JSON array, an element a line; `bool`: an element was written.
+    Array(AtomicWriter, bool),
 }
 
 impl Out {
     pub(crate) fn create(path: &Path, jsonl: bool) -> Result<Out> {
         let w = AtomicWriter::create(path)?;
-        Ok(if jsonl { Out::Json(w) } else { Out::Csv(csv::Writer::from_writer(w)) })
+        Ok(if jsonl { Out::Json(w) } else { Out::Csv(Box::new(csv::Writer::from_writer(w))) })
+    }
+    pub(crate) fn create_array(path: &Path) -> Result<Out> {
+        Ok(Out::Array(AtomicWriter::create(path)?, false))
     }
     pub(crate) fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
         let r: Result<()> = match self {
             Out::Csv(c) => c.serialize(v).map_err(Into::into),
             Out::Json(w) => serde_json::to_writer(&mut *w, v).map_err(Into::into).and_then(|_| w.write_all(b"\n").map_err(Into::into)),
+            Out::Array(w, started) => {
+                let sep: &[u8] = if *started { b",\n" } else { b"[\n" };
+                *started = true;
+                w.write_all(sep).map_err(Into::into).and_then(|_| serde_json::to_writer(&mut *w, v).map_err(Into::into))
+            }
         };
         r.with_context(|| format!("cannot write {}", self.target().display()))
     }
     fn target(&self) -> &Path {
         match self {
             Out::Csv(c) => c.get_ref().target(),
-            Out::Json(w) => w.target(),
+            Out::Json(w) | Out::Array(w, _) => w.target(),
         }
     }
     pub(crate) fn finish(self) -> Result<()> {
@@ -74,6 +151,11 @@ impl Out {
                 c.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {}", t.display(), e.error()))?
             }
             Out::Json(w) => w,
+            Out::Array(mut w, started) => {
+                let end: &[u8] = if started { b"\n]\n" } else { b"[]\n" };
+                w.write_all(end).with_context(|| format!("cannot write {}", w.target().display()))?;
+                w
+            }
         };
         w.commit()
     }
@@ -89,24 +171,225 @@ struct OutRow<'a> {
     entropy: Option<f32>,
 }
 
+/// One exported row, before it is written in a format.
+struct Item<'a> {
+    id: i64,
+    text: &'a str,
+    /// The label's index and name; None: left without a label.
+    label: Option<(u32, &'a str)>,
+    source: &'a str,
+    /// The model's prediction for the row (calibrated).
+    pred: Option<&'a crate::store::Prediction>,
+}
+
+impl Item<'_> {
+    /// The model's probability for the label written, when the label is the
+    /// model's choice (always for source `model`; for a person's label only
+    /// when the model agrees).
+    fn label_probability(&self) -> Option<f64> {
+        match (self.label, self.pred) {
+            (Some((l, _)), Some(p)) if p.label == l => Some(short(p.prob)),
+            _ => None,
+        }
+    }
+}
+
+/// An f32 as the f64 with its shortest decimal form (0.9998879, not
+/// 0.9998879432678223), as the CSV export writes it.
+fn short(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
+/// The sink of one export format.
+enum Sink {
+    /// Ours, CSV (with the spreadsheet check) or JSONL.
+    Plain {
+        out: Out,
+        csv: bool,
+        spreadsheet_safe: bool,
+    },
+    Prodigy(Out),
+    LabelStudio {
+        out: Out,
+        model_version: String,
+    },
+    Hf {
+        out: Out,
+        dir: PathBuf,
+    },
+}
+
+impl Sink {
+    fn write(&mut self, it: &Item, report: &mut ExportReport) -> Result<()> {
+        let label = it.label.map(|(_, n)| n);
+        match self {
+            Sink::Plain { out, csv, spreadsheet_safe } => {
+                let (mut text, mut label) = (std::borrow::Cow::from(it.text), std::borrow::Cow::from(label.unwrap_or("")));
+                if *csv {
+                    for cell in [&mut text, &mut label] {
+                        if formula_like(cell) {
+                            report.formula_cells += 1;
+                            if *spreadsheet_safe {
+                                *cell = std::borrow::Cow::Owned(format!("'{cell}"));
+                            }
+                        }
+                    }
+                }
+                out.write(&OutRow {
+                    id: it.id,
+                    text: &text,
+                    label: &label,
+                    source: it.source,
+                    probability: it.pred.map(|p| p.prob),
+                    entropy: it.pred.map(|p| p.entropy),
+                })
+            }
+            Sink::Prodigy(out) => {
+                let mut meta = json!({ "id": it.id, "source": it.source });
+                if let Some(p) = it.label_probability() {
+                    meta["probability"] = json!(p);
+                }
+                let v = match label {
+                    Some(l) => json!({ "text": it.text, "label": l, "answer": "accept", "meta": meta }),
+                    None => json!({ "text": it.text, "answer": "ignore", "meta": meta }),
+                };
+                out.write(&v)
+            }
+            Sink::LabelStudio { out, model_version } => {
+                let mut task = json!({ "data": { "text": it.text, "row_id": it.id, "source": it.source } });
+                if let Some(l) = label {
+                    let result = json!([{
+                        "from_name": LABEL_STUDIO_FROM,
+                        "to_name": LABEL_STUDIO_TO,
+                        "type": "choices",
+                        "value": { "choices": [l] },
+                    }]);
+                    if it.source == "model" {
+                        task["predictions"] = json!([{
+                            "model_version": model_version,
+                            "score": it.label_probability(),
+                            "result": result,
+                        }]);
+                    } else {
+                        task["annotations"] = json!([{ "result": result }]);
+                    }
+                }
+                out.write(&task)
+            }
+            Sink::Hf { out, .. } => out.write(&json!({
+                "text": it.text,
+                "label": label,
+                "label_id": it.label.map(|(i, _)| i as i64).unwrap_or(-1),
+                "source": it.source,
+                "probability": it.label_probability(),
+            })),
+        }
+    }
+
+    fn finish(self, names: &[String], session: &Session) -> Result<()> {
+        match self {
+            Sink::Plain { out, .. } | Sink::Prodigy(out) | Sink::LabelStudio { out, .. } => out.finish(),
+            Sink::Hf { out, dir } => {
+                out.finish()?;
+                write_all(
+                    &dir.join("dataset_info.json"),
+                    (serde_json::to_string_pretty(&hf_dataset_info(names, session))? + "\n").as_bytes(),
+                )?;
+                write_all(&dir.join("README.md"), hf_card(names, session).as_bytes())
+            }
+        }
+    }
+}
+
+fn write_all(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut w = AtomicWriter::create(path)?;
+    w.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    w.commit()
+}
+
+/// The features of the `hf` folder's rows, as `datasets` writes them in a
+/// `dataset_info.json` (`Features.from_dict` reads them back).
+fn hf_features(names: &[String]) -> serde_json::Value {
+    json!({
+        "text": { "dtype": "string", "_type": "Value" },
+        "label": { "names": names, "num_classes": names.len(), "_type": "ClassLabel" },
+        "label_id": { "dtype": "int64", "_type": "Value" },
+        "source": { "dtype": "string", "_type": "Value" },
+        "probability": { "dtype": "float32", "_type": "Value" },
+    })
+}
+
+fn hf_dataset_info(names: &[String], session: &Session) -> serde_json::Value {
+    json!({
+        "description": format!(
+            "Exported by labelrest from session '{}': the person's labels where given (source person or seed), \
+             the model's elsewhere (source model, with its calibrated probability); label_id -1 and label null: no label.",
+            session.name
+        ),
+        "features": hf_features(names),
+    })
+}
+
+/// A dataset card whose YAML header gives `load_dataset(FOLDER)` the
+/// features (`label` a class label) and the data file. Names are written as
+/// JSON strings, which YAML reads as double-quoted scalars.
+fn hf_card(names: &[String], session: &Session) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut y = String::from("---\ndataset_info:\n  features:\n  - name: text\n    dtype: string\n  - name: label\n    dtype:\n      class_label:\n        names:\n");
+    for (i, n) in names.iter().enumerate() {
+        y.push_str(&format!("          '{i}': {}\n", q(n)));
+    }
+    y.push_str("  - name: label_id\n    dtype: int64\n  - name: source\n    dtype: string\n  - name: probability\n    dtype: float32\n");
+    y.push_str("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data.jsonl\n---\n\n");
+    y.push_str(&format!(
+        "# {}\n\nLabels exported by labelrest: the person's where given (`source` person or seed), the model's elsewhere \
+         (`source` model, with its calibrated `probability`). `label_id` is -1 where a row has no label.\n\n\
+         ```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n```\n",
+        crate::data::display_safe(&session.name)
+    ));
+    y
+}
+
 pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<ExportReport> {
     if let Some(p) = opts.min_confidence {
         if !(0.0..=1.0).contains(&p) {
-            bail!("--min-confidence must be between 0 and 1, not {p}");
+            return Err(crate::term::usage(format!("--min-confidence must be between 0 and 1, not {p}")));
         }
     }
-    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let jsonl = match ext.as_str() {
-        "csv" => false,
-        "jsonl" | "ndjson" => true,
-        other => bail!("{}: cannot tell the export format from '.{other}'; use .csv or .jsonl", out.display()),
-    };
-    crate::output::check_not_input(out, &[&session.db_path()])?;
+    let format = ExportFormat::resolve(out, opts.format).map_err(crate::term::usage)?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
+    let mut sink = match format {
+        ExportFormat::Csv | ExportFormat::Jsonl => {
+            crate::output::check_not_input(out, &[&session.db_path()])?;
+            let csv = format == ExportFormat::Csv;
+            Sink::Plain { out: Out::create(out, !csv)?, csv, spreadsheet_safe: opts.spreadsheet_safe }
+        }
+        ExportFormat::Prodigy => {
+            crate::output::check_not_input(out, &[&session.db_path()])?;
+            Sink::Prodigy(Out::create(out, true)?)
+        }
+        ExportFormat::LabelStudio => {
+            crate::output::check_not_input(out, &[&session.db_path()])?;
+            let iteration = session.iterations()?.last().map(|x| x.0).unwrap_or(0);
+            Sink::LabelStudio { out: Out::create_array(out)?, model_version: format!("labelrest {} iteration {iteration}", session.name) }
+        }
+        ExportFormat::Hf => {
+            if out.exists() && !out.is_dir() {
+                bail!(
+                    "cannot write {}: it is a file, and --format hf writes a folder (data.jsonl, dataset_info.json, README.md)",
+                    out.display()
+                );
+            }
+            std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+            let data = out.join("data.jsonl");
+            crate::output::check_not_input(&data, &[&session.db_path()])?;
+            Sink::Hf { out: Out::create(&data, true)?, dir: out.to_path_buf() }
+        }
+    };
+    tracing::debug!("export of session {} as {} to {}", session.name, format.name(), out.display());
     let labels: std::collections::HashMap<i64, (u32, Source)> =
         session.labels()?.into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
     let preds = session.predictions()?;
-    let mut sink = Out::create(out, jsonl)?;
     let mut report = ExportReport::default();
     let mut model_prob_sum = 0f64;
     for row in session.rows()? {
@@ -115,10 +398,10 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
         let pred = preds.get(&row.id);
         let (label, source) = match labels.get(&row.id) {
-            Some((l, s)) => (names[*l as usize].as_str(), s.as_str()),
+            Some((l, s)) => (Some(*l), s.as_str()),
             None => match pred {
-                Some(p) => (names[p.label as usize].as_str(), "model"),
-                None => ("", "none"),
+                Some(p) => (Some(p.label), "model"),
+                None => (None, "none"),
             },
         };
         if opts.only_labelled && (source == "model" || source == "none") {
@@ -130,7 +413,7 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
                 if opts.drop_below {
                     continue;
                 }
-                ("", "none")
+                (None, "none")
             }
             _ => (label, source),
         };
@@ -144,22 +427,10 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
             _ => report.none += 1,
         }
         report.rows += 1;
-        let (mut text, mut label) = (std::borrow::Cow::from(row.text.as_str()), std::borrow::Cow::from(label));
-        if !jsonl {
-            for cell in [&mut text, &mut label] {
-                if formula_like(cell) {
-                    report.formula_cells += 1;
-                    if opts.spreadsheet_safe {
-                        *cell = std::borrow::Cow::Owned(format!("'{cell}"));
-                    }
-                }
-            }
-        }
-        let o =
-            OutRow { id: row.id, text: &text, label: &label, source, probability: pred.map(|p| p.prob), entropy: pred.map(|p| p.entropy) };
-        sink.write(&o)?;
+        let item = Item { id: row.id, text: &row.text, label: label.map(|l| (l, names[l as usize].as_str())), source, pred };
+        sink.write(&item, &mut report)?;
     }
-    sink.finish()?;
+    sink.finish(&names, session)?;
     report.model_expected = if report.model > 0 { Some(model_prob_sum / report.model as f64) } else { None };
     Ok(report)
 }

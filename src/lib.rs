@@ -3,7 +3,8 @@
 //! Layers, from the bottom: `data` (reading files), `store` (the SQLite
 //! session), `model` (encoder, embedding cache, head), `learn` (scores,
 //! strategies, metrics, one iteration), `worker` (the background thread),
-//! `ui` (the terminal workstation), `cli` (the subcommands).
+//! `ui` (the terminal workstation), `cli` (the subcommands); `term` (colour,
+//! verbosity and exit codes) beside them.
 
 pub mod bench;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod plot;
 pub mod predict;
 pub mod simulate;
 pub mod store;
+pub mod term;
 pub mod ui;
 pub mod worker;

@@ -1,6 +1,8 @@
 use clap::Parser;
 use std::io::Write;
 
+use labelrest::term::{self, Paint, Stream};
+
 fn main() {
     // Die quietly on a closed pipe (`labelrest sessions | head`), as other
     // command-line tools do, instead of panicking on the next print.
@@ -8,8 +10,10 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Usage errors clap finds itself exit with 2 (term::EXIT_USAGE), --help and --version with 0.
     let cli = labelrest::cli::Cli::parse();
-    let _guard = labelrest::ui::init_logging();
+    term::set_verbosity(cli.verbosity());
+    let guard = labelrest::ui::init_logging(cli.verbosity() == term::Verbosity::Verbose && !cli.command.is_workstation());
     // Before anything else: a panic anywhere restores the terminal, goes to
     // the log with its backtrace, and prints one line (if a terminal is left).
     std::panic::set_hook(Box::new(|info| {
@@ -23,9 +27,19 @@ fn main() {
         );
     }));
     if let Err(e) = labelrest::cli::run(cli) {
+        tracing::debug!("exit on error: {e:#}");
         // Errors can quote the data (labels, header names): made inert for the terminal, on one line.
         // A terminal that is gone (a killed SSH session) cannot take it: say nothing then.
-        let _ = writeln!(std::io::stderr(), "error: {}", labelrest::data::display_safe(&format!("{e:#}")));
-        std::process::exit(1);
+        // Exit 2 for a usage error found after parsing, else 1; one line either way.
+        let code = term::exit_code(&e);
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} {}",
+            term::paint(Stream::Stderr, Paint::Error, "error:"),
+            labelrest::data::display_safe(&format!("{e:#}"))
+        );
+        // exit() runs no destructors: flush the log first.
+        drop(guard);
+        std::process::exit(code);
     }
 }

@@ -19,6 +19,17 @@ struct Out<'a> {
     entropy: f32,
 }
 
+/// Whether `predict` writes JSONL (`.jsonl`, `.ndjson`) or CSV (`.csv`) to
+/// `out`; another extension is a usage error.
+pub fn output_is_jsonl(out: &Path) -> Result<bool> {
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => Ok(false),
+        "jsonl" | "ndjson" => Ok(true),
+        other => Err(crate::term::usage(format!("{}: cannot tell the output format from '.{other}'; use .csv or .jsonl", out.display()))),
+    }
+}
+
 /// Labels every record of `input` and writes CSV or JSONL to `out`; returns the row count.
 pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, text_col: &str, out: &Path) -> Result<usize> {
     crate::output::check_not_input(out, &[input, &session.db_path()])?;
@@ -36,14 +47,9 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     }
     let format = match format {
         Some(f) => f,
-        None => Format::from_path(input)?,
+        None => Format::detect(input).map_err(|e| crate::term::usage(e.to_string()))?,
     };
-    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let jsonl = match ext.as_str() {
-        "csv" => false,
-        "jsonl" | "ndjson" => true,
-        other => bail!("{}: cannot tell the output format from '.{other}'; use .csv or .jsonl", out.display()),
-    };
+    let jsonl = output_is_jsonl(out)?;
     let mut w = crate::export::Out::create(out, jsonl)?;
     let mut chunk: Vec<(u64, String)> = Vec::new();
     let mut total = 0usize;

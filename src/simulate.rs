@@ -113,7 +113,7 @@ struct Split {
 }
 
 fn read_split(path: &Path, cols: &Columns) -> Result<Split> {
-    let f = Format::from_path(path)?;
+    let f = Format::detect(path)?;
     let mut s = Split { texts: Vec::new(), labels: Vec::new() };
     data::read_records(path, f, cols, |r| {
         let l = r.label.unwrap_or_default();

@@ -170,21 +170,23 @@ pub struct Summary {
 }
 
 /// Checks a session name: no path separators, no leading dot, not empty.
+/// A bad name is a usage error (exit 2): it came from the command line.
 pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |m: String| Err(crate::term::usage(m));
     if name.is_empty() {
-        bail!("the session name is empty");
+        return bad("the session name is empty".into());
     }
     if name.contains('/') || name.contains('\\') || name.contains('\0') {
-        bail!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name));
+        return bad(format!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name)));
     }
     if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
-        bail!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name));
+        return bad(format!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name)));
     }
     if name.starts_with('.') {
-        bail!("session name '{name}' starts with a dot; use a plain name like 'banking'");
+        return bad(format!("session name '{name}' starts with a dot; use a plain name like 'banking'"));
     }
     if name.len() > 100 {
-        bail!("session name '{name}' is longer than 100 bytes");
+        return bad(format!("session name '{name}' is longer than 100 bytes"));
     }
     Ok(())
 }
@@ -456,6 +458,8 @@ pub struct ImportReport {
     pub gold_labels: u64,
     pub skipped_empty: u64,
     pub labels: usize,
+    /// Prodigy: accepted rows with several labels in `accept` (the first taken).
+    pub multi_label: u64,
 }
 
 fn now() -> String {
@@ -594,8 +598,15 @@ impl Session {
     fn build(dir: &Path, spec: &ImportSpec) -> Result<ImportReport> {
         let data_format = match spec.format {
             Some(f) => f,
-            None => Format::from_path(&spec.data)?,
+            None => Format::detect(&spec.data)?,
         };
+        // Prodigy's records carry their labels (accepted answers): read
+        // them without being asked for a label column.
+        let mut spec = std::borrow::Cow::Borrowed(spec);
+        if data_format == Format::Prodigy && spec.columns.label.is_none() {
+            spec.to_mut().columns.label = Some("label".into());
+        }
+        let spec = spec.as_ref();
         if !spec.data.exists() {
             return Err(DataError::new(&spec.data, None, None, "no such file").into());
         }
@@ -665,13 +676,14 @@ impl Session {
                 Ok(())
             })?;
             report.skipped_empty += stats.skipped_empty;
+            report.multi_label += stats.multi_label;
             if report.pool_rows == 0 {
                 return Err(DataError::new(&spec.data, None, None, "no rows with text").into());
             }
             if let Some(test) = &spec.test {
                 let tf = match spec.format {
                     Some(f) => f,
-                    None => Format::from_path(test)?,
+                    None => Format::detect(test)?,
                 };
                 let tcols = Columns {
                     text: spec.columns.text.clone(),

@@ -31,19 +31,43 @@ pub fn run(sessions: &Path, name: &str) -> Result<()> {
     tui::run(app, worker, rx)
 }
 
-/// Logs to a file, never to the terminal: `LABELREST_LOG`, else
-/// `labelrest.log` in the platform cache folder. Level from `RUST_LOG`
-/// (default info).
-pub fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let path = match std::env::var_os("LABELREST_LOG") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => directories::ProjectDirs::from("org", "labelrest", "labelrest")?.cache_dir().join("labelrest.log"),
+/// Logs to a file: `LABELREST_LOG`, else `labelrest.log` in the platform
+/// cache folder. Level from `RUST_LOG` (default info; with `--verbose`,
+/// labelrest's own lines from debug on). With `to_stderr` (`--verbose`
+/// outside the workstation) the same lines also go to standard error,
+/// coloured as `term::color` says; the workstation never logs to the screen.
+pub fn init_logging(to_stderr: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let verbose = crate::term::verbosity() == crate::term::Verbosity::Verbose;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if verbose { "info,labelrest=debug" } else { "info" }))
     };
-    let dir = path.parent()?.to_path_buf();
-    std::fs::create_dir_all(&dir).ok()?;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
-    let (nb, guard) = tracing_appender::non_blocking(file);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(nb).with_ansi(false).with_env_filter(filter).try_init().ok()?;
-    Some(guard)
+    let stderr_layer = to_stderr.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(crate::term::color(crate::term::Stream::Stderr))
+            .with_target(false)
+            .with_filter(filter())
+    });
+    let path = match std::env::var_os("LABELREST_LOG") {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => directories::ProjectDirs::from("org", "labelrest", "labelrest").map(|d| d.cache_dir().join("labelrest.log")),
+    };
+    let file = path.and_then(|path| {
+        let dir = path.parent()?.to_path_buf();
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()
+    });
+    let (file_layer, guard) = match file {
+        Some(f) => {
+            let (nb, guard) = tracing_appender::non_blocking(f);
+            (Some(tracing_subscriber::fmt::layer().with_writer(nb).with_ansi(false).with_filter(filter())), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(file_layer).with(stderr_layer).try_init().ok()?;
+    guard
 }

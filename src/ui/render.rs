@@ -14,7 +14,8 @@ use super::keys::Mode as KeyMode;
 use super::layout::Geometry;
 use crate::worker::IterationRecord;
 
-/// Colours, or none at all under NO_COLOR.
+/// Colours, or none at all under NO_COLOR (or CLICOLOR=0), as
+/// `term::color` decides for every subcommand.
 #[derive(Debug, Clone, Copy)]
 pub struct Theme {
     pub color: bool,
@@ -22,7 +23,8 @@ pub struct Theme {
 
 impl Theme {
     pub fn from_env() -> Theme {
-        Theme { color: std::env::var_os("NO_COLOR").map(|v| v.is_empty()).unwrap_or(true) }
+        // The workstation draws only on a terminal.
+        Theme { color: crate::term::color_with_terminal(true) }
     }
     fn fg(&self, c: Color) -> Style {
         if self.color {

@@ -21,6 +21,29 @@ pub fn labelrest(sessions: &Path, args: &[&str]) -> Output {
         .expect("run labelrest")
 }
 
+/// Runs the real binary with a sessions folder and an environment where
+/// colour is decided only by `env` (NO_COLOR, CLICOLOR_FORCE and CLICOLOR
+/// from the test's own environment are removed).
+pub fn labelrest_env(sessions: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labelrest"));
+    c.arg("--sessions").arg(sessions).args(args).env("LABELREST_LOG", sessions.join("test.log"));
+    for v in ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR", "RUST_LOG"] {
+        c.env_remove(v);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run labelrest")
+}
+
+/// A small session from the first `rows` demo rows (gold labels), with no model yet.
+pub fn small_demo_session(sessions: &Path, name: &str, rows: usize) {
+    std::fs::create_dir_all(sessions).unwrap();
+    let f = write(sessions, &format!("{name}-data.csv"), demo_head(rows).as_bytes());
+    let o = labelrest(sessions, &["new", name, "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }

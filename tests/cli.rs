@@ -1,0 +1,243 @@
+//! The command line as its neighbours behave: completions and man pages,
+//! --quiet and --verbose on every subcommand, exit codes (0 ok, 1 error,
+//! 2 usage), `sessions --json`, and NO_COLOR / CLICOLOR_FORCE.
+
+mod common;
+use common::*;
+use std::process::Output;
+
+const ESC: u8 = 0x1b;
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let d = tempfile::tempdir().unwrap();
+    for (shell, marker) in [("bash", "complete -F _labelrest"), ("zsh", "#compdef labelrest"), ("fish", "complete -c labelrest")] {
+        let o = labelrest(d.path(), &["completions", shell]);
+        assert_eq!(code(&o), 0, "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        assert!(script.contains(marker), "{shell}: no '{marker}'");
+        for sub in ["new", "sessions", "export", "completions", "man"] {
+            assert!(script.contains(sub), "{shell}: no subcommand {sub}");
+        }
+        // (fish writes `-l quiet`)
+        for flag in ["quiet", "verbose", "json", "label-studio"] {
+            assert!(script.contains(flag), "{shell}: no {flag}");
+        }
+    }
+    // The bash script is valid bash.
+    let o = labelrest(d.path(), &["completions", "bash"]);
+    let f = write(d.path(), "labelrest.bash", &o.stdout);
+    let check = std::process::Command::new("bash").arg("-n").arg(&f).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // An unknown shell is a usage error.
+    let o = labelrest(d.path(), &["completions", "tcsh"]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn man_page_on_stdout_or_one_per_subcommand() {
+    let d = tempfile::tempdir().unwrap();
+    let o = labelrest(d.path(), &["man"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.contains(".TH labelrest 1"), "{page}");
+    assert!(page.contains(".SH NAME") && page.contains(".SH SYNOPSIS") && page.contains(".SH SUBCOMMANDS"), "{page}");
+    assert!(page.contains("Exit status") && page.contains("NO_COLOR"), "exit codes and environment in the page");
+    let dir = d.path().join("man");
+    let o = labelrest(d.path(), &["man", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for f in ["labelrest.1", "labelrest-new.1", "labelrest-export.1", "labelrest-sessions.1", "labelrest-sessions-rm.1", "labelrest-man.1"]
+    {
+        let t = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let title = format!(".TH {} 1", f.trim_end_matches(".1"));
+        assert!(t.contains(&title), "{f}: no '{title}'");
+    }
+    assert!(std::fs::read_to_string(dir.join("labelrest-export.1")).unwrap().contains("\\-\\-format"));
+    assert!(stdout(&o).contains("man pages to"), "{}", stdout(&o));
+    // groff reads the page without a warning, where it is installed.
+    if let Ok(g) = std::process::Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]).arg(dir.join("labelrest-export.1")).output() {
+        assert!(g.status.success() && g.stderr.is_empty(), "{}", String::from_utf8_lossy(&g.stderr));
+    }
+    // --out on a file: a usage error, one line.
+    let f = write(d.path(), "file", b"x");
+    let o = labelrest(d.path(), &["man", "--out", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn quiet_and_verbose_are_global() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "a.csv", demo_head(20).as_bytes());
+    let f = f.to_str().unwrap();
+    // Normal: a summary line.
+    let o = labelrest(d.path(), &["new", "a", "--data", f, "--label-col", "label"]);
+    assert!(o.status.success() && stdout(&o).contains("session 'a'"), "{}", stdout(&o));
+    // --quiet, before or after the subcommand, in short or long: nothing on stdout.
+    for args in [
+        vec!["--quiet", "new", "b", "--data", f, "--label-col", "label"],
+        vec!["new", "c", "--data", f, "--label-col", "label", "-q"],
+        vec!["sessions", "rm", "c", "--yes", "--quiet"],
+    ] {
+        let o = labelrest(d.path(), &args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{args:?}");
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+    assert!(labelrest::store::exists(d.path(), "b") && !labelrest::store::exists(d.path(), "c"));
+    // What a command is for is printed under --quiet too.
+    let o = labelrest(d.path(), &["sessions", "-q"]);
+    assert!(stdout(&o).contains("a ") && stdout(&o).contains("b "), "{}", stdout(&o));
+    // --verbose: the log's lines on stderr as well (the sessions folder, the input's format).
+    let o = labelrest_env(d.path(), &["new", "v", "--data", f, "--label-col", "label", "--verbose"], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("sessions folder") && e.contains("DEBUG"), "{e}");
+    assert!(stdout(&o).contains("session 'v'"));
+    let o = labelrest_env(d.path(), &["-v", "sessions"], &[]);
+    assert!(stderr(&o).contains("sessions folder"), "{}", stderr(&o));
+    // Without it, stderr stays empty on success.
+    let o = labelrest_env(d.path(), &["sessions"], &[]);
+    assert_eq!(stderr(&o), "");
+    // Both at once: a usage error.
+    let o = labelrest(d.path(), &["-q", "-v", "sessions"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
+#[test]
+fn exit_codes_ok_error_usage() {
+    let d = tempfile::tempdir().unwrap();
+    let good = write(d.path(), "a.csv", b"text\none\ntwo\n");
+    let good = good.to_str().unwrap();
+    let bad = write(d.path(), "bad.csv", b"text,label\n\"one,a\ntwo,b\nthree,c\n");
+    let odd = write(d.path(), "a.xlsx", b"text\none\n");
+    assert_eq!(code(&labelrest(d.path(), &["new", "ok", "--data", good, "--labels", "a,b"])), 0);
+    let one_line = |o: &Output| {
+        assert_eq!(stderr(o).trim().lines().count(), 1, "one line: {}", stderr(o));
+        assert!(stderr(o).starts_with("error: "), "{}", stderr(o));
+    };
+    // 2: clap's own usage errors ...
+    for args in [vec!["frobnicate"], vec!["export", "ok"], vec!["new", "x", "--data", good, "--nope"], vec![]] {
+        let o = labelrest(d.path(), &args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+    }
+    // ... and ours, in one line.
+    for args in [
+        vec!["new", "../x", "--data", good, "--labels", "a,b"],
+        vec!["new", "x", "--data", good, "--labels", "a,,b"],
+        vec!["new", "x", "--data", odd.to_str().unwrap(), "--labels", "a,b"],
+        vec!["export", "ok", "--out", "labels.xml"],
+        vec!["export", "ok", "--out", "labels"],
+        vec!["export", "ok", "--out", "labels.csv", "--min-confidence", "1.5"],
+        vec!["export", "nosuch", "--out", "labels.xml"],
+        vec!["predict", "ok", "--input", odd.to_str().unwrap(), "--out", "p.csv"],
+        vec!["predict", "nosuch", "--input", good, "--out", "p.xml"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--strategy", "margin,best"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--noise", "1.5"],
+    ] {
+        let o = labelrest(d.path(), &args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        one_line(&o);
+    }
+    // 1: errors: a missing session, bad input, a missing file.
+    for args in [
+        vec!["export", "nosuch", "--out", "labels.csv"],
+        vec!["retrain", "nosuch"],
+        vec!["sessions", "rm", "nosuch", "--yes"],
+        vec!["new", "x", "--data", bad.to_str().unwrap(), "--label-col", "label"],
+        vec!["new", "x", "--data", "missing.csv", "--labels", "a,b"],
+        vec!["new", "ok", "--data", good, "--labels", "a,b"],
+    ] {
+        let o = labelrest(d.path(), &args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        one_line(&o);
+    }
+    // 0: --help and --version.
+    assert_eq!(code(&labelrest(d.path(), &["--help"])), 0);
+    assert_eq!(code(&labelrest(d.path(), &["--version"])), 0);
+    assert!(stdout(&labelrest(d.path(), &["--help"])).contains("Exit status"));
+}
+
+#[test]
+fn sessions_as_json() {
+    let d = tempfile::tempdir().unwrap();
+    let s = d.path().join("sessions");
+    let o = labelrest(&s, &["sessions", "--json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(), serde_json::json!([]));
+    small_demo_session(&s, "alpha", 30);
+    small_demo_session(&s, "beta", 12);
+    {
+        let b = labelrest::store::Session::open(&s, "beta").unwrap();
+        b.add_label(1, 0, 0, None).unwrap();
+        b.add_label(2, 1, 0, None).unwrap();
+    }
+    // A damaged one is listed with its reason.
+    std::fs::create_dir_all(s.join("broken")).unwrap();
+    std::fs::write(s.join("broken/session.db"), b"not a database at all, just some bytes to fill a page").unwrap();
+    let o = labelrest_env(&s, &["sessions", "--json"], &[("CLICOLOR_FORCE", "1")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!o.stdout.contains(&ESC), "JSON is never coloured");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = v.as_array().unwrap();
+    assert_eq!(a.len(), 3);
+    let names: Vec<&str> = a.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["alpha", "beta", "broken"]);
+    assert_eq!(a[0]["rows"], 30);
+    assert_eq!(a[0]["labelled"], 0);
+    assert_eq!(a[0]["iterations"], 0);
+    assert!(a[0]["error"].is_null() && a[0]["open_by_pid"].is_null());
+    assert!(a[0]["path"].as_str().unwrap().ends_with("alpha"));
+    assert!(a[0]["last_opened"].as_str().unwrap().len() >= 20);
+    assert_eq!(a[1]["rows"], 12);
+    assert_eq!(a[1]["labelled"], 2);
+    assert!(a[2]["rows"].is_null());
+    assert!(!a[2]["error"].as_str().unwrap().is_empty());
+    // The same facts as the table.
+    let table = stdout(&labelrest_env(&s, &["sessions"], &[]));
+    for x in a {
+        assert!(table.contains(x["name"].as_str().unwrap()), "{table}");
+        assert!(table.contains(x["path"].as_str().unwrap()), "{table}");
+    }
+    assert!(table.lines().any(|l| l.starts_with("beta") && l.contains(" 12 ") && l.contains(" 2 ")), "{table}");
+    assert!(table.contains(a[2]["error"].as_str().unwrap()), "{table}");
+    // A session open in the workstation (its lock held) names the process.
+    let held = labelrest::store::Session::open(&s, "alpha").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&labelrest(&s, &["sessions", "--json"]).stdout).unwrap();
+    assert_eq!(v[0]["open_by_pid"], std::process::id());
+    drop(held);
+    // --json is for the listing only.
+    assert_eq!(code(&labelrest(&s, &["sessions", "--json", "rm", "alpha"])), 2);
+}
+
+#[test]
+fn no_color_and_clicolor_force() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "s", 10);
+    let err = ["export", "nosuch", "--out", "x.csv"];
+    // Piped: no colour ...
+    let o = labelrest_env(d.path(), &err, &[]);
+    assert!(!o.stderr.contains(&ESC), "{}", stderr(&o));
+    // ... unless forced ...
+    let o = labelrest_env(d.path(), &err, &[("CLICOLOR_FORCE", "1")]);
+    assert!(stderr(&o).starts_with("\x1b[1;31merror:\x1b[0m "), "{:?}", stderr(&o));
+    assert_eq!(code(&o), 1);
+    // ... and never under NO_COLOR, which wins.
+    let o = labelrest_env(d.path(), &err, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!o.stderr.contains(&ESC) && stderr(&o).starts_with("error: "), "{:?}", stderr(&o));
+    // The sessions table, the log lines of --verbose and clap's own messages follow the same rule.
+    for (args, out_or_err) in [(vec!["sessions"], true), (vec!["-v", "sessions"], false), (vec!["sessions", "--nope"], false)] {
+        let forced = labelrest_env(d.path(), &args, &[("CLICOLOR_FORCE", "1")]);
+        let text = |o: &Output| if out_or_err { o.stdout.clone() } else { o.stderr.clone() };
+        assert!(text(&forced).contains(&ESC), "{args:?} forced: {:?}", String::from_utf8_lossy(&text(&forced)));
+        let off = labelrest_env(d.path(), &args, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+        assert!(!text(&off).contains(&ESC), "{args:?} NO_COLOR: {:?}", String::from_utf8_lossy(&text(&off)));
+        let plain = labelrest_env(d.path(), &args, &[]);
+        assert!(!text(&plain).contains(&ESC), "{args:?} piped: {:?}", String::from_utf8_lossy(&text(&plain)));
+    }
+}
