@@ -6,9 +6,6 @@ use crossterm::event::{self, Event as TermEvent, KeyEvent, KeyEventKind};
 use crossterm::{execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use super::app::{Action, App};
 use super::render::{self, Theme};
@@ -33,59 +30,84 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGHUP, signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
+/// The workstation's loop on a tokio runtime (one thread): terminal
+/// events (crossterm's `EventStream`), the worker's events (forwarded onto
+/// a tokio channel), and SIGHUP/SIGTERM/SIGINT in one `select!`. A frame is
+/// drawn when something changed (a key, a worker event, a resize), never on
+/// a timer. Training stays on the worker's OS threads.
+pub fn run(app: App, worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(event_loop(app, worker, rx))
+}
+
+async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
+    use futures::StreamExt;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // The worker sends on a std channel (its thread is not async); one
+    // thread moves its events onto the loop's channel as they come.
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new().name("labelrest-events".into()).spawn(move || {
+        while let Ok(ev) = rx.recv() {
+            if ev_tx.send(ev).is_err() {
+                break;
+            }
+        }
+    })?;
     terminal::enable_raw_mode()?;
     let _guard = Guard;
     execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
     let theme = Theme::from_env();
-    // Keys are read on their own thread: when the terminal goes away
-    // (SIGHUP), crossterm's reader can spin without returning, and the main
-    // loop must still see the signal, save nothing more and exit.
-    let (key_tx, key_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("labelrest-input".into()).spawn(move || loop {
-        match event::read() {
-            Ok(ev) => {
-                if key_tx.send(ev).is_err() {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    })?;
+    let mut keys = event::EventStream::new();
+    let mut dirty = true;
     loop {
-        let size = term.size()?;
-        app.set_geometry(render::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
-        if let Err(e) = term.draw(|f| render::draw(f, &app, theme)) {
-            // The terminal is gone (SIGHUP, closed SSH): nothing to draw on.
-            tracing::warn!("draw failed: {e}");
-            break;
-        }
-        if app.quit || stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let mut next = key_rx.recv_timeout(Duration::from_millis(40)).ok();
-        while let Some(ev) = next.take() {
-            if let TermEvent::Key(k) = ev {
-                if k.kind == KeyEventKind::Press {
-                    let a = keymap(k, &app);
-                    tracing::debug!("key {:?} -> {:?}", k.code, a);
-                    app.handle(a);
-                }
-            }
-            if app.quit || stop.load(Ordering::SeqCst) {
+        if dirty {
+            let size = term.size()?;
+            app.set_geometry(render::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
+            if let Err(e) = term.draw(|f| render::draw(f, &app, theme)) {
+                // The terminal is gone (SIGHUP, closed SSH): nothing to draw on.
+                tracing::warn!("draw failed: {e}");
                 break;
             }
-            // Take keys that arrived together before drawing again.
-            next = key_rx.try_recv().ok();
+            dirty = false;
         }
-        for ev in worker::drain(&rx) {
-            app.on_event(ev);
+        if app.quit {
+            break;
+        }
+        tokio::select! {
+            ev = keys.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) => {
+                    if k.kind == KeyEventKind::Press {
+                        let a = keymap(k, &app);
+                        tracing::debug!("key {:?} -> {:?}", k.code, a);
+                        app.handle(a);
+                        dirty = true;
+                    }
+                }
+                Some(Ok(TermEvent::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                // The terminal went away: as a hang-up.
+                Some(Err(e)) => {
+                    tracing::warn!("reading the terminal failed: {e}");
+                    break;
+                }
+                None => break,
+            },
+            Some(ev) = ev_rx.recv() => {
+                app.on_event(ev);
+                // Take what else the worker sent meanwhile before drawing.
+                while let Ok(ev) = ev_rx.try_recv() {
+                    app.on_event(ev);
+                }
+                dirty = true;
+            }
+            _ = hup.recv() => break,
+            _ = term_sig.recv() => break,
+            _ = int.recv() => break,
         }
         for job in app.outbox.drain(..) {
             worker.request(job);
