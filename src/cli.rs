@@ -97,9 +97,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Train on the session's labels, predict every row and store the ranking (headless).
     Retrain { name: String },
-    /// Label a new file with the session's model (streaming), with probability and entropy columns.
+    /// Label a new file with the session's model (streaming, resumable after an interruption), with probability and entropy columns.
     Predict(PredictArgs),
-    /// The person's labels that a model trained without them disputes, most disputed first (from the last retrain).
+    /// The person's labels, least likely first under a model trained without them (from the last retrain).
     Review {
         name: String,
         /// How many to list.

@@ -1,9 +1,13 @@
 //! `labelrest predict`: the session's model put to work on a new file,
-//! streamed in chunks, with probability and entropy columns.
+//! streamed in chunks (memory flat whatever the file's size), with
+//! probability and entropy columns, resumable after an interruption.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use std::path::Path;
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::say;
 
 use crate::data::{self, Columns, Format};
 use crate::learn::Scores;
@@ -30,9 +34,91 @@ pub fn output_is_jsonl(out: &Path) -> Result<bool> {
     }
 }
 
-/// Labels every record of `input` and writes CSV or JSONL to `out`; returns the row count.
+/// Rows embedded and written at a time; a resumed run starts after the
+/// last chunk on disk (`LABELREST_PREDICT_CHUNK` sets it, for tests).
+const CHUNK: usize = 1024;
+
+/// What a run has written so far, kept beside the output as
+/// `OUT.partial.json` after every chunk: a run on the same input with the
+/// same model picks up from it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    input: String,
+    input_len: u64,
+    input_modified_ns: u128,
+    model: String,
+    head: String,
+    jsonl: bool,
+    /// Records written (in input order) and the bytes they take.
+    rows: usize,
+    bytes: u64,
+}
+
+impl Progress {
+    fn same_run(&self, other: &Progress) -> bool {
+        (&self.input, self.input_len, self.input_modified_ns, &self.model, &self.head, self.jsonl)
+            == (&other.input, other.input_len, other.input_modified_ns, &other.model, &other.head, other.jsonl)
+    }
+}
+
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+    out.with_file_name(format!("{name}{suffix}"))
+}
+
+/// For crash tests: `LABELREST_CRASH_AT=predict-chunk-N` aborts right after
+/// the N-th chunk is on disk, as a `kill -9` there would.
+fn crash_after_chunk(n: usize) {
+    if std::env::var("LABELREST_CRASH_AT").map(|s| s == format!("predict-chunk-{n}")).unwrap_or(false) {
+        std::process::abort();
+    }
+}
+
+enum Sink {
+    Csv(Box<csv::Writer<std::io::BufWriter<std::fs::File>>>),
+    Json(std::io::BufWriter<std::fs::File>),
+}
+
+impl Sink {
+    fn write(&mut self, o: &Out) -> Result<()> {
+        match self {
+            Sink::Csv(w) => w.serialize(o)?,
+            Sink::Json(w) => {
+                serde_json::to_writer(&mut *w, o)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+    /// Everything written so far reaches the disk; returns the file's length.
+    fn sync(&mut self) -> Result<u64> {
+        let f = match self {
+            Sink::Csv(w) => {
+                w.flush()?;
+                w.get_ref().get_ref()
+            }
+            Sink::Json(w) => {
+                w.flush()?;
+                w.get_ref()
+            }
+        };
+        f.sync_data()?;
+        Ok(f.metadata()?.len())
+    }
+}
+
+/// Labels every record of `input` and writes CSV or JSONL to `out`, in
+/// input order, a chunk at a time (memory does not grow with the input);
+/// returns the row count. The rows go to `OUT.partial` and what is on disk
+/// to `OUT.partial.json` after every chunk; the output takes its name only
+/// when complete. Run again after an interruption (a crash, `kill -9`, a
+/// full disk), it picks up after the last chunk on disk, as long as the
+/// input and the model are the same.
 pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, text_col: &str, out: &Path) -> Result<usize> {
     crate::output::check_not_input(out, &[input, &session.db_path()])?;
+    if out.is_dir() {
+        bail!("cannot write {}: it is a folder", out.display());
+    }
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let dir = crate::worker::encoder_dir(session)?;
@@ -50,10 +136,68 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         None => Format::detect(input).map_err(|e| crate::term::usage(e.to_string()))?,
     };
     let jsonl = output_is_jsonl(out)?;
-    let mut w = crate::export::Out::create(out, jsonl)?;
+    let chunk_size = std::env::var("LABELREST_PREDICT_CHUNK").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0).unwrap_or(CHUNK);
+
+    // What this run is: the input as it is now, the model that labels it.
+    let meta = std::fs::metadata(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    let head_hash = {
+        use sha2::{Digest, Sha256};
+        let bytes = std::fs::read(&head_path).with_context(|| format!("cannot read {}", head_path.display()))?;
+        Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut progress = Progress {
+        input: input.canonicalize().unwrap_or_else(|_| input.to_path_buf()).display().to_string(),
+        input_len: meta.len(),
+        input_modified_ns: modified,
+        model: encoder.hash.clone(),
+        head: head_hash,
+        jsonl,
+        rows: 0,
+        bytes: 0,
+    };
+    let partial = sibling(out, ".partial");
+    let state = sibling(out, ".partial.json");
+    let earlier: Option<Progress> = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let resume = match earlier {
+        Some(e) if e.same_run(&progress) && std::fs::metadata(&partial).map(|m| m.len() >= e.bytes).unwrap_or(false) => Some(e),
+        Some(_) => {
+            say!("{} is from another run (the input or the model changed): starting again", state.display());
+            None
+        }
+        None => None,
+    };
+    let file = match &resume {
+        Some(e) => {
+            let f = std::fs::OpenOptions::new().write(true).open(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+            // Whatever a crash left after the last chunk on disk goes.
+            f.set_len(e.bytes)?;
+            say!("resuming: {} rows were already labelled into {}", e.rows, partial.display());
+            progress.rows = e.rows;
+            progress.bytes = e.bytes;
+            f
+        }
+        None => std::fs::File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?,
+    };
+    let mut file = file;
+    file.seek(std::io::SeekFrom::End(0))?;
+    let buf = std::io::BufWriter::with_capacity(1 << 16, file);
+    let mut sink = if jsonl {
+        Sink::Json(buf)
+    } else {
+        Sink::Csv(Box::new(csv::WriterBuilder::new().has_headers(resume.is_none()).from_writer(buf)))
+    };
+    let skip = progress.rows;
+    let bar = if crate::term::quiet() { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} labelled {pos} rows ({per_sec}, {elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_position(skip as u64);
+    bar.reset_eta();
     let mut chunk: Vec<(u64, String)> = Vec::new();
-    let mut total = 0usize;
-    let mut flush = |chunk: &mut Vec<(u64, String)>, w: &mut crate::export::Out| -> Result<()> {
+    let mut chunks = 0usize;
+    let mut flush = |chunk: &mut Vec<(u64, String)>, sink: &mut Sink, progress: &mut Progress| -> Result<()> {
         if chunk.is_empty() {
             return Ok(());
         }
@@ -62,18 +206,30 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         let x = Tensor::from_vec(emb, (texts.len(), encoder.dim), &Device::Cpu)?;
         let s = Scores::from_probs(head.predict_calibrated(&x)?, head.k);
         for (i, (line, text)) in chunk.iter().enumerate() {
-            let o = Out { line: *line, text, label: &names[s.pred[i] as usize], probability: s.prob[i], entropy: s.entropy[i] };
-            w.write(&o)?;
+            sink.write(&Out { line: *line, text, label: &names[s.pred[i] as usize], probability: s.prob[i], entropy: s.entropy[i] })?;
         }
-        total += chunk.len();
+        // The rows first, then the note of how far they go.
+        progress.bytes = sink.sync().with_context(|| format!("cannot write {}", partial.display()))?;
+        progress.rows += chunk.len();
+        let tmp = sibling(&state, ".tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&*progress)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &state).with_context(|| format!("cannot write {}", state.display()))?;
+        bar.set_position(progress.rows as u64);
         chunk.clear();
+        chunks += 1;
+        crash_after_chunk(chunks);
         Ok(())
     };
     let mut err: Option<anyhow::Error> = None;
+    let mut seen = 0usize;
     data::read_records(input, format, &Columns::new(text_col, None), |r| {
+        seen += 1;
+        if seen <= skip {
+            return Ok(());
+        }
         chunk.push((r.line, r.text));
-        if chunk.len() >= 1024 {
-            if let Err(e) = flush(&mut chunk, &mut w) {
+        if chunk.len() >= chunk_size {
+            if let Err(e) = flush(&mut chunk, &mut sink, &mut progress) {
                 err = Some(e);
                 return Err(data::DataError::new(input, Some(r.line), None, "prediction failed"));
             }
@@ -84,7 +240,13 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         Some(inner) => inner,
         None => e.into(),
     })?;
-    flush(&mut chunk, &mut w)?;
-    w.finish()?;
-    Ok(total)
+    flush(&mut chunk, &mut sink, &mut progress)?;
+    bar.finish_and_clear();
+    if seen < skip {
+        bail!("{} has {seen} records but {} says {skip} were labelled: remove both and run again", input.display(), state.display());
+    }
+    drop(sink);
+    std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
+    let _ = std::fs::remove_file(&state);
+    Ok(progress.rows)
 }

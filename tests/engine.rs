@@ -218,6 +218,57 @@ fn predict_a_new_file_with_the_session_model() {
     assert!(!o.status.success() && stderr(&o).contains("retrain"), "{}", stderr(&o));
 }
 
+/// `predict` killed part-way (a crash after its second chunk, as `kill -9`
+/// there) picks up where it stopped: the finished file is the one an
+/// uninterrupted run writes, in input order, and no half file is left.
+#[test]
+fn predict_resumes_after_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = session_with_model(d.path());
+    let input = write(d.path(), "many.csv", demo_head(250).as_bytes());
+    let run = |out: &std::path::Path, crash: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
+        c.args(["--sessions", d.path().to_str().unwrap(), "predict", "s", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .env("LABELREST_PREDICT_CHUNK", "60")
+            .env_remove("LABELREST_CRASH_AT");
+        if let Some(at) = crash {
+            c.env("LABELREST_CRASH_AT", at);
+        }
+        c.output().unwrap()
+    };
+    let whole = d.path().join("whole.csv");
+    let o = run(&whole, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.path().join("pred.csv");
+    let o = run(&out, Some("predict-chunk-2"));
+    assert!(!o.status.success(), "the crash happened");
+    assert!(!out.exists(), "no output under its name until it is whole");
+    let partial = d.path().join("pred.csv.partial");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join("pred.csv.partial.json")).unwrap()).unwrap();
+    assert_eq!(state["rows"], 120);
+    // Bytes a crash left after the last chunk on disk are cut off on resume.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&partial).unwrap();
+    std::io::Write::write_all(&mut f, b"half a row,").unwrap();
+    drop(f);
+    let o = run(&out, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("resuming: 120 rows"), "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&whole).unwrap());
+    assert!(!partial.exists() && !d.path().join("pred.csv.partial.json").exists());
+    let records = |f: &std::path::Path| csv::Reader::from_path(f).unwrap().records().count();
+    assert_eq!(records(&out), records(&input));
+    // A state from another input is not resumed from.
+    let o = run(&out, Some("predict-chunk-1"));
+    assert!(!o.status.success());
+    let other = write(d.path(), "many.csv", demo_head(240).as_bytes());
+    assert_eq!(other, input);
+    let o = run(&out, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("another run"), "{}", stdout(&o));
+    assert_eq!(records(&out), records(&input));
+    assert!(records(&input) < records(&whole));
+}
+
 #[test]
 fn simulate_writes_curves_plot_and_table() {
     let d = tempfile::tempdir().unwrap();

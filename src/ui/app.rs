@@ -286,7 +286,14 @@ impl App {
             session,
         };
         // Decisions already made on the current model count towards the batch.
-        app.batch_done = app.session.decisions_since(app.iteration.max(1)).unwrap_or(0) as usize % app.batch_size;
+        app.batch_done = match app.session.decisions_since(app.iteration.max(1)) {
+            Ok(n) => n as usize % app.batch_size,
+            Err(e) => {
+                tracing::warn!("cannot count the decisions of this batch ({e:#}); the batch counter starts at 0");
+                app.message = Some("could not count this batch's decisions: the counter starts at 0 (see the log)".into());
+                0
+            }
+        };
         if app.ranking.is_empty() {
             app.ranking = (0..app.row_ids.len() as u32).collect();
             // No model yet: the first ranking puts the cursor at its top

@@ -215,7 +215,15 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     let head_path = |p: &Prepared| session.dir.join(format!("head-{}.safetensors", p.model_hash));
     let first = match Head::load(&head_path(&prepared)) {
         Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
-        _ => iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress),
+        other => {
+            // No saved model yet, or one that cannot serve: train again (the labels are all in the store).
+            match other {
+                Ok(h) => tracing::warn!("the saved model has {} labels of {} dimensions, the session {} of {}: training again", h.k, h.dim, prepared.engine.k, prepared.engine.dim),
+                Err(e) if head_path(&prepared).exists() => tracing::warn!("the saved model cannot be read ({e:#}): training again"),
+                Err(_) => {}
+            }
+            iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress)
+        }
     };
     match first {
         Ok(u) => {

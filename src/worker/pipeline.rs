@@ -223,7 +223,10 @@ pub fn iterate(
     let digest = Digest::of(&labels, &p.prompts, &p.model_hash, &p.engine.cfg);
     let last = session.iterations()?.pop();
     if let Some((id, _, m)) = &last {
-        let rec: IterationRecord = serde_json::from_value(m.clone()).unwrap_or_default();
+        let rec: IterationRecord = serde_json::from_value(m.clone()).unwrap_or_else(|e| {
+            tracing::warn!("iteration {id}: the stored metrics are damaged ({e}); training again");
+            IterationRecord::default()
+        });
         if rec.inputs == digest.all() {
             if let Ok(head) = Head::load(head_path) {
                 if head.k == p.engine.k && head.dim == p.engine.dim {
