@@ -168,7 +168,7 @@ pub struct NewArgs {
     /// Label column of the test file (default: --label-col, else `label`).
     #[arg(long)]
     pub test_label_col: Option<String>,
-    /// Encoder folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
+    /// Encoder: a folder (Hugging Face BERT layout) or a name (`owner/name`) in the local Hugging Face cache; default the bundled all-MiniLM-L6-v2.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Query strategy.
@@ -595,10 +595,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         (None, None) => None,
     };
     let model = match &a.model {
-        Some(m) => {
-            let abs = std::fs::canonicalize(m).with_context(|| format!("model folder {}", m.display()))?;
-            abs.display().to_string()
-        }
+        Some(m) => crate::model::assets::resolve_model(m)?.display().to_string(),
         None => "bundled".to_string(),
     };
     let spec = ImportSpec {
@@ -793,7 +790,10 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         noise: a.noise,
         threads: a.threads.unwrap_or_else(crate::model::threads),
         out: a.out.clone(),
-        model: a.model.unwrap_or_else(|| crate::model::assets::model_dir("bundled")),
+        model: match &a.model {
+            Some(m) => crate::model::assets::resolve_model(m)?,
+            None => crate::model::assets::model_dir("bundled"),
+        },
         device: a.device,
         labels_file: a.labels_file,
         text_col: a.text_col,

@@ -241,3 +241,49 @@ fn no_color_and_clicolor_force() {
         assert!(!text(&plain).contains(&ESC), "{args:?} piped: {:?}", String::from_utf8_lossy(&text(&plain)));
     }
 }
+
+/// `--model owner/name` finds the model in the local Hugging Face cache
+/// (no network): the snapshot `refs/main` names; a name not there gets one
+/// line that says where it looked.
+#[test]
+fn a_model_by_name_from_the_local_hugging_face_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let hf = d.path().join("hf");
+    let repo = hf.join("hub/models--sentence-transformers--all-MiniLM-L6-v2");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::create_dir_all(repo.join("snapshots")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
+    // As the hub lays it out: a snapshot folder of links (to blobs; here to the bundled files).
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    for e in std::fs::read_dir(root().join("assets/models/all-MiniLM-L6-v2")).unwrap() {
+        let e = e.unwrap();
+        std::os::unix::fs::symlink(e.path(), snap.join(e.file_name())).unwrap();
+    }
+    let data = write(d.path(), "d.csv", b"text\nmy card was declined\nwhere is my transfer\n");
+    let env = [("HF_HOME", hf.to_str().unwrap()), ("HOME", d.path().to_str().unwrap())];
+    let with_cache = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
+        c.arg("--sessions").arg(d.path().join("s")).args(args).env("LABELREST_LOG", d.path().join("log"));
+        for v in ["HF_HUB_CACHE", "XDG_CACHE_HOME"] {
+            c.env_remove(v);
+        }
+        c.envs(env).output().unwrap()
+    };
+    let o = with_cache(&["new", "byname", "--data", data.to_str().unwrap(), "--labels", "card,transfer", "--model", "sentence-transformers/all-MiniLM-L6-v2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = labelrest::store::Session::open_read_only(&d.path().join("s"), "byname").unwrap();
+    assert!(s.settings().unwrap().model.ends_with("snapshots/0123abcd"), "{}", s.settings().unwrap().model);
+    drop(s);
+    // The model works: a retrain embeds with it.
+    let o = with_cache(&["retrain", "byname"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Not in the cache: one line naming where it looked.
+    let o = with_cache(&["new", "missing", "--data", data.to_str().unwrap(), "--labels", "a,b", "--model", "nobody/nothing"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("nobody/nothing") && e.contains(&hf.join("hub").display().to_string()) && e.lines().count() == 1, "{e}");
+    // A path that is not there is named as a folder.
+    let o = with_cache(&["new", "missing", "--data", data.to_str().unwrap(), "--labels", "a,b", "--model", "./no/such/folder"]);
+    assert!(!o.status.success() && stderr(&o).contains("no model folder"), "{}", stderr(&o));
+}
