@@ -61,3 +61,34 @@ fn head_save_load_roundtrip() {
     h.save(&p).unwrap();
     assert_eq!(Head::load(&p).unwrap(), h);
 }
+
+/// A sentence-transformers folder that pools otherwise than by the mean, or
+/// runs a layer after pooling, is refused with one line naming the file;
+/// the bundled one (mean, Normalize) and a folder without modules.json load.
+#[test]
+fn sentence_transformers_pooling_is_read() {
+    use labelrest::model::encoder::check_sentence_transformers;
+    let bundled = model_dir();
+    check_sentence_transformers(&bundled).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    check_sentence_transformers(d.path()).unwrap();
+    let modules = r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+        {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#;
+    std::fs::write(d.path().join("modules.json"), modules).unwrap();
+    std::fs::create_dir_all(d.path().join("1_Pooling")).unwrap();
+    let pooling = |cls: bool, mean: bool| {
+        format!(
+            r#"{{"word_embedding_dimension": 384, "pooling_mode_cls_token": {cls}, "pooling_mode_mean_tokens": {mean}, "pooling_mode_max_tokens": false}}"#
+        )
+    };
+    std::fs::write(d.path().join("1_Pooling/config.json"), pooling(false, true)).unwrap();
+    check_sentence_transformers(d.path()).unwrap();
+    std::fs::write(d.path().join("1_Pooling/config.json"), pooling(true, false)).unwrap();
+    let e = check_sentence_transformers(d.path()).unwrap_err().to_string();
+    assert!(e.contains("the CLS token") && e.contains("1_Pooling/config.json") && e.contains("mean pooling only"), "{e}");
+    std::fs::write(d.path().join("1_Pooling/config.json"), pooling(false, true)).unwrap();
+    let dense = modules.replace("]", r#",{"idx":2,"name":"2","path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#);
+    std::fs::write(d.path().join("modules.json"), dense).unwrap();
+    let e = check_sentence_transformers(d.path()).unwrap_err().to_string();
+    assert!(e.contains("Dense module") && e.contains("modules.json"), "{e}");
+}

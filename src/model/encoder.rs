@@ -93,6 +93,70 @@ pub struct Encoder {
     pub batch_tokens: usize,
 }
 
+/// What a sentence-transformers folder says about how it turns token states
+/// into a sentence vector (`modules.json`, `1_Pooling/config.json`).
+/// labelrest mean-pools over real tokens and L2-normalises: a folder that
+/// pools otherwise (the CLS token, as BGE models do; max; mean divided by
+/// the square root of the length) or adds a layer after pooling (Dense) is
+/// refused with one line rather than embedded differently from what its
+/// authors meant. A folder without `modules.json` (a plain Hugging Face
+/// BERT) is mean-pooled. A missing `Normalize` module is noted in the log:
+/// the vectors are normalised anyway, which keeps their directions (what
+/// the head and the label prompts use).
+pub fn check_sentence_transformers(dir: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(dir.join("modules.json")) else { return Ok(()) };
+    let path = dir.join("modules.json");
+    let modules: Vec<serde_json::Value> = serde_json::from_str(&text).with_context(|| format!("{}: not a module list", path.display()))?;
+    let mut normalises = false;
+    for m in &modules {
+        let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
+        let short = kind.rsplit('.').next().unwrap_or(kind);
+        match short {
+            "Transformer" => {}
+            "Normalize" => normalises = true,
+            "Pooling" => {
+                let sub = m.get("path").and_then(|p| p.as_str()).unwrap_or("1_Pooling");
+                let cfg_path = dir.join(sub).join("config.json");
+                let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
+                    Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}: not a pooling config", cfg_path.display()))?,
+                    // No config: sentence-transformers' default, mean pooling.
+                    Err(_) => continue,
+                };
+                let on = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+                let other: Vec<&str> = [
+                    ("pooling_mode_cls_token", "the CLS token"),
+                    ("pooling_mode_max_tokens", "max"),
+                    ("pooling_mode_mean_sqrt_len_tokens", "mean over the square root of the length"),
+                    ("pooling_mode_weightedmean_tokens", "weighted mean"),
+                    ("pooling_mode_lasttoken", "the last token"),
+                ]
+                .iter()
+                .filter(|(k, _)| on(k))
+                .map(|(_, n)| *n)
+                .collect();
+                if !other.is_empty() || !on("pooling_mode_mean_tokens") {
+                    bail!(
+                        "model {} pools by {} ({}); labelrest supports mean pooling only",
+                        dir.display(),
+                        if other.is_empty() { "no mode it names".to_string() } else { other.join(" and ") },
+                        cfg_path.display()
+                    );
+                }
+            }
+            _ => bail!(
+                "model {} has a {} module after the transformer ({}), which labelrest does not run; it supports Transformer, mean Pooling and Normalize",
+                dir.display(),
+                if short.is_empty() { "nameless" } else { short },
+                path.display()
+            ),
+        }
+    }
+    if !normalises {
+        tracing::info!("model {}: no Normalize module; labelrest normalises its embeddings (directions unchanged)", dir.display());
+    }
+    Ok(())
+}
+
 impl Encoder {
     /// Loads a BERT-family folder: `config.json`, `tokenizer.json`,
     /// `model.safetensors`, and `sentence_bert_config.json` for the maximum
@@ -116,6 +180,7 @@ impl Encoder {
                 );
             }
         }
+        check_sentence_transformers(dir)?;
         let cfg_text = std::fs::read_to_string(dir.join("config.json"))?;
         let config: Config =
             serde_json::from_str(&cfg_text).with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
