@@ -9,7 +9,7 @@ use crate::data::{self, Columns, Format};
 use crate::export::{self, ExportFormat, ExportOptions};
 use crate::learn::{SelfTraining, Strategy};
 use crate::say;
-use crate::store::{self, ImportSpec, LabelColIs, Session, Settings};
+use crate::store::{self, ImportSpec, LabelColIs, Session, Settings, Source};
 use crate::term::{self, usage, Paint, Stream, Verbosity};
 use crate::worker;
 
@@ -86,12 +86,18 @@ pub enum Command {
     Label {
         /// Session name.
         name: String,
+        /// Who is labelling (recorded with every label; default the login name).
+        #[arg(long)]
+        annotator: Option<String>,
     },
     /// Open a ready session on the bundled demo data (banking questions) with the bundled model.
     Demo {
         /// Start the demo session afresh.
         #[arg(long)]
         reset: bool,
+        /// Who is labelling (recorded with every label; default the login name).
+        #[arg(long)]
+        annotator: Option<String>,
     },
     /// Write every row with a label: the person's where there is one, the model's elsewhere.
     Export(ExportArgs),
@@ -107,7 +113,19 @@ pub enum Command {
         top: usize,
     },
     /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk.
-    Annotate { name: String },
+    Annotate {
+        name: String,
+        /// Who is labelling (recorded with every label; default the login name).
+        #[arg(long)]
+        annotator: Option<String>,
+    },
+    /// Labels per annotator and source, and per label, of a session.
+    Stats {
+        name: String,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay the paper's experiment: gold labels stand in for the person.
     Simulate(SimulateArgs),
     /// Measure import, embedding and refresh speed.
@@ -434,10 +452,10 @@ pub fn run(cli: Cli) -> Result<()> {
             None => cmd_sessions(&sessions, json),
             Some(SessionsAction::Rm { name, yes }) => cmd_rm(&sessions, &name, yes),
         },
-        Command::Label { name } => crate::ui::run(&sessions, &name),
-        Command::Demo { reset } => {
+        Command::Label { name, annotator } => crate::ui::run(&sessions, &name, annotator.as_deref()),
+        Command::Demo { reset, annotator } => {
             let name = ensure_demo(&sessions, reset)?;
-            crate::ui::run(&sessions, &name)
+            crate::ui::run(&sessions, &name, annotator.as_deref())
         }
         Command::Export(a) => cmd_export(&sessions, a),
         Command::Retrain { name } => {
@@ -463,7 +481,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict(a) => cmd_predict(&sessions, a),
         Command::Review { name, top } => cmd_review(&sessions, &name, top),
-        Command::Annotate { name } => cmd_annotate(&sessions, &name),
+        Command::Annotate { name, annotator } => cmd_annotate(&sessions, &name, annotator.as_deref()),
+        Command::Stats { name, json } => cmd_stats(&sessions, &name, json),
         Command::Simulate(a) => cmd_simulate(a),
         Command::Bench(a) => crate::bench::run(a, &sessions),
     }
@@ -724,8 +743,14 @@ fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_annotate(sessions: &Path, name: &str) -> Result<()> {
-    let s = Session::open(sessions, name)?;
+fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<()> {
+    if let Some(a) = annotator {
+        crate::store::validate_annotator(a).map_err(|e| usage(format!("--annotator: {e:#}")))?;
+    }
+    let mut s = Session::open(sessions, name)?;
+    if let Some(a) = annotator {
+        s.set_annotator(a)?;
+    }
     let labels = s.label_set()?;
     let index: std::collections::HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
     let iteration = s.iterations()?.last().map(|x| x.0).unwrap_or(0);
@@ -889,6 +914,45 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     }
     if standing.len() > top {
         say!("... {} more (--top N)", standing.len() - top);
+    }
+    Ok(())
+}
+
+/// `labelrest stats NAME`: who labelled how much (the labels in use per
+/// annotator and source) and how many rows each label has.
+fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
+    let s = Session::open_read_only(sessions, name)?;
+    let per = s.labels_per_annotator()?;
+    let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
+    let mut per_label = vec![0usize; names.len()];
+    for l in s.labels()? {
+        per_label[l.label as usize] += 1;
+    }
+    let who = |a: &Option<String>, src: Source| match (a, src) {
+        (Some(a), _) => crate::data::display_safe(a),
+        (None, Source::Seed) => "(seed labels)".to_string(),
+        (None, _) => "(not recorded)".to_string(),
+    };
+    if json {
+        let v = serde_json::json!({
+            "session": name,
+            "labels": per.iter().map(|x| x.2).sum::<i64>(),
+            "annotators": per.iter().map(|(a, src, n)| serde_json::json!({"annotator": a, "source": src.as_str(), "labels": n})).collect::<Vec<_>>(),
+            "per_label": names.iter().zip(&per_label).map(|(l, n)| serde_json::json!({"label": l, "rows": n})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let total: i64 = per.iter().map(|x| x.2).sum();
+    println!("{} labels in session '{}'", total, crate::data::display_safe(name));
+    println!("{:<28} {:<8} {:>8}", "annotator", "source", "labels");
+    for (a, src, n) in &per {
+        println!("{:<28} {:<8} {:>8}", who(a, *src), src.as_str(), n);
+    }
+    println!();
+    println!("{:<28} {:>8}", "label", "rows");
+    for (l, n) in names.iter().zip(&per_label) {
+        println!("{:<28} {:>8}", l, n);
     }
     Ok(())
 }

@@ -169,6 +169,8 @@ struct OutRow<'a> {
     source: &'a str,
     probability: Option<f32>,
     entropy: Option<f32>,
+    /// Who gave the label (the person's labels only).
+    annotator: Option<&'a str>,
 }
 
 /// One exported row, before it is written in a format.
@@ -180,6 +182,8 @@ struct Item<'a> {
     source: &'a str,
     /// The model's prediction for the row (calibrated).
     pred: Option<&'a crate::store::Prediction>,
+    /// Who gave the label, for a person's label.
+    annotator: Option<&'a str>,
 }
 
 impl Item<'_> {
@@ -242,10 +246,14 @@ impl Sink {
                     source: it.source,
                     probability: it.pred.map(|p| p.prob),
                     entropy: it.pred.map(|p| p.entropy),
+                    annotator: it.annotator,
                 })
             }
             Sink::Prodigy(out) => {
                 let mut meta = json!({ "id": it.id, "source": it.source });
+                if let Some(a) = it.annotator {
+                    meta["annotator"] = json!(a);
+                }
                 if let Some(p) = it.label_probability() {
                     meta["probability"] = json!(p);
                 }
@@ -387,8 +395,10 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
     };
     tracing::debug!("export of session {} as {} to {}", session.name, format.name(), out.display());
-    let labels: std::collections::HashMap<i64, (u32, Source)> =
-        session.labels()?.into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
+    let all_labels = session.labels()?;
+    let annotators: std::collections::HashMap<i64, &str> =
+        all_labels.iter().filter_map(|l| l.annotator.as_deref().map(|a| (l.row_id, a))).collect();
+    let labels: std::collections::HashMap<i64, (u32, Source)> = all_labels.iter().map(|l| (l.row_id, (l.label, l.source))).collect();
     let preds = session.predictions()?;
     let mut report = ExportReport::default();
     let mut model_prob_sum = 0f64;
@@ -427,7 +437,8 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
             _ => report.none += 1,
         }
         report.rows += 1;
-        let item = Item { id: row.id, text: &row.text, label: label.map(|l| (l, names[l as usize].as_str())), source, pred };
+        let annotator = if source == "person" { annotators.get(&row.id).copied() } else { None };
+        let item = Item { id: row.id, text: &row.text, label: label.map(|l| (l, names[l as usize].as_str())), source, pred, annotator };
         sink.write(&item, &mut report)?;
     }
     sink.finish(&names, session)?;

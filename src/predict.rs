@@ -238,7 +238,13 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     })
     .map_err(|e| match err.take() {
         Some(inner) => inner,
-        None => e.into(),
+        None => {
+            // The input itself is wrong: it must change before a run can
+            // finish, and a changed input is not resumed from.
+            let _ = std::fs::remove_file(&partial);
+            let _ = std::fs::remove_file(&state);
+            e.into()
+        }
     })?;
     flush(&mut chunk, &mut sink, &mut progress)?;
     bar.finish_and_clear();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::{self, Columns, DataError, Format, LabelDef};
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const DB_FILE: &str = "session.db";
 /// Meta key of the labels the person kept after review.
 const KEPT_REVIEWS: &str = "review_kept";
@@ -136,7 +136,7 @@ pub struct Row {
 }
 
 /// The current label of a row.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Label {
     pub row_id: i64,
     pub label: u32,
@@ -144,6 +144,8 @@ pub struct Label {
     pub iteration: i64,
     /// The model's prediction when the person decided, if there was one.
     pub predicted: Option<u32>,
+    /// Who gave it (None for seed labels and sessions from before it was recorded).
+    pub annotator: Option<String>,
 }
 
 /// A stored prediction of the model for one row.
@@ -486,7 +488,8 @@ CREATE TABLE annotations(
   predicted INTEGER,
   replaces INTEGER,
   active INTEGER NOT NULL DEFAULT 1,
-  undone INTEGER NOT NULL DEFAULT 0
+  undone INTEGER NOT NULL DEFAULT 0,
+  annotator TEXT
 );
 CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
 CREATE TABLE iterations(
@@ -512,6 +515,27 @@ pub struct Session {
     pub dir: PathBuf,
     conn: Connection,
     _lock: Option<Lock>,
+    /// Who the labels given through this handle are recorded as.
+    annotator: String,
+}
+
+/// The annotator when none is named: the login name (`USER`, `LOGNAME`),
+/// else `unknown`.
+pub fn default_annotator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| validate_annotator(v).is_ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// An annotator name: 1 to 64 characters, no control characters.
+pub fn validate_annotator(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        bail!("annotator name '{}': use 1 to 64 printable characters", data::display_safe(name));
+    }
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -737,7 +761,7 @@ impl Session {
         let lock = Lock::acquire(&dir, name)?;
         let conn = Connection::open(dir.join(DB_FILE))?;
         configure(&conn)?;
-        let s = Session { name: name.to_string(), dir, conn, _lock: Some(lock) };
+        let s = Session { name: name.to_string(), dir, conn, _lock: Some(lock), annotator: default_annotator() };
         s.check_schema(true)?;
         s.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", params![now()])?;
         Ok(s)
@@ -757,7 +781,7 @@ impl Session {
         use rusqlite::OpenFlags as F;
         let open = |conn: Connection| -> Result<Session> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _lock: None };
+            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _lock: None, annotator: default_annotator() };
             s.check_schema(false)?;
             Ok(s)
         };
@@ -781,7 +805,7 @@ impl Session {
     pub fn reopen_shared(&self) -> Result<Session> {
         let conn = Connection::open(self.dir.join(DB_FILE))?;
         configure(&conn)?;
-        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _lock: None })
+        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _lock: None, annotator: self.annotator.clone() })
     }
 
     fn check_schema(&self, migrate: bool) -> Result<()> {
@@ -822,6 +846,10 @@ impl Session {
                 // person decided, so no kept-prediction rate.
                 1 => {
                     tx.execute_batch("ALTER TABLE annotations ADD COLUMN predicted INTEGER;")?;
+                }
+                // Schema 2 did not record who gave a label (shown as unknown).
+                2 => {
+                    tx.execute_batch("ALTER TABLE annotations ADD COLUMN annotator TEXT;")?;
                 }
                 other => bail!("session '{}' has schema {other}, which this labelrest cannot migrate", self.name),
             }
@@ -948,16 +976,18 @@ impl Session {
     /// The current label of every labelled row.
     pub fn labels(&self) -> Result<Vec<Label>> {
         let k = self.n_labels()?;
-        type Raw = (i64, i64, String, i64, Option<i64>);
+        type Raw = (i64, i64, String, i64, Option<i64>, Option<String>);
         let rows: Vec<Raw> = self.ctx((|| {
-            let mut st =
-                self.conn.prepare("SELECT row_id, label, source, iteration, predicted FROM annotations WHERE active=1 ORDER BY id")?;
-            let v =
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            let mut st = self
+                .conn
+                .prepare("SELECT row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id")?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>();
             v
         })())?;
         rows.into_iter()
-            .map(|(row_id, label, source, iteration, predicted)| {
+            .map(|(row_id, label, source, iteration, predicted, annotator)| {
                 Ok(Label {
                     row_id,
                     label: self.check_label("the label", row_id, label, k)?,
@@ -965,6 +995,7 @@ impl Session {
                     iteration,
                     // A prediction out of range only loses the kept-rate figure.
                     predicted: predicted.filter(|&p| p >= 0 && (p as u64) < k as u64).map(|p| p as u32),
+                    annotator,
                 })
             })
             .collect()
@@ -990,6 +1021,30 @@ impl Session {
     /// Records a person's label for a row; returns when it is on disk.
     /// A row labelled before gets the new label; the old one is kept in the
     /// history and comes back on undo.
+    /// Labels given through this handle are recorded as `name`'s.
+    pub fn set_annotator(&mut self, name: &str) -> Result<()> {
+        validate_annotator(name)?;
+        self.annotator = name.trim().to_string();
+        Ok(())
+    }
+
+    pub fn annotator(&self) -> &str {
+        &self.annotator
+    }
+
+    /// The labels in use per annotator and source, most first: (annotator
+    /// (None: not recorded), source, count).
+    pub fn labels_per_annotator(&self) -> Result<Vec<(Option<String>, Source, i64)>> {
+        let raw: Vec<(Option<String>, String, i64)> = self.ctx((|| {
+            let mut st = self.conn.prepare(
+                "SELECT annotator, source, count(*) FROM annotations WHERE active=1 GROUP BY annotator, source ORDER BY count(*) DESC, annotator",
+            )?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        raw.into_iter().map(|(a, s, n)| Ok((a, self.ctx(Source::parse(&s))?, n))).collect()
+    }
+
     pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
         self.add_label_tx(row_id, label, iteration, predicted)
             .with_context(|| format!("the label of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
@@ -1013,8 +1068,8 @@ impl Session {
             tx.execute("UPDATE annotations SET active=0 WHERE id=?1", params![p])?;
         }
         tx.execute(
-            "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces) VALUES (?1, ?2, 'person', ?3, ?4, ?5, ?6)",
-            params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev],
+            "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces, annotator) VALUES (?1, ?2, 'person', ?3, ?4, ?5, ?6, ?7)",
+            params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev, self.annotator],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;

@@ -287,3 +287,53 @@ fn a_model_by_name_from_the_local_hugging_face_cache() {
     let o = with_cache(&["new", "missing", "--data", data.to_str().unwrap(), "--labels", "a,b", "--model", "./no/such/folder"]);
     assert!(!o.status.success() && stderr(&o).contains("no model folder"), "{}", stderr(&o));
 }
+
+/// Every label records who gave it (`--annotator`, else the login name):
+/// in the export's annotator column and in `stats`.
+#[test]
+fn labels_record_their_annotator() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "team", 30);
+    let annotate = |who: Option<&str>, lines: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
+        c.arg("--sessions").arg(d.path()).args(["annotate", "team"]).env("LABELREST_LOG", d.path().join("log")).env("USER", "bob");
+        if let Some(w) = who {
+            c.args(["--annotator", w]);
+        }
+        let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let names: Vec<String> =
+        labelrest::store::Session::open_read_only(d.path(), "team").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
+    let o = annotate(Some("alice"), &format!("1\t{}\n2\t{}\n3\t{}\n", names[0], names[1], names[0]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = annotate(None, &format!("4\t{}\n", names[1]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A bad name is a usage error, before anything is written.
+    let o = annotate(Some(" "), &format!("5\t{}\n", names[1]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let out = d.path().join("x.csv");
+    assert!(labelrest(d.path(), &["export", "team", "--out", out.to_str().unwrap()]).status.success());
+    let by_id: std::collections::HashMap<String, String> = csv::Reader::from_path(&out)
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[6].to_string())
+        })
+        .collect();
+    assert_eq!(by_id["1"], "alice");
+    assert_eq!(by_id["3"], "alice");
+    assert_eq!(by_id["4"], "bob", "the login name by default");
+    assert_eq!(by_id["5"], "", "not labelled");
+    let o = labelrest(d.path(), &["stats", "team", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["labels"], 4);
+    let who: Vec<(String, i64)> =
+        v["annotators"].as_array().unwrap().iter().map(|a| (a["annotator"].as_str().unwrap_or("").to_string(), a["labels"].as_i64().unwrap())).collect();
+    assert_eq!(who, vec![("alice".to_string(), 3), ("bob".to_string(), 1)]);
+    let o = labelrest(d.path(), &["stats", "team"]);
+    assert!(stdout(&o).contains("alice") && stdout(&o).contains("4 labels"), "{}", stdout(&o));
+}

@@ -141,11 +141,13 @@ fn export_every_row_with_its_source() {
     let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut r = csv::Reader::from_path(&out).unwrap();
-    assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), vec!["id", "text", "label", "source", "probability", "entropy"]);
+    assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), vec!["id", "text", "label", "source", "probability", "entropy", "annotator"]);
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(rows.len(), 150);
     assert_eq!(&rows[0][3], "person");
+    assert_eq!(&rows[0][6], labelrest::store::default_annotator(), "who gave it");
     assert_eq!(&rows[5][3], "model");
+    assert_eq!(&rows[5][6], "", "the model's labels have no annotator");
     let probs: Vec<f32> = rows.iter().map(|r| r[4].parse().unwrap()).collect();
     assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
     // Filters.

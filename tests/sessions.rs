@@ -109,7 +109,8 @@ fn older_schema_is_migrated_newer_refused() {
     let s = Session::open(d.path(), "s").unwrap();
     s.add_label(1, 0, 0, Some(0)).unwrap();
     assert_eq!(s.labels().unwrap()[0].predicted, Some(0));
-    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("2"));
+    assert_eq!(s.labels().unwrap()[0].annotator.as_deref(), Some(s.annotator()));
+    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("3"));
     drop(s);
     {
         let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();

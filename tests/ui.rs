@@ -474,7 +474,7 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
     // The picker labels the row it was opened on.
     app.handle(Action::Input('c'));
     app.handle(Action::Confirm);
-    let last = app.session.labels().unwrap().last().copied().unwrap();
+    let last = app.session.labels().unwrap().last().cloned().unwrap();
     assert_eq!(last.row_id, app.row_ids[before]);
     // Now force the case: the row under the cursor changes by itself.
     let n = app.session.labels().unwrap().len();
@@ -488,7 +488,7 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
     // After the moment has passed, the same key works on the row on screen.
     app.changed_at = std::time::Instant::now().checked_sub(labelrest::ui::app::SETTLE * 2);
     app.handle(Action::Accept);
-    let last = app.session.labels().unwrap().last().copied().unwrap();
+    let last = app.session.labels().unwrap().last().cloned().unwrap();
     assert_eq!(last.row_id, app.row_ids[top]);
 }
 

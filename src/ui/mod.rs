@@ -17,13 +17,19 @@ use crate::store::Session;
 use crate::worker::Worker;
 
 /// Opens a session in the workstation.
-pub fn run(sessions: &Path, name: &str) -> Result<()> {
+pub fn run(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("`labelrest label` needs a terminal; for headless work see `labelrest annotate`, `retrain` and `export`");
     }
+    if let Some(a) = annotator {
+        crate::store::validate_annotator(a).map_err(|e| crate::term::usage(format!("--annotator: {e:#}")))?;
+    }
     let keys = keys::KeyMap::load(keys::KeyMap::path().as_deref())?;
-    let session = Session::open(sessions, name)?;
+    let mut session = Session::open(sessions, name)?;
+    if let Some(a) = annotator {
+        session.set_annotator(a)?;
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = Worker::start(&session, tx)?;
     let mut app = app::App::load(session)?;
