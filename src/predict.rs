@@ -169,7 +169,8 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     };
     let file = match &resume {
         Some(e) => {
-            let f = std::fs::OpenOptions::new().write(true).open(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+            let f =
+                std::fs::OpenOptions::new().write(true).open(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
             // Whatever a crash left after the last chunk on disk goes.
             f.set_len(e.bytes)?;
             say!("resuming: {} rows were already labelled into {}", e.rows, partial.display());
@@ -182,19 +183,18 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     let mut file = file;
     file.seek(std::io::SeekFrom::End(0))?;
     let buf = std::io::BufWriter::with_capacity(1 << 16, file);
-    let mut sink = if jsonl {
-        Sink::Json(buf)
-    } else {
-        Sink::Csv(Box::new(csv::WriterBuilder::new().has_headers(resume.is_none()).from_writer(buf)))
-    };
+    let mut sink =
+        if jsonl { Sink::Json(buf) } else { Sink::Csv(Box::new(csv::WriterBuilder::new().has_headers(resume.is_none()).from_writer(buf))) };
     let skip = progress.rows;
     let bar = if crate::term::quiet() { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    // Counts this run's rows (a resumed run's earlier ones are in the prefix).
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} labelled {pos} rows ({per_sec}, {elapsed})")
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}labelled {pos} rows in {elapsed} (interrupted, run it again to resume)")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    bar.set_position(skip as u64);
-    bar.reset_eta();
+    if skip > 0 {
+        bar.set_prefix(format!("{skip} earlier + "));
+    }
     let mut chunk: Vec<(u64, String)> = Vec::new();
     let mut chunks = 0usize;
     let mut flush = |chunk: &mut Vec<(u64, String)>, sink: &mut Sink, progress: &mut Progress| -> Result<()> {
@@ -214,7 +214,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         let tmp = sibling(&state, ".tmp");
         std::fs::write(&tmp, serde_json::to_vec(&*progress)?).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &state).with_context(|| format!("cannot write {}", state.display()))?;
-        bar.set_position(progress.rows as u64);
+        bar.set_position((progress.rows - skip) as u64);
         chunk.clear();
         chunks += 1;
         crash_after_chunk(chunks);

@@ -270,7 +270,16 @@ fn a_model_by_name_from_the_local_hugging_face_cache() {
         }
         c.envs(env).output().unwrap()
     };
-    let o = with_cache(&["new", "byname", "--data", data.to_str().unwrap(), "--labels", "card,transfer", "--model", "sentence-transformers/all-MiniLM-L6-v2"]);
+    let o = with_cache(&[
+        "new",
+        "byname",
+        "--data",
+        data.to_str().unwrap(),
+        "--labels",
+        "card,transfer",
+        "--model",
+        "sentence-transformers/all-MiniLM-L6-v2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = labelrest::store::Session::open_read_only(&d.path().join("s"), "byname").unwrap();
     assert!(s.settings().unwrap().model.ends_with("snapshots/0123abcd"), "{}", s.settings().unwrap().model);
@@ -300,7 +309,12 @@ fn labels_record_their_annotator() {
         if let Some(w) = who {
             c.args(["--annotator", w]);
         }
-        let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     };
@@ -331,8 +345,12 @@ fn labels_record_their_annotator() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["labels"], 4);
-    let who: Vec<(String, i64)> =
-        v["annotators"].as_array().unwrap().iter().map(|a| (a["annotator"].as_str().unwrap_or("").to_string(), a["labels"].as_i64().unwrap())).collect();
+    let who: Vec<(String, i64)> = v["annotators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["annotator"].as_str().unwrap_or("").to_string(), a["labels"].as_i64().unwrap()))
+        .collect();
     assert_eq!(who, vec![("alice".to_string(), 3), ("bob".to_string(), 1)]);
     let o = labelrest(d.path(), &["stats", "team"]);
     assert!(stdout(&o).contains("alice") && stdout(&o).contains("4 labels"), "{}", stdout(&o));

@@ -141,7 +141,10 @@ fn export_every_row_with_its_source() {
     let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut r = csv::Reader::from_path(&out).unwrap();
-    assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), vec!["id", "text", "label", "source", "probability", "entropy", "annotator"]);
+    assert_eq!(
+        r.headers().unwrap().iter().collect::<Vec<_>>(),
+        vec!["id", "text", "label", "source", "probability", "entropy", "annotator"]
+    );
     let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(rows.len(), 150);
     assert_eq!(&rows[0][3], "person");
@@ -230,9 +233,18 @@ fn predict_resumes_after_a_crash() {
     let input = write(d.path(), "many.csv", demo_head(250).as_bytes());
     let run = |out: &std::path::Path, crash: Option<&str>| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
-        c.args(["--sessions", d.path().to_str().unwrap(), "predict", "s", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .env("LABELREST_PREDICT_CHUNK", "60")
-            .env_remove("LABELREST_CRASH_AT");
+        c.args([
+            "--sessions",
+            d.path().to_str().unwrap(),
+            "predict",
+            "s",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("LABELREST_PREDICT_CHUNK", "60")
+        .env_remove("LABELREST_CRASH_AT");
         if let Some(at) = crash {
             c.env("LABELREST_CRASH_AT", at);
         }

@@ -301,7 +301,24 @@ impl App {
             app.jump_to_batch = true;
         }
         app.rebuild_lists();
+        // Back on the row the person left the queue on.
+        if let Some(id) = app.session.meta("cursor_row").ok().flatten().and_then(|v| v.parse::<i64>().ok()) {
+            if let Some(p) = app.queue.iter().position(|&i| app.row_ids[i as usize] == id) {
+                app.cursor[0] = p;
+                app.jump_to_batch = false;
+            }
+        }
         Ok(app)
+    }
+
+    /// Remembers the queue row under the cursor for the next start (on
+    /// every exit: quit, hang-up, signals).
+    pub fn remember_position(&self) {
+        if let Some(&i) = self.queue.get(self.cursor[0]) {
+            if let Err(e) = self.session.set_meta("cursor_row", &self.row_ids[i as usize].to_string()) {
+                tracing::warn!("cannot remember the cursor: {e:#}");
+            }
+        }
     }
 
     pub fn scores(&self) -> Option<&Scores> {
@@ -517,6 +534,13 @@ impl App {
         self.history.last()?.suspects.iter().find(|s| s.0 == id && s.2 != s.1).map(|s| (s.2, s.3))
     }
 
+    /// The probability a model trained without row `i` gives the row's
+    /// label (what the review ranks by), when the last review has the row.
+    pub fn review_prob(&self, i: usize) -> Option<f32> {
+        let id = self.row_ids[i];
+        self.history.last()?.suspects.iter().find(|s| s.0 == id).map(|s| s.4)
+    }
+
     /// The label the all-rows view shows: the person's, else the model's.
     pub fn shown_label(&self, i: usize) -> Option<(u32, &'static str)> {
         match self.labels[i] {
@@ -613,7 +637,9 @@ impl App {
         self.rebuild_lists();
         // Only the refresh that answers a finished batch moves it: to the top
         // of the new batch, and only if the person has not moved since.
-        if newer && self.jump_to_batch && self.view == View::Queue {
+        // The first ranking always starts at its top: nothing the person
+        // moved to before it was ranked by anything.
+        if newer && (self.jump_to_batch || first) && self.view == View::Queue {
             self.jump_to_batch = false;
             self.cursor[0] = 0;
             self.scroll_into_view();
@@ -666,7 +692,9 @@ impl App {
             None => None,
         };
         self.batch_done += 1;
-        self.jump_to_batch = false;
+        // Deciding is not moving: a decision made while the retrain is on its
+        // way keeps the jump to the new batch (else the cursor would follow
+        // its row deep into the new ranking, away from the rows it asks for).
         if self.batch_done >= self.batch_size {
             self.batch_done = 0;
             self.jump_to_batch = true;

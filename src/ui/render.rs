@@ -246,7 +246,10 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let list = app.current_list();
     let title = match app.view {
         View::Queue => format!(" Queue ({}, {} rows) ", app.strategy.name(), thousands(list.len())),
-        View::Labelled if app.review => format!(" Review ({} disputed, most first) ", thousands(list.len())),
+        View::Labelled if app.review => {
+            let disputed = list.iter().filter(|&&i| app.dispute(i as usize).is_some()).count();
+            format!(" Review ({} labels, least likely first; {} disputed) ", thousands(list.len()), thousands(disputed))
+        }
         View::Labelled => format!(" Labelled ({}) ", thousands(list.len())),
         View::All => {
             let mut t = format!(" All rows ({})", thousands(list.len()));
@@ -311,6 +314,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             // Review: what the model trained without the row says.
             (View::Labelled, Some(_)) if app.review && dispute.is_some() => {
                 dispute.map(|(m, p)| (m, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
+            }
+            // Review, agreeing: the probability the list is ranked by (what
+            // the model trained without the row gives its label).
+            (View::Labelled, Some((l, _))) if app.review && app.review_prob(i).is_some() => {
+                app.review_prob(i).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
             }
             // A labelled row: the model's probability of the label it has.
             (View::Labelled, Some((l, _))) => app.prob_of(i, l).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN))),
@@ -482,7 +490,7 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let mut given = app.labels[i].map(|(l, s)| format!(" · labelled {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
     if app.review && app.view == View::Labelled {
         if let Some((m, p)) = app.dispute(i) {
-            given.push_str(&format!(" · without it the model says {} {p:.2}", app.label_names[m as usize]));
+            given.push_str(&format!(" · without it: {} {p:.2}", app.label_names[m as usize]));
         }
     }
     let block = Block::default().borders(Borders::ALL).title(format!(" Row {}{given} ", app.row_ids[i]));

@@ -114,6 +114,7 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
         }
     }
     tracing::info!("leaving session {}", app.name);
+    app.remember_position();
     // ratatui's Terminal prints to stderr from its Drop when it cannot show
     // the cursor, which panics when the terminal is gone (a killed SSH
     // session); `restore` (the guard) shows the cursor instead.

@@ -218,7 +218,13 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         other => {
             // No saved model yet, or one that cannot serve: train again (the labels are all in the store).
             match other {
-                Ok(h) => tracing::warn!("the saved model has {} labels of {} dimensions, the session {} of {}: training again", h.k, h.dim, prepared.engine.k, prepared.engine.dim),
+                Ok(h) => tracing::warn!(
+                    "the saved model has {} labels of {} dimensions, the session {} of {}: training again",
+                    h.k,
+                    h.dim,
+                    prepared.engine.k,
+                    prepared.engine.dim
+                ),
                 Err(e) if head_path(&prepared).exists() => tracing::warn!("the saved model cannot be read ({e:#}): training again"),
                 Err(_) => {}
             }
