@@ -184,7 +184,7 @@ fn background_finetune_schedule_check_and_cancel() {
     let (text, progress) = outcome(&rx);
     // 24 labels, batches of 8, 2 epochs: the settings are used, with step and loss.
     assert!(progress.iter().any(|p| p.contains("fine-tune 6/6 loss")), "{progress:?}");
-    assert!(text.contains("fine-tuned on 24 labels") && text.contains("next 5 labels"), "{text}");
+    assert!(text.contains("tuned on 24 labels") && text.contains("next 5 labels"), "{text}");
     assert!(s.meta("encoder").unwrap().is_none(), "not swapped in before it is checked");
     // Five labels it has not seen: it is judged on them.
     for r in pool.iter().skip(24).take(5) {
@@ -192,7 +192,7 @@ fn background_finetune_schedule_check_and_cancel() {
     }
     w.request(Job::Retrain { strategy: labelrest::learn::Strategy::Margin });
     let (text, _) = outcome(&rx);
-    assert!(text.contains("swapped in") || text.contains("not better"), "{text}");
+    assert!(text.contains("in use:") || text.contains("dropped:"), "{text}");
     assert_eq!(s.labels().unwrap().len(), 29, "no label touched");
     drop(w);
     let encoders: Vec<String> = std::fs::read_dir(d.path().join("s"))
@@ -201,7 +201,7 @@ fn background_finetune_schedule_check_and_cancel() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| n.starts_with("encoder-"))
         .collect();
-    if text.contains("swapped in") {
+    if text.contains("in use:") {
         let name = s.meta("encoder").unwrap().unwrap();
         assert_eq!(encoders, vec![name.clone()]);
         assert!(d.path().join("s").join(&name).join("model.safetensors").exists());

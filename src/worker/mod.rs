@@ -302,7 +302,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                         let _ = events.send(Event::FineTune {
                             running: false,
                             text: format!(
-                                "fine-tuned on {seen} labels: it replaces the model if it does as well on your next {} labels",
+                                "tuned on {seen} labels: in use if not worse on your next {} labels",
                                 tuning::CHECK_LABELS.saturating_sub(have)
                             ),
                         });
@@ -314,18 +314,21 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 }
                 Ok((v, update, _)) => {
                     let text = match v {
+                        // Short enough for an 80-column footer; the log has it all.
                         Verdict::Swap { new, old, on } => format!(
-                            "fine-tuned encoder ({seen} labels) swapped in: {:.0}% vs {:.0}% on your {on} newest labels",
+                            "encoder tuned on {seen} in use: {:.0}% vs {:.0}% on {on} new labels{}",
                             new * 100.0,
-                            old * 100.0
+                            old * 100.0,
+                            if new < old { ", not clearly worse" } else { "" }
                         ),
                         Verdict::Keep { new, old, on } => format!(
-                            "fine-tuned encoder ({seen} labels) not better on your {on} newest labels ({:.0}% vs {:.0}%): kept the current one",
+                            "encoder tuned on {seen} dropped: {:.0}% vs {:.0}% on {on} new labels",
                             new * 100.0,
                             old * 100.0
                         ),
                         Verdict::Wait { .. } => unreachable!(),
                     };
+                    tracing::info!("fine-tune check: {v:?} ({seen} labels learnt from)");
                     let _ = events.send(Event::FineTune { running: false, text });
                     if let Some(u) = update {
                         let _ = events.send(Event::Model { device: device_name.clone(), encoder: encoder_text(&session) });

@@ -61,6 +61,7 @@ pub struct Candidate {
 }
 
 /// What became of a candidate.
+#[derive(Debug)]
 pub enum Verdict {
     /// Better or as good on labels it has not seen: it replaces the encoder.
     Swap { new: f64, old: f64, on: usize },
