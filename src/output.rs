@@ -28,6 +28,16 @@ pub fn check_not_input(out: &Path, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// The process's umask (read by setting it and putting it back).
+fn current_umask() -> u32 {
+    // SAFETY: umask only swaps a process-wide integer; set and restored at once.
+    unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m as u32
+    }
+}
+
 /// A file being written: a temporary file beside `target` until `commit`.
 pub struct AtomicFile {
     target: PathBuf,
@@ -50,6 +60,13 @@ impl AtomicFile {
             let m = m.split(" at path ").next().unwrap_or(&m).to_string();
             anyhow!("cannot write {}: {m}", target.display())
         })?;
+        // A temporary file is private (0600); what is written for the
+        // person is an ordinary file (0644, less the umask), as `predict`'s.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mask = current_umask();
+            let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644 & !mask));
+        }
         Ok(AtomicFile { target: target.to_path_buf(), tmp })
     }
 

@@ -329,6 +329,14 @@ fn labels_record_their_annotator() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let out = d.path().join("x.csv");
     assert!(labelrest(d.path(), &["export", "team", "--out", out.to_str().unwrap()]).status.success());
+    // An ordinary file, as the umask allows (not the temporary file's 0600).
+    let umask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m as u32
+    };
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o644 & !umask);
     let by_id: std::collections::HashMap<String, String> = csv::Reader::from_path(&out)
         .unwrap()
         .records()

@@ -598,6 +598,10 @@ fn no_duplicate_iterations() {
     retrain(&mut app);
     assert_eq!(n(&app), before, "a new strategy ranks again");
     assert_eq!(app.history.len(), before);
+    assert_eq!(app.cursor[0], 0, "the new strategy's ranking starts at its top");
+    assert_eq!(app.message.as_deref(), Some("ranked by entropy: its first batch is at the top"));
+    // (the row under the cursor changed: a moment before a key acts)
+    app.changed_at = None;
     app.handle(Action::Accept);
     app.handle(Action::Retrain);
     retrain(&mut app);

@@ -133,6 +133,8 @@ pub struct App {
     /// The person finished a batch and has not moved since: the refresh that
     /// answers it puts the cursor at the top of the new batch.
     pub jump_to_batch: bool,
+    /// A new strategy was asked for: its ranking starts at its top.
+    reranking: bool,
     /// Per pool row, when its current label was given (a sequence number,
     /// 0 for none): the labelled view lists the newest first.
     label_seq: Vec<u64>,
@@ -274,6 +276,7 @@ impl App {
             kept_reviews: kept,
             label_seq,
             seq,
+            reranking: false,
             quit: false,
             outbox: Vec::new(),
             export_path,
@@ -639,7 +642,11 @@ impl App {
         // of the new batch, and only if the person has not moved since.
         // The first ranking always starts at its top: nothing the person
         // moved to before it was ranked by anything.
-        if newer && (self.jump_to_batch || first) && self.view == View::Queue {
+        let reranked = std::mem::take(&mut self.reranking);
+        if reranked && self.message.as_deref().is_some_and(|m| m.ends_with("re-ranking")) {
+            self.message = Some(format!("ranked by {}: its first batch is at the top", self.strategy.name()));
+        }
+        if (newer || reranked) && (self.jump_to_batch || first) && self.view == View::Queue {
             self.jump_to_batch = false;
             self.cursor[0] = 0;
             self.scroll_into_view();
@@ -650,6 +657,8 @@ impl App {
             self.changed_at = Some(Instant::now());
             self.message = Some(if first {
                 "the model's first ranking: the rows it is least sure of come first".into()
+            } else if reranked {
+                format!("ranked by {}: its first batch is at the top", self.strategy.name())
             } else {
                 "new ranking: the row under the cursor changed".into()
             });
@@ -1068,6 +1077,9 @@ impl App {
                 self.session.save_settings(&s)?;
                 self.outbox.push(Job::Retrain { strategy: self.strategy });
                 self.message = Some(format!("strategy: {}; re-ranking", self.strategy.name()));
+                // The new order's first batch is what the person asked for.
+                self.jump_to_batch = true;
+                self.reranking = true;
             }
             Action::Export => {
                 let r = crate::export::export(&self.session, &self.export_path, &Default::default())?;

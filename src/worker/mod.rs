@@ -321,11 +321,9 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                             old * 100.0,
                             if new < old { ", not clearly worse" } else { "" }
                         ),
-                        Verdict::Keep { new, old, on } => format!(
-                            "encoder tuned on {seen} dropped: {:.0}% vs {:.0}% on {on} new labels",
-                            new * 100.0,
-                            old * 100.0
-                        ),
+                        Verdict::Keep { new, old, on } => {
+                            format!("encoder tuned on {seen} dropped: {:.0}% vs {:.0}% on {on} new labels", new * 100.0, old * 100.0)
+                        }
                         Verdict::Wait { .. } => unreachable!(),
                     };
                     tracing::info!("fine-tune check: {v:?} ({seen} labels learnt from)");
