@@ -474,9 +474,11 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let mut top: Vec<(usize, usize)> = app.class_counts.iter().copied().enumerate().filter(|c| c.1 > 0).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let classes = top.len();
-    let s: Vec<String> = top.iter().take(3).map(|(l, c)| format!("{} {c}", cut(&app.label_names[*l], 10))).collect();
-    if classes > 0 {
-        lines.push(Line::raw(cut(&format!(" {classes} classes: {}", s.join(", ")), w)));
+    if let Some(&(l, c)) = top.first() {
+        // The largest class, its count before its name (the name is cut, once).
+        let head = format!(" {classes} classes, top {c}: ");
+        let room = w.saturating_sub(head.chars().count());
+        lines.push(Line::raw(cut(&format!("{head}{}", cut(&app.label_names[l], room.max(1))), w)));
     }
     lines.truncate(inner_h);
     f.render_widget(Paragraph::new(lines).block(block), area);

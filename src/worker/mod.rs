@@ -180,7 +180,8 @@ impl Drop for Worker {
 /// How the screen names the encoder in use.
 fn encoder_text(session: &Session) -> String {
     match (session.meta("encoder").ok().flatten(), session.meta("encoder_labels").ok().flatten()) {
-        (Some(_), Some(n)) => format!("fine-tuned on {n} labels"),
+        // Short: the panel is 23 columns at 80.
+        (Some(_), Some(n)) => format!("tuned on {n}"),
         (Some(_), None) => "fine-tuned".into(),
         _ => "base".into(),
     }
