@@ -1021,6 +1021,11 @@ impl Session {
     /// Records a person's label for a row; returns when it is on disk.
     /// A row labelled before gets the new label; the old one is kept in the
     /// history and comes back on undo.
+    /// Where the head trained on the encoder with content hash `model_hash` is saved.
+    pub fn head_path(&self, model_hash: &str) -> PathBuf {
+        self.dir.join(format!("head-{model_hash}.safetensors"))
+    }
+
     /// Labels given through this handle are recorded as `name`'s.
     pub fn set_annotator(&mut self, name: &str) -> Result<()> {
         validate_annotator(name)?;

@@ -213,7 +213,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     }
     // The first view: the saved head's when there is one, else a fresh iteration.
     let strategy = Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin);
-    let head_path = |p: &Prepared| session.dir.join(format!("head-{}.safetensors", p.model_hash));
+    let head_path = |p: &Prepared| session.head_path(&p.model_hash);
     let first = match Head::load(&head_path(&prepared)) {
         Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
         other => {
@@ -414,7 +414,7 @@ fn check_candidate(
                 // The old fine-tuned encoder, its cache and its head go (the base model's stay).
                 let old_dir = session.dir.join(&old);
                 if let Ok(h) = crate::model::model_hash(&old_dir) {
-                    let _ = std::fs::remove_file(session.dir.join(format!("head-{h}.safetensors")));
+                    let _ = std::fs::remove_file(session.head_path(&h));
                     tuning::discard(&session.dir, &old_dir, &h);
                 } else {
                     let _ = std::fs::remove_dir_all(&old_dir);

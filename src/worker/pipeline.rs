@@ -410,7 +410,7 @@ pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize,
     let p = prepare(session, progress, &cancel)?;
     let settings = session.settings()?;
     let strategy = Strategy::parse(&settings.strategy)?;
-    let head_path = session.dir.join(format!("head-{}.safetensors", p.model_hash));
+    let head_path = session.head_path(&p.model_hash);
     iterate(session, &p, strategy, &head_path, progress)
 }
 

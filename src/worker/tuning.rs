@@ -144,7 +144,7 @@ impl Tuner {
         let rows = session.rows()?;
         let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
         let pool_rows = p.engine.pool_rows.clone();
-        let head = Head::load(&session.dir.join(format!("head-{}.safetensors", p.model_hash))).unwrap_or_else(|e| {
+        let head = Head::load(&session.head_path(&p.model_hash)).unwrap_or_else(|e| {
             tracing::warn!("the fine-tune starts from the zero-shot head: the saved model cannot be read ({e:#})");
             p.engine.zero_shot_head()
         });
