@@ -101,7 +101,7 @@ fn older_schema_is_migrated_newer_refused() {
     small_session(d.path(), "s");
     {
         let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
-        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
+        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; ALTER TABLE annotations DROP COLUMN annotator; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
     }
     // Reading without migrating is refused with a clear message.
     let e = format!("{:#}", Session::open_read_only(d.path(), "s").err().unwrap());
