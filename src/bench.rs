@@ -6,11 +6,105 @@ use rand::SeedableRng;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::cli::{BenchArgs, BenchWhat};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
 use crate::data::{self, Columns, Format};
+use crate::learn::SelfTraining;
 use crate::learn::{self, Strategy};
 use crate::model::Encoder;
 use crate::store::{ImportSpec, LabelColIs, Session, Settings};
+
+/// `labelrest bench`'s arguments (here, not in `cli`: the CLI depends on
+/// bench, never the other way).
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Import a file into a scratch session and report rows/s and peak memory
+    /// (without --data: a CSV of --rows rows made from the demo texts).
+    Import {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long)]
+        labels: Option<String>,
+        #[arg(long)]
+        label_col: Option<String>,
+    },
+    /// Embed the texts of a file and report sentences/s.
+    Embed {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        limit: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// The workstation on a copy of a session: time to the first frame, and
+    /// key-to-frame latency while a retrain runs in the background.
+    Ui {
+        /// Session to copy (it is not changed).
+        name: String,
+        /// Keys to time.
+        #[arg(long, default_value_t = 40)]
+        keys: usize,
+        /// Time the keys while the encoder is fine-tuned in the background.
+        #[arg(long)]
+        finetune: bool,
+    },
+    /// The GPU check: CPU and DEVICE agree (embeddings, zero-shot predictions),
+    /// then embedding throughput, one fine-tune step and a whole fine-tune
+    /// iteration (fine-tune on N labels, re-embed ROWS rows) on DEVICE.
+    Gpu {
+        /// A CSV with text and label columns (its rows are repeated up to --rows).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        #[arg(long, default_value_t = 10000)]
+        rows: usize,
+        #[arg(long, default_value_t = 150)]
+        labels: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// The CPU fine-tune as the workstation runs it: the frozen layers'
+    /// states (once per session), one training step (the default top
+    /// layers, and all layers), a whole fine-tune on N labels, and
+    /// embedding ROWS rows again with the result.
+    Finetune {
+        /// A CSV with text and label columns (its rows are repeated up to --rows).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 10000)]
+        rows: usize,
+        #[arg(long, default_value_t = 150)]
+        labels: usize,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Refresh latency on a session with gold labels: train the head on N
+    /// labels (gold labels of random pool rows), predict every row, rank.
+    Refresh {
+        /// Session (embedded already, or embedded first).
+        name: String,
+        #[arg(long, default_value_t = 150)]
+        labels: usize,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        #[arg(long, value_enum)]
+        self_training: Option<SelfTraining>,
+    },
+}
 
 /// Peak resident memory of this process in MiB (VmHWM), where Linux tells it.
 pub fn peak_rss_mib() -> Option<f64> {

@@ -6,7 +6,14 @@ use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::simulate::Point;
+/// One point of a learning curve, as the plot needs it (the plot's own
+/// type: `simulate` depends on `plot`, never the other way).
+pub struct Point<'a> {
+    pub dataset: &'a str,
+    pub strategy: &'a str,
+    pub labels: usize,
+    pub accuracy: f64,
+}
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
@@ -22,9 +29,9 @@ type Series = Vec<(String, Vec<(f64, f64, f64, f64)>)>;
 fn series(points: &[Point]) -> Series {
     // (dataset/strategy) -> labels -> accuracies
     let mut m: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
-    let datasets: std::collections::BTreeSet<&str> = points.iter().map(|p| p.dataset.as_str()).collect();
+    let datasets: std::collections::BTreeSet<&str> = points.iter().map(|p| p.dataset).collect();
     for p in points {
-        let name = if datasets.len() > 1 { format!("{} {}", p.dataset, p.strategy) } else { p.strategy.clone() };
+        let name = if datasets.len() > 1 { format!("{} {}", p.dataset, p.strategy) } else { p.strategy.to_string() };
         m.entry(name).or_default().entry(p.labels).or_default().push(p.accuracy);
     }
     m.into_iter()
@@ -89,7 +96,7 @@ where
 pub fn curves(points: &[Point], svg: &Path, png: &Path) -> Result<()> {
     register_font();
     let s = series(points);
-    let datasets: std::collections::BTreeSet<&str> = points.iter().map(|p| p.dataset.as_str()).collect();
+    let datasets: std::collections::BTreeSet<&str> = points.iter().map(|p| p.dataset).collect();
     let title = format!("{}: accuracy against labels (band: min-max over seeds)", datasets.into_iter().collect::<Vec<_>>().join(", "));
     draw(SVGBackend::new(svg, (900, 560)).into_drawing_area(), &s, &title)?;
     draw(BitMapBackend::new(png, (900, 560)).into_drawing_area(), &s, &title)?;

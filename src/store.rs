@@ -1190,10 +1190,6 @@ impl Session {
     pub fn db_path(&self) -> PathBuf {
         self.dir.join(DB_FILE)
     }
-
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 /// Replaces every stored prediction with `preds` (inside a transaction).

@@ -533,7 +533,10 @@ fn the_whole_text_is_readable() {
     // Make the selected row's text long (the store is what the reader shows).
     let i = app.selected().unwrap();
     let long: String = (0..120).map(|n| format!("word{n}")).collect::<Vec<_>>().join(" ");
-    app.session.conn().execute("UPDATE rows SET text = ?1 WHERE id = ?2", rusqlite::params![long, app.row_ids[i]]).unwrap();
+    rusqlite::Connection::open(app.session.db_path())
+        .unwrap()
+        .execute("UPDATE rows SET text = ?1 WHERE id = ?2", rusqlite::params![long, app.row_ids[i]])
+        .unwrap();
     app.texts[i] = long.clone();
     let small = screen(&mut app, 80, 24);
     assert!(!small.contains("word119"), "the detail pane cuts it");
