@@ -241,15 +241,18 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
+    /// The session whose model labels the file.
     pub name: String,
     /// Rows to label (CSV, TSV, JSONL or Prodigy's JSONL).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output CSV or JSONL.
+    /// Output CSV or JSONL (from the extension): line (the record's line in the input), text, label, probability, entropy.
     #[arg(long)]
     pub out: PathBuf,
+    /// The input's text column (CSV/TSV header or JSONL key).
     #[arg(long, default_value = "text")]
     pub text_col: String,
+    /// The input's format (default: from the extension).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 }
