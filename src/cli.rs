@@ -763,6 +763,23 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
     if store::exists(sessions, name) && !reset {
         return Ok(name.into());
     }
+    // Starting afresh throws the demo's labels away: only when the person says so.
+    if reset && store::exists(sessions, name) {
+        let n = Session::open_read_only(sessions, name).and_then(|s| s.labels()).map(|l| l.len()).unwrap_or(0);
+        if n > 0 {
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() {
+                bail!("demo --reset would delete the demo session's {n} labels; run it in a terminal to confirm (or `labelrest sessions rm demo --yes` first)");
+            }
+            eprint!("start the demo afresh and delete its {n} labels? [y/N] ");
+            std::io::stderr().flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            if !matches!(line.trim(), "y" | "Y" | "yes") {
+                bail!("kept the demo session and its {n} labels");
+            }
+        }
+    }
     let demo = crate::model::assets::assets_dir().join("demo");
     let spec = ImportSpec {
         data: demo.join("train.csv"),

@@ -363,3 +363,24 @@ fn labels_record_their_annotator() {
     let o = labelrest(d.path(), &["stats", "team"]);
     assert!(stdout(&o).contains("alice") && stdout(&o).contains("4 labels"), "{}", stdout(&o));
 }
+
+/// `demo --reset` never throws labels away unasked: without a terminal to
+/// confirm on, it refuses and the labels stay.
+#[test]
+fn demo_reset_does_not_drop_labels_unasked() {
+    let d = tempfile::tempdir().unwrap();
+    // Without a terminal the workstation refuses, but the demo session is made.
+    let o = labelrest(d.path(), &["demo"]);
+    assert!(!o.status.success() && stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+    let names: Vec<String> =
+        labelrest::store::Session::open_read_only(d.path(), "demo").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
+    c.arg("--sessions").arg(d.path()).args(["annotate", "demo"]).env("LABELREST_LOG", d.path().join("log"));
+    let mut child = c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("1\t{}\n", names[0]).as_bytes()).unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let o = labelrest(d.path(), &["demo", "--reset"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("would delete the demo session's 1 labels"), "{}", stderr(&o));
+    assert_eq!(labelrest::store::Session::open_read_only(d.path(), "demo").unwrap().labels().unwrap().len(), 1);
+}
