@@ -107,7 +107,7 @@ pub fn suggestions(items: &[(String, f32)], width: usize, lines: usize) -> Vec<V
                 out.push(std::mem::take(&mut line));
                 used = 0;
                 if out.len() == lines {
-                    return out;
+                    break;
                 }
             }
             if s.width() > width {
@@ -124,6 +124,24 @@ pub fn suggestions(items: &[(String, f32)], width: usize, lines: usize) -> Vec<V
     }
     if !line.is_empty() && out.len() < lines {
         out.push(line);
+    }
+    // Room left on a line gives its shortened names back their letters,
+    // first come first served; which digits are shown does not change.
+    for line in &mut out {
+        let used: usize = line.iter().map(Shown::width).sum::<usize>() + GAP * line.len().saturating_sub(1);
+        let mut slack = width.saturating_sub(used);
+        for s in line.iter_mut() {
+            if slack == 0 {
+                break;
+            }
+            let full = &items[s.digit - 1].0;
+            let (now, want) = (s.name.width(), full.width());
+            if want > now {
+                let grow = (want - now).min(slack);
+                s.name = shorten(full, now + grow);
+                slack -= grow;
+            }
+        }
     }
     out
 }
@@ -178,6 +196,26 @@ mod tests {
 
     fn items(names: &[&str]) -> Vec<(String, f32)> {
         names.iter().enumerate().map(|(i, n)| (n.to_string(), 0.5 / (i + 1) as f32)).collect()
+    }
+
+    #[test]
+    fn room_left_on_a_line_lengthens_its_names() {
+        let items: Vec<(String, f32)> = vec![
+            ("exchange_charge".into(), 0.87),
+            ("card_payment_wrong_exchange_rate".into(), 0.04),
+            ("cash_withdrawal_charge".into(), 0.03),
+        ];
+        // The third does not fit beside the first two: the second gets its
+        // whole name back from the room left.
+        let l = suggestions(&items, 90, 1);
+        let names: Vec<&str> = l[0].iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["exchange_charge", "card_payment_wrong_exchange_rate"]);
+        // Narrower (the cap is 20 here): shortened only as far as the line needs.
+        let l = suggestions(&items, 60, 1);
+        let used: usize = l[0].iter().map(Shown::width).sum::<usize>() + GAP * (l[0].len() - 1);
+        assert_eq!(used, 60, "{:?}", l[0]);
+        assert_eq!(l[0].len(), 2);
+        assert!(l[0][1].name.width() > 20 && l[0][1].name.contains('…'), "{:?}", l[0]);
     }
 
     #[test]
