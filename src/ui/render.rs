@@ -606,7 +606,15 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         Overlay::None => fit_hints(&footer_hints(app), w),
         _ => {
             let mode = app.key_mode();
-            let hints: Vec<(String, String)> = app.keys.hints(mode, &[]).into_iter().map(|(k, w)| (k, w.to_string())).collect();
+            // Filtering by a label has nothing to describe.
+            let filtering = matches!(app.overlay, Overlay::Picker { purpose: PickerPurpose::Filter, .. });
+            let hints: Vec<(String, String)> = app
+                .keys
+                .hints(mode, &[])
+                .into_iter()
+                .filter(|(_, w)| !(filtering && *w == "describe"))
+                .map(|(k, w)| (k, w.to_string()))
+                .collect();
             format!(" {}", hints.iter().map(|h| format!("{} {}", h.0, h.1)).collect::<Vec<_>>().join(" · "))
         }
     };
@@ -662,9 +670,14 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, que
     let h = (area.height.saturating_sub(4)).clamp(5, 20);
     let r = centered(area, 60.min(area.width.saturating_sub(2)), h);
     f.render_widget(Clear, r);
+    // The keys in force, as the footer (keys.toml may remap them).
+    let keys =
+        |a: &[Action]| app.keys.hints(KeyMode::Picker, a).into_iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" · ");
     let title = match purpose {
-        PickerPurpose::Label { .. } => " Label (type to filter · Enter pick · Tab describe · Esc) ",
-        PickerPurpose::Filter => " Filter by label ",
+        PickerPurpose::Label { .. } => {
+            format!(" Label: type, then {} ", keys(&[Action::Confirm, Action::EditDescription, Action::Cancel]))
+        }
+        PickerPurpose::Filter => format!(" Filter by label ({}) ", keys(&[Action::Confirm, Action::Cancel])),
     };
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(r);
