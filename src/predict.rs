@@ -74,6 +74,18 @@ fn crash_after_chunk(n: usize) {
     }
 }
 
+/// A new, empty file at `path`: whatever was there (a file of an earlier
+/// run, or a link) is removed first, and the file is created exclusively,
+/// so a link planted at the name is never written through.
+fn create_fresh(path: &Path) -> Result<std::fs::File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 enum Sink {
     Csv(Box<csv::Writer<std::io::BufWriter<std::fs::File>>>),
     Json(std::io::BufWriter<std::fs::File>),
@@ -167,10 +179,17 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         }
         None => None,
     };
+    // Neither file is opened through a link planted at its (predictable)
+    // name: a resumed one is opened without following links, a new one is
+    // created afresh, never through what was there.
+    use std::os::unix::fs::OpenOptionsExt;
     let file = match &resume {
         Some(e) => {
-            let f =
-                std::fs::OpenOptions::new().write(true).open(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&partial)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
             // Whatever a crash left after the last chunk on disk goes.
             f.set_len(e.bytes)?;
             say!("resuming: {} rows were already labelled into {}", e.rows, partial.display());
@@ -178,7 +197,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
             progress.bytes = e.bytes;
             f
         }
-        None => std::fs::File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?,
+        None => create_fresh(&partial)?,
     };
     let mut file = file;
     file.seek(std::io::SeekFrom::End(0))?;
@@ -212,7 +231,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         progress.bytes = sink.sync().with_context(|| format!("cannot write {}", partial.display()))?;
         progress.rows += chunk.len();
         let tmp = sibling(&state, ".tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&*progress)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        create_fresh(&tmp)?.write_all(&serde_json::to_vec(&*progress)?).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &state).with_context(|| format!("cannot write {}", state.display()))?;
         bar.set_position((progress.rows - skip) as u64);
         chunk.clear();

@@ -251,8 +251,12 @@ fn predict_resumes_after_a_crash() {
         c.output().unwrap()
     };
     let whole = d.path().join("whole.csv");
+    // A link planted at the partial file's name is never written through.
+    let victim = write(d.path(), "victim.txt", b"precious");
+    std::os::unix::fs::symlink(&victim, d.path().join("whole.csv.partial")).unwrap();
     let o = run(&whole, None);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let out = d.path().join("pred.csv");
     let o = run(&out, Some("predict-chunk-2"));
     assert!(!o.status.success(), "the crash happened");
