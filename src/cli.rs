@@ -637,20 +637,23 @@ fn cmd_sessions(sessions: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Asks a yes/no question on standard error; only `y` or `yes` is yes.
+fn confirm(question: &str) -> Result<bool> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
 fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
     store::validate_name(name)?;
     if !store::exists(sessions, name) {
         bail!("no session '{name}' in {}", sessions.display());
     }
-    if !yes {
-        eprint!("delete session '{name}' and all its labels? [y/N] ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
-            say!("kept '{name}'");
-            return Ok(());
-        }
+    if !yes && !confirm(&format!("delete session '{name}' and all its labels?"))? {
+        say!("kept '{name}'");
+        return Ok(());
     }
     store::remove(sessions, name)?;
     say!("removed session '{name}'");
@@ -771,11 +774,7 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
             if !std::io::stdin().is_terminal() {
                 bail!("demo --reset would delete the demo session's {n} labels; run it in a terminal to confirm (or `labelrest sessions rm demo --yes` first)");
             }
-            eprint!("start the demo afresh and delete its {n} labels? [y/N] ");
-            std::io::stderr().flush()?;
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            if !matches!(line.trim(), "y" | "Y" | "yes") {
+            if !confirm(&format!("start the demo afresh and delete its {n} labels?"))? {
                 bail!("kept the demo session and its {n} labels");
             }
         }

@@ -229,8 +229,9 @@ impl Sink {
         match self {
             Sink::Plain { out, csv, spreadsheet_safe } => {
                 let (mut text, mut label) = (std::borrow::Cow::from(it.text), std::borrow::Cow::from(label.unwrap_or("")));
+                let mut annotator = std::borrow::Cow::from(it.annotator.unwrap_or(""));
                 if *csv {
-                    for cell in [&mut text, &mut label] {
+                    for cell in [&mut text, &mut label, &mut annotator] {
                         if formula_like(cell) {
                             report.formula_cells += 1;
                             if *spreadsheet_safe {
@@ -246,7 +247,7 @@ impl Sink {
                     source: it.source,
                     probability: it.pred.map(|p| p.prob),
                     entropy: it.pred.map(|p| p.entropy),
-                    annotator: it.annotator,
+                    annotator: it.annotator.map(|_| annotator.as_ref()),
                 })
             }
             Sink::Prodigy(out) => {

@@ -847,7 +847,7 @@ impl Session {
                 1 => {
                     tx.execute_batch("ALTER TABLE annotations ADD COLUMN predicted INTEGER;")?;
                 }
-                // Schema 2 did not record who gave a label (shown as unknown).
+                // Schema 2 did not record who gave a label (`stats` says "not recorded").
                 2 => {
                     tx.execute_batch("ALTER TABLE annotations ADD COLUMN annotator TEXT;")?;
                 }

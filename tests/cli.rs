@@ -349,19 +349,24 @@ fn labels_record_their_annotator() {
     assert_eq!(by_id["3"], "alice");
     assert_eq!(by_id["4"], "bob", "the login name by default");
     assert_eq!(by_id["5"], "", "not labelled");
+    // A name a spreadsheet would run is made inert like any other cell.
+    assert!(annotate(Some("=cmd"), &format!("6\t{}\n", names[0])).status.success());
+    let safe = d.path().join("safe.csv");
+    assert!(labelrest(d.path(), &["export", "team", "--out", safe.to_str().unwrap(), "--spreadsheet-safe"]).status.success());
+    assert!(std::fs::read_to_string(&safe).unwrap().contains(",'=cmd"), "the annotator cell is quoted");
     let o = labelrest(d.path(), &["stats", "team", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["labels"], 4);
+    assert_eq!(v["labels"], 5);
     let who: Vec<(String, i64)> = v["annotators"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| (a["annotator"].as_str().unwrap_or("").to_string(), a["labels"].as_i64().unwrap()))
         .collect();
-    assert_eq!(who, vec![("alice".to_string(), 3), ("bob".to_string(), 1)]);
+    assert_eq!(who, vec![("alice".to_string(), 3), ("=cmd".to_string(), 1), ("bob".to_string(), 1)]);
     let o = labelrest(d.path(), &["stats", "team"]);
-    assert!(stdout(&o).contains("alice") && stdout(&o).contains("4 labels"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("alice") && stdout(&o).contains("5 labels"), "{}", stdout(&o));
 }
 
 /// `demo --reset` never throws labels away unasked: without a terminal to

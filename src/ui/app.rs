@@ -643,9 +643,6 @@ impl App {
         // The first ranking always starts at its top: nothing the person
         // moved to before it was ranked by anything.
         let reranked = std::mem::take(&mut self.reranking);
-        if reranked && self.message.as_deref().is_some_and(|m| m.ends_with("re-ranking")) {
-            self.message = Some(format!("ranked by {}: its first batch is at the top", self.strategy.name()));
-        }
         if (newer || reranked) && (self.jump_to_batch || first) && self.view == View::Queue {
             self.jump_to_batch = false;
             self.cursor[0] = 0;
@@ -657,11 +654,12 @@ impl App {
             self.changed_at = Some(Instant::now());
             self.message = Some(if first {
                 "the model's first ranking: the rows it is least sure of come first".into()
-            } else if reranked {
-                format!("ranked by {}: its first batch is at the top", self.strategy.name())
             } else {
                 "new ranking: the row under the cursor changed".into()
             });
+        }
+        if reranked {
+            self.message = Some(format!("ranked by {}: its first batch is at the top", self.strategy.name()));
         }
     }
 
@@ -953,7 +951,7 @@ impl App {
                 self.cursor[View::Labelled.index()] = 0;
                 self.offset[View::Labelled.index()] = 0;
                 self.message = Some(if !self.review {
-                    "review off: every label".into()
+                    "review off: every label, newest first".into()
                 } else if self.history.last().map(|h| h.suspects.is_empty()).unwrap_or(true) {
                     format!(
                         "review: nothing to review yet (each retrain checks your labels from {} on)",
