@@ -552,8 +552,9 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
     };
     let t = std::time::Instant::now();
     let r = Session::create(sessions, &a.name, &spec, a.force)?;
+    let truncated = truncated_texts(sessions, &a.name, &spec.settings.model);
     say!(
-        "session '{}': {} rows, {} labels{}{}{}{}{} in {:.1}s -> {}",
+        "session '{}': {} rows, {} labels{}{}{}{}{}{} in {:.1}s -> {}",
         a.name,
         r.pool_rows,
         r.labels,
@@ -562,10 +563,41 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         if r.test_rows > 0 { format!(", {} held-out test rows", r.test_rows) } else { String::new() },
         if r.skipped_empty > 0 { format!(", {} empty texts skipped", r.skipped_empty) } else { String::new() },
         if r.multi_label > 0 { format!(", {} rows with several accepted labels (the first taken)", r.multi_label) } else { String::new() },
+        match truncated {
+            Some((n, limit)) if n > 0 => {
+                format!(", {n} text{} longer than the model's {limit} tokens (read up to there)", if n == 1 { "" } else { "s" })
+            }
+            _ => String::new(),
+        },
         t.elapsed().as_secs_f64(),
         store::session_dir(sessions, &a.name).display()
     );
     Ok(())
+}
+
+/// How many of a new session's texts (pool and test) are longer than its
+/// model reads, and that length; noted in the log. None (logged) when the
+/// count could not be made: the session is made either way.
+fn truncated_texts(sessions: &Path, name: &str, model: &str) -> Option<(usize, usize)> {
+    let count = || -> Result<(usize, usize)> {
+        let rows = Session::open_read_only(sessions, name)?.rows()?;
+        let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+        crate::model::encoder::count_truncated(&crate::model::assets::model_dir(model), &texts)
+    };
+    match count() {
+        Ok((n, limit)) => {
+            if n > 0 {
+                tracing::info!(
+                    "session '{name}': {n} texts longer than the model's {limit} tokens; each is embedded from its first {limit}"
+                );
+            }
+            Some((n, limit))
+        }
+        Err(e) => {
+            tracing::warn!("session '{name}': cannot count texts longer than the model reads: {e:#}");
+            None
+        }
+    }
 }
 
 /// One session of `sessions --json`: the facts of the table (an

@@ -389,3 +389,23 @@ fn demo_reset_does_not_drop_labels_unasked() {
     assert!(stderr(&o).contains("would delete the demo session's 1 labels"), "{}", stderr(&o));
     assert_eq!(labelrest::store::Session::open_read_only(d.path(), "demo").unwrap().labels().unwrap().len(), 1);
 }
+
+/// `new` counts the texts longer than the model reads (the bundled one: 256
+/// tokens) in its summary and the log; they are embedded from their start.
+#[test]
+fn new_counts_the_texts_the_model_truncates() {
+    let d = tempfile::tempdir().unwrap();
+    let long = "word ".repeat(300);
+    let longer = "another word ".repeat(200);
+    let csv = format!("text\nshort one\n{long}\nalso short\n{longer}\n");
+    let data = write(d.path(), "long.csv", csv.as_bytes());
+    let o = labelrest(d.path(), &["new", "long", "--data", data.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 texts longer than the model's 256 tokens"), "{}", stdout(&o));
+    let log = std::fs::read_to_string(d.path().join("test.log")).unwrap();
+    assert!(log.contains("2 texts longer than the model's 256 tokens"), "{log}");
+    // None long: nothing said.
+    let data = write(d.path(), "short.csv", b"text\nshort one\nalso short\n");
+    let o = labelrest(d.path(), &["new", "short", "--data", data.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(o.status.success() && !stdout(&o).contains("longer than"), "{}", stdout(&o));
+}

@@ -60,9 +60,19 @@ fn embeddings_match_sentence_transformers_and_candle() {
 }
 
 /// The backward pass of the top two layers against candle's autograd on our
-/// trainable candle module (dropout off), for a loss on the embeddings.
+/// trainable candle module (dropout off), for a loss on the embeddings, with
+/// mean pooling and with the CLS token's.
 #[test]
 fn top_layer_gradients_match_candle_autograd() {
+    gradients_match(labelrest::model::family::Pooling::Mean);
+}
+
+#[test]
+fn top_layer_gradients_match_candle_autograd_with_cls_pooling() {
+    gradients_match(labelrest::model::family::Pooling::Cls);
+}
+
+fn gradients_match(pooling: labelrest::model::family::Pooling) {
     let texts = ["How do I reset my card PIN?", "ok", "The weather is sunny today and I am going for a long walk"];
     // A copy of the model folder without dropout.
     let d = tempfile::tempdir().unwrap();
@@ -73,7 +83,14 @@ fn top_layer_gradients_match_candle_autograd() {
     for f in ["model.safetensors", "tokenizer.json"] {
         std::os::unix::fs::symlink(model().join(f), d.path().join(f)).unwrap();
     }
-    let enc = Encoder::load(&model(), &Device::Cpu).unwrap();
+    if pooling == labelrest::model::family::Pooling::Cls {
+        std::fs::write(d.path().join("modules.json"), r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#).unwrap();
+        std::fs::create_dir(d.path().join("1_Pooling")).unwrap();
+        std::fs::write(d.path().join("1_Pooling/config.json"), r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#)
+            .unwrap();
+    }
+    let enc = Encoder::load(d.path(), &Device::Cpu).unwrap();
+    assert_eq!(enc.pooling, pooling);
     let ids = enc.tokenize(&texts).unwrap();
     // A fixed direction per text: loss = sum_i e_i . r_i.
     let r: Vec<f32> = (0..texts.len() * 384).map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0).collect();
@@ -95,7 +112,8 @@ fn top_layer_gradients_match_candle_autograd() {
     let data = vars.data().lock().unwrap().clone();
     let g = |name: &str| -> Vec<f32> { grads.get(data[name].as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap() };
     // Ours.
-    let b = cpu::Bert::load(&model()).unwrap();
+    let b = cpu::Bert::load(d.path()).unwrap();
+    assert_eq!(b.dims.pool, pooling);
     let seqs: Vec<&[u32]> = ids.iter().map(|s| s.as_slice()).collect();
     let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
     let top = cpu::TopLayers::of(&b, 2);

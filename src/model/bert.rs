@@ -7,6 +7,7 @@
 //! through a fused op without a backward pass, so no gradient reaches the
 //! encoder, and its dropout is a no-op.
 
+use super::family::{self, Pooling};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
@@ -91,6 +92,8 @@ pub struct Bert {
     emb_norm: Norm,
     layers: Vec<Layer>,
     pub cfg: BertConfig,
+    /// How token states become the sentence vector (the folder's, see `family::pooling`).
+    pub pooling: Pooling,
 }
 
 impl Bert {
@@ -117,7 +120,7 @@ impl Bert {
                 out_norm: Norm::load(l.pp("output.LayerNorm"), h, cfg.layer_norm_eps)?,
             });
         }
-        Ok(Bert { word, position, token_type, emb_norm, layers, cfg: cfg.clone() })
+        Ok(Bert { word, position, token_type, emb_norm, layers, cfg: cfg.clone(), pooling: Pooling::Mean })
     }
 
     /// Hidden states (b, len, hidden) for token ids and a 0/1 mask (b, len).
@@ -154,57 +157,54 @@ impl Bert {
         Ok(x)
     }
 
-    /// Sentence embeddings: mean over real tokens, L2-normalised (b, hidden).
+    /// Sentence embeddings: the mean over real tokens or the first token,
+    /// L2-normalised (b, hidden).
     pub fn embed(&self, ids: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let h = self.forward(ids, mask, train)?;
-        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let sum = h.broadcast_mul(&m)?.sum(1)?;
-        let n = m.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let mean = sum.broadcast_div(&n)?;
+        let mean = match self.pooling {
+            Pooling::Cls => h.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let sum = h.broadcast_mul(&m)?.sum(1)?;
+                let n = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+                sum.broadcast_div(&n)?
+            }
+        };
         let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
         Ok(mean.broadcast_div(&norm)?)
     }
 }
 
-/// Loads a model folder's weights as trainable variables (float32).
+/// Loads a model folder's weights as trainable variables (float32); any
+/// family, read as BERT (see `family`).
 pub fn load_trainable(dir: &Path, device: &Device) -> Result<(Bert, VarMap)> {
-    let cfg: BertConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)
-        .with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), device)?;
+    let spec = family::spec(dir)?;
+    let cfg: BertConfig = serde_json::from_value(spec.config.clone())
+        .with_context(|| format!("{}: not a {} config", dir.join("config.json").display(), spec.family.name()))?;
+    // Only the encoder is trained; the pooler and pre-training heads are left out.
+    let tensors = family::bert_tensors(dir, &spec, device)?;
     let varmap = VarMap::new();
     {
         let mut data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
         for (name, t) in tensors {
-            if t.dtype() == DType::I64 || t.dtype() == DType::U32 || t.dtype() == DType::U8 {
-                continue; // buffers such as position_ids
-            }
-            // Only the encoder is trained; the pooler and pre-training heads are left out.
-            let bare = name.strip_prefix("bert.").unwrap_or(&name);
-            if !(bare.starts_with("embeddings.") || bare.starts_with("encoder.")) {
-                continue;
-            }
-            data.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+            data.insert(name, Var::from_tensor(&t)?);
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let bert = Bert::new(vb, &cfg)?;
+    let mut bert = Bert::new(vb, &cfg)?;
+    bert.pooling = family::pooling(dir)?;
     Ok((bert, varmap))
 }
 
-/// Writes a model folder: the variables as safetensors (Hugging Face names)
-/// and the base folder's config, tokenizer and pooling files.
+/// Writes a model folder: the variables as safetensors (BERT's names) and
+/// the base folder's config (as BERT), tokenizer and pooling files.
 pub fn save_model_dir(varmap: &VarMap, base: &Path, out: &Path) -> Result<()> {
     let tmp = out.with_extension("tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    for f in ["config.json", "tokenizer.json", "sentence_bert_config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
-    {
-        if base.join(f).exists() {
-            std::fs::copy(base.join(f), tmp.join(f))?;
-        }
-    }
+    family::write_folder_files(base, &tmp)?;
     varmap.save(tmp.join("model.safetensors"))?;
     if out.exists() {
         std::fs::remove_dir_all(out)?;

@@ -16,7 +16,8 @@
 //! Weights keep the Hugging Face layout: a linear layer's weight is
 //! (out x in), y = x W^T + b.
 
-use anyhow::{anyhow, bail, Context, Result};
+use super::family::{self, Pooling};
+use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 
 /// Shapes of a BERT encoder.
@@ -28,6 +29,8 @@ pub struct Dims {
     pub layers: usize,
     pub eps: f32,
     pub max_pos: usize,
+    /// How token states become the sentence vector.
+    pub pool: Pooling,
 }
 
 impl Dims {
@@ -135,18 +138,17 @@ fn tensor_vec(map: &std::collections::HashMap<String, candle_core::Tensor>, name
 }
 
 impl Bert {
-    /// Loads a Hugging Face BERT folder (`config.json`, `model.safetensors`,
-    /// float32 or float16) as float32.
+    /// Loads a Hugging Face encoder folder (`config.json`,
+    /// `model.safetensors`, float32 or float16; BERT, DistilBERT or
+    /// (XLM-)RoBERTa, read as BERT by `family`) as float32, pooled as its
+    /// sentence-transformers files say.
     pub fn load(dir: &Path) -> Result<Bert> {
-        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)
-            .with_context(|| format!("{}: not a JSON config", dir.join("config.json").display()))?;
+        let spec = family::spec(dir)?;
+        let pool = family::pooling(dir)?;
+        let cfg = &spec.config;
         let get = |k: &str| -> Result<usize> {
             cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| anyhow!("{}: no {k}", dir.join("config.json").display()))
         };
-        let act = cfg.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu");
-        if act != "gelu" {
-            bail!("{}: hidden_act '{act}' is not supported (only gelu)", dir.join("config.json").display());
-        }
         let dims = Dims {
             hidden: get("hidden_size")?,
             heads: get("num_attention_heads")?,
@@ -154,23 +156,15 @@ impl Bert {
             layers: get("num_hidden_layers")?,
             eps: cfg.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32,
             max_pos: get("max_position_embeddings")?,
+            pool,
         };
+        if dims.heads == 0 || !dims.hidden.is_multiple_of(dims.heads) {
+            bail!("{}: hidden size {} is not a multiple of {} heads", dir.join("config.json").display(), dims.hidden, dims.heads);
+        }
         let vocab = get("vocab_size")?;
         let types = cfg.get("type_vocab_size").and_then(|v| v.as_u64()).unwrap_or(2) as usize;
-        let map = candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
-            .with_context(|| format!("cannot read {}", dir.join("model.safetensors").display()))?;
-        let prefix = if map.contains_key("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
-        let names = |n: &str| -> Vec<String> {
-            let mut v = vec![format!("{prefix}{n}")];
-            // Older checkpoints name LayerNorm's weight and bias gamma and beta.
-            if let Some(s) = n.strip_suffix("LayerNorm.weight") {
-                v.push(format!("{prefix}{s}LayerNorm.gamma"));
-            }
-            if let Some(s) = n.strip_suffix("LayerNorm.bias") {
-                v.push(format!("{prefix}{s}LayerNorm.beta"));
-            }
-            v
-        };
+        let map = family::bert_tensors(dir, &spec, &candle_core::Device::Cpu)?;
+        let names = |n: &str| -> Vec<String> { vec![n.to_string()] };
         let h = dims.hidden;
         let t = |n: &str, want: usize| tensor_vec(&map, &names(n), want);
         let mut layers = Vec::with_capacity(dims.layers);
@@ -284,7 +278,7 @@ impl Bert {
             let lens: Vec<usize> = part.iter().map(|s| s.len()).collect();
             let mut x = self.embeddings(part);
             self.run_layers(&mut x, &lens, 0, self.dims.layers);
-            pool(&x, &lens, h, dst);
+            pool(&x, &lens, h, self.dims.pool, dst);
         });
         out
     }
@@ -305,7 +299,7 @@ impl Bert {
         let mut x = states.to_vec();
         self.run_layers(&mut x, lens, from, self.dims.layers);
         let mut out = vec![0f32; lens.len() * h];
-        pool(&x, lens, h, &mut out);
+        pool(&x, lens, h, self.dims.pool, &mut out);
         out
     }
 }
@@ -349,28 +343,39 @@ where
     });
 }
 
-/// Mean over each sequence's tokens, then L2 normalisation.
-pub fn pool(x: &[f32], lens: &[usize], h: usize, out: &mut [f32]) {
+/// Each sequence's vector (the mean over its tokens, or its first token),
+/// then L2 normalisation.
+pub fn pool(x: &[f32], lens: &[usize], h: usize, how: Pooling, out: &mut [f32]) {
     let mut row = 0;
     for (s, &len) in lens.iter().enumerate() {
         let dst = &mut out[s * h..(s + 1) * h];
-        dst.iter_mut().for_each(|v| *v = 0.0);
-        for t in 0..len {
-            let src = &x[(row + t) * h..(row + t + 1) * h];
-            for j in 0..h {
-                dst[j] += src[j];
-            }
-        }
-        let n = len.max(1) as f32;
-        let mut ss = 0f32;
-        for v in dst.iter_mut() {
-            *v /= n;
-            ss += *v * *v;
-        }
+        pooled(x, row, len, h, how, dst);
+        let ss: f32 = dst.iter().map(|v| v * v).sum();
         let norm = ss.sqrt().max(1e-12);
         dst.iter_mut().for_each(|v| *v /= norm);
         row += len;
     }
+}
+
+/// The pooled vector (before normalisation) of the sequence whose `len`
+/// tokens start at `row`; returns the number of tokens it averages.
+fn pooled(x: &[f32], row: usize, len: usize, h: usize, how: Pooling, dst: &mut [f32]) -> usize {
+    dst.iter_mut().for_each(|v| *v = 0.0);
+    let take = match how {
+        Pooling::Mean => len,
+        Pooling::Cls => len.min(1),
+    };
+    for t in 0..take {
+        let src = &x[(row + t) * h..(row + t + 1) * h];
+        for j in 0..h {
+            dst[j] += src[j];
+        }
+    }
+    let n = take.max(1);
+    if n > 1 {
+        dst.iter_mut().for_each(|v| *v /= n as f32);
+    }
+    n
 }
 
 /// Buffers reused from layer to layer.
@@ -671,25 +676,23 @@ pub fn layer_backward(d: &Dims, l: &Layer, c: &LayerCache, lens: &[usize], dy: &
 
 /// The gradient of the pooled, normalised embeddings back to the last
 /// hidden states: `de` (S x H) to (T x H).
-pub fn pool_backward(x: &[f32], lens: &[usize], h: usize, emb: &[f32], de: &[f32]) -> Vec<f32> {
+pub fn pool_backward(x: &[f32], lens: &[usize], h: usize, how: Pooling, emb: &[f32], de: &[f32]) -> Vec<f32> {
     let mut dx = vec![0f32; x.len()];
     let mut row = 0;
+    let mut v = vec![0f32; h];
     for (s, &len) in lens.iter().enumerate() {
         let e = &emb[s * h..(s + 1) * h];
         let g = &de[s * h..(s + 1) * h];
-        // The norm of the mean, again.
-        let mut mean = vec![0f32; h];
-        for t in 0..len {
-            for j in 0..h {
-                mean[j] += x[(row + t) * h + j];
-            }
-        }
-        let n = len.max(1) as f32;
-        mean.iter_mut().for_each(|v| *v /= n);
-        let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        // The norm of the pooled vector, again.
+        let n = pooled(x, row, len, h, how, &mut v);
+        let norm = v.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         let eg = kernels::dot(e, g);
-        let dm: Vec<f32> = (0..h).map(|j| (g[j] - e[j] * eg) / norm / n).collect();
-        for t in 0..len {
+        let dm: Vec<f32> = (0..h).map(|j| (g[j] - e[j] * eg) / norm / n as f32).collect();
+        let take = match how {
+            Pooling::Mean => len,
+            Pooling::Cls => len.min(1),
+        };
+        for t in 0..take {
             dx[(row + t) * h..(row + t + 1) * h].copy_from_slice(&dm);
         }
         row += len;
@@ -736,14 +739,14 @@ impl TopLayers {
             layer_forward(&self.dims, l, &mut x, lens, &mut s, Some(c), dr);
         }
         let mut emb = vec![0f32; lens.len() * h];
-        pool(&x, lens, h, &mut emb);
+        pool(&x, lens, h, self.dims.pool, &mut emb);
         (emb, x)
     }
 
     /// Backward from dL/d(embeddings) through the trained layers; adds to `grads`.
     pub fn backward(&self, last: &[f32], lens: &[usize], emb: &[f32], de: &[f32], caches: &[LayerCache], grads: &mut [Layer]) {
         let h = self.dims.hidden;
-        let mut dy = pool_backward(last, lens, h, emb, de);
+        let mut dy = pool_backward(last, lens, h, self.dims.pool, emb, de);
         for k in (0..self.layers.len()).rev() {
             layer_backward(&self.dims, &self.layers[k], &caches[k], lens, &mut dy, &mut grads[k], k > 0);
         }
@@ -781,7 +784,7 @@ impl TopLayers {
                     for l in &self.layers {
                         layer_forward(&self.dims, l, &mut x, ln, &mut s, None, None);
                     }
-                    pool(&x, ln, h, mine);
+                    pool(&x, ln, h, self.dims.pool, mine);
                 });
             }
         });

@@ -1,7 +1,10 @@
-//! The sentence encoder: a local Hugging Face BERT-family folder run with
-//! candle-transformers' BERT, mean pooling over real tokens, L2-normalised,
-//! as sentence-transformers computes it.
+//! The sentence encoder: a local Hugging Face folder (BERT, DistilBERT or
+//! (XLM-)RoBERTa, read as BERT by `family`) run by our CPU BERT or
+//! candle-transformers' on CUDA, pooled by the mean over real tokens or the
+//! CLS token as the folder says, L2-normalised, as sentence-transformers
+//! computes it.
 
+use super::family::{Family, Pooling};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -71,6 +74,12 @@ pub fn model_hash(dir: &Path) -> Result<String> {
     if let Ok(s) = std::fs::read(dir.join("sentence_bert_config.json")) {
         h.update(&s);
     }
+    // Pooling other than the mean changes every vector (mean keeps the
+    // hashes of folders hashed before pooling was read).
+    let pooling = super::family::pooling(dir)?;
+    if pooling != Pooling::Mean {
+        h.update(format!("pooling={}", pooling.name()).as_bytes());
+    }
     let d = h.finalize();
     Ok(d.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
@@ -87,74 +96,58 @@ pub struct Encoder {
     pub device: Device,
     pub dim: usize,
     pub max_len: usize,
+    /// The architecture the folder's config names (run as BERT, see `family`).
+    pub family: Family,
+    pub pooling: Pooling,
     pub dir: PathBuf,
     pub hash: String,
     /// Largest number of tokens (sum over a batch, padding included) per forward pass.
     pub batch_tokens: usize,
 }
 
-/// What a sentence-transformers folder says about how it turns token states
-/// into a sentence vector (`modules.json`, `1_Pooling/config.json`).
-/// labelrest mean-pools over real tokens and L2-normalises: a folder that
-/// pools otherwise (the CLS token, as BGE models do; max; mean divided by
-/// the square root of the length) or adds a layer after pooling (Dense) is
-/// refused with one line rather than embedded differently from what its
-/// authors meant. A folder without `modules.json` (a plain Hugging Face
-/// BERT) is mean-pooled. A missing `Normalize` module is noted in the log:
-/// the vectors are normalised anyway, which keeps their directions (what
-/// the head and the label prompts use).
-pub fn check_sentence_transformers(dir: &Path) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(dir.join("modules.json")) else { return Ok(()) };
-    let path = dir.join("modules.json");
-    let modules: Vec<serde_json::Value> = serde_json::from_str(&text).with_context(|| format!("{}: not a module list", path.display()))?;
-    let mut normalises = false;
-    for m in &modules {
-        let kind = m.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        let short = kind.rsplit('.').next().unwrap_or(kind);
-        match short {
-            "Transformer" => {}
-            "Normalize" => normalises = true,
-            "Pooling" => {
-                let sub = m.get("path").and_then(|p| p.as_str()).unwrap_or("1_Pooling");
-                let cfg_path = dir.join(sub).join("config.json");
-                let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
-                    Ok(t) => serde_json::from_str(&t).with_context(|| format!("{}: not a pooling config", cfg_path.display()))?,
-                    // No config: sentence-transformers' default, mean pooling.
-                    Err(_) => continue,
-                };
-                let on = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-                let other: Vec<&str> = [
-                    ("pooling_mode_cls_token", "the CLS token"),
-                    ("pooling_mode_max_tokens", "max"),
-                    ("pooling_mode_mean_sqrt_len_tokens", "mean over the square root of the length"),
-                    ("pooling_mode_weightedmean_tokens", "weighted mean"),
-                    ("pooling_mode_lasttoken", "the last token"),
-                ]
-                .iter()
-                .filter(|(k, _)| on(k))
-                .map(|(_, n)| *n)
-                .collect();
-                if !other.is_empty() || !on("pooling_mode_mean_tokens") {
-                    bail!(
-                        "model {} pools by {} ({}); labelrest supports mean pooling only",
-                        dir.display(),
-                        if other.is_empty() { "no mode it names".to_string() } else { other.join(" and ") },
-                        cfg_path.display()
-                    );
-                }
-            }
-            _ => bail!(
-                "model {} has a {} module after the transformer ({}), which labelrest does not run; it supports Transformer, mean Pooling and Normalize",
-                dir.display(),
-                if short.is_empty() { "nameless" } else { short },
-                path.display()
-            ),
-        }
+/// Checks how a sentence-transformers folder pools (see `family::pooling`).
+pub fn check_sentence_transformers(dir: &Path) -> Result<Pooling> {
+    super::family::pooling(dir)
+}
+
+/// The longest sequence (in tokens, special tokens included) a folder's
+/// model reads: `sentence_bert_config.json`'s `max_seq_length` (else 256),
+/// at most its position embeddings.
+fn max_len(dir: &Path, max_pos: usize) -> usize {
+    std::fs::read_to_string(dir.join("sentence_bert_config.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
+        .map(|m| m as usize)
+        .unwrap_or(256)
+        .min(max_pos)
+}
+
+/// A folder's tokenizer without padding, truncating at `truncate` tokens.
+fn load_tokenizer(dir: &Path, truncate: Option<usize>) -> Result<Tokenizer> {
+    let path = dir.join("tokenizer.json");
+    let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    // The bundled tokenizer.json pads to 128; we pad per batch ourselves.
+    tokenizer.with_padding(None);
+    let params = truncate.map(|max_length| TruncationParams { max_length, ..Default::default() });
+    tokenizer.with_truncation(params).map_err(|e| anyhow!("{e}"))?;
+    Ok(tokenizer)
+}
+
+/// How many of `texts` are longer than the model in `dir` reads (they are
+/// truncated to their first tokens when embedded), and that length. Reads
+/// the tokenizer and config only, not the weights.
+pub fn count_truncated(dir: &Path, texts: &[&str]) -> Result<(usize, usize)> {
+    let spec = super::family::spec(dir)?;
+    let max_pos = spec.config["max_position_embeddings"].as_u64().unwrap_or(512) as usize;
+    let limit = max_len(dir, max_pos);
+    let tokenizer = load_tokenizer(dir, None)?;
+    let mut long = 0;
+    for chunk in texts.chunks(4096) {
+        let enc = tokenizer.encode_batch(chunk.to_vec(), true).map_err(|e| anyhow!("tokenizer: {e}"))?;
+        long += enc.iter().filter(|e| e.len() > limit).count();
     }
-    if !normalises {
-        tracing::info!("model {}: no Normalize module; labelrest normalises its embeddings (directions unchanged)", dir.display());
-    }
-    Ok(())
+    Ok((long, limit))
 }
 
 impl Encoder {
@@ -180,41 +173,44 @@ impl Encoder {
                 );
             }
         }
-        check_sentence_transformers(dir)?;
-        let cfg_text = std::fs::read_to_string(dir.join("config.json"))?;
-        let config: Config =
-            serde_json::from_str(&cfg_text).with_context(|| format!("{}: not a BERT config", dir.join("config.json").display()))?;
-        let raw: serde_json::Value = serde_json::from_str(&cfg_text)?;
-        let max_pos = raw.get("max_position_embeddings").and_then(|v| v.as_u64()).unwrap_or(512) as usize;
-        let max_len = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
-            .map(|m| m as usize)
-            .unwrap_or(256)
-            .min(max_pos);
+        let pooling = super::family::pooling(dir)?;
+        let spec = super::family::spec(dir)?;
+        let config: Config = serde_json::from_value(spec.config.clone())
+            .with_context(|| format!("{}: not a {} config", dir.join("config.json").display(), spec.family.name()))?;
+        let max_len = max_len(dir, config.max_position_embeddings);
         let dim = config.hidden_size;
         let model = match device {
             Device::Cpu if !candle => Backend::Cpu(std::sync::Arc::new(
-                super::cpu::Bert::load(dir).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?,
+                super::cpu::Bert::load(dir)
+                    .with_context(|| format!("cannot load {} weights from {}", spec.family.name(), dir.display()))?,
             )),
             _ => {
-                // SAFETY: the weights file is memory-mapped read-only; it must not be
-                // changed while labelrest runs.
-                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, device)? };
-                Backend::Candle(BertModel::load(vb, &config).with_context(|| format!("cannot load BERT weights from {}", dir.display()))?)
+                // Any family's weights under BERT's names (see `family`).
+                let tensors = super::family::bert_tensors(dir, &spec, device)?;
+                let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+                Backend::Candle(
+                    BertModel::load(vb, &config)
+                        .with_context(|| format!("cannot load {} weights from {}", spec.family.name(), dir.display()))?,
+                )
             }
         };
-        let mut tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("{}: {e}", dir.join("tokenizer.json").display()))?;
-        // The bundled tokenizer.json pads to 128; we pad per batch ourselves.
-        tokenizer.with_padding(None);
-        tokenizer.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(|e| anyhow!("{e}"))?;
+        let tokenizer = load_tokenizer(dir, Some(max_len))?;
         let hash = model_hash(dir)?;
         // Tokens per forward pass (padding included with candle); LABELREST_BATCH_TOKENS overrides.
         let default_tokens = if matches!(model, Backend::Cpu(_)) { 4096 } else { 1024 };
         let batch_tokens = std::env::var("LABELREST_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_tokens);
-        Ok(Encoder { model, tokenizer, device: device.clone(), dim, max_len, dir: dir.to_path_buf(), hash, batch_tokens })
+        Ok(Encoder {
+            model,
+            tokenizer,
+            device: device.clone(),
+            dim,
+            max_len,
+            family: spec.family,
+            pooling,
+            dir: dir.to_path_buf(),
+            hash,
+            batch_tokens,
+        })
     }
 
     /// An encoder from CPU weights (a fine-tune's result) with the
@@ -226,6 +222,8 @@ impl Encoder {
             device: Device::Cpu,
             dim: like.dim,
             max_len: like.max_len,
+            family: like.family,
+            pooling: like.pooling,
             dir: dir.to_path_buf(),
             hash,
             batch_tokens: like.batch_tokens,
@@ -315,10 +313,15 @@ impl Encoder {
         let types = input_t.zeros_like()?;
         let Backend::Candle(model) = &self.model else { unreachable!("the CPU backend embeds in embed_ids") };
         let hidden = model.forward(&input_t, &types, Some(&mask_t))?; // (b, len, d)
-        let maskf = mask_t.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, len, 1)
-        let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, d)
-        let counts = maskf.sum(1)?.clamp(1e-9, f64::MAX)?; // (b, 1)
-        let mean = summed.broadcast_div(&counts)?;
+        let mean = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?, // (b, d)
+            Pooling::Mean => {
+                let maskf = mask_t.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, len, 1)
+                let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, d)
+                let counts = maskf.sum(1)?.clamp(1e-9, f64::MAX)?; // (b, 1)
+                summed.broadcast_div(&counts)?
+            }
+        };
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
         let normed = mean.broadcast_div(&norm)?;
         Ok(normed.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)

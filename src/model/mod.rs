@@ -5,6 +5,7 @@ pub mod bert;
 pub mod cache;
 pub mod cpu;
 pub mod encoder;
+pub mod family;
 pub mod finetune;
 pub mod head;
 pub mod states;

@@ -256,18 +256,7 @@ fn run_finetune(
             )?;
             // Saved as a model folder (for resume and `predict`) with its cache.
             std::fs::create_dir_all(&out)?;
-            for f in [
-                "config.json",
-                "tokenizer.json",
-                "sentence_bert_config.json",
-                "tokenizer_config.json",
-                "special_tokens_map.json",
-                "vocab.txt",
-            ] {
-                if base_dir.join(f).exists() {
-                    std::fs::copy(base_dir.join(f), out.join(f))?;
-                }
-            }
+            model::family::write_folder_files(base_dir, &out)?;
             let tmp = out.join("model.safetensors.tmp");
             tuned.save(&tmp)?;
             std::fs::rename(&tmp, out.join("model.safetensors"))?;
