@@ -419,3 +419,30 @@ fn a_saved_encoder_of_either_family_reloads_as_itself() {
         assert_eq!(a.tokenize(&texts).unwrap(), b.tokenize(&texts).unwrap());
     }
 }
+
+/// Folders made by Hugging Face transformers itself (tiny random
+/// DistilBERT with a WordPiece tokenizer, XLM-RoBERTa with a SentencePiece
+/// one; `scripts/make-family-fixtures.py`) embed as transformers embeds
+/// them, on our CPU BERT and on candle's.
+#[test]
+fn transformers_own_folders_embed_as_transformers_does() {
+    let fixtures = common::root().join("tests/fixtures");
+    let refs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny_families.json")).unwrap()).unwrap();
+    let texts: Vec<&str> = refs["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for (dir, key, family) in [("tiny-distilbert", "distilbert", Family::DistilBert), ("tiny-xlm-roberta", "xlm-roberta", Family::Roberta)]
+    {
+        let want: Vec<f32> =
+            refs[key].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32)).collect();
+        assert_eq!(want.len(), texts.len() * HIDDEN);
+        for enc in
+            [Encoder::load(&fixtures.join(dir), &Device::Cpu).unwrap(), Encoder::load_candle(&fixtures.join(dir), &Device::Cpu).unwrap()]
+        {
+            assert_eq!(enc.family, family);
+            let ids = enc.tokenize(&texts).unwrap();
+            assert!(ids.iter().all(|s| s.len() > 2), "{ids:?}");
+            let got = enc.embed(&texts, |_, _| {}).unwrap();
+            assert_spread(&got);
+            assert_close(&got, &want, 0.9999, key);
+        }
+    }
+}
