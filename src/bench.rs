@@ -65,8 +65,8 @@ pub enum BenchWhat {
         /// A CSV with text and label columns (its rows are repeated up to --rows).
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "cuda")]
-        device: String,
+        #[arg(long, value_enum, default_value = "cuda")]
+        device: crate::settings::DeviceSetting,
         #[arg(long, default_value_t = 10000)]
         rows: usize,
         #[arg(long, default_value_t = 150)]
@@ -126,7 +126,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys, finetune } => bench_ui(sessions, &name, keys, finetune)?,
-        BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, &device, rows, labels, model)?,
+        BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, device, rows, labels, model)?,
         BenchWhat::Finetune { data, rows, labels, model, threads } => {
             bench_finetune(&data, rows, labels, model, threads.unwrap_or_else(crate::model::threads))?
         }
@@ -494,7 +494,13 @@ fn read_labelled(data: &std::path::Path) -> Result<(Vec<String>, Vec<String>)> {
 }
 
 /// See `labelrest bench gpu --help`. Fails when the devices disagree.
-fn bench_gpu(data: &std::path::Path, device: &str, rows: usize, n_labels: usize, model: Option<std::path::PathBuf>) -> Result<()> {
+fn bench_gpu(
+    data: &std::path::Path,
+    device: crate::settings::DeviceSetting,
+    rows: usize,
+    n_labels: usize,
+    model: Option<std::path::PathBuf>,
+) -> Result<()> {
     use crate::model::finetune::{self, FinetuneConfig, Mode};
     let dir = model.unwrap_or_else(|| crate::model::assets::model_dir("bundled"));
     let f = Format::detect(data)?;

@@ -199,8 +199,8 @@ pub struct NewArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub self_training: SelfTraining,
     /// Device: auto (CUDA when built with `--features cuda` and device 0 opens, else the CPU), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: crate::settings::DeviceSetting,
     /// How the model learns: auto (the encoder is fine-tuned behind the head on the device's schedule), head (only the head), finetune or contrastive (a fine-tune method).
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: crate::model::finetune::Mode,
@@ -314,8 +314,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Device: auto (CUDA when built with it and device 0 opens, else the CPU), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: crate::settings::DeviceSetting,
     /// Output folder: curves.csv, curves.svg, curves.png, table.md.
     #[arg(long)]
     pub out: PathBuf,
@@ -531,6 +531,8 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         Some(m) => crate::model::assets::resolve_model(m)?.display().to_string(),
         None => "bundled".to_string(),
     };
+    // A folder labelrest cannot run is refused before anything is made.
+    crate::model::encoder::check_folder(&crate::model::assets::model_dir(&model))?;
     let spec = ImportSpec {
         data: a.data.clone(),
         format: a.format,
@@ -541,11 +543,11 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         test_label_col: a.test_label_col.clone(),
         settings: Settings {
             model,
-            strategy: a.strategy.name().into(),
+            strategy: a.strategy,
             batch: a.batch,
-            self_training: format!("{:?}", a.self_training).to_lowercase(),
-            device: a.device.clone(),
-            mode: a.mode.name().into(),
+            self_training: a.self_training,
+            device: a.device,
+            mode: a.mode,
             seed: 0,
             finetune: a.finetune.clone(),
         },

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::output::AtomicWriter;
-use crate::store::{Session, Source, Split};
+use crate::store::{RowSource, Session, Source, Split};
 
 /// What `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -245,7 +245,8 @@ impl Sink {
                     text: &text,
                     label: &label,
                     source: it.source,
-                    probability: it.pred.map(|p| p.prob),
+                    // As in every format: the probability of the label written, where the model chose it.
+                    probability: it.label_probability().map(|p| p as f32),
                     entropy: it.pred.map(|p| p.entropy),
                     annotator: it.annotator.map(|_| annotator.as_ref()),
                 })
@@ -409,37 +410,44 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
         let pred = preds.get(&row.id);
         let (label, source) = match labels.get(&row.id) {
-            Some((l, s)) => (Some(*l), s.as_str()),
+            Some((l, s)) => (Some(*l), RowSource::from(*s)),
             None => match pred {
-                Some(p) => (Some(p.label), "model"),
-                None => (None, "none"),
+                Some(p) => (Some(p.label), RowSource::Model),
+                None => (None, RowSource::None),
             },
         };
-        if opts.only_labelled && (source == "model" || source == "none") {
+        if opts.only_labelled && matches!(source, RowSource::Model | RowSource::None) {
             continue;
         }
         let (label, source) = match (opts.min_confidence, source) {
-            (Some(min), "model") if pred.map(|p| p.prob < min).unwrap_or(true) => {
+            (Some(min), RowSource::Model) if pred.map(|p| p.prob < min).unwrap_or(true) => {
                 report.below += 1;
                 if opts.drop_below {
                     continue;
                 }
-                (None, "none")
+                (None, RowSource::None)
             }
             _ => (label, source),
         };
-        if source == "model" {
+        if source == RowSource::Model {
             model_prob_sum += pred.map(|p| p.prob as f64).unwrap_or(0.0);
         }
         match source {
-            "person" => report.person += 1,
-            "seed" => report.seed += 1,
-            "model" => report.model += 1,
-            _ => report.none += 1,
+            RowSource::Person => report.person += 1,
+            RowSource::Seed => report.seed += 1,
+            RowSource::Model => report.model += 1,
+            RowSource::None => report.none += 1,
         }
         report.rows += 1;
-        let annotator = if source == "person" { annotators.get(&row.id).copied() } else { None };
-        let item = Item { id: row.id, text: &row.text, label: label.map(|l| (l, names[l as usize].as_str())), source, pred, annotator };
+        let annotator = if source == RowSource::Person { annotators.get(&row.id).copied() } else { None };
+        let item = Item {
+            id: row.id,
+            text: &row.text,
+            label: label.map(|l| (l, names[l as usize].as_str())),
+            source: source.as_str(),
+            pred,
+            annotator,
+        };
         sink.write(&item, &mut report)?;
     }
     sink.finish(&names, session)?;

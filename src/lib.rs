@@ -1,7 +1,7 @@
 //! labelrest: label a few, the model labels the rest.
 //!
-//! Layers, from the bottom: `data` (reading files), `store` (the SQLite
-//! session), `model` (encoder, embedding cache, head), `learn` (scores,
+//! Layers, from the bottom: `data` (reading files), `settings` (a
+//! session's settings as enums), `store` (the SQLite session), `model` (encoder, embedding cache, head), `learn` (scores,
 //! strategies, metrics, one iteration), `worker` (the background thread),
 //! `ui` (the terminal workstation), `cli` (the subcommands); `term` (colour,
 //! verbosity and exit codes) beside them.
@@ -15,6 +15,7 @@ pub mod model;
 pub mod output;
 pub mod plot;
 pub mod predict;
+pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod term;

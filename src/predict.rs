@@ -134,7 +134,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let dir = crate::worker::encoder_dir(session)?;
-    let encoder = Encoder::load(&dir, &model::device(&settings.device)?)?;
+    let encoder = Encoder::load(&dir, &model::device(settings.device)?)?;
     let head_path = session.head_path(&encoder.hash);
     if !head_path.exists() {
         bail!("session '{}' has no trained model yet; label some rows or run `labelrest retrain {}` first", session.name, session.name);

@@ -28,7 +28,7 @@ pub struct SimOptions {
     pub out: PathBuf,
     pub cache: PathBuf,
     pub model: PathBuf,
-    pub device: String,
+    pub device: crate::settings::DeviceSetting,
     pub labels_file: Option<PathBuf>,
     pub text_col: String,
     pub label_col: String,
@@ -181,7 +181,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let train_y: Vec<u32> = train.labels.iter().map(|l| index[l.as_str()]).collect();
     let test_y: Vec<u32> = test.labels.iter().map(|l| index[l.as_str()]).collect();
 
-    let dev = model::device(&opts.device)?;
+    let dev = model::device(opts.device)?;
     let encoder = Encoder::load(&opts.model, &dev)?;
     let texts: Vec<&str> = train.texts.iter().chain(test.texts.iter()).map(|s| s.as_str()).collect();
     let t = Instant::now();

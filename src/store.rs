@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::data::{self, Columns, DataError, Format, LabelDef};
+pub use crate::settings::{FinetuneOverrides, Settings};
 
 pub const SCHEMA_VERSION: i64 = 3;
 const DB_FILE: &str = "session.db";
@@ -43,78 +44,32 @@ impl Source {
     }
 }
 
-/// The settings of a session, kept as JSON in the database.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Settings {
-    /// The encoder folder.
-    pub model: String,
-    /// Query strategy name (see `learn::Strategy`).
-    pub strategy: String,
-    /// Decisions per batch before a retrain.
-    pub batch: usize,
-    /// Training mode of the model (`head` on the CPU).
-    #[serde(default = "default_mode")]
-    pub mode: String,
-    /// Self-training: "auto", "on" or "off".
-    #[serde(default = "default_self_training")]
-    pub self_training: String,
-    /// Device: "auto", "cpu" or "cuda".
-    #[serde(default = "default_device")]
-    pub device: String,
-    /// Seed for everything random.
-    #[serde(default)]
-    pub seed: u64,
-    /// Fine-tuning hyper-parameters that replace the mode's defaults.
-    #[serde(default)]
-    pub finetune: FinetuneOverrides,
+/// Where a row's label comes from, as shown and exported: the person's
+/// or a seed label, else the model's prediction, else none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSource {
+    Person,
+    Seed,
+    Model,
+    None,
 }
 
-/// Fine-tuning settings a person changed (the rest keep the mode's defaults).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, clap::Args)]
-pub struct FinetuneOverrides {
-    /// Fine-tune: passes over the labels (finetune) or the pairs (contrastive).
-    #[arg(long = "ft-epochs", id = "ft_epochs")]
-    #[serde(default)]
-    pub epochs: Option<usize>,
-    /// Fine-tune: encoder learning rate.
-    #[arg(long = "ft-lr", id = "ft_lr")]
-    #[serde(default)]
-    pub lr: Option<f64>,
-    /// Fine-tune: texts (finetune) or pairs (contrastive) per step.
-    #[arg(long = "ft-batch", id = "ft_batch")]
-    #[serde(default)]
-    pub batch: Option<usize>,
-    /// Fine-tune (contrastive): rounds of one positive and one negative pair per label.
-    #[arg(long = "ft-pair-rounds", id = "ft_pair_rounds")]
-    #[serde(default)]
-    pub pair_rounds: Option<usize>,
-    /// Fine-tune: how many of the encoder's top layers learn (the others stay frozen).
-    #[arg(long = "ft-layers", id = "ft_layers")]
-    #[serde(default)]
-    pub layers: Option<usize>,
+impl RowSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RowSource::Person => "person",
+            RowSource::Seed => "seed",
+            RowSource::Model => "model",
+            RowSource::None => "none",
+        }
+    }
 }
 
-fn default_mode() -> String {
-    "auto".into()
-}
-fn default_self_training() -> String {
-    "auto".into()
-}
-fn default_device() -> String {
-    "auto".into()
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            model: String::new(),
-            strategy: "margin".into(),
-            batch: 10,
-            mode: default_mode(),
-            self_training: default_self_training(),
-            device: default_device(),
-            seed: 0,
-            finetune: FinetuneOverrides::default(),
+impl From<Source> for RowSource {
+    fn from(s: Source) -> RowSource {
+        match s {
+            Source::Person => RowSource::Person,
+            Source::Seed => RowSource::Seed,
         }
     }
 }
@@ -526,8 +481,26 @@ pub fn default_annotator() -> String {
         .iter()
         .filter_map(|v| std::env::var(v).ok())
         .map(|v| v.trim().to_string())
+        .chain(login_name())
         .find(|v| validate_annotator(v).is_ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of the user this process runs as, from the password database
+/// (where USER and LOGNAME are not set: containers, cron, some SSH set-ups).
+fn login_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes into our buffer and record; the name is
+    // copied out before they go.
+    unsafe {
+        let mut rec: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 1024];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(libc::getuid(), &mut rec, buf.as_mut_ptr(), buf.len(), &mut out) != 0 || out.is_null() || rec.pw_name.is_null()
+        {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(rec.pw_name).to_string_lossy().into_owned())
+    }
 }
 
 /// An annotator name: 1 to 64 characters, no control characters.

@@ -409,3 +409,32 @@ fn new_counts_the_texts_the_model_truncates() {
     let o = labelrest(d.path(), &["new", "short", "--data", data.to_str().unwrap(), "--labels", "a,b"]);
     assert!(o.status.success() && !stdout(&o).contains("longer than"), "{}", stdout(&o));
 }
+
+/// Without USER and LOGNAME (cron, containers), a label's annotator is the
+/// login name of the user the process runs as, as `id -un` says it.
+#[test]
+fn the_annotator_defaults_to_the_login_name() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "who", 5);
+    let names: Vec<String> =
+        labelrest::store::Session::open_read_only(d.path(), "who").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .arg("--sessions")
+        .arg(d.path())
+        .args(["annotate", "who"])
+        .env("LABELREST_LOG", d.path().join("log"))
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("1\t{}\n", names[0]).as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = std::process::Command::new("id").arg("-un").output().unwrap();
+    let want = if id.status.success() { String::from_utf8_lossy(&id.stdout).trim().to_string() } else { "unknown".to_string() };
+    let per = labelrest::store::Session::open_read_only(d.path(), "who").unwrap().labels_per_annotator().unwrap();
+    assert!(per.iter().any(|(a, _, n)| a.as_deref() == Some(want.as_str()) && *n == 1), "{per:?} (want {want})");
+}

@@ -321,7 +321,9 @@ fn xlm_roberta_with_a_unigram_tokenizer_matches_candle() {
     assert_ne!(mean, cls);
 }
 
-/// What a folder of an architecture labelrest does not run says.
+/// What a folder of an architecture labelrest does not run says; `new`
+/// refuses such a folder, or one that pools by max, with that one line and
+/// makes no session.
 #[test]
 fn an_unknown_architecture_is_named() {
     let d = tempfile::tempdir().unwrap();
@@ -330,6 +332,27 @@ fn an_unknown_architecture_is_named() {
     std::fs::write(dir.join("config.json"), r#"{"model_type": "gpt2", "n_embd": 32}"#).unwrap();
     let e = format!("{:#}", Encoder::load(&dir, &Device::Cpu).err().unwrap());
     assert!(e.contains("gpt2") && e.contains("not supported") && e.contains("XLM-RoBERTa") && e.contains("config.json"), "{e}");
+    let max = d.path().join("max");
+    tiny_xlm_roberta(&max, &texts(), Pooling::Mean);
+    std::fs::write(max.join("1_Pooling/config.json"), r#"{"pooling_mode_max_tokens": true}"#).unwrap();
+    let sessions = d.path().join("s");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let data = common::write(
+        d.path(),
+        "t.csv",
+        "text
+카드를 잃어버렸어요
+"
+        .as_bytes(),
+    );
+    for (folder, says) in [(&dir, "model type 'gpt2' is not supported"), (&max, "pools by max")] {
+        let o =
+            labelrest(&sessions, &["new", "x", "--data", data.to_str().unwrap(), "--labels", "a,b", "--model", folder.to_str().unwrap()]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains(says) && e.trim().lines().count() == 1, "{e}");
+        assert!(!sessions.join("x").exists(), "a session was made");
+    }
 }
 
 /// A session of Korean text with Korean label names and a multilingual

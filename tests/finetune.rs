@@ -126,7 +126,7 @@ fn background_finetune_schedule_check_and_cancel() {
     // Many epochs: the first fine-tune runs long enough to be seen running.
     new(&["--mode", "finetune", "--ft-epochs", "200", "--ft-batch", "8"]);
     let s = Session::open(d.path(), "s").unwrap();
-    assert_eq!(s.settings().unwrap().mode, "finetune");
+    assert_eq!(s.settings().unwrap().mode, labelrest::model::finetune::Mode::Finetune);
     let pool: Vec<_> = s.rows().unwrap().into_iter().filter(|r| r.split == labelrest::store::Split::Pool).collect();
     for r in pool.iter().take(24) {
         s.add_label(r.id, r.gold.unwrap(), 0, None).unwrap();

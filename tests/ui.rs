@@ -239,7 +239,7 @@ fn pick_skip_undo_relabel_describe_export() {
     assert!(out.contains(",person,"));
     // Strategy cycles and is saved.
     app.handle(Action::CycleStrategy);
-    assert_eq!(app.session.settings().unwrap().strategy, "entropy");
+    assert_eq!(app.session.settings().unwrap().strategy, labelrest::learn::Strategy::Entropy);
     app.handle(Action::Quit);
     assert!(app.quit);
 }
@@ -918,4 +918,52 @@ fn the_new_batch_starts_at_the_top_and_a_restart_keeps_the_place() {
     drop(app);
     let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
     assert_eq!(app.selected(), Some(row));
+}
+
+/// Pop-ups over double-width text (Korean): no border cell is the hidden
+/// second half of a character drawn just left of it (the terminal would
+/// print the character over the border).
+#[test]
+fn popups_keep_their_border_over_wide_text() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 30, false);
+    // Every column parity: some texts start one cell later.
+    for (i, t) in app.texts.iter_mut().enumerate() {
+        *t = format!("{}카드를 잃어버렸어요 송금이 아직 안 됐어요 비밀번호를 잊어버렸어요", if i % 2 == 0 { "" } else { "a" });
+    }
+    let check = |app: &mut App, what: &str| {
+        let (w, h) = (80u16, 24u16);
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        app.set_geometry(render::geometry(ratatui::layout::Rect::new(0, 0, w, h)));
+        t.draw(|f| render::draw(f, app, Theme { color: false })).unwrap();
+        // What the terminal shows (the backend's cells, after the diff).
+        let buf = t.backend().buffer().clone();
+        // No box's left side is hidden under a double-width character.
+        let mut boxes = 0;
+        for y in 0..h {
+            for x in 0..w {
+                if buf[(x, y)].symbol() != "┌" {
+                    continue;
+                }
+                let Some(bottom) = (y + 1..h).find(|&yy| buf[(x, yy)].symbol() == "└") else { continue };
+                boxes += 1;
+                for yy in y + 1..bottom {
+                    let s = buf[(x, yy)].symbol();
+                    // (Another pop-up may cross it; what must not is a character from the left.)
+                    let left = if x > 0 { unicode_width::UnicodeWidthStr::width(buf[(x - 1, yy)].symbol()) } else { 0 };
+                    assert!(s == "│" || s == "├" || left < 2, "{what}: the box at ({x}, {y}) has {s:?} at ({x}, {yy}) for its left border");
+                }
+            }
+        }
+        assert!(boxes >= 3, "{what}: no pop-up drawn");
+    };
+    app.handle(Action::OpenPicker);
+    check(&mut app, "picker");
+    app.handle(Action::Cancel);
+    app.handle(Action::ToggleHelp);
+    check(&mut app, "help");
+    app.handle(Action::Cancel);
+    app.handle(Action::Search);
+    check(&mut app, "search");
+    app.handle(Action::Cancel);
 }

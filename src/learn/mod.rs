@@ -3,6 +3,7 @@
 //!
 //! Entropy is in nats (natural log); its largest value is ln K.
 
+pub use crate::settings::{SelfTraining, Strategy};
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
@@ -92,53 +93,6 @@ impl Scores {
         v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
         v.truncate(n);
         v
-    }
-}
-
-/// How the queue is ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Highest entropy first (the paper's).
-    Entropy,
-    /// Lowest top probability first.
-    LeastConfidence,
-    /// Smallest margin between the top two first ("breaking ties").
-    #[value(alias = "breaking-ties")]
-    Margin,
-    /// A random order (seeded).
-    Random,
-    /// Margin order, with near-duplicates spread over different batches.
-    Diverse,
-}
-
-impl Strategy {
-    pub const ALL: [Strategy; 5] = [Strategy::Margin, Strategy::Entropy, Strategy::LeastConfidence, Strategy::Diverse, Strategy::Random];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Strategy::Entropy => "entropy",
-            Strategy::LeastConfidence => "least-confidence",
-            Strategy::Margin => "margin",
-            Strategy::Random => "random",
-            Strategy::Diverse => "diverse",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Strategy> {
-        Ok(match s {
-            "entropy" => Strategy::Entropy,
-            "least-confidence" | "least_confidence" | "lc" => Strategy::LeastConfidence,
-            "margin" | "breaking-ties" | "breaking_ties" | "bt" => Strategy::Margin,
-            "random" => Strategy::Random,
-            "diverse" | "diversity" => Strategy::Diverse,
-            other => bail!("unknown strategy '{other}'; use entropy, least-confidence, margin (breaking-ties), random or diverse"),
-        })
-    }
-
-    pub fn next(&self) -> Strategy {
-        let i = Self::ALL.iter().position(|s| s == self).unwrap_or(0);
-        Self::ALL[(i + 1) % Self::ALL.len()]
     }
 }
 
@@ -257,34 +211,6 @@ pub fn evaluate(pred: &[u32], gold: &[u32], k: usize) -> Metrics {
     }
     let m = per_class.len().max(1) as f64;
     Metrics { n, accuracy: correct as f64 / n as f64, macro_f1: sf / m, macro_precision: sp / m, macro_recall: sr / m, per_class }
-}
-
-/// Whether to self-train on the unlabelled pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SelfTraining {
-    On,
-    Off,
-    /// On with at least 20 classes and 50 pool rows per class.
-    Auto,
-}
-
-impl SelfTraining {
-    pub fn parse(s: &str) -> Result<SelfTraining> {
-        Ok(match s {
-            "on" => SelfTraining::On,
-            "off" => SelfTraining::Off,
-            "auto" => SelfTraining::Auto,
-            o => bail!("unknown self-training setting '{o}'; use on, off or auto"),
-        })
-    }
-    pub fn enabled(&self, k: usize, pool: usize) -> bool {
-        match self {
-            SelfTraining::On => true,
-            SelfTraining::Off => false,
-            SelfTraining::Auto => k >= 20 && pool >= 50 * k,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! computes it.
 
 use super::family::{Family, Pooling};
+use crate::settings::DeviceSetting;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -13,26 +14,25 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
-/// Which device to run on: `cpu`, `cuda`, or `auto` (CUDA when this
-/// labelrest was built with `--features cuda` and device 0 opens, else the
-/// CPU). With `auto`, a CUDA device that cannot open is logged and the CPU
-/// used; see `choose_device` for the reason as text.
-pub fn device(name: &str) -> Result<Device> {
-    Ok(choose_device(name)?.0)
+/// The device a setting names: the CPU, CUDA device 0, or `auto` (CUDA
+/// when this labelrest was built with `--features cuda` and device 0 opens,
+/// else the CPU). With `auto`, a CUDA device that cannot open is logged and
+/// the CPU used; see `choose_device` for the reason as text.
+pub fn device(setting: DeviceSetting) -> Result<Device> {
+    Ok(choose_device(setting)?.0)
 }
 
 /// The device for a setting, and when `auto` fell back to the CPU, why.
-pub fn choose_device(name: &str) -> Result<(Device, Option<String>)> {
-    match name {
-        "cpu" => Ok((Device::Cpu, None)),
-        "cuda" => {
+pub fn choose_device(setting: DeviceSetting) -> Result<(Device, Option<String>)> {
+    match setting {
+        DeviceSetting::Cpu => Ok((Device::Cpu, None)),
+        DeviceSetting::Cuda => {
             if !cfg!(feature = "cuda") {
                 bail!("this labelrest was built without CUDA; rebuild with `--features cuda` or use --device cpu");
             }
             Ok((Device::new_cuda(0).map_err(|e| anyhow!("cannot open CUDA device 0: {e}"))?, None))
         }
-        "auto" | "" => Ok(auto_device(cfg!(feature = "cuda"), || Device::new_cuda(0).map_err(|e| anyhow!("{e}")))),
-        other => bail!("unknown device '{other}'; use auto, cpu or cuda"),
+        DeviceSetting::Auto => Ok(auto_device(cfg!(feature = "cuda"), || Device::new_cuda(0).map_err(|e| anyhow!("{e}")))),
     }
 }
 
@@ -110,6 +110,28 @@ pub fn check_sentence_transformers(dir: &Path) -> Result<Pooling> {
     super::family::pooling(dir)
 }
 
+fn required_files(dir: &Path) -> Result<()> {
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        if !dir.join(f).exists() {
+            bail!("model folder {} has no {f} (an encoder folder needs config.json, tokenizer.json and model.safetensors)", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// Checks a model folder as `new` takes it, without reading the weights:
+/// its files, an architecture and a pooling labelrest runs, a tokenizer
+/// that loads. The error is one line naming the file.
+pub fn check_folder(dir: &Path) -> Result<()> {
+    required_files(dir)?;
+    let spec = super::family::spec(dir)?;
+    serde_json::from_value::<Config>(spec.config)
+        .with_context(|| format!("{}: not a {} config", dir.join("config.json").display(), spec.family.name()))?;
+    super::family::pooling(dir)?;
+    load_tokenizer(dir, None)?;
+    Ok(())
+}
+
 /// The longest sequence (in tokens, special tokens included) a folder's
 /// model reads: `sentence_bert_config.json`'s `max_seq_length` (else 256),
 /// at most its position embeddings.
@@ -165,14 +187,7 @@ impl Encoder {
     }
 
     fn load_with(dir: &Path, device: &Device, candle: bool) -> Result<Encoder> {
-        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
-            if !dir.join(f).exists() {
-                bail!(
-                    "model folder {} has no {f} (a Hugging Face BERT folder needs config.json, tokenizer.json and model.safetensors)",
-                    dir.display()
-                );
-            }
-        }
+        required_files(dir)?;
         let pooling = super::family::pooling(dir)?;
         let spec = super::family::spec(dir)?;
         let config: Config = serde_json::from_value(spec.config.clone())
@@ -356,9 +371,11 @@ mod tests {
         // A build without CUDA: the CPU, nothing to say.
         let (d, why) = auto_device(false, || panic!("not tried without CUDA"));
         assert!(matches!(d, Device::Cpu) && why.is_none());
-        // And the setting names: auto here is the CPU (this build or this machine).
-        assert!(matches!(choose_device("auto").unwrap().0, Device::Cpu) || cfg!(feature = "cuda"));
-        assert!(choose_device("tpu").unwrap_err().to_string().contains("use auto, cpu or cuda"));
+        // And the settings: auto here is the CPU (this build or this machine).
+        assert!(matches!(choose_device(DeviceSetting::Auto).unwrap().0, Device::Cpu) || cfg!(feature = "cuda"));
+        if !cfg!(feature = "cuda") {
+            assert!(choose_device(DeviceSetting::Cuda).unwrap_err().to_string().contains("built without CUDA"));
+        }
     }
     #[test]
     fn prompts_read_as_words() {

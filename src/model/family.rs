@@ -101,6 +101,7 @@ pub fn spec(dir: &Path) -> Result<Spec> {
             (
                 serde_json::json!({
                     "model_type": "bert",
+                    "architectures": ["BertModel"],
                     "vocab_size": need("vocab_size")?,
                     "hidden_size": hidden,
                     "num_hidden_layers": need("n_layers")?,
@@ -127,6 +128,7 @@ pub fn spec(dir: &Path) -> Result<Spec> {
             }
             let mut c = raw.clone();
             c["model_type"] = "bert".into();
+            c["architectures"] = serde_json::json!(["BertModel"]);
             c["max_position_embeddings"] = (max_pos - offset).into();
             c["type_vocab_size"] = num("type_vocab_size").unwrap_or(1).into();
             (c, offset)

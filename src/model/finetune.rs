@@ -19,51 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::bert;
 use super::{Encoder, Head};
 
-/// How the model learns from the labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// The default: the encoder is fine-tuned behind the head, on the
-    /// schedule the device can afford, with the method measured best.
-    Auto,
-    /// Only the head, on frozen embeddings (milliseconds).
-    Head,
-    /// The whole encoder with the head, cross-entropy.
-    Finetune,
-    /// SetFit-style contrastive pairs, then the head.
-    Contrastive,
-}
-
-impl Mode {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Mode::Auto => "auto",
-            Mode::Head => "head",
-            Mode::Finetune => "finetune",
-            Mode::Contrastive => "contrastive",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Mode> {
-        Ok(match s {
-            "auto" => Mode::Auto,
-            "head" => Mode::Head,
-            "finetune" | "fine-tune" => Mode::Finetune,
-            "contrastive" | "setfit" => Mode::Contrastive,
-            o => bail!("unknown mode '{o}'; use auto, head, finetune or contrastive"),
-        })
-    }
-
-    /// How the encoder is fine-tuned in this mode (None: it is not).
-    pub fn method(&self) -> Option<Mode> {
-        match self {
-            Mode::Head => None,
-            // Measured (docs/RESULTS.md): cross-entropy through the top layers
-            // beats contrastive pairs in the loop, at a third of the cost.
-            Mode::Auto => Some(Mode::Finetune),
-            m => Some(*m),
-        }
-    }
-}
+pub use crate::settings::Mode;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinetuneConfig {

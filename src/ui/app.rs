@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::data::display_safe;
 use crate::learn::{Scores, Strategy};
-use crate::store::{Session, Source, Split};
+use crate::store::{RowSource, Session, Source, Split};
 use crate::worker::{Event, IterationRecord, Job, Update};
 
 use super::layout::{self, Geometry};
@@ -99,6 +99,35 @@ pub enum WorkerState {
     Idle,
 }
 
+/// The order of the all-rows view (`s` cycles it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllSort {
+    /// The rows as imported.
+    Pool,
+    /// The model's least sure labels first (your labels last).
+    LeastSure,
+    /// The surest first (your labels first).
+    Surest,
+}
+
+impl AllSort {
+    pub fn next(self) -> AllSort {
+        match self {
+            AllSort::Pool => AllSort::LeastSure,
+            AllSort::LeastSure => AllSort::Surest,
+            AllSort::Surest => AllSort::Pool,
+        }
+    }
+    /// How the view's title says it ("" for the pool order).
+    pub fn title(self) -> &'static str {
+        match self {
+            AllSort::Pool => "",
+            AllSort::LeastSure => " least sure first",
+            AllSort::Surest => " surest first",
+        }
+    }
+}
+
 pub struct App {
     pub name: String,
     pub session: Session,
@@ -154,8 +183,8 @@ pub struct App {
     pub all_filter: Option<u32>,
     /// All-rows view: only rows whose text holds every word of this search.
     pub all_search: Option<String>,
-    /// 0: pool order, 1: least confident first, 2: most confident first.
-    pub all_sort: u8,
+    /// The all-rows view's order.
+    pub all_sort: AllSort,
     /// The labelled view lists only the labels the model disputes (review).
     pub review: bool,
     /// (row id, label) pairs the person kept after review (in the session).
@@ -165,7 +194,7 @@ pub struct App {
     pub outbox: Vec<Job>,
     /// Where `e` writes the export.
     pub export_path: std::path::PathBuf,
-    pub mode: String,
+    pub mode: crate::model::finetune::Mode,
     /// The keys in force (hints and help are drawn from them).
     pub keys: KeyMap,
     /// The encoder fine-tune: whether one runs, and its last word.
@@ -267,11 +296,11 @@ impl App {
             error: None,
             message: None,
             overlay: Overlay::None,
-            strategy: Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin),
+            strategy: settings.strategy,
             has_test,
             all_filter: None,
             all_search: None,
-            all_sort: 0,
+            all_sort: AllSort::Pool,
             review: false,
             kept_reviews: kept,
             label_seq,
@@ -280,7 +309,7 @@ impl App {
             quit: false,
             outbox: Vec::new(),
             export_path,
-            mode: settings.mode.clone(),
+            mode: settings.mode,
             keys: KeyMap::default(),
             finetune_running: false,
             finetune_status: None,
@@ -467,7 +496,7 @@ impl App {
                 words.iter().all(|w| t.contains(w.as_str()))
             })
             .collect();
-        if self.all_sort != 0 {
+        if self.all_sort != AllSort::Pool {
             let conf = |i: u32| -> f32 {
                 match self.labels[i as usize] {
                     Some(_) => 2.0,
@@ -476,7 +505,7 @@ impl App {
             };
             all.sort_by(|&a, &b| {
                 let o = conf(a).partial_cmp(&conf(b)).unwrap_or(std::cmp::Ordering::Equal);
-                if self.all_sort == 1 {
+                if self.all_sort == AllSort::LeastSure {
                     o.then(a.cmp(&b))
                 } else {
                     o.reverse().then(a.cmp(&b))
@@ -545,11 +574,10 @@ impl App {
     }
 
     /// The label the all-rows view shows: the person's, else the model's.
-    pub fn shown_label(&self, i: usize) -> Option<(u32, &'static str)> {
+    pub fn shown_label(&self, i: usize) -> Option<(u32, RowSource)> {
         match self.labels[i] {
-            Some((l, Source::Person)) => Some((l, "person")),
-            Some((l, Source::Seed)) => Some((l, "seed")),
-            None => self.prediction(i).map(|p| (p.0, "model")),
+            Some((l, s)) => Some((l, RowSource::from(s))),
+            None => self.prediction(i).map(|p| (p.0, RowSource::Model)),
         }
     }
 
@@ -1038,7 +1066,7 @@ impl App {
             }
             Action::SortConfidence => {
                 if self.view == View::All {
-                    self.all_sort = (self.all_sort + 1) % 3;
+                    self.all_sort = self.all_sort.next();
                     self.rebuild_lists();
                     self.cursor[View::All.index()] = 0;
                     self.scroll_into_view();
@@ -1071,7 +1099,7 @@ impl App {
             Action::CycleStrategy => {
                 self.strategy = self.strategy.next();
                 let mut s = self.session.settings()?;
-                s.strategy = self.strategy.name().into();
+                s.strategy = self.strategy;
                 self.session.save_settings(&s)?;
                 self.outbox.push(Job::Retrain { strategy: self.strategy });
                 self.message = Some(format!("strategy: {}; re-ranking", self.strategy.name()));
@@ -1096,14 +1124,14 @@ impl App {
             }
             Action::CycleMode => {
                 use crate::model::finetune::Mode;
-                let next = match Mode::parse(&self.mode).unwrap_or(Mode::Head) {
+                let next = match self.mode {
                     Mode::Auto => Mode::Head,
                     Mode::Head => Mode::Finetune,
                     Mode::Finetune => Mode::Contrastive,
                     Mode::Contrastive => Mode::Auto,
                 };
                 let mut s = self.session.settings()?;
-                s.mode = next.name().into();
+                s.mode = next;
                 self.session.save_settings(&s)?;
                 self.mode = s.mode;
                 self.message = Some(match next {

@@ -259,11 +259,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             if let Some(q) = &app.all_search {
                 t.push_str(&format!(" search '{}'", cut(q, 20)));
             }
-            match app.all_sort {
-                1 => t.push_str(" least sure first"),
-                2 => t.push_str(" surest first"),
-                _ => {}
-            }
+            t.push_str(app.all_sort.title());
             t.push(' ');
             t
         }
@@ -336,7 +332,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
                 }
             }
             View::All => match app.shown_label(i) {
-                Some((l, src)) => format!("{} {}", &src[..1], app.label_names[l as usize]),
+                Some((l, src)) => format!("{} {}", &src.as_str()[..1], app.label_names[l as usize]),
                 None => String::new(),
             },
         };
@@ -466,7 +462,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             lines.push(Line::raw(cut(&format!(" pseudo-labels {}", last.pseudo_labels), w)));
         }
     }
-    lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode, app.batch_done, app.batch_size), w)));
+    lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode.name(), app.batch_done, app.batch_size), w)));
     if !app.encoder.is_empty() {
         lines.push(Line::raw(cut(&format!(" {} · {}", app.device, app.encoder), w)));
     }
@@ -621,6 +617,24 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     f.render_widget(Paragraph::new(cut(&line, w)).style(theme.dim()), area);
 }
 
+/// Clears the area of a pop-up. A double-width character (Korean, Chinese,
+/// Japanese, emoji) that starts just left of the pop-up would be drawn over
+/// its left border (the terminal prints both halves; the border cell is its
+/// hidden second half): it is blanked too.
+fn clear_popup(f: &mut Frame, r: Rect) {
+    f.render_widget(Clear, r);
+    if r.x == 0 {
+        return;
+    }
+    let buf = f.buffer_mut();
+    for y in r.y..r.bottom() {
+        let cell = &mut buf[(r.x - 1, y)];
+        if cell.symbol().width() > 1 {
+            cell.set_symbol(" ");
+        }
+    }
+}
+
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
@@ -630,7 +644,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
     let help = app.keys.help();
     let r = centered(area, 76, help.len() as u16 + 4);
-    f.render_widget(Clear, r);
+    clear_popup(f, r);
     let w = r.width.saturating_sub(2) as usize;
     let kw = help.iter().map(|(k, _)| k.width()).max().unwrap_or(8).min(18);
     let mut lines: Vec<Line> = help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
@@ -644,7 +658,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
 
 fn draw_reader(f: &mut Frame, app: &App, area: Rect, row: usize, scroll: usize, _theme: Theme) {
     let r = Rect { x: area.x + 1, y: area.y + 1, width: area.width.saturating_sub(2), height: area.height.saturating_sub(3) };
-    f.render_widget(Clear, r);
+    clear_popup(f, r);
     let given = app.labels[row].map(|(l, s)| format!(" · {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
     let close = app.keys.keys_of(KeyMode::Reader, &Action::Cancel).join(" ");
     let block = Block::default().borders(Borders::ALL).title(format!(" Row {}{given} · {close} closes ", app.row_ids[row]));
@@ -659,7 +673,7 @@ fn draw_reader(f: &mut Frame, app: &App, area: Rect, row: usize, scroll: usize, 
 
 fn draw_search(f: &mut Frame, app: &App, area: Rect, query: &str, _theme: Theme) {
     let r = centered(area, 64.min(area.width.saturating_sub(2)), 3);
-    f.render_widget(Clear, r);
+    clear_popup(f, r);
     let keys = app.keys.hints(KeyMode::Search, &[]).into_iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" · ");
     let block = Block::default().borders(Borders::ALL).title(format!(" Search the texts ({keys}) "));
     f.render_widget(Paragraph::new(format!("{query}▏")).block(block), r);
@@ -669,7 +683,7 @@ fn draw_search(f: &mut Frame, app: &App, area: Rect, query: &str, _theme: Theme)
 fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, query: &str, selected: usize, matches: &[u32], theme: Theme) {
     let h = (area.height.saturating_sub(4)).clamp(5, 20);
     let r = centered(area, 60.min(area.width.saturating_sub(2)), h);
-    f.render_widget(Clear, r);
+    clear_popup(f, r);
     // The keys in force, as the footer (keys.toml may remap them).
     let keys =
         |a: &[Action]| app.keys.hints(KeyMode::Picker, a).into_iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" · ");
@@ -720,7 +734,7 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, que
 
 fn draw_describe(f: &mut Frame, app: &App, area: Rect, label: u32, text: &str, _theme: Theme) {
     let r = centered(area, 64.min(area.width.saturating_sub(2)), 5);
-    f.render_widget(Clear, r);
+    clear_popup(f, r);
     let block =
         Block::default().borders(Borders::ALL).title(format!(" Describe '{}' (Enter save · Esc cancel) ", app.label_names[label as usize]));
     f.render_widget(Paragraph::new(format!("{text}▏")).wrap(Wrap { trim: false }).block(block), r);

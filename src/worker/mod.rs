@@ -17,7 +17,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::learn::Strategy;
-use crate::model::finetune::Mode;
 use crate::model::Head;
 use crate::store::Session;
 use pipeline::{eligible, resume_update};
@@ -193,7 +192,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         let _ = events.send(Event::Progress { stage: stage.to_string(), done, total });
     };
     let settings = session.settings()?;
-    let (device, why) = crate::model::choose_device(&settings.device)?;
+    let (device, why) = crate::model::choose_device(settings.device)?;
     if let Some(w) = why {
         let _ = events.send(Event::Notice(w));
     }
@@ -212,7 +211,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         let _ = events.send(Event::Notice(format!("the embedding cache had {} damaged rows: embedded them again", prepared.repaired)));
     }
     // The first view: the saved head's when there is one, else a fresh iteration.
-    let strategy = Strategy::parse(&settings.strategy).unwrap_or(Strategy::Margin);
+    let strategy = settings.strategy;
     let head_path = |p: &Prepared| session.head_path(&p.model_hash);
     let first = match Head::load(&head_path(&prepared)) {
         Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
@@ -357,10 +356,21 @@ fn schedule(
     events: &Sender<Event>,
 ) -> Result<()> {
     let settings = session.settings()?;
-    let scheduled = Mode::parse(&settings.mode).map(|m| m.method().is_some()).unwrap_or(false);
+    let scheduled = settings.mode.method().is_some();
     let n = eligible(session, prepared).map(|e| e.0.len()).unwrap_or(0);
-    if asked && tuner.busy() {
+    if asked && tuner.running() {
         let _ = events.send(Event::FineTune { running: true, text: "a fine-tune is already running".into() });
+    } else if asked {
+        if let Some(c) = &tuner.waiting {
+            // Not running: the last one waits for labels it has not seen to be judged on.
+            let have = eligible(session, prepared).map(|e| e.0.iter().filter(|s| !c.seen.iter().any(|t| t.0 == s.0)).count()).unwrap_or(0);
+            let text = format!(
+                "tuned on {} labels, waiting: in use if not worse on your next {} labels",
+                c.seen.len(),
+                tuning::CHECK_LABELS.saturating_sub(have)
+            );
+            let _ = events.send(Event::FineTune { running: false, text });
+        }
     }
     if (scheduled && tuner.due(n, settings.batch, prepared.engine.k)) || (asked && !tuner.busy()) {
         match tuner.start(session, prepared, slot.clone(), events.clone()) {
@@ -424,7 +434,7 @@ fn check_candidate(
             p.model_hash = c.encoder.hash.clone();
             p.encoder = c.encoder;
             p.prompts = prompts;
-            let strategy = Strategy::parse(&session.settings()?.strategy).unwrap_or(Strategy::Margin);
+            let strategy = session.settings()?.strategy;
             let u = iterate(session, p, strategy, &head_path(p), progress)?;
             Ok((v, Some(u), None))
         }

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::learn::{self, Engine, EngineConfig, Scores, SelfTraining, Strategy};
+use crate::learn::{self, Engine, EngineConfig, Scores, Strategy};
 use crate::model::{self, Encoder, Head};
 use crate::store::{Prediction, Session, Settings, Source, Split};
 
@@ -100,7 +100,7 @@ impl IterationRecord {
 }
 
 pub(crate) fn engine_config(settings: &Settings) -> Result<EngineConfig> {
-    Ok(EngineConfig { self_training: SelfTraining::parse(&settings.self_training)?, ..Default::default() })
+    Ok(EngineConfig { self_training: settings.self_training, ..Default::default() })
 }
 
 /// Everything the worker keeps between jobs.
@@ -136,7 +136,7 @@ impl Prepared {
 pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), cancel: &AtomicBool) -> Result<Prepared> {
     let settings = session.settings()?;
     let dir = encoder_dir(session)?;
-    let dev = model::device(&settings.device)?;
+    let dev = model::device(settings.device)?;
     progress("loading model", 0, 1);
     let encoder = Encoder::load(&dir, &dev).with_context(|| format!("loading the encoder from {}", dir.display()))?;
     let rows = session.rows()?;
@@ -306,7 +306,7 @@ pub fn iterate(
         rank_ms,
         total_ms: 0.0,
         strategy: strategy.name().to_string(),
-        mode: settings.mode.clone(),
+        mode: settings.mode.name().into(),
         inputs: digest.all(),
         reason: match &last {
             Some((_, _, m)) => digest.reason(&serde_json::from_value::<IterationRecord>(m.clone()).unwrap_or_default().inputs),
@@ -409,7 +409,7 @@ pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize,
     let cancel = AtomicBool::new(false);
     let p = prepare(session, progress, &cancel)?;
     let settings = session.settings()?;
-    let strategy = Strategy::parse(&settings.strategy)?;
+    let strategy = settings.strategy;
     let head_path = session.head_path(&p.model_hash);
     iterate(session, &p, strategy, &head_path, progress)
 }

@@ -135,7 +135,7 @@ impl Tuner {
         }
         self.join();
         let settings = session.settings()?;
-        let method = Mode::parse(&settings.mode)?.method().unwrap_or(Mode::Auto.method().unwrap_or(Mode::Contrastive));
+        let method = settings.mode.method().unwrap_or(Mode::Auto.method().unwrap_or(Mode::Contrastive));
         let (pairs, _, _) = eligible(session, p)?;
         let classes: HashSet<u32> = pairs.iter().map(|p| p.1).collect();
         if pairs.len() < 2 || (method == Mode::Contrastive && classes.len() < 2) {
@@ -149,7 +149,7 @@ impl Tuner {
             p.engine.zero_shot_head()
         });
         let base_dir = model::assets::model_dir(&settings.model);
-        let (device, _) = model::choose_device(&settings.device)?;
+        let (device, _) = model::choose_device(settings.device)?;
         let dir = session.dir.clone();
         let mut cfg = FinetuneConfig::for_mode(method).with(&settings.finetune);
         cfg.seed = settings.seed ^ pairs.len() as u64;
