@@ -306,7 +306,7 @@ fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize, finetune: bool)
     // 150 labels (gold labels of the first pool rows, where there are some), so that the retrain trains.
     {
         let s = Session::open(&tmp, name)?;
-        let it = s.iterations()?.last().map(|x| x.0).unwrap_or(0);
+        let it = s.last_iteration()?;
         for r in s.rows()?.iter().filter(|r| r.split == crate::store::Split::Pool && r.gold.is_some()).take(150) {
             s.add_label(r.id, r.gold.unwrap_or(0), it, None)?;
         }

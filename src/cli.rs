@@ -704,7 +704,7 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
     }
     let labels = s.label_set()?;
     let index: std::collections::HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
-    let iteration = s.iterations()?.last().map(|x| x.0).unwrap_or(0);
+    let iteration = s.last_iteration()?;
     let preds = s.predictions()?;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
@@ -835,11 +835,12 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
 fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
     let s = Session::open_read_only(sessions, name)?;
     let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
-    let Some((_, _, m)) = s.iterations()?.pop() else {
+    let Some(last) = s.iterations::<crate::worker::IterationRecord>()?.pop() else {
         say!("no model yet: label a few rows (or `labelrest retrain {}`) first", crate::data::display_safe(name));
         return Ok(());
     };
-    let rec: crate::worker::IterationRecord = serde_json::from_value(m).unwrap_or_default();
+    let rec =
+        last.metrics.map_err(|e| anyhow::anyhow!("{e}; `labelrest retrain {}` records a new one", crate::data::display_safe(name)))?;
     let current: std::collections::HashMap<i64, u32> = s.labels()?.into_iter().map(|l| (l.row_id, l.label)).collect();
     let texts: std::collections::HashMap<i64, String> = s.rows()?.into_iter().map(|r| (r.id, r.text)).collect();
     let kept = s.kept_reviews()?;

@@ -380,7 +380,7 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
         ExportFormat::LabelStudio => {
             crate::output::check_not_input(out, &[&session.db_path()])?;
-            let iteration = session.iterations()?.last().map(|x| x.0).unwrap_or(0);
+            let iteration = session.last_iteration()?;
             Sink::LabelStudio { out: Out::create_array(out)?, model_version: format!("labelrest {} iteration {iteration}", session.name) }
         }
         ExportFormat::Hf => {

@@ -222,3 +222,32 @@ fn sigkill_loses_no_acknowledged_label() {
         }
     }
 }
+
+/// Iterations read typed: damaged metrics are the error of that iteration
+/// alone, naming it; `review` (which needs the last one) says so in one
+/// line; the last id reads without the metrics.
+#[test]
+fn damaged_iteration_metrics_are_named() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "it", 10);
+    {
+        let s = Session::open(d.path(), "it").unwrap();
+        assert_eq!(s.last_iteration().unwrap(), 0);
+        for n in [3, 5] {
+            s.record_iteration(n, |id| Ok::<_, std::io::Error>(serde_json::json!({ "iteration": id, "n_labels": n })), &[]).unwrap();
+        }
+        let its = s.iterations::<serde_json::Value>().unwrap();
+        assert_eq!(its.iter().map(|i| (i.id, i.n_labels)).collect::<Vec<_>>(), vec![(1, 3), (2, 5)]);
+        assert_eq!(its[1].metrics.as_ref().unwrap()["n_labels"], 5);
+        rusqlite::Connection::open(s.db_path()).unwrap().execute("UPDATE iterations SET metrics = '{broken' WHERE id = 2", []).unwrap();
+        let its = s.iterations::<serde_json::Value>().unwrap();
+        assert!(its[0].metrics.is_ok());
+        let e = its[1].metrics.as_ref().unwrap_err();
+        assert!(e.contains("iteration 2") && e.contains("damaged") && e.contains("session.db"), "{e}");
+        assert_eq!(s.last_iteration().unwrap(), 2);
+    }
+    let o = labelrest(d.path(), &["review", "it"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("iteration 2") && e.contains("damaged") && e.trim().lines().count() == 1, "{e}");
+}

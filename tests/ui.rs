@@ -180,7 +180,7 @@ fn pick_skip_undo_relabel_describe_export() {
     // The picker: type, move, Enter.
     let row2 = app.selected().unwrap();
     app.handle(Action::OpenPicker);
-    assert!(matches!(app.overlay, Overlay::Picker { .. }));
+    assert!(matches!(app.overlay, Overlay::Picker(_)));
     for c in "lost or stolen".chars() {
         app.handle(Action::Input(c));
     }
@@ -264,7 +264,7 @@ fn worker_coalesces_and_reports() {
         }
     }
     assert!(saw_progress);
-    let before = s.iterations().unwrap().len();
+    let before = s.iterations::<serde_json::Value>().unwrap().len();
     // Held, as behind a long job: six requests, a new label among them.
     {
         let _hold = w.hold();
@@ -299,7 +299,7 @@ fn worker_coalesces_and_reports() {
     };
     assert!(!again.trained);
     w.shutdown();
-    assert_eq!(s.iterations().unwrap().len(), before + 1, "one iteration for six requests");
+    assert_eq!(s.iterations::<serde_json::Value>().unwrap().len(), before + 1, "one iteration for six requests");
 }
 
 #[test]
@@ -366,7 +366,7 @@ fn a_failed_retrain_keeps_labels_and_the_last_model() {
         }
     }
     let before = app.update.clone().unwrap();
-    let iterations = s.iterations().unwrap().len();
+    let iterations = s.iterations::<serde_json::Value>().unwrap().len();
     // The saved head's place becomes a folder: saving the next one fails.
     let head = std::fs::read_dir(d.path().join("s"))
         .unwrap()
@@ -387,7 +387,7 @@ fn a_failed_retrain_keeps_labels_and_the_last_model() {
         }
     };
     assert!(err.contains("retrain failed") && err.contains("cannot save the model"), "{err}");
-    assert_eq!(s.iterations().unwrap().len(), iterations, "no half-recorded iteration");
+    assert_eq!(s.iterations::<serde_json::Value>().unwrap().len(), iterations, "no half-recorded iteration");
     app.on_event(worker::Event::Error(err));
     assert!(Arc::ptr_eq(app.update.as_ref().unwrap(), &before), "the last good model stays");
     assert!(screen(&mut app, 100, 30).contains("error: retrain failed"));
@@ -591,7 +591,7 @@ fn search_the_texts_and_label_a_match() {
 fn no_duplicate_iterations() {
     let d = tempfile::tempdir().unwrap();
     let mut app = app_with_model(d.path(), 100, true);
-    let n = |app: &App| app.session.iterations().unwrap().len();
+    let n = |app: &App| app.session.iterations::<serde_json::Value>().unwrap().len();
     let before = n(&app);
     app.handle(Action::Retrain);
     retrain(&mut app);

@@ -53,25 +53,14 @@ impl View {
     }
 }
 
-/// What the label picker is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PickerPurpose {
-    /// Label this pool row (the one selected when the picker opened).
-    Label { row: usize },
-    /// Filter the all-rows view by (predicted or given) label.
-    Filter,
-}
+pub use super::picker::{Picked, Picker, PickerPurpose};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     None,
     Help,
-    Picker {
-        purpose: PickerPurpose,
-        query: String,
-        selected: usize,
-        matches: Vec<u32>,
-    },
+    /// The label picker (see `picker`).
+    Picker(Picker),
     /// Editing a label's description (from the picker, with Tab).
     Describe {
         label: u32,
@@ -249,14 +238,14 @@ impl App {
         }
         ranked.sort();
         let history: Vec<IterationRecord> = session
-            .iterations()?
+            .iterations::<IterationRecord>()?
             .into_iter()
-            .map(|(id, _, m)| {
-                let mut r: IterationRecord = serde_json::from_value(m).unwrap_or_else(|e| {
-                    tracing::warn!("iteration {id}: the stored metrics are damaged ({e}); shown as empty");
+            .map(|it| {
+                let mut r = it.metrics.unwrap_or_else(|e| {
+                    tracing::warn!("{e}; shown as empty");
                     IterationRecord::default()
                 });
-                r.iteration = id;
+                r.iteration = it.id;
                 r
             })
             .collect();
@@ -780,38 +769,14 @@ impl App {
         Ok(())
     }
 
-    fn picker_matches(&self, query: &str) -> Vec<u32> {
-        if query.is_empty() {
-            // Best suggestions for the selected row first, then the rest in order.
-            let mut v: Vec<u32> = self.selected().map(|i| self.suggestions(i).into_iter().map(|s| s.0).collect()).unwrap_or_default();
-            for l in 0..self.label_names.len() as u32 {
-                if !v.contains(&l) {
-                    v.push(l);
-                }
-            }
-            return v;
-        }
-        use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
-        let mut matcher = nucleo_matcher::Matcher::new(nucleo_matcher::Config::DEFAULT);
-        let pat = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
-        let hay: Vec<String> = self
-            .label_names
-            .iter()
-            .zip(&self.label_descriptions)
-            .map(|(n, d)| match d {
-                Some(d) => format!("{n} {d}"),
-                None => n.clone(),
-            })
-            .collect();
-        let mut scored: Vec<(u32, u32)> = Vec::new();
-        let mut buf = Vec::new();
-        for (i, h) in hay.iter().enumerate() {
-            if let Some(s) = pat.score(nucleo_matcher::Utf32Str::new(h, &mut buf), &mut matcher) {
-                scored.push((s, i as u32));
-            }
-        }
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.into_iter().map(|(_, i)| i).collect()
+    /// The label set, as the picker searches and shows it.
+    pub fn picker_labels(&self) -> super::picker::Labels<'_> {
+        super::picker::Labels { names: &self.label_names, descriptions: &self.label_descriptions }
+    }
+
+    /// The selected row's best labels, first in a picker opened on it.
+    fn suggested(&self) -> Vec<u32> {
+        self.selected().map(|i| self.suggestions(i).into_iter().map(|s| s.0).collect()).unwrap_or_default()
     }
 
     /// Applies an action. Errors from the store show in the status line;
@@ -893,57 +858,35 @@ impl App {
                 }
                 return Ok(());
             }
-            Overlay::Picker { purpose, query, selected, matches } => {
-                let purpose = *purpose;
-                match a {
-                    Action::Input(c) => {
-                        query.push(c);
-                        let q = query.clone();
-                        let m = self.picker_matches(&q);
-                        if let Overlay::Picker { matches, selected, .. } = &mut self.overlay {
-                            *matches = m;
-                            *selected = 0;
-                        }
-                    }
-                    Action::Backspace => {
-                        query.pop();
-                        let q = query.clone();
-                        let m = self.picker_matches(&q);
-                        if let Overlay::Picker { matches, selected, .. } = &mut self.overlay {
-                            *matches = m;
-                            *selected = 0;
-                        }
-                    }
-                    Action::Up => *selected = selected.saturating_sub(1),
-                    Action::Down => {
-                        if *selected + 1 < matches.len() {
-                            *selected += 1
-                        }
-                    }
-                    Action::Confirm => {
-                        let pick = matches.get(*selected).copied();
+            Overlay::Picker(p) => {
+                let purpose = p.purpose;
+                // Labelling: the row's suggestions come first while the query is empty.
+                let suggested = match purpose {
+                    PickerPurpose::Label { row } => self.suggestions(row).into_iter().map(|s| s.0).collect(),
+                    PickerPurpose::Filter => Vec::new(),
+                };
+                let labels = super::picker::Labels { names: &self.label_names, descriptions: &self.label_descriptions };
+                let Overlay::Picker(p) = &mut self.overlay else { unreachable!("matched above") };
+                match p.handle(&a, labels, &suggested) {
+                    Picked::Open => {}
+                    Picked::Closed => self.overlay = Overlay::None,
+                    Picked::Label(l) => {
                         self.overlay = Overlay::None;
-                        if let Some(l) = pick {
-                            match purpose {
-                                // The row the picker was opened on, whatever is under the cursor now.
-                                PickerPurpose::Label { row } => self.decide_row(row, l)?,
-                                PickerPurpose::Filter => {
-                                    self.all_filter = Some(l);
-                                    self.rebuild_lists();
-                                    self.cursor[View::All.index()] = 0;
-                                    self.scroll_into_view();
-                                }
+                        match purpose {
+                            // The row the picker was opened on, whatever is under the cursor now.
+                            PickerPurpose::Label { row } => self.decide_row(row, l)?,
+                            PickerPurpose::Filter => {
+                                self.all_filter = Some(l);
+                                self.rebuild_lists();
+                                self.cursor[View::All.index()] = 0;
+                                self.scroll_into_view();
                             }
                         }
                     }
-                    Action::EditDescription => {
-                        if let Some(&l) = matches.get(*selected) {
-                            let text = self.label_descriptions[l as usize].clone().unwrap_or_default();
-                            self.overlay = Overlay::Describe { label: l, text };
-                        }
+                    Picked::Describe(l) => {
+                        let text = self.label_descriptions[l as usize].clone().unwrap_or_default();
+                        self.overlay = Overlay::Describe { label: l, text };
                     }
-                    Action::Cancel => self.overlay = Overlay::None,
-                    _ => {}
                 }
                 return Ok(());
             }
@@ -1027,8 +970,8 @@ impl App {
             }
             Action::OpenPicker => {
                 if let Some(row) = self.selected() {
-                    let matches = self.picker_matches("");
-                    self.overlay = Overlay::Picker { purpose: PickerPurpose::Label { row }, query: String::new(), selected: 0, matches };
+                    let suggested = self.suggested();
+                    self.overlay = Overlay::Picker(Picker::open(PickerPurpose::Label { row }, self.picker_labels(), &suggested));
                 }
             }
             Action::Read => {
@@ -1059,8 +1002,7 @@ impl App {
                         self.all_filter = None;
                         self.rebuild_lists();
                     } else {
-                        let matches: Vec<u32> = (0..self.label_names.len() as u32).collect();
-                        self.overlay = Overlay::Picker { purpose: PickerPurpose::Filter, query: String::new(), selected: 0, matches };
+                        self.overlay = Overlay::Picker(Picker::open(PickerPurpose::Filter, self.picker_labels(), &[]));
                     }
                 }
             }

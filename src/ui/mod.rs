@@ -7,7 +7,9 @@ pub mod action;
 pub mod app;
 pub mod keys;
 pub mod layout;
+pub mod picker;
 pub mod render;
+pub mod style;
 pub mod tui;
 
 use anyhow::Result;

@@ -4,7 +4,7 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
@@ -12,52 +12,9 @@ use super::action::Action;
 use super::app::{App, Overlay, PickerPurpose, View, WorkerState};
 use super::keys::Mode as KeyMode;
 use super::layout::Geometry;
+use super::style::{centered, clear_popup};
+pub use super::style::{cut, Theme};
 use crate::worker::IterationRecord;
-
-/// Colours, or none at all under NO_COLOR (or CLICOLOR=0), as
-/// `term::color` decides for every subcommand.
-#[derive(Debug, Clone, Copy)]
-pub struct Theme {
-    pub color: bool,
-}
-
-impl Theme {
-    pub fn from_env() -> Theme {
-        // The workstation draws only on a terminal.
-        Theme { color: crate::term::color_with_terminal(true) }
-    }
-    fn fg(&self, c: Color) -> Style {
-        if self.color {
-            Style::default().fg(c)
-        } else {
-            Style::default()
-        }
-    }
-    fn selected(&self) -> Style {
-        Style::default().add_modifier(Modifier::REVERSED)
-    }
-    fn batch(&self) -> Style {
-        if self.color {
-            Style::default().fg(Color::Yellow)
-        } else {
-            Style::default().add_modifier(Modifier::BOLD)
-        }
-    }
-    fn dim(&self) -> Style {
-        if self.color {
-            Style::default().fg(Color::DarkGray)
-        } else {
-            Style::default()
-        }
-    }
-    fn error(&self) -> Style {
-        if self.color {
-            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
-        } else {
-            Style::default().add_modifier(Modifier::BOLD)
-        }
-    }
-}
 
 /// The screen's areas for a terminal size (also used to size the page).
 pub struct Areas {
@@ -127,28 +84,6 @@ pub fn geometry(area: Rect) -> Geometry {
     Geometry { page: table_page(area), suggestion_width: w, suggestion_lines: lines }
 }
 
-/// Cuts a string to `w` columns, with an ellipsis when cut.
-pub fn cut(s: &str, w: usize) -> String {
-    if w == 0 {
-        return String::new();
-    }
-    if s.width() <= w {
-        return s.to_string();
-    }
-    let mut out = String::new();
-    let mut used = 0;
-    for c in s.chars() {
-        let cw = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
-        if used + cw + 1 > w {
-            break;
-        }
-        out.push(c);
-        used += cw;
-    }
-    out.push('…');
-    out
-}
-
 fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -180,7 +115,13 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
     match &app.overlay {
         Overlay::None => {}
         Overlay::Help => draw_help(f, app, area, theme),
-        Overlay::Picker { purpose, query, selected, matches } => draw_picker(f, app, area, *purpose, query, *selected, matches, theme),
+        Overlay::Picker(p) => {
+            let probs = match p.purpose {
+                PickerPurpose::Label { row } => app.suggestions(row),
+                PickerPurpose::Filter => Vec::new(),
+            };
+            p.draw(f, area, app.picker_labels(), &probs, &app.keys, theme)
+        }
         Overlay::Describe { label, text } => draw_describe(f, app, area, *label, text, theme),
         Overlay::Reader { row, scroll } => draw_reader(f, app, area, *row, *scroll, theme),
         Overlay::Search { query } => draw_search(f, app, area, query, theme),
@@ -603,7 +544,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         _ => {
             let mode = app.key_mode();
             // Filtering by a label has nothing to describe.
-            let filtering = matches!(app.overlay, Overlay::Picker { purpose: PickerPurpose::Filter, .. });
+            let filtering = matches!(&app.overlay, Overlay::Picker(p) if p.purpose == PickerPurpose::Filter);
             let hints: Vec<(String, String)> = app
                 .keys
                 .hints(mode, &[])
@@ -615,30 +556,6 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         }
     };
     f.render_widget(Paragraph::new(cut(&line, w)).style(theme.dim()), area);
-}
-
-/// Clears the area of a pop-up. A double-width character (Korean, Chinese,
-/// Japanese, emoji) that starts just left of the pop-up would be drawn over
-/// its left border (the terminal prints both halves; the border cell is its
-/// hidden second half): it is blanked too.
-fn clear_popup(f: &mut Frame, r: Rect) {
-    f.render_widget(Clear, r);
-    if r.x == 0 {
-        return;
-    }
-    let buf = f.buffer_mut();
-    for y in r.y..r.bottom() {
-        let cell = &mut buf[(r.x - 1, y)];
-        if cell.symbol().width() > 1 {
-            cell.set_symbol(" ");
-        }
-    }
-}
-
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
@@ -677,59 +594,6 @@ fn draw_search(f: &mut Frame, app: &App, area: Rect, query: &str, _theme: Theme)
     let keys = app.keys.hints(KeyMode::Search, &[]).into_iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" · ");
     let block = Block::default().borders(Borders::ALL).title(format!(" Search the texts ({keys}) "));
     f.render_widget(Paragraph::new(format!("{query}▏")).block(block), r);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn draw_picker(f: &mut Frame, app: &App, area: Rect, purpose: PickerPurpose, query: &str, selected: usize, matches: &[u32], theme: Theme) {
-    let h = (area.height.saturating_sub(4)).clamp(5, 20);
-    let r = centered(area, 60.min(area.width.saturating_sub(2)), h);
-    clear_popup(f, r);
-    // The keys in force, as the footer (keys.toml may remap them).
-    let keys =
-        |a: &[Action]| app.keys.hints(KeyMode::Picker, a).into_iter().map(|(k, w)| format!("{k} {w}")).collect::<Vec<_>>().join(" · ");
-    let title = match purpose {
-        PickerPurpose::Label { .. } => {
-            format!(" Label: type, then {} ", keys(&[Action::Confirm, Action::EditDescription, Action::Cancel]))
-        }
-        PickerPurpose::Filter => format!(" Filter by label ({}) ", keys(&[Action::Confirm, Action::Cancel])),
-    };
-    let block = Block::default().borders(Borders::ALL).title(title);
-    let inner = block.inner(r);
-    f.render_widget(block, r);
-    if inner.height < 2 {
-        return;
-    }
-    let [q, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-    f.render_widget(Paragraph::new(format!("> {query}▏")), q);
-    let row = match purpose {
-        PickerPurpose::Label { row } => Some(row),
-        PickerPurpose::Filter => None,
-    };
-    let probs: Vec<(u32, f32)> = row.map(|i| app.suggestions(i)).unwrap_or_default();
-    let n = list.height as usize;
-    let start = selected.saturating_sub(n.saturating_sub(1));
-    let w = list.width as usize;
-    let lines: Vec<Line> = matches
-        .iter()
-        .enumerate()
-        .skip(start)
-        .take(n)
-        .map(|(pos, &l)| {
-            let p = probs.iter().find(|x| x.0 == l).map(|x| format!(" {:.2}", x.1)).unwrap_or_default();
-            let d = app.label_descriptions[l as usize].as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
-            let s = cut(&format!(" {}{p}{d}", app.label_names[l as usize]), w);
-            if pos == selected {
-                Line::styled(s, theme.selected())
-            } else {
-                Line::raw(s)
-            }
-        })
-        .collect();
-    if lines.is_empty() {
-        f.render_widget(Paragraph::new(" no label matches").style(theme.dim()), list);
-    } else {
-        f.render_widget(Paragraph::new(lines), list);
-    }
 }
 
 fn draw_describe(f: &mut Frame, app: &App, area: Rect, label: u32, text: &str, _theme: Theme) {

@@ -197,9 +197,14 @@ pub(crate) fn eligible(session: &Session, p: &Prepared) -> Result<(Vec<(usize, u
 pub(crate) fn resume_update(session: &Session, p: &Prepared, head: &Head, strategy: Strategy) -> Result<Update> {
     let (pairs, elig, _) = eligible(session, p)?;
     let (raw, scores) = p.engine.score_with(head)?;
-    let its = session.iterations()?;
-    let (iteration, record) = match its.last() {
-        Some((id, _, m)) => (*id, serde_json::from_value(m.clone()).unwrap_or_default()),
+    let (iteration, record) = match session.iterations::<IterationRecord>()?.pop() {
+        Some(it) => (
+            it.id,
+            it.metrics.unwrap_or_else(|e| {
+                tracing::warn!("{e}; the panel shows it empty");
+                IterationRecord::default()
+            }),
+        ),
         None => (0, IterationRecord::default()),
     };
     let settings = session.settings()?;
@@ -221,16 +226,18 @@ pub fn iterate(
     let (pairs, elig, labels) = eligible(session, p)?;
     // Nothing the model learns from changed: rank again (a new strategy), record nothing.
     let digest = Digest::of(&labels, &p.prompts, &p.model_hash, &p.engine.cfg);
-    let last = session.iterations()?.pop();
-    if let Some((id, _, m)) = &last {
-        let rec: IterationRecord = serde_json::from_value(m.clone()).unwrap_or_else(|e| {
-            tracing::warn!("iteration {id}: the stored metrics are damaged ({e}); training again");
+    let last: Option<(i64, IterationRecord)> = session.iterations::<IterationRecord>()?.pop().map(|it| {
+        let rec = it.metrics.unwrap_or_else(|e| {
+            tracing::warn!("{e}; training again");
             IterationRecord::default()
         });
+        (it.id, rec)
+    });
+    if let Some((id, rec)) = &last {
         if rec.inputs == digest.all() {
             if let Ok(head) = Head::load(head_path) {
                 if head.k == p.engine.k && head.dim == p.engine.dim {
-                    return rerank(session, p, &head, strategy, *id, rec, &elig, pairs.len());
+                    return rerank(session, p, &head, strategy, *id, rec.clone(), &elig, pairs.len());
                 }
             }
         }
@@ -239,7 +246,7 @@ pub fn iterate(
     let it = p.engine.iterate(&pairs)?;
     progress("ranking", 0, 1);
     let t1 = Instant::now();
-    let prev_iteration: i64 = session.iterations()?.last().map(|x| x.0).unwrap_or(0);
+    let prev_iteration = session.last_iteration()?;
     let ranking = learn::rank(
         &it.raw,
         strategy,
@@ -309,7 +316,7 @@ pub fn iterate(
         mode: settings.mode.name().into(),
         inputs: digest.all(),
         reason: match &last {
-            Some((_, _, m)) => digest.reason(&serde_json::from_value::<IterationRecord>(m.clone()).unwrap_or_default().inputs),
+            Some((_, rec)) => digest.reason(&rec.inputs),
             None => "start".into(),
         },
     };

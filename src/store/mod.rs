@@ -1,0 +1,358 @@
+//! The session store: one SQLite database (WAL, synchronous=FULL) per session
+//! in its own folder, with the rows, every label with who gave it and when,
+//! the iterations and their metrics, the latest predictions and the settings.
+//!
+//! Layout of a session folder `SESSIONS/NAME/`:
+//! - `session.db` (+ `-wal`, `-shm`): the database;
+//! - `lock`: the process id of the process that has the session open for work;
+//! - `emb-<model hash>.f32` and `.done`: the embedding cache (see `model::cache`).
+//!
+//! By concern: `create` (import into a new session, `--force`'s swap, the
+//! clean-up of crashed runs), `lock`, `schema` (and migration), `queries`
+//! (everything read and written once a session is open); here, the types,
+//! the folder of sessions, and opening one.
+
+use anyhow::{anyhow, bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::data::{self, Columns, DataError, Format, LabelDef};
+pub use crate::settings::{FinetuneOverrides, Settings};
+
+mod create;
+mod lock;
+mod queries;
+mod schema;
+
+pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
+pub use lock::{pid_alive, Lock};
+use schema::{configure, SCHEMA};
+
+pub const SCHEMA_VERSION: i64 = 3;
+const DB_FILE: &str = "session.db";
+/// Meta key of the labels the person kept after review.
+const KEPT_REVIEWS: &str = "review_kept";
+
+/// Who gave a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    Seed,
+    Person,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Seed => "seed",
+            Source::Person => "person",
+        }
+    }
+    fn parse(s: &str) -> Result<Source> {
+        match s {
+            "seed" => Ok(Source::Seed),
+            "person" => Ok(Source::Person),
+            other => bail!("unknown label source '{other}' in the session"),
+        }
+    }
+}
+
+/// Where a row's label comes from, as shown and exported: the person's
+/// or a seed label, else the model's prediction, else none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowSource {
+    Person,
+    Seed,
+    Model,
+    None,
+}
+
+impl RowSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RowSource::Person => "person",
+            RowSource::Seed => "seed",
+            RowSource::Model => "model",
+            RowSource::None => "none",
+        }
+    }
+}
+
+impl From<Source> for RowSource {
+    fn from(s: Source) -> RowSource {
+        match s {
+            Source::Person => RowSource::Person,
+            Source::Seed => RowSource::Seed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Pool,
+    Test,
+}
+
+/// One row of text as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub split: Split,
+    pub text: String,
+    /// Gold label (index into the label set), never shown to the model.
+    pub gold: Option<u32>,
+}
+
+/// The current label of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub row_id: i64,
+    pub label: u32,
+    pub source: Source,
+    pub iteration: i64,
+    /// The model's prediction when the person decided, if there was one.
+    pub predicted: Option<u32>,
+    /// Who gave it (None for seed labels and sessions from before it was recorded).
+    pub annotator: Option<String>,
+}
+
+/// A stored prediction of the model for one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub row_id: i64,
+    pub label: u32,
+    pub prob: f32,
+    pub entropy: f32,
+    pub margin: f32,
+    pub rank: Option<i64>,
+}
+
+/// A summary of a session for `labelrest sessions`.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub name: String,
+    pub rows: i64,
+    pub test_rows: i64,
+    pub labelled: i64,
+    pub iterations: i64,
+    pub last_opened: String,
+    pub path: PathBuf,
+}
+
+/// Checks a session name: no path separators, no leading dot, not empty.
+/// A bad name is a usage error (exit 2): it came from the command line.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |m: String| Err(crate::term::usage(m));
+    if name.is_empty() {
+        return bad("the session name is empty".into());
+    }
+    if name.contains('/') || name.contains('\\') || name.contains('\0') {
+        return bad(format!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name)));
+    }
+    if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
+        return bad(format!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name)));
+    }
+    if name.starts_with('.') {
+        return bad(format!("session name '{name}' starts with a dot; use a plain name like 'banking'"));
+    }
+    if name.len() > 100 {
+        return bad(format!("session name '{name}' is longer than 100 bytes"));
+    }
+    Ok(())
+}
+
+pub fn session_dir(sessions: &Path, name: &str) -> PathBuf {
+    sessions.join(name)
+}
+
+pub fn exists(sessions: &Path, name: &str) -> bool {
+    session_dir(sessions, name).join(DB_FILE).exists()
+}
+
+/// Lists the sessions in a sessions folder, sorted by name.
+/// A session found in a sessions folder: its summary, or why it cannot be read.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub path: PathBuf,
+    pub summary: std::result::Result<Summary, String>,
+    /// The process working on it, if any (pid, command).
+    pub open_by: Option<(i32, String)>,
+}
+
+/// Lists the sessions in a sessions folder, sorted by name; a session that
+/// cannot be read is listed with the reason.
+pub fn list(sessions: &Path) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(sessions) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot read sessions folder {}", sessions.display())),
+    };
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || !entry.path().join(DB_FILE).exists() {
+            continue;
+        }
+        let summary = Session::open_read_only(sessions, &name).and_then(|s| s.summary()).map_err(|e| {
+            tracing::warn!("cannot read session {name}: {e:#}");
+            data::display_safe(&format!("{e:#}"))
+        });
+        let path = entry.path();
+        let open_by = Lock::holder(&path);
+        out.push(Listed { name: data::display_safe(&name), path, summary, open_by });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Deletes a session folder. Refused while another process has it open.
+pub fn remove(sessions: &Path, name: &str) -> Result<()> {
+    validate_name(name)?;
+    let dir = session_dir(sessions, name);
+    if !dir.join(DB_FILE).exists() {
+        bail!("no session '{name}' in {}", sessions.display());
+    }
+    // Held until the folder is gone: nobody opens it meanwhile.
+    let _lock = Lock::acquire(&dir, name)?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One stored iteration: its id, how many labels it learnt from, and its
+/// metrics (or why they could not be read).
+#[derive(Debug, Clone)]
+pub struct Iteration<M> {
+    pub id: i64,
+    pub n_labels: i64,
+    pub metrics: std::result::Result<M, String>,
+}
+
+/// An open session.
+pub struct Session {
+    pub name: String,
+    pub dir: PathBuf,
+    conn: Connection,
+    _lock: Option<Lock>,
+    /// Who the labels given through this handle are recorded as.
+    annotator: String,
+}
+
+/// The annotator when none is named: the login name (`USER`, `LOGNAME`),
+/// else `unknown`.
+pub fn default_annotator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .chain(login_name())
+        .find(|v| validate_annotator(v).is_ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of the user this process runs as, from the password database
+/// (where USER and LOGNAME are not set: containers, cron, some SSH set-ups).
+fn login_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes into our buffer and record; the name is
+    // copied out before they go.
+    unsafe {
+        let mut rec: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 1024];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(libc::getuid(), &mut rec, buf.as_mut_ptr(), buf.len(), &mut out) != 0 || out.is_null() || rec.pw_name.is_null()
+        {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(rec.pw_name).to_string_lossy().into_owned())
+    }
+}
+
+/// An annotator name: 1 to 64 characters, no control characters.
+pub fn validate_annotator(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        bail!("annotator name '{}': use 1 to 64 printable characters", data::display_safe(name));
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Opens a session for work: takes its lock, migrates an older schema.
+    pub fn open(sessions: &Path, name: &str) -> Result<Session> {
+        validate_name(name)?;
+        let dir = session_dir(sessions, name);
+        if !dir.join(DB_FILE).exists() {
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+        }
+        let lock = Lock::acquire(&dir, name)?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        configure(&conn)?;
+        let s = Session { name: name.to_string(), dir, conn, _lock: Some(lock), annotator: default_annotator() };
+        s.check_schema(true)?;
+        s.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", params![now()])?;
+        Ok(s)
+    }
+
+    /// Opens a session to read it (listing, export, predict) without taking
+    /// the lock and without writing: read-only, so it also works on
+    /// read-only storage (where SQLite cannot make the WAL's shared-memory
+    /// file, the database is opened as immutable).
+    pub fn open_read_only(sessions: &Path, name: &str) -> Result<Session> {
+        validate_name(name)?;
+        let dir = session_dir(sessions, name);
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+        }
+        use rusqlite::OpenFlags as F;
+        let open = |conn: Connection| -> Result<Session> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _lock: None, annotator: default_annotator() };
+            s.check_schema(false)?;
+            Ok(s)
+        };
+        let first = Connection::open_with_flags(&db, F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX)
+            .map_err(anyhow::Error::from)
+            .and_then(&open);
+        match first {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                // Read-only storage: no -shm can be made; the file is read as it is.
+                let uri = format!("file:{}?immutable=1", db.display());
+                match Connection::open_with_flags(&uri, F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_URI | F::SQLITE_OPEN_NO_MUTEX) {
+                    Ok(c) => open(c).with_context(|| format!("session '{name}' ({})", db.display())),
+                    Err(_) => Err(e).with_context(|| format!("session '{name}' ({})", db.display())),
+                }
+            }
+        }
+    }
+
+    /// A second connection to the same database for another thread (no lock of its own).
+    pub fn reopen_shared(&self) -> Result<Session> {
+        let conn = Connection::open(self.dir.join(DB_FILE))?;
+        configure(&conn)?;
+        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _lock: None, annotator: self.annotator.clone() })
+    }
+}
+
+/// Where sessions live: `--sessions DIR`, else `LABELREST_SESSIONS`, else
+/// `./sessions` when it exists, else the platform data folder.
+pub fn sessions_dir(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = flag {
+        return Ok(d.to_path_buf());
+    }
+    if let Some(d) = std::env::var_os("LABELREST_SESSIONS").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    let local = PathBuf::from("sessions");
+    if local.is_dir() {
+        return Ok(local);
+    }
+    let dirs = directories::ProjectDirs::from("org", "labelrest", "labelrest")
+        .ok_or_else(|| anyhow!("no home folder to keep sessions in; give --sessions DIR"))?;
+    Ok(dirs.data_dir().join("sessions"))
+}

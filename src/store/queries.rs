@@ -1,0 +1,365 @@
+//! What a session holds, read and written: settings and meta entries, the
+//! label set, rows, labels (with who gave them), iterations and
+//! predictions. Every write that must survive a crash is one transaction.
+
+use super::*;
+
+impl Session {
+    /// Names the session and its file in an error from the database.
+    fn ctx<T, E: Into<anyhow::Error>>(&self, r: std::result::Result<T, E>) -> Result<T> {
+        r.map_err(Into::into).with_context(|| format!("session '{}' ({})", self.name, self.dir.join(DB_FILE).display()))
+    }
+
+    /// The number of labels in the label set (labels stored must be below it).
+    fn n_labels(&self) -> Result<u32> {
+        self.ctx(self.conn.query_row("SELECT count(*) FROM label_set", [], |r| r.get::<_, i64>(0)).map(|n| n as u32))
+    }
+
+    fn check_label(&self, what: &str, row_id: i64, label: i64, k: u32) -> Result<u32> {
+        if label < 0 || label as u64 >= k as u64 {
+            bail!(
+                "session '{}' ({}): {what} of row {row_id} is label {label}, but the label set has {k} labels: the database is damaged",
+                self.name,
+                self.dir.join(DB_FILE).display()
+            );
+        }
+        Ok(label as u32)
+    }
+
+    pub fn summary(&self) -> Result<Summary> {
+        let rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='pool'", [], |r| r.get(0))?;
+        let test_rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='test'", [], |r| r.get(0))?;
+        let labelled: i64 = self.conn.query_row("SELECT count(*) FROM annotations WHERE active=1", [], |r| r.get(0))?;
+        let iterations: i64 = self.conn.query_row("SELECT count(*) FROM iterations", [], |r| r.get(0))?;
+        let last_opened: String =
+            self.conn.query_row("SELECT value FROM meta WHERE key='last_opened'", [], |r| r.get(0)).optional()?.unwrap_or_default();
+        Ok(Summary { name: self.name.clone(), rows, test_rows, labelled, iterations, last_opened, path: self.dir.clone() })
+    }
+
+    pub fn settings(&self) -> Result<Settings> {
+        let s: String = self.ctx(self.conn.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get(0)))?;
+        serde_json::from_str(&s)
+            .with_context(|| format!("session '{}' ({}): the settings are damaged", self.name, self.dir.join(DB_FILE).display()))
+    }
+
+    pub fn save_settings(&self, s: &Settings) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('settings', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![serde_json::to_string(s)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    /// The (row id, label) pairs the person kept after the review disputed
+    /// them: not listed again while the row keeps that label.
+    pub fn kept_reviews(&self) -> Result<std::collections::HashSet<(i64, u32)>> {
+        Ok(match self.meta(KEPT_REVIEWS)? {
+            Some(v) => self.ctx(serde_json::from_str(&v).context("the labels kept after review are damaged"))?,
+            None => Default::default(),
+        })
+    }
+
+    /// Records that the person kept `label` on `row_id` after review.
+    pub fn keep_review(&self, row_id: i64, label: u32) -> Result<()> {
+        let mut kept = self.kept_reviews()?;
+        kept.insert((row_id, label));
+        self.set_meta(KEPT_REVIEWS, &serde_json::to_string(&kept)?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn label_set(&self) -> Result<Vec<LabelDef>> {
+        self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT name, description FROM label_set ORDER BY id")?;
+            let v = st.query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())
+    }
+
+    pub fn set_label_description(&self, label: u32, description: Option<&str>) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE label_set SET description = ?1 WHERE id = ?2",
+            params![description.filter(|d| !d.trim().is_empty()), label as i64],
+        )?;
+        if n != 1 {
+            bail!("no label {label} in the label set");
+        }
+        Ok(())
+    }
+
+    /// All rows in id order (pool rows first, then test rows).
+    pub fn rows(&self) -> Result<Vec<Row>> {
+        let k = self.n_labels()?;
+        let raw: Vec<(i64, String, String, Option<i64>)> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT id, split, text, gold FROM rows ORDER BY id")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        raw.into_iter()
+            .map(|(id, split, text, gold)| {
+                Ok(Row {
+                    id,
+                    split: if split == "test" { Split::Test } else { Split::Pool },
+                    text,
+                    gold: gold.map(|g| self.check_label("the gold label", id, g, k)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The current label of every labelled row.
+    pub fn labels(&self) -> Result<Vec<Label>> {
+        let k = self.n_labels()?;
+        type Raw = (i64, i64, String, i64, Option<i64>, Option<String>);
+        let rows: Vec<Raw> = self.ctx((|| {
+            let mut st = self
+                .conn
+                .prepare("SELECT row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id")?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        rows.into_iter()
+            .map(|(row_id, label, source, iteration, predicted, annotator)| {
+                Ok(Label {
+                    row_id,
+                    label: self.check_label("the label", row_id, label, k)?,
+                    source: self.ctx(Source::parse(&source))?,
+                    iteration,
+                    // A prediction out of range only loses the kept-rate figure.
+                    predicted: predicted.filter(|&p| p >= 0 && (p as u64) < k as u64).map(|p| p as u32),
+                    annotator,
+                })
+            })
+            .collect()
+    }
+
+    /// One row's text.
+    pub fn text_of(&self, row_id: i64) -> Result<String> {
+        self.ctx(self.conn.query_row("SELECT text FROM rows WHERE id=?1", params![row_id], |r| r.get(0)))
+    }
+
+    /// The current label of one row, if it has one.
+    pub fn label_of(&self, row_id: i64) -> Result<Option<(u32, Source)>> {
+        let r: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT label, source FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let k = self.n_labels()?;
+        r.map(|(l, s)| Ok((self.check_label("the label", row_id, l, k)?, Source::parse(&s)?))).transpose()
+    }
+
+    /// Records a person's label for a row; returns when it is on disk.
+    /// A row labelled before gets the new label; the old one is kept in the
+    /// history and comes back on undo.
+    /// Where the head trained on the encoder with content hash `model_hash` is saved.
+    pub fn head_path(&self, model_hash: &str) -> PathBuf {
+        self.dir.join(format!("head-{model_hash}.safetensors"))
+    }
+
+    /// Labels given through this handle are recorded as `name`'s.
+    pub fn set_annotator(&mut self, name: &str) -> Result<()> {
+        validate_annotator(name)?;
+        self.annotator = name.trim().to_string();
+        Ok(())
+    }
+
+    pub fn annotator(&self) -> &str {
+        &self.annotator
+    }
+
+    /// The labels in use per annotator and source, most first: (annotator
+    /// (None: not recorded), source, count).
+    pub fn labels_per_annotator(&self) -> Result<Vec<(Option<String>, Source, i64)>> {
+        let raw: Vec<(Option<String>, String, i64)> = self.ctx((|| {
+            let mut st = self.conn.prepare(
+                "SELECT annotator, source, count(*) FROM annotations WHERE active=1 GROUP BY annotator, source ORDER BY count(*) DESC, annotator",
+            )?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        raw.into_iter().map(|(a, s, n)| Ok((a, self.ctx(Source::parse(&s))?, n))).collect()
+    }
+
+    pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        self.add_label_tx(row_id, label, iteration, predicted)
+            .with_context(|| format!("the label of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
+    }
+
+    fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        let tx = self.conn.unchecked_transaction()?;
+        let split: Option<String> = tx.query_row("SELECT split FROM rows WHERE id=?1", params![row_id], |r| r.get(0)).optional()?;
+        match split.as_deref() {
+            None => bail!("no row {row_id} in session '{}'", self.name),
+            Some("test") => bail!("row {row_id} is in the held-out test set and cannot be labelled"),
+            _ => {}
+        }
+        let nlabels: i64 = tx.query_row("SELECT count(*) FROM label_set", [], |r| r.get(0))?;
+        if label as i64 >= nlabels {
+            bail!("label {label} is not in the label set of session '{}'", self.name);
+        }
+        let prev: Option<i64> =
+            tx.query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| r.get(0)).optional()?;
+        if let Some(p) = prev {
+            tx.execute("UPDATE annotations SET active=0 WHERE id=?1", params![p])?;
+        }
+        tx.execute(
+            "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces, annotator) VALUES (?1, ?2, 'person', ?3, ?4, ?5, ?6, ?7)",
+            params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev, self.annotator],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Undoes the person's most recent decision that is not undone yet.
+    /// Returns the row it was about, or None when there is nothing to undo.
+    pub fn undo_last(&self) -> Result<Option<i64>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let last: Option<(i64, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT id, row_id, replaces FROM annotations WHERE source='person' AND undone=0 AND active=1 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, row_id, replaces)) = last else { return Ok(None) };
+        tx.execute("UPDATE annotations SET active=0, undone=1 WHERE id=?1", params![id])?;
+        if let Some(p) = replaces {
+            tx.execute("UPDATE annotations SET active=1 WHERE id=?1", params![p])?;
+        }
+        tx.commit()?;
+        Ok(Some(row_id))
+    }
+
+    /// Number of person decisions (not undone) made at a given iteration.
+    pub fn decisions_since(&self, iteration: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM annotations WHERE source='person' AND active=1 AND iteration >= ?1",
+            params![iteration],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Every iteration in order, its metrics read as `M`. Metrics that do
+    /// not read (a damaged database) are an error of that iteration alone,
+    /// naming it, for the caller to decide on: the others still read.
+    pub fn iterations<M: serde::de::DeserializeOwned>(&self) -> Result<Vec<Iteration<M>>> {
+        let v: Vec<(i64, i64, String)> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT id, n_labels, metrics FROM iterations ORDER BY id")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        let db = self.dir.join(DB_FILE);
+        Ok(v.into_iter()
+            .map(|(id, n_labels, m)| Iteration {
+                id,
+                n_labels,
+                metrics: serde_json::from_str(&m)
+                    .map_err(|e| format!("session '{}' ({}): the metrics of iteration {id} are damaged ({e})", self.name, db.display())),
+            })
+            .collect())
+    }
+
+    /// The id of the last iteration (0 before the first).
+    pub fn last_iteration(&self) -> Result<i64> {
+        self.ctx(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM iterations", [], |r| r.get(0)))
+    }
+
+    /// Records an iteration and replaces the stored predictions with its
+    /// own, in one transaction. `metrics` gets the new iteration's id.
+    pub fn record_iteration<E>(
+        &self,
+        n_labels: i64,
+        metrics: impl FnOnce(i64) -> Result<serde_json::Value, E>,
+        preds: &[Prediction],
+    ) -> Result<i64>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, '{}')", params![n_labels, now()])?;
+        let id = tx.last_insert_rowid();
+        let m = metrics(id)?;
+        tx.execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", params![serde_json::to_string(&m)?, id])?;
+        insert_predictions(&tx, id, preds)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Replaces the stored predictions of the current iteration (a new ranking, no new model).
+    pub fn replace_predictions(&self, iteration: i64, preds: &[Prediction]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        insert_predictions(&tx, iteration, preds)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn predictions(&self) -> Result<HashMap<i64, Prediction>> {
+        let k = self.n_labels()?;
+        type Raw = (i64, i64, f64, f64, f64, Option<i64>);
+        let v: Vec<Raw> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT row_id, label, prob, entropy, margin, rank FROM predictions")?;
+            let v = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        v.into_iter()
+            .map(|(row_id, label, prob, entropy, margin, rank)| {
+                let label = self.check_label("the stored prediction", row_id, label, k)?;
+                Ok((row_id, Prediction { row_id, label, prob: prob as f32, entropy: entropy as f32, margin: margin as f32, rank }))
+            })
+            .collect()
+    }
+
+    /// `PRAGMA integrity_check` and foreign-key check; Ok when consistent.
+    pub fn check_integrity(&self) -> Result<()> {
+        let r: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if r != "ok" {
+            bail!("integrity check failed: {r}");
+        }
+        let bad: i64 = self.conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        if bad > 0 {
+            bail!("{bad} foreign key violations");
+        }
+        let dup: i64 = self.conn.query_row(
+            "SELECT count(*) FROM (SELECT row_id FROM annotations WHERE active=1 GROUP BY row_id HAVING count(*) > 1)",
+            [],
+            |r| r.get(0),
+        )?;
+        if dup > 0 {
+            bail!("{dup} rows have more than one active label");
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
+}
+
+/// Replaces every stored prediction with `preds` (inside a transaction).
+fn insert_predictions(tx: &rusqlite::Transaction, iteration: i64, preds: &[Prediction]) -> Result<()> {
+    tx.execute("DELETE FROM predictions", [])?;
+    let mut st =
+        tx.prepare("INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+    for p in preds {
+        st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, iteration])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The database schema, its version, the connection's settings, and the
+//! migration of older sessions (newer ones are refused).
+
+use super::*;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE label_set(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT);
+CREATE TABLE rows(
+  id INTEGER PRIMARY KEY,
+  split TEXT NOT NULL CHECK (split IN ('pool','test')),
+  text TEXT NOT NULL,
+  gold INTEGER REFERENCES label_set(id),
+  source_line INTEGER NOT NULL
+);
+CREATE TABLE annotations(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  row_id INTEGER NOT NULL REFERENCES rows(id),
+  label INTEGER NOT NULL REFERENCES label_set(id),
+  source TEXT NOT NULL CHECK (source IN ('seed','person')),
+  iteration INTEGER NOT NULL,
+  at TEXT NOT NULL,
+  predicted INTEGER,
+  replaces INTEGER,
+  active INTEGER NOT NULL DEFAULT 1,
+  undone INTEGER NOT NULL DEFAULT 0,
+  annotator TEXT
+);
+CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
+CREATE TABLE iterations(
+  id INTEGER PRIMARY KEY,
+  n_labels INTEGER NOT NULL,
+  at TEXT NOT NULL,
+  metrics TEXT NOT NULL
+);
+CREATE TABLE predictions(
+  row_id INTEGER PRIMARY KEY REFERENCES rows(id),
+  label INTEGER NOT NULL,
+  prob REAL NOT NULL,
+  entropy REAL NOT NULL,
+  margin REAL NOT NULL,
+  rank INTEGER,
+  iteration INTEGER NOT NULL
+);
+";
+
+pub(super) fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before it returns, also in WAL mode.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Session {
+    pub(super) fn check_schema(&self, migrate: bool) -> Result<()> {
+        let has_meta: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .with_context(|| format!("{} is not a labelrest session database", self.dir.join(DB_FILE).display()))?;
+        if !has_meta {
+            bail!("{} is not a labelrest session (no meta table)", self.dir.join(DB_FILE).display());
+        }
+        let v: Option<String> = self.conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        let v: i64 = v
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("session '{}' has no schema version; it is not a labelrest session", self.name))?;
+        if v > SCHEMA_VERSION {
+            bail!(
+                "session '{}' was written by a newer labelrest (schema {v}, this one reads up to {SCHEMA_VERSION}); upgrade labelrest to open it",
+                self.name
+            );
+        }
+        if v < SCHEMA_VERSION {
+            if !migrate {
+                bail!("session '{}' has the older schema {v}; open it once with `labelrest label` to migrate it", self.name);
+            }
+            self.migrate(v)?;
+        }
+        Ok(())
+    }
+
+    /// Migrates from an older schema, step by step, in one transaction.
+    fn migrate(&self, from: i64) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut v = from;
+        while v < SCHEMA_VERSION {
+            match v {
+                // Schema 1 had no record of what the model predicted when a
+                // person decided, so no kept-prediction rate.
+                1 => {
+                    tx.execute_batch("ALTER TABLE annotations ADD COLUMN predicted INTEGER;")?;
+                }
+                // Schema 2 did not record who gave a label (`stats` says "not recorded").
+                2 => {
+                    tx.execute_batch("ALTER TABLE annotations ADD COLUMN annotator TEXT;")?;
+                }
+                other => bail!("session '{}' has schema {other}, which this labelrest cannot migrate", self.name),
+            }
+            v += 1;
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", params![SCHEMA_VERSION.to_string()])?;
+        tx.commit()?;
+        tracing::info!("migrated session {} from schema {from} to {SCHEMA_VERSION}", self.name);
+        Ok(())
+    }
+}
