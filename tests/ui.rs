@@ -967,3 +967,31 @@ fn popups_keep_their_border_over_wide_text() {
     check(&mut app, "search");
     app.handle(Action::Cancel);
 }
+
+/// The reader says where in a long text it is, and its footer the keys
+/// that scroll.
+#[test]
+fn the_reader_shows_its_place() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 30, false);
+    let i = app.selected().unwrap();
+    let long: String = (0..600).map(|n| format!("word{n}")).collect::<Vec<_>>().join(" ");
+    rusqlite::Connection::open(app.session.db_path())
+        .unwrap()
+        .execute("UPDATE rows SET text = ?1 WHERE id = ?2", rusqlite::params![long, app.row_ids[i]])
+        .unwrap();
+    app.texts[i] = long;
+    app.handle(Action::Read);
+    let s = screen(&mut app, 80, 24);
+    let place =
+        |s: &str| s.lines().find_map(|l| l.find(" lines ").map(|p| l[p..].split(" of ").next().unwrap().to_string())).unwrap_or_default();
+    assert!(place(&s).starts_with(" lines 1-"), "{s}");
+    assert!(s.lines().last().unwrap().contains("scroll") && s.lines().last().unwrap().contains("page"), "{s}");
+    for _ in 0..40 {
+        app.handle(Action::PageDown);
+    }
+    let s = screen(&mut app, 80, 24);
+    let total: usize = s.lines().find_map(|l| l.split(" of ").nth(1)).and_then(|t| t.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(place(&s).ends_with(&format!("-{total}")), "at the end: {s}");
+    assert!(s.contains("word599"), "{s}");
+}

@@ -134,9 +134,9 @@ pub const SEARCH: &[Binding] = &[
 ];
 
 pub const READER: &[Binding] = &[
-    b(Action::Down, "down", &["j", "Down"], "scroll down", ""),
+    b(Action::Down, "down", &["j", "Down"], "scroll down", "scroll"),
     b(Action::Up, "up", &["k", "Up"], "scroll up", ""),
-    b(Action::PageDown, "page-down", &["PageDown", "Space"], "page down", ""),
+    b(Action::PageDown, "page-down", &["PageDown", "Space"], "page down", "page"),
     b(Action::PageUp, "page-up", &["PageUp"], "page up", ""),
     b(Action::Cancel, "close", &["Esc", "v", "q"], "close", "close"),
 ];

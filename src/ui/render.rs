@@ -532,7 +532,7 @@ pub fn fit_hints(hints: &[(String, String)], w: usize) -> String {
 fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let w = area.width as usize;
     if let Some(e) = &app.error {
-        f.render_widget(Paragraph::new(cut(&format!(" error: {e}"), w)).style(theme.error()), area);
+        f.render_widget(Paragraph::new(cut(&error_line(e, w), w)).style(theme.error()), area);
         return;
     }
     if let Some(m) = &app.message {
@@ -556,6 +556,29 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         }
     };
     f.render_widget(Paragraph::new(cut(&line, w)).style(theme.dim()), area);
+}
+
+/// An error for a line `w` wide. An error reads what failed first, the
+/// cause last ("loading the encoder from DIR: FILE: what is wrong"); where
+/// it does not fit, the parts between give way so that both show (the log
+/// has it whole).
+fn error_line(e: &str, w: usize) -> String {
+    let full = format!(" error: {e}");
+    if full.width() <= w {
+        return full;
+    }
+    let parts: Vec<&str> = e.split(": ").collect();
+    if parts.len() < 2 {
+        return full;
+    }
+    // What failed, then as much of the cause as fits.
+    for k in 1..parts.len() {
+        let line = format!(" error: {}: …{}", parts[0], parts[k..].join(": "));
+        if line.width() <= w {
+            return line;
+        }
+    }
+    format!(" error: …{}", parts[parts.len() - 1])
 }
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
@@ -585,6 +608,12 @@ fn draw_reader(f: &mut Frame, app: &App, area: Rect, row: usize, scroll: usize, 
     let lines = super::layout::wrap(&text, inner.width as usize);
     let top = scroll.min(lines.len().saturating_sub(inner.height as usize));
     let shown: Vec<Line> = lines.iter().skip(top).take(inner.height as usize).map(|l| Line::raw(l.clone())).collect();
+    // Where in the text the window is, when it does not all fit.
+    let block = if lines.len() > shown.len() {
+        block.title_bottom(format!(" lines {}-{} of {} ", top + 1, top + shown.len(), lines.len()))
+    } else {
+        block
+    };
     f.render_widget(Paragraph::new(shown).block(block), r);
 }
 
@@ -602,4 +631,16 @@ fn draw_describe(f: &mut Frame, app: &App, area: Rect, label: u32, text: &str, _
     let block =
         Block::default().borders(Borders::ALL).title(format!(" Describe '{}' (Enter save · Esc cancel) ", app.label_names[label as usize]));
     f.render_widget(Paragraph::new(format!("{text}▏")).wrap(Wrap { trim: false }).block(block), r);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_error_keeps_its_cause() {
+        let e = "loading the encoder from /tmp/x/bad: /tmp/x/bad/config.json: model type 'gpt2' is not supported";
+        assert_eq!(super::error_line(e, 200), format!(" error: {e}"));
+        assert_eq!(super::error_line(e, 80), " error: loading the encoder from /tmp/x/bad: …model type 'gpt2' is not supported");
+        assert_eq!(super::error_line(e, 50), " error: …model type 'gpt2' is not supported");
+        assert_eq!(super::error_line("short", 80), " error: short");
+    }
 }
