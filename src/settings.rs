@@ -190,6 +190,7 @@ impl Mode {
 pub enum DeviceSetting {
     /// CUDA when labelrest was built with `--features cuda` and device 0 opens, else the CPU.
     #[default]
+    #[serde(alias = "")]
     Auto,
     Cpu,
     Cuda,
@@ -244,6 +245,9 @@ mod tests {
             (Strategy::Margin, Mode::Contrastive, SelfTraining::Off, DeviceSetting::Cpu, 3)
         );
         let oldest: Settings = serde_json::from_str(r#"{"model":"","strategy":"least-confidence","batch":5}"#).unwrap();
+        // `--device ""` was taken as auto.
+        let blank: Settings = serde_json::from_str(r#"{"model":"","strategy":"margin","batch":5,"device":""}"#).unwrap();
+        assert_eq!(blank.device, DeviceSetting::Auto);
         assert_eq!(
             (oldest.strategy, oldest.mode, oldest.self_training, oldest.device),
             (Strategy::LeastConfidence, Mode::Auto, SelfTraining::Auto, DeviceSetting::Auto)

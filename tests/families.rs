@@ -469,3 +469,46 @@ fn transformers_own_folders_embed_as_transformers_does() {
         }
     }
 }
+
+/// Embedding caches are keyed by the model's hash. A BERT folder pooled by
+/// the mean keeps the hash older versions gave it (its caches stay valid);
+/// a RoBERTa-family folder, which older versions ran as BERT (positions
+/// from 0), gets a new one, so that vectors embedded the old way are never
+/// mixed with new ones.
+#[test]
+fn model_hashes_keep_valid_caches_and_drop_stale_ones() {
+    use sha2::{Digest, Sha256};
+    let old_hash = |dir: &Path| -> String {
+        let mut h = Sha256::new();
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            h.update(f.as_bytes());
+            h.update(std::fs::read(dir.join(f)).unwrap());
+        }
+        if let Ok(s) = std::fs::read(dir.join("sentence_bert_config.json")) {
+            h.update(&s);
+        }
+        h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    };
+    let bundled = common::root().join("assets/models/all-MiniLM-L6-v2");
+    assert_eq!(labelrest::model::model_hash(&bundled).unwrap(), old_hash(&bundled));
+    let xlmr = common::root().join("tests/fixtures/tiny-xlm-roberta");
+    assert_ne!(labelrest::model::model_hash(&xlmr).unwrap(), old_hash(&xlmr));
+}
+
+/// A saved encoder takes every module folder its base's modules.json names,
+/// wherever it is: a CLS-pooled base stays CLS-pooled once fine-tuned.
+#[test]
+fn a_saved_encoder_keeps_a_pooling_folder_of_any_name() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("xlmr");
+    tiny_xlm_roberta(&base, &texts(), Pooling::Cls);
+    std::fs::rename(base.join("1_Pooling"), base.join("pooling_here")).unwrap();
+    let modules = std::fs::read_to_string(base.join("modules.json")).unwrap().replace("\"1_Pooling\"", "\"pooling_here\"");
+    std::fs::write(base.join("modules.json"), modules).unwrap();
+    assert_eq!(Encoder::load(&base, &Device::Cpu).unwrap().pooling, Pooling::Cls);
+    let out = d.path().join("tuned");
+    std::fs::create_dir_all(&out).unwrap();
+    labelrest::model::family::write_folder_files(&base, &out).unwrap();
+    labelrest::model::cpu::Bert::load(&base).unwrap().save(&out.join("model.safetensors")).unwrap();
+    assert_eq!(Encoder::load(&out, &Device::Cpu).unwrap().pooling, Pooling::Cls);
+}

@@ -75,10 +75,16 @@ pub fn model_hash(dir: &Path) -> Result<String> {
         h.update(&s);
     }
     // Pooling other than the mean changes every vector (mean keeps the
-    // hashes of folders hashed before pooling was read).
+    // hashes of folders hashed before pooling was read), and so do RoBERTa's
+    // positions (read from `pad_token_id + 1` since families were read;
+    // before, such a folder ran as BERT: its old caches must not be reused).
     let pooling = super::family::pooling(dir)?;
     if pooling != Pooling::Mean {
         h.update(format!("pooling={}", pooling.name()).as_bytes());
+    }
+    let spec = super::family::spec(dir)?;
+    if spec.pos_offset > 0 {
+        h.update(format!("family={};pos_offset={}", spec.family.name(), spec.pos_offset).as_bytes());
     }
     let d = h.finalize();
     Ok(d.iter().take(8).map(|b| format!("{b:02x}")).collect())

@@ -30,7 +30,7 @@ impl Family {
         match self {
             Family::Bert => "BERT",
             Family::DistilBert => "DistilBERT",
-            Family::Roberta => "XLM-RoBERTa",
+            Family::Roberta => "(XLM-)RoBERTa",
         }
     }
 }
@@ -316,7 +316,20 @@ pub fn write_folder_files(base: &Path, out: &Path) -> Result<()> {
             std::fs::copy(base.join(f), out.join(f))?;
         }
     }
-    for sub in ["1_Pooling", "2_Normalize"] {
+    // The module folders modules.json names (pooling, normalisation), wherever they are.
+    let mut subs: Vec<String> = vec!["1_Pooling".into(), "2_Normalize".into()];
+    if let Ok(text) = std::fs::read_to_string(base.join("modules.json")) {
+        let modules: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        for m in modules {
+            if let Some(p) = m.get("path").and_then(|p| p.as_str()) {
+                let ok = !p.is_empty() && Path::new(p).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if ok && !subs.iter().any(|s| s == p) {
+                    subs.push(p.to_string());
+                }
+            }
+        }
+    }
+    for sub in &subs {
         let from = base.join(sub);
         if from.is_dir() {
             std::fs::create_dir_all(out.join(sub))?;

@@ -364,11 +364,15 @@ fn schedule(
         if let Some(c) = &tuner.waiting {
             // Not running: the last one waits for labels it has not seen to be judged on.
             let have = eligible(session, prepared).map(|e| e.0.iter().filter(|s| !c.seen.iter().any(|t| t.0 == s.0)).count()).unwrap_or(0);
-            let text = format!(
-                "tuned on {} labels, waiting: in use if not worse on your next {} labels",
-                c.seen.len(),
-                tuning::CHECK_LABELS.saturating_sub(have)
-            );
+            let text = if have >= tuning::CHECK_LABELS {
+                format!("tuned on {} labels: checked on the labels since at the next retrain", c.seen.len())
+            } else {
+                format!(
+                    "tuned on {} labels, waiting: in use if not worse on your next {} labels",
+                    c.seen.len(),
+                    tuning::CHECK_LABELS - have
+                )
+            };
             let _ = events.send(Event::FineTune { running: false, text });
         }
     }
