@@ -37,6 +37,20 @@ pub enum BenchWhat {
         #[arg(long)]
         label_col: Option<String>,
     },
+    /// From a file to its first ranking, as a person starting on a big pile
+    /// waits for it: `new` (the import), then the workstation's worker until
+    /// its first ranking (a first slice of the pile embedded); with --full,
+    /// on until every row is embedded and ranked.
+    First {
+        #[arg(long)]
+        data: PathBuf,
+        /// The file's label column (read as gold labels: never shown to the model).
+        #[arg(long, default_value = "label")]
+        label_col: String,
+        /// Wait for the whole pile too.
+        #[arg(long)]
+        full: bool,
+    },
     /// Embed the texts of a file and report sentences/s.
     Embed {
         #[arg(long)]
@@ -126,6 +140,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys, finetune } => bench_ui(sessions, &name, keys, finetune)?,
+        BenchWhat::First { data, label_col, full } => bench_first(&data, label_col, full)?,
         BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, device, rows, labels, model)?,
         BenchWhat::Finetune { data, rows, labels, model, threads } => {
             bench_finetune(&data, rows, labels, model, threads.unwrap_or_else(crate::model::threads))?
@@ -284,6 +299,57 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 /// Copies a session, opens it as `labelrest label` would (without a
 /// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
 /// the first frame and key-to-frame while the worker retrains.
+fn bench_first(data: &std::path::Path, label_col: String, full: bool) -> Result<()> {
+    let dir = tempfile_dir()?;
+    let spec = ImportSpec {
+        data: data.to_path_buf(),
+        format: None,
+        columns: Columns { label: Some(label_col), ..Columns::default() },
+        label_col_is: LabelColIs::Gold,
+        labels: None,
+        test: None,
+        test_label_col: None,
+        settings: Settings::default(),
+    };
+    // As `labelrest new` makes it, then as `labelrest label` opens it.
+    let t0 = Instant::now();
+    let (r, _) = crate::cli::create_session(&dir, "first", &spec, true)?;
+    let import = t0.elapsed().as_secs_f64();
+    let session = Session::open(&dir, "first")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = crate::worker::Worker::start(&session, tx)?;
+    let mut first: Option<(f64, usize)> = None;
+    let result = loop {
+        match rx.recv()? {
+            crate::worker::Event::Update(u) => {
+                let covered = u.pool_index.as_ref().map(|p| p.len()).unwrap_or(r.pool_rows as usize);
+                if first.is_none() {
+                    first = Some((t0.elapsed().as_secs_f64(), covered));
+                    if !full {
+                        break Ok(None);
+                    }
+                }
+                if u.pool_index.is_none() {
+                    break Ok(Some(t0.elapsed().as_secs_f64()));
+                }
+            }
+            crate::worker::Event::Error(e) => break Err(anyhow::anyhow!(e)),
+            _ => {}
+        }
+    };
+    drop(worker);
+    drop(session);
+    let _ = std::fs::remove_dir_all(&dir);
+    let whole = result?;
+    let (first_s, covered) = first.unwrap_or((f64::NAN, 0));
+    println!(
+        "first ranking: {} rows made into a session in {import:.1}s (as `new`); the first batch ranked over {covered} rows {first_s:.1}s after the start of `new`{}",
+        r.pool_rows,
+        whole.map(|w| format!("; every row embedded and ranked at {w:.1}s")).unwrap_or_default()
+    );
+    Ok(())
+}
+
 fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize, finetune: bool) -> Result<()> {
     use crate::ui::app::{Action, App};
     use crate::ui::render::{self, Theme};

@@ -531,8 +531,6 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         Some(m) => crate::model::assets::resolve_model(m)?.display().to_string(),
         None => "bundled".to_string(),
     };
-    // A folder labelrest cannot run is refused before anything is made.
-    crate::model::encoder::check_folder(&crate::model::assets::model_dir(&model))?;
     let spec = ImportSpec {
         data: a.data.clone(),
         format: a.format,
@@ -553,8 +551,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         },
     };
     let t = std::time::Instant::now();
-    let r = Session::create(sessions, &a.name, &spec, a.force)?;
-    let truncated = truncated_texts(sessions, &a.name, &spec.settings.model);
+    let (r, truncated) = create_session(sessions, &a.name, &spec, a.force)?;
     say!(
         "session '{}': {} rows, {} labels{}{}{}{}{}{} in {:.1}s -> {}",
         a.name,
@@ -575,6 +572,20 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         store::session_dir(sessions, &a.name).display()
     );
     Ok(())
+}
+
+/// What `labelrest new` does: refuses a model folder labelrest cannot run
+/// before anything is made, imports, and counts the texts longer than the
+/// model reads.
+pub fn create_session(
+    sessions: &Path,
+    name: &str,
+    spec: &ImportSpec,
+    force: bool,
+) -> Result<(store::ImportReport, Option<(usize, usize)>)> {
+    crate::model::encoder::check_folder(&crate::model::assets::model_dir(&spec.settings.model))?;
+    let r = Session::create(sessions, name, spec, force)?;
+    Ok((r, truncated_texts(sessions, name, &spec.settings.model)))
 }
 
 /// How many of a new session's texts (pool and test) are longer than its

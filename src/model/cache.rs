@@ -146,6 +146,27 @@ impl Cache {
         self.done.iter().enumerate().filter(|(_, &d)| d == 0).map(|(i, _)| i).collect()
     }
 
+    /// The rows embedded so far, as an owned matrix: the rows not done yet
+    /// are zeros (read while the rest of the cache is still being written).
+    pub fn load_done(&self) -> Result<Matrix> {
+        let mut data = vec![0f32; self.n * self.dim];
+        let mut buf = vec![0u8; self.dim * 4];
+        for (r, &d) in self.done.iter().enumerate() {
+            if d == 1 {
+                self.data.read_exact_at(&mut buf, (r * self.dim * 4) as u64)?;
+                for (k, v) in data[r * self.dim..(r + 1) * self.dim].iter_mut().enumerate() {
+                    *v = f32::from_le_bytes([buf[k * 4], buf[k * 4 + 1], buf[k * 4 + 2], buf[k * 4 + 3]]);
+                }
+            }
+        }
+        Ok(Matrix::Owned { data, n: self.n, dim: self.dim })
+    }
+
+    /// Whether row `i` is embedded.
+    pub fn is_done(&self, i: usize) -> bool {
+        self.done.get(i) == Some(&1)
+    }
+
     pub fn complete(&self) -> bool {
         self.done.iter().all(|&d| d == 1)
     }

@@ -170,6 +170,11 @@ pub fn count_truncated(dir: &Path, texts: &[&str]) -> Result<(usize, usize)> {
     let max_pos = spec.config["max_position_embeddings"].as_u64().unwrap_or(512) as usize;
     let limit = max_len(dir, max_pos);
     let tokenizer = load_tokenizer(dir, None)?;
+    // Each token covers at least one byte of the text, and a word-start
+    // marker (SentencePiece's ▁) comes at most once a byte: a text of few
+    // bytes cannot be too long, and is not tokenised here (most of a big
+    // pile of short texts).
+    let texts: Vec<&str> = texts.iter().copied().filter(|t| t.len() * 2 + 2 > limit).collect();
     let mut long = 0;
     for chunk in texts.chunks(4096) {
         let enc = tokenizer.encode_batch(chunk.to_vec(), true).map_err(|e| anyhow!("tokenizer: {e}"))?;

@@ -45,25 +45,41 @@ pub fn embed_cached(
     let mut cache = Cache::open(dir, key, texts.len(), encoder.dim, true)?;
     let repaired = cache.repaired;
     let missing = cache.missing();
-    if !missing.is_empty() {
-        let total = texts.len();
-        let mut done = total - missing.len();
-        progress("embedding", done, total);
-        // Tokenise and embed in chunks so that progress and the cache advance together.
-        for chunk in missing.chunks(2048) {
-            let sub: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let ids = encoder.tokenize(&sub)?;
-            encoder.embed_ids(&ids, |idx, vecs| {
-                if cancel.load(Ordering::SeqCst) {
-                    return Err(anyhow!("cancelled"));
-                }
-                let rows: Vec<usize> = idx.iter().map(|&j| chunk[j]).collect();
-                cache.write(&rows, vecs)?;
-                done += rows.len();
-                progress("embedding", done, total);
-                Ok(())
-            })?;
-        }
-    }
+    embed_rows(&mut cache, encoder, texts, &missing, progress, cancel)?;
     Ok((cache.load()?, repaired))
+}
+
+/// Embeds the rows `rows` of `texts` into an open cache, a chunk at a time
+/// so that progress and the cache advance together; `progress` counts
+/// every row of the cache that is done.
+pub fn embed_rows(
+    cache: &mut Cache,
+    encoder: &Encoder,
+    texts: &[&str],
+    rows: &[usize],
+    progress: &mut dyn FnMut(&str, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let todo: Vec<usize> = rows.iter().copied().filter(|&i| !cache.is_done(i)).collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let total = texts.len();
+    let mut done = total - cache.missing().len();
+    progress("embedding", done, total);
+    for chunk in todo.chunks(2048) {
+        let sub: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+        let ids = encoder.tokenize(&sub)?;
+        encoder.embed_ids(&ids, |idx, vecs| {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(anyhow!("cancelled"));
+            }
+            let rows: Vec<usize> = idx.iter().map(|&j| chunk[j]).collect();
+            cache.write(&rows, vecs)?;
+            done += rows.len();
+            progress("embedding", done, total);
+            Ok(())
+        })?;
+    }
+    Ok(())
 }

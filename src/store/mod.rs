@@ -32,6 +32,10 @@ use schema::{configure, SCHEMA};
 
 pub const SCHEMA_VERSION: i64 = 3;
 const DB_FILE: &str = "session.db";
+/// Meta keys of the fine-tuned encoder in use (a folder of the session) and
+/// of the number of labels it learnt from.
+const TUNED_ENCODER: &str = "encoder";
+const TUNED_ENCODER_LABELS: &str = "encoder_labels";
 /// Meta key of the labels the person kept after review.
 const KEPT_REVIEWS: &str = "review_kept";
 
@@ -206,6 +210,12 @@ pub fn list(sessions: &Path) -> Result<Vec<Listed>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// A new folder, in the session folder `dir`, for an encoder fine-tuned by
+/// `method` (named by the method and the time, to the millisecond).
+pub fn new_encoder_dir(dir: &Path, method: &str) -> PathBuf {
+    dir.join(format!("encoder-{method}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f")))
 }
 
 /// Deletes a session folder. Refused while another process has it open.

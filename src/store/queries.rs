@@ -254,6 +254,26 @@ impl Session {
         )?)
     }
 
+    /// The fine-tuned encoder the session uses, when one was swapped in:
+    /// its folder in the session (which may have gone missing) and how many
+    /// labels it learnt from (None from sessions that did not record it).
+    pub fn tuned_encoder(&self) -> Result<Option<(PathBuf, Option<usize>)>> {
+        let Some(name) = self.meta(TUNED_ENCODER)? else { return Ok(None) };
+        let labels = self.meta(TUNED_ENCODER_LABELS)?.and_then(|v| v.parse().ok());
+        Ok(Some((self.dir.join(name), labels)))
+    }
+
+    /// Makes `dir` (a folder of this session) the encoder in use, learnt
+    /// from `labels` labels. Returns the folder it replaces, if another.
+    pub fn use_tuned_encoder(&self, dir: &Path, labels: usize) -> Result<Option<PathBuf>> {
+        let name =
+            dir.file_name().map(|n| n.to_string_lossy().to_string()).ok_or_else(|| anyhow!("{} is not a folder name", dir.display()))?;
+        let old = self.meta(TUNED_ENCODER)?;
+        self.set_meta(TUNED_ENCODER, &name)?;
+        self.set_meta(TUNED_ENCODER_LABELS, &labels.to_string())?;
+        Ok(old.filter(|o| *o != name).map(|o| self.dir.join(o)))
+    }
+
     /// Every iteration in order, its metrics read as `M`. Metrics that do
     /// not read (a damaged database) are an error of that iteration alone,
     /// naming it, for the caller to decide on: the others still read.

@@ -188,6 +188,9 @@ pub struct App {
     pub keys: KeyMap,
     /// The encoder fine-tune: whether one runs, and its last word.
     pub finetune_running: bool,
+    /// While a big pile is embedded: where each pool row is in the last
+    /// update's scores (`u32::MAX`: not embedded yet).
+    scored_at: Option<Vec<u32>>,
     pub finetune_status: Option<String>,
     /// The device the model runs on and the encoder in use, as the worker says.
     pub device: String,
@@ -301,6 +304,7 @@ impl App {
             mode: settings.mode,
             keys: KeyMap::default(),
             finetune_running: false,
+            scored_at: None,
             finetune_status: None,
             device: String::new(),
             encoder: String::new(),
@@ -346,19 +350,30 @@ impl App {
         self.update.as_ref().map(|u| &u.scores)
     }
 
+    /// Where pool row `i` is in the scores, and the scores (None: the last
+    /// update does not cover it: a big pile's row not embedded yet).
+    fn scored(&self, i: usize) -> Option<(&Scores, usize)> {
+        let s = self.scores()?;
+        let j = match &self.scored_at {
+            Some(at) => *at.get(i)? as usize,
+            None => i,
+        };
+        (j < s.len()).then_some((s, j))
+    }
+
     /// The model's (label, probability, entropy) for a pool row.
     pub fn prediction(&self, i: usize) -> Option<(u32, f32, f32)> {
-        match self.scores() {
-            Some(s) if i < s.len() => Some((s.pred[i], s.prob[i], s.entropy[i])),
-            _ => self.stored.get(i).copied().flatten(),
+        match self.scored(i) {
+            Some((s, j)) => Some((s.pred[j], s.prob[j], s.entropy[j])),
+            None => self.stored.get(i).copied().flatten(),
         }
     }
 
     /// The model's probability of label `l` for pool row `i`, when known.
     pub fn prob_of(&self, i: usize, l: u32) -> Option<f32> {
-        match self.scores() {
-            Some(s) if i < s.len() => s.probs.get(i * s.k + l as usize).copied(),
-            _ => self.prediction(i).filter(|p| p.0 == l).map(|p| p.1),
+        match self.scored(i) {
+            Some((s, j)) => s.probs.get(j * s.k + l as usize).copied(),
+            None => self.prediction(i).filter(|p| p.0 == l).map(|p| p.1),
         }
     }
 
@@ -373,9 +388,9 @@ impl App {
 
     /// The top suggestions for a row (up to 9), best first.
     pub fn suggestions(&self, i: usize) -> Vec<(u32, f32)> {
-        match self.scores() {
-            Some(s) if i < s.len() => s.top(i, 9),
-            _ => self.prediction(i).map(|(l, p, _)| vec![(l, p)]).unwrap_or_default(),
+        match self.scored(i) {
+            Some((s, j)) => s.top(j, 9),
+            None => self.prediction(i).map(|(l, p, _)| vec![(l, p)]).unwrap_or_default(),
         }
     }
 
@@ -457,9 +472,11 @@ impl App {
                 }
             }
         }
-        // Rows the ranking did not cover (labelled at the time, then undone).
+        // Rows the ranking did not cover (labelled at the time, then undone);
+        // not those of a big pile that are not embedded yet (they come with the ranking that has them).
         for (i, s) in seen.iter().enumerate() {
-            if !s && self.labels[i].is_none() && !skipped.contains(&(i as u32)) {
+            let pending = self.scored_at.as_ref().is_some_and(|at| at[i] == u32::MAX);
+            if !s && !pending && self.labels[i].is_none() && !skipped.contains(&(i as u32)) {
                 queue.push(i as u32);
             }
         }
@@ -648,7 +665,23 @@ impl App {
             self.message = Some("nothing new to learn from: the model is up to date".into());
         }
         self.iteration = u.iteration;
-        self.ranking = u.ranking.clone();
+        // A big pile still being embedded: the update covers the rows embedded so far.
+        match &u.pool_index {
+            Some(at) => {
+                let mut scored_at = vec![u32::MAX; self.row_ids.len()];
+                for (j, &i) in at.iter().enumerate() {
+                    if let Some(x) = scored_at.get_mut(i as usize) {
+                        *x = j as u32;
+                    }
+                }
+                self.ranking = u.ranking.iter().map(|&j| at[j as usize]).collect();
+                self.scored_at = Some(scored_at);
+            }
+            None => {
+                self.ranking = u.ranking.clone();
+                self.scored_at = None;
+            }
+        }
         self.update = Some(u);
         self.error = None;
         // Skipped rows stay at the end of the queue until the person comes

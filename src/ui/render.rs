@@ -14,6 +14,7 @@ use super::keys::Mode as KeyMode;
 use super::layout::Geometry;
 use super::style::{centered, clear_popup};
 pub use super::style::{cut, Theme};
+use crate::data::thousands;
 use crate::worker::IterationRecord;
 
 /// The screen's areas for a terminal size (also used to size the page).
@@ -82,18 +83,6 @@ pub fn geometry(area: Rect) -> Geometry {
         _ => (0, 0),
     };
     Geometry { page: table_page(area), suggestion_width: w, suggestion_lines: lines }
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 pub fn draw(f: &mut Frame, app: &App, theme: Theme) {

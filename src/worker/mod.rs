@@ -178,13 +178,17 @@ impl Drop for Worker {
 
 /// How the screen names the encoder in use.
 fn encoder_text(session: &Session) -> String {
-    match (session.meta("encoder").ok().flatten(), session.meta("encoder_labels").ok().flatten()) {
+    match session.tuned_encoder().ok().flatten() {
         // Short: the panel is 23 columns at 80.
-        (Some(_), Some(n)) => format!("tuned on {n}"),
-        (Some(_), None) => "fine-tuned".into(),
-        _ => "base".into(),
+        Some((_, Some(n))) => format!("tuned on {n}"),
+        Some((_, None)) => "fine-tuned".into(),
+        None => "base".into(),
     }
 }
+
+/// Rows embedded between two rankings while a big pile fills in behind
+/// the first (about 10-20 s on two cores).
+const GROW_ROWS: usize = 4096;
 
 fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBool>, events: &Sender<Event>) -> Result<()> {
     let t = Instant::now();
@@ -196,7 +200,8 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     if let Some(w) = why {
         let _ = events.send(Event::Notice(w));
     }
-    let mut prepared = match prepare(&session, &mut progress, &cancel) {
+    // A big pile: a first slice now, the rest behind the first ranking.
+    let mut prepared = match pipeline::prepare_first(&session, pipeline::first_slice(), &mut progress, &cancel) {
         Ok(p) => p,
         Err(e) if cancel.load(Ordering::SeqCst) => {
             tracing::info!("worker cancelled while preparing: {e}");
@@ -242,7 +247,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     let _ = events.send(Event::Idle);
     let mut tuner = Tuner::default();
     // The encoder in use learnt from this many labels: the schedule goes on from there.
-    tuner.last_start = session.meta("encoder_labels")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
     let mut first_pass = true;
     loop {
         if first_pass {
@@ -253,7 +258,11 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         let (job, want_finetune, cancel_finetune, candidate) = {
             let (m, cv) = &*slot;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
-            while (s.held || (s.pending.is_none() && !s.finetune && !s.cancel_finetune && s.candidate.is_none())) && !s.shutdown {
+            // With rows still to embed, nothing to wait for: look, then embed more.
+            while (s.held || (s.pending.is_none() && !s.finetune && !s.cancel_finetune && s.candidate.is_none()))
+                && !s.shutdown
+                && (prepared.pending == 0 || s.held)
+            {
                 s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
             if s.shutdown {
@@ -267,6 +276,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             }
             (s.pending.take(), std::mem::take(&mut s.finetune), std::mem::take(&mut s.cancel_finetune), s.candidate.take())
         };
+        let had_job = job.is_some();
         if cancel_finetune {
             tuner.cancel();
             if let Some(c) = tuner.waiting.take() {
@@ -341,6 +351,28 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         }
         // The schedule (or the person's F) starts the next one.
         schedule(&session, &prepared, &mut tuner, want_finetune, &slot, events)?;
+        // A big pile: embed the next rows and rank them with the rest (the
+        // model trains again only if labelled rows became usable).
+        if prepared.pending > 0 && !had_job {
+            match pipeline::grow(&session, &mut prepared, GROW_ROWS, &mut progress, &cancel) {
+                Ok(()) => {}
+                Err(_) if cancel.load(Ordering::SeqCst) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            let strategy = session.settings()?.strategy;
+            match iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress) {
+                Ok(u) => {
+                    let _ = events.send(Event::Update(Arc::new(u)));
+                }
+                Err(e) => {
+                    tracing::error!("ranking the rows embedded since failed: {e:#}");
+                    let _ = events.send(Event::Error(format!("ranking the rows embedded since failed: {e:#}")));
+                }
+            }
+            if prepared.pending == 0 {
+                tracing::info!("every row embedded in {:?}", t.elapsed());
+            }
+        }
         let _ = events.send(Event::Idle);
     }
 }
@@ -355,6 +387,14 @@ fn schedule(
     slot: &Arc<(Mutex<Slot>, Condvar)>,
     events: &Sender<Event>,
 ) -> Result<()> {
+    if prepared.pending > 0 {
+        // The fine-tune re-embeds every row: it waits for them all.
+        if asked {
+            let text = format!("the fine-tune waits until every row is embedded ({} to go)", crate::data::thousands(prepared.pending));
+            let _ = events.send(Event::FineTune { running: false, text });
+        }
+        return Ok(());
+    }
     let settings = session.settings()?;
     let scheduled = settings.mode.method().is_some();
     let n = eligible(session, prepared).map(|e| e.0.len()).unwrap_or(0);
@@ -420,13 +460,8 @@ fn check_candidate(
     };
     match v {
         Verdict::Swap { .. } => {
-            let old = session.meta("encoder")?;
-            let name = c.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            session.set_meta("encoder", &name)?;
-            session.set_meta("encoder_labels", &c.seen.len().to_string())?;
-            if let Some(old) = old.filter(|o| *o != name) {
+            if let Some(old_dir) = session.use_tuned_encoder(&c.dir, c.seen.len())? {
                 // The old fine-tuned encoder, its cache and its head go (the base model's stay).
-                let old_dir = session.dir.join(&old);
                 if let Ok(h) = crate::model::model_hash(&old_dir) {
                     let _ = std::fs::remove_file(session.head_path(&h));
                     tuning::discard(&session.dir, &old_dir, &h);

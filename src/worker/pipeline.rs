@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::learn::{self, Engine, EngineConfig, Scores, Strategy};
-use crate::model::{self, Encoder, Head};
+use crate::model::{self, Cache, Encoder, Head};
 use crate::store::{Prediction, Session, Settings, Source, Split};
 
 /// One iteration's results, ready for the UI.
@@ -26,6 +26,9 @@ pub struct Update {
     pub record: IterationRecord,
     /// False when nothing the model learns from had changed: ranked again, no new iteration.
     pub trained: bool,
+    /// While a big pile is still being embedded: the session pool index of
+    /// each pool index above (the rows embedded so far). None: every row.
+    pub pool_index: Option<Arc<Vec<u32>>>,
 }
 
 /// What the side panel shows of an iteration (also stored as JSON).
@@ -115,6 +118,10 @@ pub struct Prepared {
     pub prompts: Vec<String>,
     /// Damaged rows found in the embedding cache and embedded again.
     pub repaired: usize,
+    /// Rows of the session not embedded yet (a big pile, after its first slice).
+    pub pending: usize,
+    /// While rows are pending: the session pool index of each pool index.
+    pub pool_index: Option<Arc<Vec<u32>>>,
 }
 
 impl Prepared {
@@ -134,29 +141,125 @@ impl Prepared {
 /// Loads the encoder, fills the embedding cache (only the missing rows),
 /// maps it, and builds the learning engine for a session.
 pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), cancel: &AtomicBool) -> Result<Prepared> {
+    prepare_first(session, usize::MAX, progress, cancel)
+}
+
+/// Pool rows a big pile embeds before its first ranking
+/// (`LABELREST_FIRST_SLICE`, default 3,000): on sst2's 67k rows the first
+/// batch is on screen in seconds, and the rest embeds behind it.
+pub fn first_slice() -> usize {
+    std::env::var("LABELREST_FIRST_SLICE").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0).unwrap_or(3000)
+}
+
+/// Like `prepare`, but when more than `slice` rows are missing from the
+/// cache, embeds only a first slice: every held-out row, every labelled
+/// row, and `slice` pool rows spread evenly over the pile (a sample of all
+/// of it, not its first lines). The engine holds the rows embedded so far;
+/// `grow` embeds more.
+pub fn prepare_first(
+    session: &Session,
+    slice: usize,
+    progress: &mut dyn FnMut(&str, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<Prepared> {
     let settings = session.settings()?;
     let dir = encoder_dir(session)?;
     let dev = model::device(settings.device)?;
     progress("loading model", 0, 1);
     let encoder = Encoder::load(&dir, &dev).with_context(|| format!("loading the encoder from {}", dir.display()))?;
     let rows = session.rows()?;
-    let labels = session.label_set()?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    let (emb, repaired) = model::embed_cached(&session.dir, &encoder.hash, &encoder, &texts, progress, cancel)?;
+    let mut cache = Cache::open(&session.dir, &encoder.hash, texts.len(), encoder.dim, true)?;
+    let repaired = cache.repaired;
+    let missing = cache.missing();
+    let first: Vec<usize> = if missing.len() <= slice {
+        missing
+    } else {
+        let labelled: std::collections::HashSet<i64> = session.labels()?.iter().map(|l| l.row_id).collect();
+        let pool_missing: Vec<usize> =
+            missing.iter().copied().filter(|&i| rows[i].split == Split::Pool && !labelled.contains(&rows[i].id)).collect();
+        let step = pool_missing.len() as f64 / slice.max(1) as f64;
+        let mut first: Vec<usize> = (0..slice.min(pool_missing.len())).map(|j| pool_missing[(j as f64 * step) as usize]).collect();
+        first.extend(missing.iter().copied().filter(|&i| rows[i].split == Split::Test || labelled.contains(&rows[i].id)));
+        first.sort_unstable();
+        first.dedup();
+        tracing::info!("{} rows to embed: {} first, the rest behind the first ranking", missing.len(), first.len());
+        first
+    };
+    model::embed_rows(&mut cache, &encoder, &texts, &first, progress, cancel)?;
+    let parts = build(session, &encoder, &rows, &cache, &settings)?;
+    Ok(Prepared {
+        engine: parts.engine,
+        pool_ids: parts.pool_ids,
+        id_to_pool: parts.id_to_pool,
+        model_hash: encoder.hash.clone(),
+        prompts: parts.prompts,
+        repaired,
+        pending: parts.pending,
+        pool_index: parts.pool_index,
+        encoder,
+    })
+}
+
+/// Embeds up to `n` more of the rows not embedded yet and rebuilds the
+/// engine over every row embedded so far.
+pub fn grow(
+    session: &Session,
+    p: &mut Prepared,
+    n: usize,
+    progress: &mut dyn FnMut(&str, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let settings = session.settings()?;
+    let rows = session.rows()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let mut cache = Cache::open(&session.dir, &p.encoder.hash, texts.len(), p.encoder.dim, true)?;
+    let next: Vec<usize> = cache.missing().into_iter().take(n).collect();
+    model::embed_rows(&mut cache, &p.encoder, &texts, &next, progress, cancel)?;
+    let parts = build(session, &p.encoder, &rows, &cache, &settings)?;
+    p.engine = parts.engine;
+    p.pool_ids = parts.pool_ids;
+    p.id_to_pool = parts.id_to_pool;
+    p.prompts = parts.prompts;
+    p.pending = parts.pending;
+    p.pool_index = parts.pool_index;
+    Ok(())
+}
+
+struct Parts {
+    engine: Engine,
+    pool_ids: Vec<i64>,
+    id_to_pool: HashMap<i64, usize>,
+    prompts: Vec<String>,
+    pending: usize,
+    pool_index: Option<Arc<Vec<u32>>>,
+}
+
+/// The engine over the rows of the cache that are embedded.
+fn build(session: &Session, encoder: &Encoder, rows: &[crate::store::Row], cache: &Cache, settings: &Settings) -> Result<Parts> {
+    let labels = session.label_set()?;
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+    let complete = cache.complete();
+    let emb = if complete { cache.load()? } else { cache.load_done()? };
     let mut pool_rows = Vec::new();
     let mut pool_ids = Vec::new();
+    let mut pool_index = Vec::new();
     let mut test_rows = Vec::new();
     let mut test_gold = Vec::new();
+    let mut pool_n = 0u32;
     for (i, r) in rows.iter().enumerate() {
         match r.split {
             Split::Pool => {
-                pool_rows.push(i);
-                pool_ids.push(r.id);
+                if cache.is_done(i) {
+                    pool_rows.push(i);
+                    pool_ids.push(r.id);
+                    pool_index.push(pool_n);
+                }
+                pool_n += 1;
             }
             Split::Test => {
-                if let Some(g) = r.gold {
+                if let (Some(g), true) = (r.gold, cache.is_done(i)) {
                     test_rows.push(i);
                     test_gold.push(g);
                 }
@@ -164,15 +267,15 @@ pub fn prepare(session: &Session, progress: &mut dyn FnMut(&str, usize, usize), 
         }
     }
     let id_to_pool = pool_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let engine = Engine::new(Arc::new(emb), pool_rows, test_rows, test_gold, label_emb, labels.len(), engine_config(&settings)?)?;
-    Ok(Prepared { engine, pool_ids, id_to_pool, model_hash: encoder.hash.clone(), encoder, prompts, repaired })
+    let engine = Engine::new(Arc::new(emb), pool_rows, test_rows, test_gold, label_emb, labels.len(), engine_config(settings)?)?;
+    let pending = cache.missing().len();
+    Ok(Parts { engine, pool_ids, id_to_pool, prompts, pending, pool_index: if complete { None } else { Some(Arc::new(pool_index)) } })
 }
 
 /// The encoder a session uses: its fine-tuned one when a fine-tune was
 /// swapped in (and is still there), else the model of its settings.
 pub fn encoder_dir(session: &Session) -> Result<PathBuf> {
-    if let Some(name) = session.meta("encoder")? {
-        let d = session.dir.join(&name);
+    if let Some((d, _)) = session.tuned_encoder()? {
         if d.join("model.safetensors").exists() {
             return Ok(d);
         }
@@ -210,7 +313,7 @@ pub(crate) fn resume_update(session: &Session, p: &Prepared, head: &Head, strate
     let settings = session.settings()?;
     let ranking =
         learn::rank(&raw, strategy, &elig, Some((&p.engine.emb, &p.engine.pool_rows)), settings.batch, settings.seed ^ iteration as u64);
-    Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record, trained: false })
+    Ok(Update { iteration, n_labels: pairs.len(), scores, ranking, record, trained: false, pool_index: p.pool_index.clone() })
 }
 
 /// One iteration on the stored labels: train, predict, rank, measure, store.
@@ -234,7 +337,8 @@ pub fn iterate(
         (it.id, rec)
     });
     if let Some((id, rec)) = &last {
-        if rec.inputs == digest.all() {
+        // (While a big pile is embedded, labelled rows can become usable: then it trains.)
+        if rec.inputs == digest.all() && rec.labels == pairs.len() {
             if let Ok(head) = Head::load(head_path) {
                 if head.k == p.engine.k && head.dim == p.engine.dim {
                     return rerank(session, p, &head, strategy, *id, rec.clone(), &elig, pairs.len());
@@ -334,7 +438,7 @@ pub fn iterate(
         },
         &preds,
     )?;
-    Ok(Update { iteration: id, n_labels: pairs.len(), scores: it.scores, ranking, record, trained: true })
+    Ok(Update { iteration: id, n_labels: pairs.len(), scores: it.scores, ranking, record, trained: true, pool_index: p.pool_index.clone() })
 }
 
 /// The parts of what a model learns from, each digested (sha256, short).
@@ -407,7 +511,7 @@ fn rerank(
     let preds = predictions(&p.pool_ids, &scores, &ranking);
     session.replace_predictions(id, &preds)?;
     record.iteration = id;
-    Ok(Update { iteration: id, n_labels, scores, ranking, record, trained: false })
+    Ok(Update { iteration: id, n_labels, scores, ranking, record, trained: false, pool_index: p.pool_index.clone() })
 }
 
 /// Headless: prepares a session and runs one iteration (used by

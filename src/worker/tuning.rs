@@ -206,8 +206,7 @@ fn run_finetune(
 ) -> Result<Candidate> {
     let t0 = Instant::now();
     let base = Encoder::load(base_dir, device).with_context(|| format!("loading the encoder from {}", base_dir.display()))?;
-    let name = format!("encoder-{}-{}", method.name(), chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
-    let out = dir.join(&name);
+    let out = crate::store::new_encoder_dir(dir, method.name());
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let y: Vec<u32> = pairs.iter().map(|&(_, l)| l).collect();
     let threads = model::threads();

@@ -1,0 +1,83 @@
+//! A big pile is ranked before it is all embedded: a first slice spread
+//! over the pile, then the rest behind the first ranking, the ranking
+//! growing as rows arrive. (Its own test binary: it sets
+//! LABELREST_FIRST_SLICE for the worker.)
+
+mod common;
+use common::*;
+use labelrest::store::{Session, Source};
+use labelrest::ui::app::App;
+use labelrest::worker::{Event, Job, Update, Worker};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn next_update(rx: &std::sync::mpsc::Receiver<Event>, app: &mut App) -> Arc<Update> {
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)).expect("the worker went quiet") {
+            Event::Update(u) => {
+                app.apply_update(u.clone());
+                return u;
+            }
+            Event::Error(e) => panic!("worker error: {e}"),
+            ev => app.on_event(ev),
+        }
+    }
+}
+
+#[test]
+fn a_big_pile_is_ranked_before_it_is_all_embedded() {
+    std::env::set_var("LABELREST_FIRST_SLICE", "100");
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "big", 1200);
+    let session = Session::open(d.path(), "big").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = Worker::start(&session, tx).unwrap();
+    let mut app = App::load(session).unwrap();
+    let n = app.row_ids.len();
+    assert!(n > 1000, "{n}");
+
+    // The first ranking: 100 rows spread over the pile, the rest not shown yet.
+    let first = next_update(&rx, &mut app);
+    let at = first.pool_index.clone().expect("a partial first ranking");
+    assert_eq!(at.len(), 100);
+    assert!(*at.last().unwrap() as usize > n / 2, "spread over the pile, not its first lines: {at:?}");
+    let predicted = (0..n).filter(|&i| app.prediction(i).is_some()).count();
+    assert_eq!(predicted, 100);
+    assert_eq!(app.queue.len(), 100, "only rows with a prediction are queued");
+    assert!(app.queue.iter().all(|&i| app.prediction(i as usize).is_some()));
+    // The export so far: the model's labels where it has them, none elsewhere.
+    let preds = app.session.predictions().unwrap();
+    assert_eq!(preds.len(), 100);
+
+    // The person labels two rows of the first ranking as it arrives.
+    for &i in app.queue[..2].to_vec().iter() {
+        let row = app.row_ids[i as usize];
+        app.session.add_label(row, 0, first.iteration, app.prediction(i as usize).map(|p| p.0)).unwrap();
+    }
+    worker.request(Job::Retrain { strategy: labelrest::learn::Strategy::Margin });
+
+    // The ranking grows until it covers every row; the labels are the model's inputs throughout.
+    let mut grew = vec![100];
+    loop {
+        let u = next_update(&rx, &mut app);
+        match &u.pool_index {
+            Some(at) => grew.push(at.len()),
+            None => break,
+        }
+    }
+    assert!(grew.windows(2).all(|w| w[0] <= w[1]), "{grew:?}");
+    assert!((0..n).all(|i| app.prediction(i).is_some()), "every row predicted at the end");
+    assert_eq!(app.session.predictions().unwrap().len(), n);
+    let labels = app.session.labels().unwrap();
+    assert_eq!(labels.len(), 2);
+    assert!(labels.iter().all(|l| l.source == Source::Person));
+    // The cache is whole: a reopened session embeds nothing.
+    drop(worker);
+    drop(app);
+    let s = Session::open_read_only(d.path(), "big").unwrap();
+    let mut steps = Vec::new();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let p = labelrest::worker::prepare(&s, &mut |stage, _, _| steps.push(stage.to_string()), &cancel).unwrap();
+    assert_eq!(p.pending, 0);
+    assert!(!steps.iter().any(|s| s == "embedding"), "{steps:?}");
+}
