@@ -313,7 +313,7 @@ fn bench_first(data: &std::path::Path, label_col: String, full: bool) -> Result<
     };
     // As `labelrest new` makes it, then as `labelrest label` opens it.
     let t0 = Instant::now();
-    let (r, _) = crate::cli::create_session(&dir, "first", &spec, true)?;
+    let (r, _) = crate::worker::create_session(&dir, "first", &spec, true)?;
     let import = t0.elapsed().as_secs_f64();
     let session = Session::open(&dir, "first")?;
     let (tx, rx) = std::sync::mpsc::channel();

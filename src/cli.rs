@@ -551,7 +551,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         },
     };
     let t = std::time::Instant::now();
-    let (r, truncated) = create_session(sessions, &a.name, &spec, a.force)?;
+    let (r, truncated) = crate::worker::create_session(sessions, &a.name, &spec, a.force)?;
     say!(
         "session '{}': {} rows, {} labels{}{}{}{}{}{} in {:.1}s -> {}",
         a.name,
@@ -572,45 +572,6 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
         store::session_dir(sessions, &a.name).display()
     );
     Ok(())
-}
-
-/// What `labelrest new` does: refuses a model folder labelrest cannot run
-/// before anything is made, imports, and counts the texts longer than the
-/// model reads.
-pub fn create_session(
-    sessions: &Path,
-    name: &str,
-    spec: &ImportSpec,
-    force: bool,
-) -> Result<(store::ImportReport, Option<(usize, usize)>)> {
-    crate::model::encoder::check_folder(&crate::model::assets::model_dir(&spec.settings.model))?;
-    let r = Session::create(sessions, name, spec, force)?;
-    Ok((r, truncated_texts(sessions, name, &spec.settings.model)))
-}
-
-/// How many of a new session's texts (pool and test) are longer than its
-/// model reads, and that length; noted in the log. None (logged) when the
-/// count could not be made: the session is made either way.
-fn truncated_texts(sessions: &Path, name: &str, model: &str) -> Option<(usize, usize)> {
-    let count = || -> Result<(usize, usize)> {
-        let rows = Session::open_read_only(sessions, name)?.rows()?;
-        let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-        crate::model::encoder::count_truncated(&crate::model::assets::model_dir(model), &texts)
-    };
-    match count() {
-        Ok((n, limit)) => {
-            if n > 0 {
-                tracing::info!(
-                    "session '{name}': {n} texts longer than the model's {limit} tokens; each is embedded from its first {limit}"
-                );
-            }
-            Some((n, limit))
-        }
-        Err(e) => {
-            tracing::warn!("session '{name}': cannot count texts longer than the model reads: {e:#}");
-            None
-        }
-    }
 }
 
 /// One session of `sessions --json`: the facts of the table (an

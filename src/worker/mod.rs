@@ -8,7 +8,7 @@
 pub mod pipeline;
 pub mod tuning;
 
-pub use pipeline::{encoder_dir, iterate, prepare, retrain_headless, IterationRecord, Prepared, Update};
+pub use pipeline::{create_session, encoder_dir, iterate, prepare, retrain_headless, IterationRecord, Prepared, Update};
 
 use anyhow::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
