@@ -11,7 +11,8 @@ use labelrest::worker::{Event, Job, Update, Worker};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn next_update(rx: &std::sync::mpsc::Receiver<Event>, app: &mut App) -> Arc<Update> {
+/// The worker's events up to its next update; what else came is noted in `seen`.
+fn next_update(rx: &std::sync::mpsc::Receiver<Event>, app: &mut App, seen: &mut Vec<String>) -> Arc<Update> {
     loop {
         match rx.recv_timeout(Duration::from_secs(120)).expect("the worker went quiet") {
             Event::Update(u) => {
@@ -19,7 +20,14 @@ fn next_update(rx: &std::sync::mpsc::Receiver<Event>, app: &mut App) -> Arc<Upda
                 return u;
             }
             Event::Error(e) => panic!("worker error: {e}"),
-            ev => app.on_event(ev),
+            ev => {
+                match &ev {
+                    Event::Idle => seen.push("idle".into()),
+                    Event::FineTune { running, text } => seen.push(format!("fine-tune {running} {text}")),
+                    _ => {}
+                }
+                app.on_event(ev)
+            }
         }
     }
 }
@@ -37,7 +45,8 @@ fn a_big_pile_is_ranked_before_it_is_all_embedded() {
     assert!(n > 1000, "{n}");
 
     // The first ranking: 100 rows spread over the pile, the rest not shown yet.
-    let first = next_update(&rx, &mut app);
+    let mut seen = Vec::new();
+    let first = next_update(&rx, &mut app, &mut seen);
     let at = first.pool_index.clone().expect("a partial first ranking");
     assert_eq!(at.len(), 100);
     assert!(*at.last().unwrap() as usize > n / 2, "spread over the pile, not its first lines: {at:?}");
@@ -55,14 +64,36 @@ fn a_big_pile_is_ranked_before_it_is_all_embedded() {
         app.session.add_label(row, 0, first.iteration, app.prediction(i as usize).map(|p| p.0)).unwrap();
     }
     worker.request(Job::Retrain { strategy: labelrest::learn::Strategy::Margin });
+    // F while the pile embeds: said so, and remembered for when it is done.
+    app.handle(labelrest::ui::app::Action::FineTune);
+    assert!(!app.finetune_running && app.message.as_deref().unwrap_or("").contains("once every row is embedded"), "{:?}", app.message);
+    for job in app.outbox.drain(..).collect::<Vec<_>>() {
+        worker.request(job);
+    }
+    seen.clear();
 
     // The ranking grows until it covers every row; the labels are the model's inputs throughout.
     let mut grew = vec![100];
     loop {
-        let u = next_update(&rx, &mut app);
+        let u = next_update(&rx, &mut app, &mut seen);
         match &u.pool_index {
             Some(at) => grew.push(at.len()),
             None => break,
+        }
+    }
+    assert!(!seen.iter().any(|e| e == "idle"), "never idle while rows wait: {seen:?}");
+    // The panel's estimate of the rest is of every unlabelled row now.
+    let est = app.history.last().unwrap().estimate.clone().unwrap();
+    assert_eq!(est.0, n - 2, "{est:?}");
+    // The fine-tune asked for while embedding starts now.
+    let start = std::time::Instant::now();
+    while !seen.iter().any(|e| e.starts_with("fine-tune true")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no fine-tune started: {seen:?}");
+        if let Ok(ev) = rx.recv_timeout(Duration::from_secs(5)) {
+            if let Event::FineTune { running, text } = &ev {
+                seen.push(format!("fine-tune {running} {text}"));
+            }
+            app.on_event(ev);
         }
     }
     assert!(grew.windows(2).all(|w| w[0] <= w[1]), "{grew:?}");

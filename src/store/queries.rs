@@ -294,6 +294,16 @@ impl Session {
             .collect())
     }
 
+    /// Replaces the stored metrics of iteration `id`.
+    pub fn set_iteration_metrics<M: serde::Serialize>(&self, id: i64, metrics: &M) -> Result<()> {
+        let n =
+            self.ctx(self.conn.execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", params![serde_json::to_string(metrics)?, id]))?;
+        if n != 1 {
+            bail!("no iteration {id} in session '{}'", self.name);
+        }
+        Ok(())
+    }
+
     /// The id of the last iteration (0 before the first).
     pub fn last_iteration(&self) -> Result<i64> {
         self.ctx(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM iterations", [], |r| r.get(0)))

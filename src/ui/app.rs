@@ -350,6 +350,26 @@ impl App {
         self.update.as_ref().map(|u| &u.scores)
     }
 
+    /// What the person is told when a row has no prediction to accept.
+    fn no_prediction(&self, i: usize) -> String {
+        let picker = self.key(&Action::OpenPicker);
+        if self.not_embedded(i) {
+            format!("not embedded yet (the rest of the pile embeds behind the ranking): pick a label with {picker}")
+        } else {
+            format!("no prediction yet: pick a label with {picker}")
+        }
+    }
+
+    /// While a big pile is still being embedded behind the ranking.
+    pub fn embedding_behind(&self) -> bool {
+        self.scored_at.is_some()
+    }
+
+    /// Whether pool row `i` waits to be embedded (a big pile, part-way).
+    pub fn not_embedded(&self, i: usize) -> bool {
+        self.scored_at.as_ref().is_some_and(|at| at.get(i) == Some(&u32::MAX))
+    }
+
     /// Where pool row `i` is in the scores, and the scores (None: the last
     /// update does not cover it: a big pile's row not embedded yet).
     fn scored(&self, i: usize) -> Option<(&Scores, usize)> {
@@ -657,8 +677,11 @@ impl App {
         // No model had ranked the rows before this one.
         let first = self.update.is_none() && self.stored.iter().all(|s| s.is_none());
         // A new iteration joins the panel; a resumed one is there already.
-        if u.iteration > 0 && !self.history.iter().any(|h| h.iteration == u.iteration) {
-            self.history.push(u.record.clone());
+        match self.history.iter_mut().find(|h| h.iteration == u.iteration) {
+            None if u.iteration > 0 => self.history.push(u.record.clone()),
+            // The same iteration over more rows (a big pile embedding): its estimate of the rest is new.
+            Some(h) if u.iteration > 0 && !u.trained => h.estimate = u.record.estimate.clone(),
+            _ => {}
         }
         let newer = u.iteration != self.iteration;
         if !u.trained && self.message.as_deref() == Some("retraining") {
@@ -978,7 +1001,7 @@ impl App {
                                 self.decide(l)?
                             }
                         }
-                        None => self.message = Some(format!("no prediction yet: pick a label with {}", self.key(&Action::OpenPicker))),
+                        None => self.message = Some(self.no_prediction(i)),
                     }
                 }
             }
@@ -988,7 +1011,7 @@ impl App {
                     let shown = self.shown_suggestions(i);
                     let picker = self.key(&Action::OpenPicker);
                     if s.is_empty() {
-                        self.message = Some(format!("no prediction yet: pick a label with {picker}"));
+                        self.message = Some(self.no_prediction(i));
                     } else if n == 0 || n > shown {
                         // A digit only takes a suggestion the person can see.
                         self.message = Some(match shown {
@@ -1091,6 +1114,10 @@ impl App {
                 if self.finetune_running {
                     self.outbox.push(Job::CancelFineTune);
                     self.message = Some("cancelling the fine-tune; the current model stays".into());
+                } else if self.embedding_behind() {
+                    // The worker remembers the request and starts it once every row is embedded.
+                    self.outbox.push(Job::FineTune);
+                    self.message = Some("the fine-tune starts once every row is embedded".into());
                 } else {
                     self.outbox.push(Job::FineTune);
                     self.finetune_running = true;

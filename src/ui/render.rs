@@ -445,7 +445,8 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         lines.push(Line::from(spans));
     }
     if lines.is_empty() {
-        lines.push(Line::styled("no prediction yet", theme.dim()));
+        let why = if app.not_embedded(i) { "not embedded yet: no prediction" } else { "no prediction yet" };
+        lines.push(Line::styled(why, theme.dim()));
     }
     f.render_widget(Paragraph::new(lines), sugg_area);
 }

@@ -244,11 +244,15 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             let _ = events.send(Event::Error(format!("{e:#}")));
         }
     }
-    let _ = events.send(Event::Idle);
+    if prepared.pending == 0 {
+        let _ = events.send(Event::Idle);
+    }
     let mut tuner = Tuner::default();
     // The encoder in use learnt from this many labels: the schedule goes on from there.
     tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
     let mut first_pass = true;
+    // F was pressed while a big pile was still embedding.
+    let mut finetune_when_embedded = false;
     loop {
         if first_pass {
             // On opening: a fine-tune is due already when the labels are there.
@@ -349,7 +353,11 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 }
             }
         }
-        // The schedule (or the person's F) starts the next one.
+        // The schedule (or the person's F) starts the next one; an F while
+        // a big pile embeds waits for the last row.
+        if want_finetune && prepared.pending > 0 {
+            finetune_when_embedded = true;
+        }
         schedule(&session, &prepared, &mut tuner, want_finetune, &slot, events)?;
         // A big pile: embed the next rows and rank them with the rest (the
         // model trains again only if labelled rows became usable).
@@ -371,9 +379,14 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             }
             if prepared.pending == 0 {
                 tracing::info!("every row embedded in {:?}", t.elapsed());
+                // A fine-tune due (or asked for) while the pile embedded starts now.
+                schedule(&session, &prepared, &mut tuner, std::mem::take(&mut finetune_when_embedded), &slot, events)?;
             }
         }
-        let _ = events.send(Event::Idle);
+        // Between two steps of a big pile's embedding the worker is not idle.
+        if prepared.pending == 0 {
+            let _ = events.send(Event::Idle);
+        }
     }
 }
 

@@ -511,6 +511,16 @@ fn rerank(
     let preds = predictions(&p.pool_ids, &scores, &ranking);
     session.replace_predictions(id, &preds)?;
     record.iteration = id;
+    // The same model over other rows (a big pile's rows embedded since): the
+    // estimate of the rest is of the rows ranked now.
+    let est = learn::calibration::Estimate::of(&scores.prob, |i| elig[i]);
+    let estimate = Some((est.rows, est.accuracy, est.at));
+    if record.estimate != estimate {
+        record.estimate = estimate;
+        if let Err(e) = session.set_iteration_metrics(id, &record) {
+            tracing::warn!("cannot store the estimate of iteration {id} again: {e:#}");
+        }
+    }
     Ok(Update { iteration: id, n_labels, scores, ranking, record, trained: false, pool_index: p.pool_index.clone() })
 }
 
