@@ -995,3 +995,19 @@ fn the_reader_shows_its_place() {
     assert!(place(&s).ends_with(&format!("-{total}")), "at the end: {s}");
     assert!(s.contains("word599"), "{s}");
 }
+
+/// The panel's line for the rows at 0.9 or more reads right for none and one.
+#[test]
+fn the_confident_rows_line_reads_for_none_and_one() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 30, false);
+    let mut with = |n: usize| {
+        let last = app.history.last_mut().unwrap();
+        last.labels = last.labels.max(1);
+        last.estimate = Some((20, 0.5, vec![(0.9, n, 0.93)]));
+        screen(&mut app, 100, 30)
+    };
+    assert!(with(0).contains("≥0.9: no row yet"));
+    assert!(with(1).contains("≥0.9: 1 row ~93%"));
+    assert!(with(1200).contains("≥0.9: 1,200 rows ~93%"));
+}

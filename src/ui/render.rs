@@ -375,7 +375,12 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
                     lines.push(Line::raw(cut(&format!(" held-out ECE {e:.2}"), w)));
                 }
                 if let Some((t, n, a)) = at.first() {
-                    lines.push(Line::raw(cut(&format!(" ≥{t:.1}: {} rows ~{:.0}%", thousands(*n), a * 100.0), w)));
+                    let line = match n {
+                        0 => format!(" ≥{t:.1}: no row yet"),
+                        1 => format!(" ≥{t:.1}: 1 row ~{:.0}%", a * 100.0),
+                        n => format!(" ≥{t:.1}: {} rows ~{:.0}%", thousands(*n), a * 100.0),
+                    };
+                    lines.push(Line::raw(cut(&line, w)));
                 }
             }
         }
