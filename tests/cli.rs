@@ -304,19 +304,8 @@ fn labels_record_their_annotator() {
     let d = tempfile::tempdir().unwrap();
     small_demo_session(d.path(), "team", 30);
     let annotate = |who: Option<&str>, lines: &str| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
-        c.arg("--sessions").arg(d.path()).args(["annotate", "team"]).env("LABELREST_LOG", d.path().join("log")).env("USER", "bob");
-        if let Some(w) = who {
-            c.args(["--annotator", w]);
-        }
-        let mut child = c
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        let args: Vec<&str> = who.map(|w| vec!["--annotator", w]).unwrap_or_default();
+        annotate(d.path(), "team", &args, &[("USER", Some("bob"))], lines)
     };
     let names: Vec<String> =
         labelrest::store::Session::open_read_only(d.path(), "team").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
@@ -418,20 +407,7 @@ fn the_annotator_defaults_to_the_login_name() {
     small_demo_session(d.path(), "who", 5);
     let names: Vec<String> =
         labelrest::store::Session::open_read_only(d.path(), "who").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
-        .arg("--sessions")
-        .arg(d.path())
-        .args(["annotate", "who"])
-        .env("LABELREST_LOG", d.path().join("log"))
-        .env_remove("USER")
-        .env_remove("LOGNAME")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("1\t{}\n", names[0]).as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = annotate(d.path(), "who", &[], &[("USER", None), ("LOGNAME", None)], &format!("1\t{}\n", names[0]));
     assert!(o.status.success(), "{}", stderr(&o));
     let id = std::process::Command::new("id").arg("-un").output().unwrap();
     let want = if id.status.success() { String::from_utf8_lossy(&id.stdout).trim().to_string() } else { "unknown".to_string() };

@@ -381,18 +381,7 @@ fn a_korean_session_imports_ranks_and_exports() {
     // Two labels a class from the person (rows 1, 2, 7, 8, 13, 14).
     let given = [(1, "카드"), (2, "카드"), (7, "송금"), (8, "송금"), (13, "비밀번호"), (14, "비밀번호")];
     let lines: String = given.iter().map(|(id, l)| format!("{id}\t{l}\n")).collect();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
-        .arg("--sessions")
-        .arg(&sessions)
-        .args(["annotate", "ko", "--annotator", "민지"])
-        .env("LABELREST_LOG", sessions.join("log"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = common::annotate(&sessions, "ko", &["--annotator", "민지"], &[], &lines);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().filter(|l| l.starts_with("ok ")).count(), given.len(), "{}", stdout(&o));
     let o = labelrest(&sessions, &["retrain", "ko"]);

@@ -96,3 +96,20 @@ pub fn new_demo_session(sessions: &Path, name: &str) -> Output {
         ],
     )
 }
+
+/// `labelrest annotate NAME ARGS` with `lines` on standard input; `env`
+/// sets (Some) or removes (None) variables.
+pub fn annotate(sessions: &Path, name: &str, args: &[&str], env: &[(&str, Option<&str>)], lines: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labelrest"));
+    c.arg("--sessions").arg(sessions).args(["annotate", name]).args(args).env("LABELREST_LOG", sessions.join("test.log"));
+    for (k, v) in env {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let mut child =
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
