@@ -19,18 +19,15 @@ fn cos(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn embeddings_match_sentence_transformers_and_candle() {
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/reference_embeddings.json")).unwrap()).unwrap();
-    let items = refs["items"].as_array().unwrap();
-    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    let (texts, wants) = common::fixture_embeddings("reference_embeddings.json");
+    let texts: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
     let enc = Encoder::load(&model(), &Device::Cpu).unwrap();
     let ids = enc.tokenize(&texts).unwrap();
     let seqs: Vec<&[u32]> = ids.iter().map(|s| s.as_slice()).collect();
     let b = cpu::Bert::load(&model()).unwrap();
     for threads in [1, 2] {
         let got = b.embed(&seqs, threads);
-        for (i, item) in items.iter().enumerate() {
-            let want: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        for (i, want) in wants.iter().enumerate() {
             let c = cos(&got[i * 384..(i + 1) * 384], &want);
             assert!(c >= 0.9999, "text {i}: cosine {c} with sentence-transformers");
         }
@@ -163,18 +160,15 @@ fn gradients_match(pooling: labelrest::model::family::Pooling) {
 /// least 0.9999), on one thread and on two.
 #[test]
 fn float16_states_give_the_reference_embeddings() {
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/reference_embeddings.json")).unwrap()).unwrap();
-    let items = refs["items"].as_array().unwrap();
-    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    let (texts, wants) = common::fixture_embeddings("reference_embeddings.json");
+    let texts: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
     let enc = Encoder::load(&model(), &Device::Cpu).unwrap();
     let ids = enc.tokenize(&texts).unwrap();
     let b = cpu::Bert::load(&model()).unwrap();
     for (from, threads) in [(3, 1), (3, 2), (5, 2)] {
         let states = labelrest::model::states::States::compute(&b, &ids, from, threads, &mut |_, _| {});
         let got = states.embed_all(&b, threads, &mut |_, _| {}, &std::sync::atomic::AtomicBool::new(false)).unwrap();
-        for (i, item) in items.iter().enumerate() {
-            let want: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        for (i, want) in wants.iter().enumerate() {
             let c = cos(&got[i * 384..(i + 1) * 384], &want);
             assert!(c >= 0.9999, "states after layer {from}, {threads} threads, text {i}: cosine {c}");
         }

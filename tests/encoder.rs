@@ -1,5 +1,6 @@
 //! The encoder against sentence-transformers' own embeddings.
 
+mod common;
 use labelrest::model::{Encoder, Head};
 use std::path::PathBuf;
 
@@ -9,21 +10,16 @@ fn model_dir() -> PathBuf {
 
 #[test]
 fn embeddings_match_sentence_transformers() {
-    let refs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference_embeddings.json")).unwrap(),
-    )
-    .unwrap();
-    let items = refs["items"].as_array().unwrap();
-    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    let (texts, wants) = common::fixture_embeddings("reference_embeddings.json");
+    let texts: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
     assert!(texts.contains(&""), "the fixture has the empty text");
     let enc = Encoder::load(&model_dir(), &candle_core::Device::Cpu).unwrap();
     assert_eq!(enc.dim, 384);
     assert_eq!(enc.max_len, 256);
     let got = enc.embed(&texts, |_, _| {}).unwrap();
-    for (i, item) in items.iter().enumerate() {
-        let want: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    for (i, want) in wants.iter().enumerate() {
         let g = &got[i * 384..(i + 1) * 384];
-        let dot: f32 = g.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let dot: f32 = g.iter().zip(want).map(|(a, b)| a * b).sum();
         let ng: f32 = g.iter().map(|a| a * a).sum::<f32>().sqrt();
         let nw: f32 = want.iter().map(|a| a * a).sum::<f32>().sqrt();
         let cos = dot / (ng * nw);
@@ -68,7 +64,7 @@ fn head_save_load_roundtrip() {
 /// bundled one (mean, Normalize) and a folder without modules.json load.
 #[test]
 fn sentence_transformers_pooling_is_read() {
-    use labelrest::model::encoder::check_sentence_transformers;
+    use labelrest::model::family::pooling as check_sentence_transformers;
     use labelrest::model::family::Pooling;
     let bundled = model_dir();
     assert_eq!(check_sentence_transformers(&bundled).unwrap(), Pooling::Mean);
@@ -106,12 +102,8 @@ fn sentence_transformers_pooling_is_read() {
 /// (scripts/make-cls-fixture.py), on our CPU BERT and on candle's.
 #[test]
 fn cls_pooling_matches_sentence_transformers() {
-    let refs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cls_embeddings.json")).unwrap(),
-    )
-    .unwrap();
-    let items = refs["items"].as_array().unwrap();
-    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    let (texts, wants) = common::fixture_embeddings("cls_embeddings.json");
+    let texts: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("cls");
     std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
@@ -131,10 +123,9 @@ fn cls_pooling_matches_sentence_transformers() {
         assert_eq!(enc.pooling, labelrest::model::family::Pooling::Cls);
         let got = enc.embed(&texts, |_, _| {}).unwrap();
         let mut apart = 0;
-        for (i, item) in items.iter().enumerate() {
-            let want: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        for (i, want) in wants.iter().enumerate() {
             let g = &got[i * 384..(i + 1) * 384];
-            let cos: f32 = g.iter().zip(&want).map(|(a, b)| a * b).sum::<f32>()
+            let cos: f32 = g.iter().zip(want).map(|(a, b)| a * b).sum::<f32>()
                 / (g.iter().map(|a| a * a).sum::<f32>().sqrt() * want.iter().map(|a| a * a).sum::<f32>().sqrt());
             assert!(cos >= 0.9999, "text {i} {:?}: cosine {cos}", texts[i]);
             // And it is not the mean-pooled vector.

@@ -75,6 +75,15 @@ fn screen(app: &mut App, w: u16, h: u16) -> String {
     s
 }
 
+/// Gives row `i` another text, in the store (what the reader shows) and on screen.
+fn set_text(app: &mut App, i: usize, text: &str) {
+    rusqlite::Connection::open(app.session.db_path())
+        .unwrap()
+        .execute("UPDATE rows SET text = ?1 WHERE id = ?2", rusqlite::params![text, app.row_ids[i]])
+        .unwrap();
+    app.texts[i] = text.to_string();
+}
+
 /// Runs one retrain as the worker would and gives the update to the app.
 fn retrain(app: &mut App) {
     let jobs: Vec<Job> = app.outbox.drain(..).collect();
@@ -533,11 +542,7 @@ fn the_whole_text_is_readable() {
     // Make the selected row's text long (the store is what the reader shows).
     let i = app.selected().unwrap();
     let long: String = (0..120).map(|n| format!("word{n}")).collect::<Vec<_>>().join(" ");
-    rusqlite::Connection::open(app.session.db_path())
-        .unwrap()
-        .execute("UPDATE rows SET text = ?1 WHERE id = ?2", rusqlite::params![long, app.row_ids[i]])
-        .unwrap();
-    app.texts[i] = long.clone();
+    set_text(&mut app, i, &long);
     let small = screen(&mut app, 80, 24);
     assert!(!small.contains("word119"), "the detail pane cuts it");
     app.handle(Action::Read);
@@ -976,11 +981,7 @@ fn the_reader_shows_its_place() {
     let mut app = app_with_model(d.path(), 30, false);
     let i = app.selected().unwrap();
     let long: String = (0..600).map(|n| format!("word{n}")).collect::<Vec<_>>().join(" ");
-    rusqlite::Connection::open(app.session.db_path())
-        .unwrap()
-        .execute("UPDATE rows SET text = ?1 WHERE id = ?2", rusqlite::params![long, app.row_ids[i]])
-        .unwrap();
-    app.texts[i] = long;
+    set_text(&mut app, i, &long);
     app.handle(Action::Read);
     let s = screen(&mut app, 80, 24);
     let place =

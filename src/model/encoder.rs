@@ -111,11 +111,6 @@ pub struct Encoder {
     pub batch_tokens: usize,
 }
 
-/// Checks how a sentence-transformers folder pools (see `family::pooling`).
-pub fn check_sentence_transformers(dir: &Path) -> Result<Pooling> {
-    super::family::pooling(dir)
-}
-
 fn required_files(dir: &Path) -> Result<()> {
     for f in ["config.json", "tokenizer.json", "model.safetensors"] {
         if !dir.join(f).exists() {

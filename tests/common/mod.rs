@@ -113,3 +113,20 @@ pub fn annotate(sessions: &Path, name: &str, args: &[&str], env: &[(&str, Option
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// A committed fixture of sentence-transformers embeddings
+/// (`tests/fixtures/FILE`): its texts and their vectors, in order.
+pub fn fixture_embeddings(file: &str) -> (Vec<String>, Vec<Vec<f32>>) {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures").join(file)).unwrap()).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["text"].as_str().unwrap().to_string(),
+                i["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect(),
+            )
+        })
+        .unzip()
+}
