@@ -76,7 +76,7 @@ pub enum Command {
     /// List the sessions, or remove one (`sessions rm NAME`).
     #[command(args_conflicts_with_subcommands = true)]
     Sessions {
-        /// The listing as one JSON array (name, path, rows, test_rows, labelled, iterations, last_opened, open_by_pid, error).
+        /// The listing as one JSON array (name, path, rows, test_rows, labelled, iterations, last_opened, open_by_pid, open_by (pid and annotator of every process at work), error).
         #[arg(long)]
         json: bool,
         #[command(subcommand)]
@@ -112,7 +112,7 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
-    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk.
+    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk; `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`).
     Annotate {
         name: String,
         /// Who is labelling (recorded with every label; default the login name).
@@ -586,6 +586,8 @@ struct ListedJson<'a> {
     iterations: Option<i64>,
     last_opened: Option<&'a str>,
     open_by_pid: Option<i32>,
+    /// Every process at work on it: pid and annotator.
+    open_by: Vec<serde_json::Value>,
     error: Option<&'a str>,
 }
 
@@ -605,6 +607,7 @@ fn cmd_sessions(sessions: &Path, json: bool) -> Result<()> {
                     iterations: s.map(|s| s.iterations),
                     last_opened: s.map(|s| s.last_opened.as_str()),
                     open_by_pid: l.open_by.as_ref().map(|(pid, _)| *pid),
+                    open_by: l.at_work.iter().map(|(pid, _, who)| serde_json::json!({"pid": pid, "annotator": who})).collect(),
                     error: l.summary.as_ref().err().map(|e| e.as_str()),
                 }
             })
@@ -621,7 +624,13 @@ fn cmd_sessions(sessions: &Path, json: bool) -> Result<()> {
     let header = format!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
     println!("{}", term::paint(Stream::Stdout, Paint::Header, &header));
     for l in list {
-        let open = l.open_by.as_ref().map(|(pid, _)| format!("  (open in pid {pid})")).unwrap_or_default();
+        let open = if l.at_work.is_empty() {
+            String::new()
+        } else {
+            let who: Vec<String> =
+                l.at_work.iter().map(|(pid, _, a)| if a.is_empty() { format!("pid {pid}") } else { format!("pid {pid} as {a}") }).collect();
+            format!("  (open in {})", who.join(", "))
+        };
         match &l.summary {
             Ok(s) => println!(
                 "{:<20} {:>9} {:>9} {:>10}  {:<24} {}{open}",
@@ -670,22 +679,54 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
     if let Some(a) = annotator {
         crate::store::validate_annotator(a).map_err(|e| usage(format!("--annotator: {e:#}")))?;
     }
-    let mut s = Session::open(sessions, name)?;
-    if let Some(a) = annotator {
-        s.set_annotator(a)?;
-    }
+    let s = match annotator {
+        Some(a) => Session::open_as(sessions, name, a)?,
+        None => Session::open(sessions, name)?,
+    };
     let labels = s.label_set()?;
     let index: std::collections::HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
-    let iteration = s.last_iteration()?;
-    let preds = s.predictions()?;
+    let mut iteration = s.last_iteration()?;
+    let mut preds = s.predictions()?;
+    let batch = s.settings()?.batch.max(1);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for (n, line) in stdin.lock().lines().enumerate() {
         let line = line?;
-        if line.trim().is_empty() {
+        let t = line.trim();
+        if t.is_empty() {
             continue;
         }
-        let (id, label) = line.split_once('\t').ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL", n + 1))?;
+        // `next [N]`: hold the next batch (the model's ranking, rows nobody
+        // else holds or labelled) and print it.
+        if t == "next" || t.starts_with("next ") {
+            let want: usize = match t["next".len()..].trim() {
+                "" => batch,
+                v => v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("<stdin>:{}: `next` takes a number of rows, not '{}'", n + 1, data::display_safe(v)))?,
+            };
+            iteration = s.last_iteration()?;
+            preds = s.predictions()?;
+            let mut ranked: Vec<(i64, i64)> = preds.values().filter_map(|p| p.rank.map(|r| (r, p.row_id))).collect();
+            ranked.sort_unstable();
+            let mut candidates: Vec<i64> = ranked.into_iter().map(|(_, id)| id).collect();
+            let listed: std::collections::HashSet<i64> = candidates.iter().copied().collect();
+            // Rows no model ranked yet follow, in file order.
+            candidates
+                .extend(s.rows()?.into_iter().filter(|r| r.split == crate::store::Split::Pool && !listed.contains(&r.id)).map(|r| r.id));
+            for id in s.reserve(&candidates, want)? {
+                let predicted = preds.get(&id).map(|p| labels[p.label as usize].name.as_str()).unwrap_or("");
+                let text: String = data::display_safe(&s.text_of(id)?)
+                    .chars()
+                    .map(|c| if c == '\t' || c == '\n' || c == '\r' { ' ' } else { c })
+                    .collect();
+                writeln!(out, "row\t{id}\t{}\t{text}", data::display_safe(predicted))?;
+            }
+            writeln!(out, "end")?;
+            out.flush()?;
+            continue;
+        }
+        let (id, label) = line.split_once('\t').ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL or `next`", n + 1))?;
         let id: i64 =
             id.trim().parse().map_err(|_| anyhow::anyhow!("<stdin>:{}: row id '{}' is not a number", n + 1, data::display_safe(id)))?;
         let label = label.trim();

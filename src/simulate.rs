@@ -507,6 +507,8 @@ fn run_one(
     // ready, its engine, the labels it learnt from, seconds).
     let mut pending: Option<(u64, Arc<Engine>, Vec<(usize, u32)>, f64)> = None;
     let mut last_start = 0usize;
+    // Each label's honest probabilities (calibration, `learn::Honesty`).
+    let mut honest: std::collections::HashMap<usize, Vec<f32>> = Default::default();
     while pairs.len() < opts.max_labels.min(n) {
         let take = opts.batch.min(opts.max_labels - pairs.len());
         let mut added = 0;
@@ -575,7 +577,17 @@ fn run_one(
             }
         }
         let t = Instant::now();
-        let it = engine.iterate(&pairs)?;
+        // The encoder in use learnt from the first `encoder_labels` labels.
+        let honesty = learn::Honesty {
+            seen: (0..pairs.len()).map(|j| j < encoder_labels).collect(),
+            earlier: pairs.iter().map(|p| honest.get(&p.0).cloned()).collect(),
+        };
+        let it = engine.iterate_with(&pairs, &honesty)?;
+        for (p, h) in pairs.iter().zip(&it.honest) {
+            if let Some(h) = h {
+                honest.insert(p.0, h.clone());
+            }
+        }
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
         ranking = learn::rank(
             &it.raw,

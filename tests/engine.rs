@@ -368,3 +368,56 @@ fn a_damaged_embedding_cache_is_rebuilt() {
     let diff = m.as_slice().iter().zip(&fresh).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(diff < 1e-4, "{diff}");
 }
+
+/// With a fine-tuned encoder the cross-validation is too sure (the encoder
+/// saw every label it holds out); the temperature is then the geometric
+/// mean of its fit and the fit on the labels' honest probabilities.
+#[test]
+fn calibration_with_a_tuned_encoder_brackets_the_two_fits() {
+    use labelrest::learn::{calibration, Honesty};
+    // Two well separated classes in 8 dimensions, 60 rows.
+    let (dim, n) = (8usize, 60usize);
+    let mut emb = Vec::new();
+    for i in 0..n {
+        let c = i % 2;
+        let mut v: Vec<f32> = (0..dim).map(|d| ((i * 7 + d * 13) % 11) as f32 * 0.01).collect();
+        v[c] += 1.0;
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        emb.extend(v.iter().map(|x| x / norm));
+    }
+    let mut le = vec![0f32; 2 * dim];
+    le[0] = 1.0;
+    le[dim + 1] = 1.0;
+    let engine =
+        Engine::new(Arc::new(Matrix::owned(emb, dim)), (0..n).collect(), Vec::new(), Vec::new(), le, 2, EngineConfig::default()).unwrap();
+    let labels: Vec<(usize, u32)> = (0..30).map(|i| (i, (i % 2) as u32)).collect();
+    let plain = engine.iterate(&labels).unwrap();
+    // Nothing seen by the encoder: the same temperature, and each label's
+    // cross-validated probabilities are its honest ones.
+    let free = engine.iterate_with(&labels, &Honesty { seen: vec![false; 30], earlier: vec![None; 30] }).unwrap();
+    assert_eq!(plain.head.temperature, free.head.temperature);
+    assert!(free.honest.iter().all(|h| h.as_ref().is_some_and(|v| v.len() == 2)));
+    let cv = engine.cross_validated(&labels).unwrap().unwrap();
+    assert_eq!(free.honest[7].as_deref(), Some(&cv[14..16]));
+    // Seen, with no honest probabilities kept: the cross-validation alone.
+    let none = engine.iterate_with(&labels, &Honesty { seen: vec![true; 30], earlier: vec![None; 30] }).unwrap();
+    assert_eq!(none.head.temperature, plain.head.temperature);
+    assert!(none.honest.iter().all(|h| h.is_none()));
+    // Seen, and earlier models were sure and wrong on a third: the
+    // temperature rises to the geometric mean of the two fits.
+    let earlier: Vec<Option<Vec<f32>>> = labels
+        .iter()
+        .enumerate()
+        .map(|(j, &(_, l))| Some(if (j % 3 == 0) == (l == 0) { vec![0.9, 0.1] } else { vec![0.1, 0.9] }))
+        .collect();
+    let gold: Vec<u32> = labels.iter().map(|l| l.1).collect();
+    let flat: Vec<f32> = earlier.iter().flat_map(|e| e.clone().unwrap()).collect();
+    let (t_cv, t_h) = (calibration::fit_temperature(&cv, 2, &gold), calibration::fit_temperature(&flat, 2, &gold));
+    assert!(t_h > 1.5 * t_cv, "{t_h} vs {t_cv}");
+    let it = engine.iterate_with(&labels, &Honesty { seen: vec![true; 30], earlier: earlier.clone() }).unwrap();
+    assert!((it.head.temperature - (t_cv * t_h).sqrt()).abs() < 1e-5, "{} vs {t_cv} {t_h}", it.head.temperature);
+    assert_eq!(it.honest, earlier, "kept for the next iteration");
+    // The predictions are the same; only how sure they are changes.
+    assert_eq!(it.scores.pred, plain.scores.pred);
+    assert!(it.scores.prob.iter().zip(&plain.scores.prob).all(|(a, b)| a <= b));
+}

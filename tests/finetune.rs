@@ -207,6 +207,12 @@ fn background_finetune_schedule_check_and_cancel() {
         assert!(d.path().join("s").join(&name).join("model.safetensors").exists());
         assert_eq!(labelrest::worker::encoder_dir(&s).unwrap(), d.path().join("s").join(&name));
         assert_eq!(s.meta("encoder_labels").unwrap().as_deref(), Some("24"));
+        // The calibration knows which labels it learnt from, and every label's honest probabilities.
+        let seen = s.tuned_encoder_rows().unwrap().unwrap();
+        assert_eq!(seen, pool.iter().take(24).map(|r| r.id).collect());
+        let honest = s.honest_probs().unwrap();
+        assert_eq!(honest.len(), 29);
+        assert!(honest.values().all(|p| p.len() == s.label_set().unwrap().len()));
     } else {
         assert!(s.meta("encoder").unwrap().is_none());
         assert!(encoders.is_empty(), "a rejected encoder is deleted: {encoders:?}");

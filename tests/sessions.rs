@@ -101,7 +101,7 @@ fn older_schema_is_migrated_newer_refused() {
     small_session(d.path(), "s");
     {
         let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
-        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; ALTER TABLE annotations DROP COLUMN annotator; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
+        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; ALTER TABLE annotations DROP COLUMN annotator; DROP TABLE reservations; DROP TABLE honest; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
     }
     // Reading without migrating is refused with a clear message.
     let e = format!("{:#}", Session::open_read_only(d.path(), "s").err().unwrap());
@@ -110,7 +110,9 @@ fn older_schema_is_migrated_newer_refused() {
     s.add_label(1, 0, 0, Some(0)).unwrap();
     assert_eq!(s.labels().unwrap()[0].predicted, Some(0));
     assert_eq!(s.labels().unwrap()[0].annotator.as_deref(), Some(s.annotator()));
-    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("3"));
+    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("4"));
+    // Schema 4's tables came with the migration.
+    assert_eq!(s.reserve(&[1, 2], 1).unwrap(), vec![2], "row 1 is labelled");
     drop(s);
     {
         let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();

@@ -270,6 +270,22 @@ pub struct Iteration {
     pub pseudo_labels: usize,
     pub train_ms: f64,
     pub predict_ms: f64,
+    /// Per label (in the order given): its honest probabilities, from this
+    /// model where the encoder had not seen it, else the earlier ones
+    /// (`Honesty::earlier`); None where there are none (fewer than
+    /// `calibration::MIN_LABELS` labels, or none recorded).
+    pub honest: Vec<Option<Vec<f32>>>,
+}
+
+/// What the calibration knows of each label beyond the cross-validation
+/// (both in the order of the labels given to `iterate_with`).
+#[derive(Debug, Clone, Default)]
+pub struct Honesty {
+    /// The encoder in use was fine-tuned on this label.
+    pub seen: Vec<bool>,
+    /// The label's probabilities under the newest earlier model whose
+    /// encoder had not seen it (cross-validated: the head had not either).
+    pub earlier: Vec<Option<Vec<f32>>>,
 }
 
 fn gather(m: &Matrix, rows: &[usize]) -> Vec<f32> {
@@ -317,13 +333,50 @@ impl Engine {
     /// The head's temperature is fitted on cross-validated predictions of
     /// the labels (`cross_validated`), which also give the review its suspects.
     pub fn iterate(&self, labels: &[(usize, u32)]) -> Result<Iteration> {
+        self.iterate_with(labels, &Honesty::default())
+    }
+
+    /// `iterate` when the encoder in use was fine-tuned on some of the
+    /// labels: the cross-validation holds each label out of the head but
+    /// not out of the encoder, so on those labels it looks surer than the
+    /// model is on new rows. The temperature is then the geometric mean of
+    /// two fits that bracket the truth: on the cross-validation (too sure),
+    /// and on each label's honest probabilities (`Honesty`; from models that
+    /// knew fewer labels, so not sure enough). `Iteration::honest` carries
+    /// the honest probabilities on to the next iteration.
+    pub fn iterate_with(&self, labels: &[(usize, u32)], honesty: &Honesty) -> Result<Iteration> {
         let t0 = Instant::now();
         let (mut head, pseudo_labels) = self.fit(labels, true)?;
         let probs = head.predict(&self.x_pool)?;
         let raw = Scores::from_probs(probs.clone(), self.k);
         let gold: Vec<u32> = labels.iter().map(|l| l.1).collect();
+        let mut honest = vec![None; labels.len()];
         let (temperature, suspects) = match self.cross_validated(labels)? {
-            Some(p) => (calibration::fit_temperature(&p, self.k, &gold), review::suspects(&p, self.k, &gold)),
+            Some(p) => {
+                let k = self.k;
+                let (mut hp, mut hg) = (Vec::new(), Vec::new());
+                let mut leaked = false;
+                for (j, &(_, l)) in labels.iter().enumerate() {
+                    let h = if honesty.seen.get(j).copied().unwrap_or(false) {
+                        leaked = true;
+                        honesty.earlier.get(j).cloned().flatten().filter(|v| v.len() == k)
+                    } else {
+                        Some(p[j * k..(j + 1) * k].to_vec())
+                    };
+                    if let Some(v) = &h {
+                        hp.extend_from_slice(v);
+                        hg.push(l);
+                    }
+                    honest[j] = h;
+                }
+                let t_cv = calibration::fit_temperature(&p, k, &gold);
+                let t = if leaked && hg.len() >= calibration::MIN_LABELS {
+                    (t_cv * calibration::fit_temperature(&hp, k, &hg)).sqrt()
+                } else {
+                    t_cv
+                };
+                (t, review::suspects(&p, k, &gold))
+            }
             None => (1.0, Vec::new()),
         };
         head.temperature = temperature;
@@ -340,7 +393,7 @@ impl Engine {
             None => None,
         };
         let predict_ms = t1.elapsed().as_secs_f64() * 1e3;
-        Ok(Iteration { head, scores, raw, suspects, test, pseudo_labels, train_ms, predict_ms })
+        Ok(Iteration { head, scores, raw, suspects, test, pseudo_labels, train_ms, predict_ms, honest })
     }
 
     /// The head trained on `labels` (with the label-prompt prior, and

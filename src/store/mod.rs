@@ -25,17 +25,21 @@ mod create;
 mod lock;
 mod queries;
 mod schema;
+mod team;
 
 pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
 pub use lock::{pid_alive, Lock};
 use schema::{configure, SCHEMA};
+pub use team::{host_name, Marks, RESERVATION_TTL};
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 const DB_FILE: &str = "session.db";
 /// Meta keys of the fine-tuned encoder in use (a folder of the session) and
 /// of the number of labels it learnt from.
 const TUNED_ENCODER: &str = "encoder";
 const TUNED_ENCODER_LABELS: &str = "encoder_labels";
+/// Meta key of the rows whose labels it learnt from (JSON array of row ids).
+const TUNED_ENCODER_ROWS: &str = "encoder_rows";
 /// Meta key of the labels the person kept after review.
 const KEPT_REVIEWS: &str = "review_kept";
 
@@ -181,8 +185,10 @@ pub struct Listed {
     pub name: String,
     pub path: PathBuf,
     pub summary: std::result::Result<Summary, String>,
-    /// The process working on it, if any (pid, command).
+    /// The process working on it, if any (pid, command): the first of `at_work`.
     pub open_by: Option<(i32, String)>,
+    /// Every process working on it: (pid, command, annotator).
+    pub at_work: Vec<(i32, String, String)>,
 }
 
 /// Lists the sessions in a sessions folder, sorted by name; a session that
@@ -205,8 +211,9 @@ pub fn list(sessions: &Path) -> Result<Vec<Listed>> {
             data::display_safe(&format!("{e:#}"))
         });
         let path = entry.path();
-        let open_by = Lock::holder(&path);
-        out.push(Listed { name: data::display_safe(&name), path, summary, open_by });
+        let at_work = Lock::holders(&path);
+        let open_by = at_work.first().map(|(pid, cmd, _)| (*pid, cmd.clone()));
+        out.push(Listed { name: data::display_safe(&name), path, summary, open_by, at_work });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -248,7 +255,9 @@ pub struct Session {
     pub name: String,
     pub dir: PathBuf,
     conn: Connection,
-    _lock: Option<Lock>,
+    /// The session's shared lock and the annotator's (none for a read-only
+    /// or second connection).
+    _locks: Vec<Lock>,
     /// Who the labels given through this handle are recorded as.
     annotator: String,
 }
@@ -291,17 +300,29 @@ pub fn validate_annotator(name: &str) -> Result<()> {
 }
 
 impl Session {
-    /// Opens a session for work: takes its lock, migrates an older schema.
+    /// Opens a session for work as the default annotator (the login name):
+    /// see `open_as`.
     pub fn open(sessions: &Path, name: &str) -> Result<Session> {
+        Session::open_as(sessions, name, &default_annotator())
+    }
+
+    /// Opens a session for work, recording labels as `annotator`'s: takes
+    /// the session's shared lock and the annotator's own (another process
+    /// working as the same annotator is refused, naming it; other
+    /// annotators work beside it), migrates an older schema.
+    pub fn open_as(sessions: &Path, name: &str, annotator: &str) -> Result<Session> {
         validate_name(name)?;
+        validate_annotator(annotator)?;
+        let annotator = annotator.trim();
         let dir = session_dir(sessions, name);
         if !dir.join(DB_FILE).exists() {
             bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
         }
-        let lock = Lock::acquire(&dir, name)?;
+        let shared = Lock::share(&dir, name)?;
+        let own = Lock::annotator(&dir, name, annotator)?;
         let conn = Connection::open(dir.join(DB_FILE))?;
         configure(&conn)?;
-        let s = Session { name: name.to_string(), dir, conn, _lock: Some(lock), annotator: default_annotator() };
+        let s = Session { name: name.to_string(), dir, conn, _locks: vec![own, shared], annotator: annotator.to_string() };
         s.check_schema(true)?;
         s.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", params![now()])?;
         Ok(s)
@@ -321,7 +342,7 @@ impl Session {
         use rusqlite::OpenFlags as F;
         let open = |conn: Connection| -> Result<Session> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _lock: None, annotator: default_annotator() };
+            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _locks: Vec::new(), annotator: default_annotator() };
             s.check_schema(false)?;
             Ok(s)
         };
@@ -345,7 +366,7 @@ impl Session {
     pub fn reopen_shared(&self) -> Result<Session> {
         let conn = Connection::open(self.dir.join(DB_FILE))?;
         configure(&conn)?;
-        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _lock: None, annotator: self.annotator.clone() })
+        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _locks: Vec::new(), annotator: self.annotator.clone() })
     }
 }
 

@@ -6,7 +6,7 @@ use super::*;
 
 impl Session {
     /// Names the session and its file in an error from the database.
-    fn ctx<T, E: Into<anyhow::Error>>(&self, r: std::result::Result<T, E>) -> Result<T> {
+    pub(super) fn ctx<T, E: Into<anyhow::Error>>(&self, r: std::result::Result<T, E>) -> Result<T> {
         r.map_err(Into::into).with_context(|| format!("session '{}' ({})", self.name, self.dir.join(DB_FILE).display()))
     }
 
@@ -170,13 +170,6 @@ impl Session {
         self.dir.join(format!("head-{model_hash}.safetensors"))
     }
 
-    /// Labels given through this handle are recorded as `name`'s.
-    pub fn set_annotator(&mut self, name: &str) -> Result<()> {
-        validate_annotator(name)?;
-        self.annotator = name.trim().to_string();
-        Ok(())
-    }
-
     pub fn annotator(&self) -> &str {
         &self.annotator
     }
@@ -200,7 +193,7 @@ impl Session {
     }
 
     fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_tx()?;
         let split: Option<String> = tx.query_row("SELECT split FROM rows WHERE id=?1", params![row_id], |r| r.get(0)).optional()?;
         match split.as_deref() {
             None => bail!("no row {row_id} in session '{}'", self.name),
@@ -225,14 +218,15 @@ impl Session {
         Ok(id)
     }
 
-    /// Undoes the person's most recent decision that is not undone yet.
+    /// Undoes this annotator's most recent decision that is not undone yet
+    /// (another annotator's labels are theirs to undo).
     /// Returns the row it was about, or None when there is nothing to undo.
     pub fn undo_last(&self) -> Result<Option<i64>> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_tx()?;
         let last: Option<(i64, i64, Option<i64>)> = tx
             .query_row(
-                "SELECT id, row_id, replaces FROM annotations WHERE source='person' AND undone=0 AND active=1 ORDER BY id DESC LIMIT 1",
-                [],
+                "SELECT id, row_id, replaces FROM annotations WHERE source='person' AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL) ORDER BY id DESC LIMIT 1",
+                params![self.annotator],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -264,14 +258,55 @@ impl Session {
     }
 
     /// Makes `dir` (a folder of this session) the encoder in use, learnt
-    /// from `labels` labels. Returns the folder it replaces, if another.
-    pub fn use_tuned_encoder(&self, dir: &Path, labels: usize) -> Result<Option<PathBuf>> {
+    /// from the labels of the rows `rows`. Returns the folder it replaces,
+    /// if another.
+    pub fn use_tuned_encoder(&self, dir: &Path, rows: &[i64]) -> Result<Option<PathBuf>> {
         let name =
             dir.file_name().map(|n| n.to_string_lossy().to_string()).ok_or_else(|| anyhow!("{} is not a folder name", dir.display()))?;
         let old = self.meta(TUNED_ENCODER)?;
         self.set_meta(TUNED_ENCODER, &name)?;
-        self.set_meta(TUNED_ENCODER_LABELS, &labels.to_string())?;
+        self.set_meta(TUNED_ENCODER_LABELS, &rows.len().to_string())?;
+        self.set_meta(TUNED_ENCODER_ROWS, &serde_json::to_string(rows)?)?;
         Ok(old.filter(|o| *o != name).map(|o| self.dir.join(o)))
+    }
+
+    /// The rows whose labels the fine-tuned encoder in use learnt from (None:
+    /// the base encoder, or a session from before they were recorded).
+    pub fn tuned_encoder_rows(&self) -> Result<Option<std::collections::HashSet<i64>>> {
+        if self.meta(TUNED_ENCODER)?.is_none() {
+            return Ok(None);
+        }
+        let Some(v) = self.meta(TUNED_ENCODER_ROWS)? else { return Ok(None) };
+        let rows: Vec<i64> = self.ctx(serde_json::from_str(&v))?;
+        Ok(Some(rows.into_iter().collect()))
+    }
+
+    /// Each labelled row's honest probabilities (`learn::Honesty`), as the
+    /// last iteration left them.
+    pub fn honest_probs(&self) -> Result<HashMap<i64, Vec<f32>>> {
+        let v: Vec<(i64, Vec<u8>)> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT row_id, probs FROM honest")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>();
+            v
+        })())?;
+        Ok(v.into_iter().map(|(id, b)| (id, b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())).collect())
+    }
+
+    /// Stores rows' honest probabilities (replacing what they had).
+    pub fn set_honest_probs(&self, probs: &[(i64, &[f32])]) -> Result<()> {
+        let r = (|| -> Result<()> {
+            let tx = self.write_tx()?;
+            {
+                let mut st = tx.prepare("INSERT OR REPLACE INTO honest(row_id, probs) VALUES (?1, ?2)")?;
+                for (id, p) in probs {
+                    let b: Vec<u8> = p.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    st.execute(params![id, b])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.ctx(r)
     }
 
     /// Every iteration in order, its metrics read as `M`. Metrics that do
@@ -320,7 +355,7 @@ impl Session {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_tx()?;
         tx.execute("INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, '{}')", params![n_labels, now()])?;
         let id = tx.last_insert_rowid();
         let m = metrics(id)?;
@@ -332,7 +367,7 @@ impl Session {
 
     /// Replaces the stored predictions of the current iteration (a new ranking, no new model).
     pub fn replace_predictions(&self, iteration: i64, preds: &[Prediction]) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_tx()?;
         insert_predictions(&tx, iteration, preds)?;
         tx.commit()?;
         Ok(())

@@ -42,6 +42,14 @@ CREATE TABLE predictions(
   rank INTEGER,
   iteration INTEGER NOT NULL
 );
+CREATE TABLE reservations(
+  row_id INTEGER PRIMARY KEY REFERENCES rows(id),
+  annotator TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  until TEXT NOT NULL
+);
+CREATE TABLE honest(row_id INTEGER PRIMARY KEY REFERENCES rows(id), probs BLOB NOT NULL);
 ";
 
 pub(super) fn configure(conn: &Connection) -> Result<()> {
@@ -84,7 +92,7 @@ impl Session {
 
     /// Migrates from an older schema, step by step, in one transaction.
     fn migrate(&self, from: i64) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_tx()?;
         let mut v = from;
         while v < SCHEMA_VERSION {
             match v {
@@ -96,6 +104,14 @@ impl Session {
                 // Schema 2 did not record who gave a label (`stats` says "not recorded").
                 2 => {
                     tx.execute_batch("ALTER TABLE annotations ADD COLUMN annotator TEXT;")?;
+                }
+                // Schema 3 had one annotator at a time (no reservations) and
+                // calibrated on the cross-validation alone (no honest probabilities).
+                3 => {
+                    tx.execute_batch(
+                        "CREATE TABLE reservations(row_id INTEGER PRIMARY KEY REFERENCES rows(id), annotator TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, until TEXT NOT NULL);
+                         CREATE TABLE honest(row_id INTEGER PRIMARY KEY REFERENCES rows(id), probs BLOB NOT NULL);",
+                    )?;
                 }
                 other => bail!("session '{}' has schema {other}, which this labelrest cannot migrate", self.name),
             }

@@ -195,6 +195,12 @@ pub struct App {
     /// The device the model runs on and the encoder in use, as the worker says.
     pub device: String,
     pub encoder: String,
+    /// Pool rows other annotators hold in their current batches: not in
+    /// this queue.
+    pub others_reserved: HashSet<u32>,
+    /// The pool rows this annotator holds for the current batch (reserved
+    /// in the session, so nobody else is shown them), first in the queue.
+    pub reserved: Vec<u32>,
 }
 
 impl App {
@@ -308,6 +314,8 @@ impl App {
             finetune_status: None,
             device: String::new(),
             encoder: String::new(),
+            others_reserved: HashSet::new(),
+            reserved: Vec::new(),
             session,
         };
         // Decisions already made on the current model count towards the batch.
@@ -325,7 +333,12 @@ impl App {
             // (unless the person moved first).
             app.jump_to_batch = true;
         }
-        app.rebuild_lists();
+        // Rows other annotators hold now are not this annotator's to see.
+        match app.session.reserved_by_others() {
+            Ok(others) => app.apply_team(&others, false),
+            Err(e) => tracing::warn!("cannot read the reservations: {e:#}"),
+        }
+        app.reserve_batch(true);
         // Back on the row the person left the queue on.
         if let Some(id) = app.session.meta("cursor_row").ok().flatten().and_then(|v| v.parse::<i64>().ok()) {
             if let Some(p) = app.queue.iter().position(|&i| app.row_ids[i as usize] == id) {
@@ -483,6 +496,19 @@ impl App {
         let skipped: HashSet<u32> = self.skipped.iter().copied().collect();
         let mut seen = vec![false; self.row_ids.len()];
         let mut queue: Vec<u32> = Vec::with_capacity(self.ranking.len());
+        // This annotator's batch first; rows other annotators hold, nowhere.
+        self.reserved.retain(|&i| self.labels[i as usize].is_none());
+        for &i in &self.reserved {
+            if !seen[i as usize] && !skipped.contains(&i) {
+                seen[i as usize] = true;
+                queue.push(i);
+            }
+        }
+        for &i in &self.others_reserved {
+            if let Some(s) = seen.get_mut(i as usize) {
+                *s = true;
+            }
+        }
         for &i in &self.ranking {
             let iu = i as usize;
             if iu < seen.len() && !seen[iu] {
@@ -500,7 +526,7 @@ impl App {
                 queue.push(i as u32);
             }
         }
-        queue.extend(self.skipped.iter().copied().filter(|&i| self.labels[i as usize].is_none()));
+        queue.extend(self.skipped.iter().copied().filter(|&i| self.labels[i as usize].is_none() && !self.others_reserved.contains(&i)));
         self.queue = queue;
         self.class_counts = vec![0; self.label_names.len()];
         for (l, _) in self.labels.iter().flatten() {
@@ -556,6 +582,80 @@ impl App {
             }
         }
         self.scroll_into_view();
+    }
+
+    /// Reserves the next batch for this annotator: the first rows of the
+    /// queue that nobody else holds (the session decides, atomically). A
+    /// store that cannot reserve leaves the queue as it is, with a message.
+    fn reserve_batch(&mut self, to_top: bool) {
+        let candidates: Vec<i64> =
+            self.queue.iter().filter(|i| !self.skipped.contains(i)).take(self.batch_size * 4).map(|&i| self.row_ids[i as usize]).collect();
+        let before = self.selected();
+        match self.session.reserve(&candidates, self.batch_size) {
+            Ok(ids) => {
+                let ids: HashSet<i64> = ids.into_iter().collect();
+                self.reserved = self.queue.iter().copied().filter(|&i| ids.contains(&self.row_ids[i as usize])).collect();
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                self.message = Some("could not reserve this batch for you (see the log)".into());
+            }
+        }
+        self.rebuild_lists();
+        // A new batch starts at its top (on opening; a refresh moves the
+        // cursor only where the person has not moved, `apply_update`).
+        if to_top && self.view == View::Queue {
+            self.cursor[0] = 0;
+            self.scroll_into_view();
+        }
+        self.note_if_moved(before);
+    }
+
+    /// The row under the cursor changed by itself: keys that would label
+    /// it wait a moment (`SETTLE`).
+    fn note_if_moved(&mut self, before: Option<usize>) {
+        if before.is_some() && self.selected() != before {
+            self.changed_at = Some(Instant::now());
+        }
+    }
+
+    /// Others' work, as the worker saw it: the rows they hold leave this
+    /// queue; their labels come in.
+    pub fn apply_team(&mut self, others: &HashSet<i64>, labels_changed: bool) {
+        let idx: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        self.others_reserved = others.iter().filter_map(|id| idx.get(id).copied()).collect();
+        if labels_changed {
+            if let Err(e) = self.reload_labels() {
+                tracing::warn!("cannot read the labels again: {e:#}");
+            }
+        }
+        // A row of this batch that someone else took (a race, or their
+        // all-rows view) leaves the batch.
+        self.reserved.retain(|i| !self.others_reserved.contains(i));
+        let before = self.selected();
+        self.rebuild_lists();
+        self.note_if_moved(before);
+    }
+
+    /// Reads every row's label from the session again (other annotators').
+    fn reload_labels(&mut self) -> Result<()> {
+        let id_to_pool: std::collections::HashMap<i64, usize> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let mut labels = vec![None; self.row_ids.len()];
+        let mut label_seq = vec![0u64; self.row_ids.len()];
+        let (mut n, mut seq) = (0, 0u64);
+        for l in self.session.labels()? {
+            if let Some(&i) = id_to_pool.get(&l.row_id) {
+                labels[i] = Some((l.label, l.source));
+                n += 1;
+                seq += 1;
+                label_seq[i] = seq;
+            }
+        }
+        self.labels = labels;
+        self.label_seq = label_seq;
+        self.seq = seq;
+        self.n_labelled = n;
+        Ok(())
     }
 
     fn labelled_order(&self) -> Vec<u32> {
@@ -661,6 +761,7 @@ impl App {
                 self.device = device;
                 self.encoder = encoder;
             }
+            Event::Team { others_reserved, labels_changed } => self.apply_team(&others_reserved, labels_changed),
             Event::FineTune { running, text } => {
                 self.finetune_running = running;
                 if !running {
@@ -716,6 +817,14 @@ impl App {
         // The first ranking always starts at its top: nothing the person
         // moved to before it was ranked by anything.
         let reranked = std::mem::take(&mut self.reranking);
+        // A new ranking that answers this annotator's finished batch (or the
+        // first one): the next batch is its top. One that another
+        // annotator's batch brought leaves this annotator's batch as it is.
+        if (newer || reranked || first) && self.batch_done == 0 && (self.jump_to_batch || first || reranked || self.reserved.is_empty()) {
+            self.reserved.clear();
+            self.rebuild_lists();
+            self.reserve_batch(false);
+        }
         if (newer || reranked) && (self.jump_to_batch || first) && self.view == View::Queue {
             self.jump_to_batch = false;
             self.cursor[0] = 0;
@@ -775,13 +884,18 @@ impl App {
         // Deciding is not moving: a decision made while the retrain is on its
         // way keeps the jump to the new batch (else the cursor would follow
         // its row deep into the new ranking, away from the rows it asks for).
-        if self.batch_done >= self.batch_size {
+        let batch_end = self.batch_done >= self.batch_size;
+        if batch_end {
             self.batch_done = 0;
             self.jump_to_batch = true;
             self.outbox.push(Job::Retrain { strategy: self.strategy });
         }
         let at = self.labelled_list.iter().position(|&r| r as usize == i);
         self.rebuild_lists();
+        if batch_end || self.reserved.is_empty() {
+            // The next batch is held at once: the person goes on while the model retrains.
+            self.reserve_batch(false);
+        }
         // The labelled view lists the newest first: a label given in the
         // queue puts its cursor on the top row; a relabel there moves the
         // row to the top, and the cursor on to the row that followed it.

@@ -28,10 +28,10 @@ pub fn run(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<()> {
         crate::store::validate_annotator(a).map_err(|e| crate::term::usage(format!("--annotator: {e:#}")))?;
     }
     let keys = keys::KeyMap::load(keys::KeyMap::path().as_deref())?;
-    let mut session = Session::open(sessions, name)?;
-    if let Some(a) = annotator {
-        session.set_annotator(a)?;
-    }
+    let session = match annotator {
+        Some(a) => Session::open_as(sessions, name, a)?,
+        None => Session::open(sessions, name)?,
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = Worker::start(&session, tx)?;
     let mut app = app::App::load(session)?;

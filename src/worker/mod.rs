@@ -6,6 +6,7 @@
 //! one waits, and a newer request replaces the waiting one.
 
 pub mod pipeline;
+pub mod team;
 pub mod tuning;
 
 pub use pipeline::{create_session, encoder_dir, iterate, prepare, retrain_headless, IterationRecord, Prepared, Update};
@@ -41,6 +42,9 @@ pub enum Event {
     /// The model in use: the device and the encoder (base, or fine-tuned on
     /// so many labels).
     Model { device: String, encoder: String },
+    /// Other annotators on the session: the rows they hold in their current
+    /// batches, and whether labels changed since the last look (anyone's).
+    Team { others_reserved: Arc<std::collections::HashSet<i64>>, labels_changed: bool },
 }
 
 /// A job for the worker.
@@ -215,11 +219,20 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     if prepared.repaired > 0 {
         let _ = events.send(Event::Notice(format!("the embedding cache had {} damaged rows: embedded them again", prepared.repaired)));
     }
-    // The first view: the saved head's when there is one, else a fresh iteration.
+    // The first view: the saved head's when there is one, else a fresh
+    // iteration (by the process that trains; another shows the zero-shot
+    // model until the trainer stores one).
     let strategy = settings.strategy;
     let head_path = |p: &Prepared| session.head_path(&p.model_hash);
+    let mut team = team::Team::default();
+    team.try_train(&session)?;
+    let mut encoder_at = pipeline::encoder_dir(&session)?;
     let first = match Head::load(&head_path(&prepared)) {
         Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
+        _ if !team.is_trainer() => {
+            team.tell_follower(&session, events);
+            resume_update(&session, &prepared, &prepared.engine.zero_shot_head(), strategy)
+        }
         other => {
             // No saved model yet, or one that cannot serve: train again (the labels are all in the store).
             match other {
@@ -236,8 +249,11 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress)
         }
     };
+    // The iteration this process shows (a follower picks up newer ones).
+    let mut shown = 0i64;
     match first {
         Ok(u) => {
+            shown = u.iteration;
             let _ = events.send(Event::Update(Arc::new(u)));
         }
         Err(e) => {
@@ -254,20 +270,27 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     // F was pressed while a big pile was still embedding.
     let mut finetune_when_embedded = false;
     loop {
-        if first_pass {
+        if first_pass && team.is_trainer() {
             // On opening: a fine-tune is due already when the labels are there.
             first_pass = false;
             schedule(&session, &prepared, &mut tuner, false, &slot, events)?;
         }
-        let (job, want_finetune, cancel_finetune, candidate) = {
+        let (job, want_finetune, cancel_finetune, candidate, poll) = {
             let (m, cv) = &*slot;
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
-            // With rows still to embed, nothing to wait for: look, then embed more.
+            // With rows still to embed, nothing to wait for: look, then embed
+            // more. Waiting, it looks at the session every `POLL`.
+            let mut poll = false;
             while (s.held || (s.pending.is_none() && !s.finetune && !s.cancel_finetune && s.candidate.is_none()))
                 && !s.shutdown
                 && (prepared.pending == 0 || s.held)
             {
-                s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+                let (g, t) = cv.wait_timeout(s, team::POLL).unwrap_or_else(|e| e.into_inner());
+                s = g;
+                if t.timed_out() && !s.held {
+                    poll = true;
+                    break;
+                }
             }
             if s.shutdown {
                 drop(s);
@@ -278,8 +301,43 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 }
                 return Ok(());
             }
-            (s.pending.take(), std::mem::take(&mut s.finetune), std::mem::take(&mut s.cancel_finetune), s.candidate.take())
+            (s.pending.take(), std::mem::take(&mut s.finetune), std::mem::take(&mut s.cancel_finetune), s.candidate.take(), poll)
         };
+        let mut job = job;
+        let mut worked = false;
+        if poll {
+            // Another annotator's batch: the trainer learns from it, the others
+            // show what the trainer made of it.
+            match team.look(&session, shown, session.settings()?.batch, events) {
+                Ok(look) => {
+                    if look.became_trainer {
+                        let _ = events.send(Event::Notice("this process now trains the session's model".into()));
+                        tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
+                    }
+                    if look.retrain && job.is_none() {
+                        job = Some(Job::Retrain { strategy: session.settings()?.strategy });
+                    }
+                    if look.pick_up {
+                        match pick_up(&session, &mut prepared, &mut encoder_at, &head_path, &mut progress, &cancel) {
+                            Ok(Some(u)) => {
+                                worked = true;
+                                shown = u.iteration;
+                                let _ = events.send(Event::Model { device: device_name.clone(), encoder: encoder_text(&session) });
+                                let _ = events.send(Event::Update(Arc::new(u)));
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!("cannot pick up the trainer's iteration yet: {e:#}"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot look at the session: {e:#}"),
+            }
+        }
+        if job.is_some() && !team.is_trainer() && !team.try_train(&session)? {
+            // Another process trains: it sees these labels and its iteration comes here.
+            job = None;
+            team.tell_follower(&session, events);
+        }
         let had_job = job.is_some();
         if cancel_finetune {
             tuner.cancel();
@@ -293,11 +351,14 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             tuner.waiting = Some(c);
         }
         if let Some(Job::Retrain { strategy }) = job {
+            // (What it trains on now; a failure is not retried at every look.)
+            team.trained(&session);
             match prepared
                 .refresh_prompts(&session)
                 .and_then(|_| iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress))
             {
                 Ok(u) => {
+                    shown = u.iteration;
                     let _ = events.send(Event::Update(Arc::new(u)));
                 }
                 Err(e) => {
@@ -343,6 +404,8 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                     tracing::info!("fine-tune check: {v:?} ({seen} labels learnt from)");
                     let _ = events.send(Event::FineTune { running: false, text });
                     if let Some(u) = update {
+                        shown = u.iteration;
+                        encoder_at = pipeline::encoder_dir(&session)?;
                         let _ = events.send(Event::Model { device: device_name.clone(), encoder: encoder_text(&session) });
                         let _ = events.send(Event::Update(Arc::new(u)));
                     }
@@ -358,7 +421,11 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         if want_finetune && prepared.pending > 0 {
             finetune_when_embedded = true;
         }
-        schedule(&session, &prepared, &mut tuner, want_finetune, &slot, events)?;
+        if team.is_trainer() {
+            schedule(&session, &prepared, &mut tuner, want_finetune, &slot, events)?;
+        } else if want_finetune {
+            let _ = events.send(Event::FineTune { running: false, text: "the process that trains this session fine-tunes it".into() });
+        }
         // A big pile: embed the next rows and rank them with the rest (the
         // model trains again only if labelled rows became usable).
         if prepared.pending > 0 && !had_job {
@@ -368,8 +435,15 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 Err(e) => return Err(e),
             }
             let strategy = session.settings()?.strategy;
-            match iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress) {
+            let u = if team.is_trainer() {
+                iterate(&session, &prepared, strategy, &head_path(&prepared), &mut progress)
+            } else {
+                let head = Head::load(&head_path(&prepared)).unwrap_or_else(|_| prepared.engine.zero_shot_head());
+                resume_update(&session, &prepared, &head, strategy)
+            };
+            match u {
                 Ok(u) => {
+                    shown = shown.max(u.iteration);
                     let _ = events.send(Event::Update(Arc::new(u)));
                 }
                 Err(e) => {
@@ -377,14 +451,15 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                     let _ = events.send(Event::Error(format!("ranking the rows embedded since failed: {e:#}")));
                 }
             }
-            if prepared.pending == 0 {
+            if prepared.pending == 0 && team.is_trainer() {
                 tracing::info!("every row embedded in {:?}", t.elapsed());
                 // A fine-tune due (or asked for) while the pile embedded starts now.
                 schedule(&session, &prepared, &mut tuner, std::mem::take(&mut finetune_when_embedded), &slot, events)?;
             }
         }
-        // Between two steps of a big pile's embedding the worker is not idle.
-        if prepared.pending == 0 {
+        // Between two steps of a big pile's embedding the worker is not idle
+        // (and a look that found nothing changes nothing).
+        if prepared.pending == 0 && (!poll || had_job || worked) {
             let _ = events.send(Event::Idle);
         }
     }
@@ -473,7 +548,7 @@ fn check_candidate(
     };
     match v {
         Verdict::Swap { .. } => {
-            if let Some(old_dir) = session.use_tuned_encoder(&c.dir, c.seen.len())? {
+            if let Some(old_dir) = session.use_tuned_encoder(&c.dir, &c.seen.iter().map(|s| p.pool_ids[s.0]).collect::<Vec<i64>>())? {
                 // The old fine-tuned encoder, its cache and its head go (the base model's stay).
                 if let Ok(h) = crate::model::model_hash(&old_dir) {
                     let _ = std::fs::remove_file(session.head_path(&h));
@@ -496,6 +571,34 @@ fn check_candidate(
         }
         Verdict::Wait { .. } => Ok((v, None, Some(c))),
     }
+}
+
+/// A follower's view of the iteration the trainer stored last: the encoder
+/// it uses (prepared again when the trainer swapped in a fine-tuned one;
+/// its embeddings are in the shared cache), its saved head over this
+/// process's embeddings, ranked as the trainer ranks. None while the head
+/// of that encoder is not on disk yet.
+fn pick_up(
+    session: &Session,
+    p: &mut Prepared,
+    encoder_at: &mut std::path::PathBuf,
+    head_path: &dyn Fn(&Prepared) -> std::path::PathBuf,
+    progress: &mut dyn FnMut(&str, usize, usize),
+    cancel: &AtomicBool,
+) -> Result<Option<Update>> {
+    let dir = pipeline::encoder_dir(session)?;
+    if dir != *encoder_at {
+        tracing::info!("the trainer uses {} now: preparing it", dir.display());
+        *p = pipeline::prepare(session, progress, cancel)?;
+        *encoder_at = dir;
+    }
+    p.refresh_prompts(session)?;
+    let Ok(head) = Head::load(&head_path(p)) else { return Ok(None) };
+    if head.k != p.engine.k || head.dim != p.engine.dim {
+        return Ok(None);
+    }
+    let strategy = session.settings()?.strategy;
+    resume_update(session, p, &head, strategy).map(Some)
 }
 
 /// Drains pending events without waiting.

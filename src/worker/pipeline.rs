@@ -347,7 +347,16 @@ pub fn iterate(
         }
     }
     progress("training", 0, 1);
-    let it = p.engine.iterate(&pairs)?;
+    // The calibration's honesty: which labels a fine-tuned encoder learnt
+    // from, and each label's honest probabilities from before.
+    let tuned_rows = session.tuned_encoder_rows()?;
+    let earlier = session.honest_probs()?;
+    let label_rows: Vec<i64> = pairs.iter().map(|&(i, _)| p.pool_ids[i]).collect();
+    let honesty = learn::Honesty {
+        seen: label_rows.iter().map(|id| tuned_rows.as_ref().is_some_and(|r| r.contains(id))).collect(),
+        earlier: label_rows.iter().map(|id| earlier.get(id).cloned()).collect(),
+    };
+    let it = p.engine.iterate_with(&pairs, &honesty)?;
     progress("ranking", 0, 1);
     let t1 = Instant::now();
     let prev_iteration = session.last_iteration()?;
@@ -429,6 +438,8 @@ pub fn iterate(
     // its predictions in one transaction: a failure leaves the last
     // iteration as it was.
     it.head.save(head_path).with_context(|| format!("cannot save the model to {}", head_path.display()))?;
+    let honest: Vec<(i64, &[f32])> = label_rows.iter().zip(&it.honest).filter_map(|(&id, h)| h.as_deref().map(|h| (id, h))).collect();
+    session.set_honest_probs(&honest)?;
     let preds = predictions(&p.pool_ids, &it.scores, &ranking);
     let id = session.record_iteration(
         pairs.len() as i64,
@@ -527,6 +538,14 @@ fn rerank(
 /// Headless: prepares a session and runs one iteration (used by
 /// `labelrest retrain` and tests).
 pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<Update> {
+    // One process trains a session at a time.
+    let _trainer = crate::store::Lock::trainer(&session.dir)?.ok_or_else(|| {
+        let who = crate::store::Lock::trainer_holder(&session.dir).map(|(pid, _)| format!(" (pid {pid})")).unwrap_or_default();
+        anyhow::anyhow!(
+            "session '{}' is trained by another process{who}: it retrains after every batch already; its iterations are in the session",
+            crate::data::display_safe(&session.name)
+        )
+    })?;
     let cancel = AtomicBool::new(false);
     let p = prepare(session, progress, &cancel)?;
     let settings = session.settings()?;
