@@ -106,6 +106,19 @@ pub enum BenchWhat {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Several annotators at once: N headless `annotate` processes on one
+    /// fresh session (the demo texts), each asking for batches (`next`) and
+    /// labelling them as fast as it can; label-to-durable latency (a label
+    /// written to the process until it says `ok`, the label on disk) and
+    /// labels per second over all of them, for each N.
+    Team {
+        /// Numbers of concurrent annotators, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        annotators: Vec<usize>,
+        /// Labels each annotator gives.
+        #[arg(long, default_value_t = 100)]
+        labels: usize,
+    },
     /// Refresh latency on a session with gold labels: train the head on N
     /// labels (gold labels of random pool rows), predict every row, rank.
     Refresh {
@@ -141,6 +154,7 @@ pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys, finetune } => bench_ui(sessions, &name, keys, finetune)?,
         BenchWhat::First { data, label_col, full } => bench_first(&data, label_col, full)?,
+        BenchWhat::Team { annotators, labels } => bench_team(&annotators, labels)?,
         BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, device, rows, labels, model)?,
         BenchWhat::Finetune { data, rows, labels, model, threads } => {
             bench_finetune(&data, rows, labels, model, threads.unwrap_or_else(crate::model::threads))?
@@ -299,6 +313,116 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 /// Copies a session, opens it as `labelrest label` would (without a
 /// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
 /// the first frame and key-to-frame while the worker retrains.
+fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let exe = std::env::current_exe()?;
+    let data = crate::model::assets::assets_dir().join("demo").join("train.csv");
+    println!(
+        "{:>10} {:>7} {:>8} {:>9} {:>12} {:>9} {:>9} {:>10}",
+        "annotators", "labels", "seconds", "labels/s", "median ms", "p95 ms", "max ms", "next ms"
+    );
+    for &n in annotators {
+        let dir = tempfile_dir()?;
+        let spec = ImportSpec {
+            data: data.clone(),
+            format: None,
+            columns: Columns { label: Some("label".into()), ..Columns::default() },
+            label_col_is: LabelColIs::Gold,
+            labels: None,
+            test: None,
+            test_label_col: None,
+            settings: Settings::default(),
+        };
+        Session::create(&dir, "team", &spec, true)?;
+        let (gold, pool) = {
+            let s = Session::open_read_only(&dir, "team")?;
+            let names: Vec<String> = s.label_set()?.into_iter().map(|l| l.name).collect();
+            let rows = s.rows()?;
+            let gold: std::collections::HashMap<i64, String> =
+                rows.iter().filter_map(|r| r.gold.map(|g| (r.id, names[g as usize].clone()))).collect();
+            (std::sync::Arc::new(gold), rows.len())
+        };
+        if n * labels > pool {
+            anyhow::bail!("{n} annotators x {labels} labels is more than the {pool} rows of the demo");
+        }
+        let t0 = Instant::now();
+        let handles: Vec<_> = (0..n)
+            .map(|k| {
+                let (exe, dir, gold) = (exe.clone(), dir.clone(), gold.clone());
+                std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>)> {
+                    let mut child = std::process::Command::new(exe)
+                        .arg("--sessions")
+                        .arg(&dir)
+                        .args(["annotate", "team", "--annotator", &format!("a{k}")])
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::inherit())
+                        .spawn()?;
+                    let mut stdin = child.stdin.take().ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+                    let mut out = std::io::BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?);
+                    let mut line = String::new();
+                    let (mut lat, mut next) = (Vec::new(), Vec::new());
+                    while lat.len() < labels {
+                        let t = Instant::now();
+                        writeln!(stdin, "next")?;
+                        let mut rows = Vec::new();
+                        loop {
+                            line.clear();
+                            if out.read_line(&mut line)? == 0 {
+                                anyhow::bail!("annotate a{k} ended");
+                            }
+                            if line.trim_end() == "end" {
+                                break;
+                            }
+                            rows.push(line.split('\t').nth(1).unwrap_or("").parse::<i64>()?);
+                        }
+                        next.push(t.elapsed().as_secs_f64() * 1e3);
+                        if rows.is_empty() {
+                            break;
+                        }
+                        for r in rows.into_iter().take(labels - lat.len()) {
+                            let t = Instant::now();
+                            writeln!(stdin, "{r}\t{}", gold[&r])?;
+                            line.clear();
+                            out.read_line(&mut line)?;
+                            if line.trim_end() != format!("ok {r}") {
+                                anyhow::bail!("annotate a{k}: expected ok {r}, got {line:?}");
+                            }
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        }
+                    }
+                    drop(stdin);
+                    child.wait()?;
+                    Ok((lat, next))
+                })
+            })
+            .collect();
+        let (mut lat, mut next) = (Vec::new(), Vec::new());
+        for h in handles {
+            let (l, x) = h.join().map_err(|_| anyhow::anyhow!("an annotator thread panicked"))??;
+            lat.extend(l);
+            next.extend(x);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let stored = Session::open_read_only(&dir, "team")?.labels()?.len();
+        if stored != lat.len() {
+            anyhow::bail!("{} labels acknowledged, {stored} stored", lat.len());
+        }
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let p95 = lat[((lat.len() as f64 * 0.95) as usize).min(lat.len() - 1)];
+        println!(
+            "{n:>10} {:>7} {secs:>8.2} {:>9.0} {:>12.2} {p95:>9.2} {:>9.2} {:>10.2}",
+            lat.len(),
+            lat.len() as f64 / secs,
+            median(lat.clone()),
+            lat.last().copied().unwrap_or(f64::NAN),
+            median(next)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
 fn bench_first(data: &std::path::Path, label_col: String, full: bool) -> Result<()> {
     let dir = tempfile_dir()?;
     let spec = ImportSpec {
