@@ -57,6 +57,13 @@ fn a_big_pile_is_ranked_before_it_is_all_embedded() {
     // The export so far: the model's labels where it has them, none elsewhere.
     let preds = app.session.predictions().unwrap();
     assert_eq!(preds.len(), 100);
+    // A workstation opened now (another annotator's) queues those rows only,
+    // from the start, not the rows waiting to be embedded.
+    let other = App::load(Session::open_as(d.path(), "big", "other").unwrap()).unwrap();
+    assert!(other.embedding_behind() && other.not_embedded(app.row_ids.iter().position(|id| !preds.contains_key(id)).unwrap()));
+    assert_eq!(other.queue.len() + other.others_reserved.len(), 100, "{}", other.queue.len());
+    assert!(other.queue.iter().all(|&i| preds.contains_key(&other.row_ids[i as usize])));
+    drop(other);
 
     // The person labels two rows of the first ranking as it arrives.
     for &i in app.queue[..2].to_vec().iter() {

@@ -327,6 +327,12 @@ impl App {
                 0
             }
         };
+        // A big pile reopened part-way: rows with no stored prediction are not
+        // embedded yet; they wait for the ranking that has them.
+        let predicted = app.stored.iter().filter(|p| p.is_some()).count();
+        if predicted > 0 && predicted < app.row_ids.len() {
+            app.scored_at = Some(app.stored.iter().map(|p| if p.is_some() { 0 } else { u32::MAX }).collect());
+        }
         if app.ranking.is_empty() {
             app.ranking = (0..app.row_ids.len() as u32).collect();
             // No model yet: the first ranking puts the cursor at its top
