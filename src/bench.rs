@@ -310,9 +310,8 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     Ok(d)
 }
 
-/// Copies a session, opens it as `labelrest label` would (without a
-/// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
-/// the first frame and key-to-frame while the worker retrains.
+/// N headless `annotate` processes on one fresh session of the demo texts,
+/// each asking for batches and labelling them as fast as it can.
 fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
     use std::io::{BufRead, Write};
     let exe = std::env::current_exe()?;
@@ -474,6 +473,9 @@ fn bench_first(data: &std::path::Path, label_col: String, full: bool) -> Result<
     Ok(())
 }
 
+/// Copies a session, opens it as `labelrest label` would (without a
+/// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
+/// the first frame and key-to-frame while the worker retrains.
 fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize, finetune: bool) -> Result<()> {
     use crate::ui::app::{Action, App};
     use crate::ui::render::{self, Theme};

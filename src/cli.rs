@@ -112,7 +112,7 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
-    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk; `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`).
+    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`).
     Annotate {
         name: String,
         /// Who is labelling (recorded with every label; default the login name).
@@ -373,7 +373,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Export(a) => cmd_export(&sessions, a),
         Command::Retrain { name } => {
-            let s = Session::open(&sessions, &name)?;
+            let s = Session::open_shared(&sessions, &name)?;
             let bar = term::progress_bar(1);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}")
@@ -688,6 +688,7 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
     let mut iteration = s.last_iteration()?;
     let mut preds = s.predictions()?;
     let batch = s.settings()?.batch.max(1);
+    let mut labelled_since_next = false;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for (n, line) in stdin.lock().lines().enumerate() {
@@ -705,6 +706,11 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
                     .parse()
                     .map_err(|_| anyhow::anyhow!("<stdin>:{}: `next` takes a number of rows, not '{}'", n + 1, data::display_safe(v)))?,
             };
+            // The batch before is done: the trainer learns from it.
+            if labelled_since_next {
+                s.ask_retrain()?;
+                labelled_since_next = false;
+            }
             iteration = s.last_iteration()?;
             preds = s.predictions()?;
             let mut ranked: Vec<(i64, i64)> = preds.values().filter_map(|p| p.rank.map(|r| (r, p.row_id))).collect();
@@ -736,7 +742,14 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
         let l = *index
             .get(label)
             .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, data::display_safe(label)))?;
+        // A row in another annotator's batch is theirs to label.
+        if let Some(who) = s.held_by_other(id)? {
+            writeln!(out, "held {id} {}", data::display_safe(&who))?;
+            out.flush()?;
+            continue;
+        }
         s.add_label(id, l, iteration, preds.get(&id).map(|p| p.label))?;
+        labelled_since_next = true;
         writeln!(out, "ok {id}")?;
         out.flush()?;
     }

@@ -191,6 +191,9 @@ fn same_annotator_twice_is_refused_others_work_beside() {
         stdout(&o).lines().filter_map(|l| l.strip_prefix("row\t")).map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
     assert_eq!(theirs.len(), 10);
     assert!(theirs.iter().all(|r| !rows.contains(r)), "{theirs:?} vs {rows:?}");
+    // A row in another annotator's batch is not labelled by id either.
+    let o = annotate(d.path(), "t", &["--annotator", "bea"], &[], &format!("{}\tcard_arrival\n", rows[1]));
+    assert_eq!(stdout(&o).trim(), format!("held {} ann", rows[1]));
     // bea ended: her rows are free again.
     let o = annotate(d.path(), "t", &["--annotator", "cy"], &[], "next 30\n");
     let free: Vec<i64> =
@@ -289,17 +292,19 @@ fn two_workstations_share_one_model() {
     std::thread::sleep(Duration::from_millis(1500));
     label("alice", "Enter", 10, 3);
     wait("bob", &["13 labelled"], 30);
-    // Alice quits: bob's process takes over the training.
+    // Alice quits: bob's process takes over the training, learns what it
+    // has not (alice's three), and retrains after bob's next batch.
     tmux(&sock, &["send-keys", "-t", "alice", "q"]);
     wait("alice", &["EXITED 0"], 20);
+    wait("bob", &["it 3 ", "13 labelled"], 30);
     std::thread::sleep(Duration::from_millis(1500));
-    label("bob", "1", 13, 7);
-    wait("bob", &["it 3 ", "20 labelled"], 60);
+    label("bob", "1", 13, 10);
+    wait("bob", &["it 4 ", "23 labelled"], 60);
     let log = std::fs::read_to_string(d.path().join("bob.log")).unwrap_or_default();
     assert!(log.contains("this process trains session t"), "{log}");
     assert!(!log.contains("panic"), "{log}");
     let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
     let by: Vec<Option<String>> = s.labels().unwrap().into_iter().map(|l| l.annotator).collect();
     assert_eq!(by.iter().filter(|a| a.as_deref() == Some("alice")).count(), 3);
-    assert_eq!(by.iter().filter(|a| a.as_deref() == Some("bob")).count(), 17);
+    assert_eq!(by.iter().filter(|a| a.as_deref() == Some("bob")).count(), 20);
 }

@@ -91,10 +91,11 @@ fn try_lock(file: &std::fs::File, path: &Path, shared: bool) -> Result<bool> {
     Ok(false)
 }
 
-/// The lock file of an annotator: the name in hexadecimal (any name is a
-/// safe file name then).
+/// The lock file of an annotator: named by a digest of the name (any name
+/// makes a safe, short file name then; the file holds the name itself).
 fn annotator_file(dir: &Path, annotator: &str) -> PathBuf {
-    let hex: String = annotator.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(annotator.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
     dir.join("locks").join(format!("annotator-{hex}.lock"))
 }
 
@@ -148,7 +149,12 @@ impl Lock {
     pub fn annotator(dir: &Path, name: &str, annotator: &str) -> Result<Lock> {
         let path = annotator_file(dir, annotator);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot make {}", parent.display()))?;
+            // (Not `create_dir_all`: a session removed meanwhile stays removed.)
+            match std::fs::create_dir(parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot make {}", parent.display())),
+            }
         }
         let file = open_file(&path)?;
         if !try_lock(&file, &path, false)? {
@@ -179,15 +185,21 @@ impl Lock {
         Ok(Some(lock))
     }
 
-    /// Who holds the session's trainer lock (pid, command), if anyone.
+    /// The session's embedding lock, waiting for it: one process at a time
+    /// writes the shared embedding cache (the others find the rows done).
+    pub fn embedding(dir: &Path) -> Result<Lock> {
+        let path = dir.join("embedding.lock");
+        let file = open_file(&path)?;
+        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(Lock { file, exclusive: false })
+    }
+
+    /// Who holds the session's trainer lock (pid, command), as its file
+    /// says, if that process lives (read without locking: a look never
+    /// stands in the way of a process taking it).
     pub fn trainer_holder(dir: &Path) -> Option<(i32, String)> {
-        let path = dir.join("trainer.lock");
-        if probe(&path) {
-            let (pid, cmd, _) = wait_holder(&path);
-            Some((pid, cmd))
-        } else {
-            None
-        }
+        let (pid, cmd, _) = read_holder(&dir.join("trainer.lock"));
+        pid_alive(pid).then_some((pid, cmd))
     }
 
     fn write_holder(&mut self, annotator: &str) -> std::io::Result<()> {

@@ -258,6 +258,8 @@ pub struct Session {
     /// The session's shared lock and the annotator's (none for a read-only
     /// or second connection).
     _locks: Vec<Lock>,
+    /// This handle holds its annotator's lock (it reserves and releases batches).
+    works_as_annotator: bool,
     /// Who the labels given through this handle are recorded as.
     annotator: String,
 }
@@ -320,9 +322,39 @@ impl Session {
         }
         let shared = Lock::share(&dir, name)?;
         let own = Lock::annotator(&dir, name, annotator)?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        Session::open_locked(sessions, name, dir, vec![own, shared], Some(annotator))
+    }
+
+    /// Opens a session for work that gives no labels (`retrain`): its
+    /// shared lock only, beside any annotator.
+    pub fn open_shared(sessions: &Path, name: &str) -> Result<Session> {
+        validate_name(name)?;
+        let dir = session_dir(sessions, name);
+        if !dir.join(DB_FILE).exists() {
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+        }
+        let shared = Lock::share(&dir, name)?;
+        Session::open_locked(sessions, name, dir, vec![shared], None)
+    }
+
+    fn open_locked(sessions: &Path, name: &str, dir: PathBuf, locks: Vec<Lock>, annotator: Option<&str>) -> Result<Session> {
+        // Removed while this process waited for its locks: stays removed.
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+        }
+        let conn =
+            Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .with_context(|| format!("cannot open {}", db.display()))?;
         configure(&conn)?;
-        let s = Session { name: name.to_string(), dir, conn, _locks: vec![own, shared], annotator: annotator.to_string() };
+        let s = Session {
+            name: name.to_string(),
+            dir,
+            conn,
+            _locks: locks,
+            works_as_annotator: annotator.is_some(),
+            annotator: annotator.map(str::to_string).unwrap_or_else(default_annotator),
+        };
         s.check_schema(true)?;
         s.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", params![now()])?;
         Ok(s)
@@ -342,7 +374,14 @@ impl Session {
         use rusqlite::OpenFlags as F;
         let open = |conn: Connection| -> Result<Session> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            let s = Session { name: name.to_string(), dir: dir.clone(), conn, _locks: Vec::new(), annotator: default_annotator() };
+            let s = Session {
+                name: name.to_string(),
+                dir: dir.clone(),
+                conn,
+                _locks: Vec::new(),
+                works_as_annotator: false,
+                annotator: default_annotator(),
+            };
             s.check_schema(false)?;
             Ok(s)
         };
@@ -366,7 +405,14 @@ impl Session {
     pub fn reopen_shared(&self) -> Result<Session> {
         let conn = Connection::open(self.dir.join(DB_FILE))?;
         configure(&conn)?;
-        Ok(Session { name: self.name.clone(), dir: self.dir.clone(), conn, _locks: Vec::new(), annotator: self.annotator.clone() })
+        Ok(Session {
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            conn,
+            _locks: Vec::new(),
+            works_as_annotator: false,
+            annotator: self.annotator.clone(),
+        })
     }
 }
 

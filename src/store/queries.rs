@@ -239,11 +239,11 @@ impl Session {
         Ok(Some(row_id))
     }
 
-    /// Number of person decisions (not undone) made at a given iteration.
+    /// Number of this annotator's decisions (not undone) made at a given iteration.
     pub fn decisions_since(&self, iteration: i64) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM annotations WHERE source='person' AND active=1 AND iteration >= ?1",
-            params![iteration],
+            "SELECT count(*) FROM annotations WHERE source='person' AND active=1 AND iteration >= ?1 AND (annotator = ?2 OR annotator IS NULL)",
+            params![iteration, self.annotator],
             |r| r.get(0),
         )?)
     }

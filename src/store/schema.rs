@@ -93,6 +93,11 @@ impl Session {
     /// Migrates from an older schema, step by step, in one transaction.
     fn migrate(&self, from: i64) -> Result<()> {
         let tx = self.write_tx()?;
+        // Another process may have migrated it while this one waited.
+        let now: Option<String> = tx.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        if now.and_then(|v| v.parse::<i64>().ok()) == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
         let mut v = from;
         while v < SCHEMA_VERSION {
             match v {

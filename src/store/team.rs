@@ -7,15 +7,25 @@
 
 use super::*;
 
-/// How long a reservation lasts without being renewed (a process renews
-/// its own while it runs; one that crashed on this machine is released at
-/// once, one on another machine after this long).
+/// How long a reservation from another machine lasts without being renewed
+/// (one from this machine lasts while its process lives).
 pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// This machine's name (reservations name it: only processes on this
 /// machine can be checked for life).
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Whether a reservation is still held: on this machine while its process
+/// lives (however long the person reads), on another until its time runs
+/// out unless that process renews it.
+fn held(pid: i64, host: &str, until: &str, this_host: &str, now: &str) -> bool {
+    if host == this_host {
+        pid == std::process::id() as i64 || pid_alive(pid as i32)
+    } else {
+        until >= now
+    }
 }
 
 fn at(offset: std::time::Duration) -> String {
@@ -28,21 +38,19 @@ impl Session {
         rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
     }
 
-    /// Drops reservations whose process is gone (on this machine) or whose
-    /// time ran out.
+    /// Drops reservations that no live process holds.
     fn drop_stale_reservations(tx: &rusqlite::Transaction<'_>) -> Result<()> {
-        let host = host_name();
-        let holders: Vec<(i64, String)> = {
-            let mut st = tx.prepare("SELECT DISTINCT pid, host FROM reservations")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let holders: Vec<(i64, String, String)> = {
+            let mut st = tx.prepare("SELECT pid, host, max(until) FROM reservations GROUP BY pid, host")?;
+            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
             v
         };
-        for (pid, h) in holders {
-            if h == host && pid != std::process::id() as i64 && !pid_alive(pid as i32) {
+        let (host, now) = (host_name(), now());
+        for (pid, h, until) in holders {
+            if !held(pid, &h, &until, &host, &now) {
                 tx.execute("DELETE FROM reservations WHERE pid=?1 AND host=?2", params![pid, h])?;
             }
         }
-        tx.execute("DELETE FROM reservations WHERE until < ?1", params![now()])?;
         Ok(())
     }
 
@@ -51,11 +59,17 @@ impl Session {
     /// in place of what it held before; returns them. One transaction:
     /// two annotators asking at once never get the same row.
     pub fn reserve(&self, candidates: &[i64], n: usize) -> Result<Vec<i64>> {
-        let r = (|| -> Result<Vec<i64>> {
+        self.reserve_seeing(candidates, n).map(|(got, _)| got)
+    }
+
+    /// `reserve`, also returning the candidates it passed over because
+    /// another annotator holds or labelled them (until it had `n`).
+    pub fn reserve_seeing(&self, candidates: &[i64], n: usize) -> Result<(Vec<i64>, Vec<i64>)> {
+        let r = (|| -> Result<(Vec<i64>, Vec<i64>)> {
             let tx = self.write_tx()?;
             Session::drop_stale_reservations(&tx)?;
             tx.execute("DELETE FROM reservations WHERE annotator=?1", params![self.annotator])?;
-            let mut got = Vec::new();
+            let (mut got, mut taken_by_others) = (Vec::new(), Vec::new());
             let until = at(RESERVATION_TTL);
             let host = host_name();
             {
@@ -71,11 +85,13 @@ impl Session {
                     if busy == 0 {
                         ins.execute(params![id, self.annotator, std::process::id() as i64, host, until])?;
                         got.push(id);
+                    } else {
+                        taken_by_others.push(id);
                     }
                 }
             }
             tx.commit()?;
-            Ok(got)
+            Ok((got, taken_by_others))
         })();
         r.with_context(|| format!("cannot reserve rows in {}", self.dir.join(DB_FILE).display()))
     }
@@ -92,52 +108,78 @@ impl Session {
         Ok(())
     }
 
-    /// The rows this annotator has reserved and not labelled yet.
-    pub fn my_reservations(&self) -> Result<Vec<i64>> {
-        self.ctx((|| {
-            let mut st = self.conn.prepare(
-                "SELECT r.row_id FROM reservations r WHERE r.annotator=?1 AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.row_id=r.row_id AND a.active=1) ORDER BY r.rowid",
-            )?;
-            let v = st.query_map(params![self.annotator], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>();
-            v
-        })())
-    }
-
-    /// The rows other annotators have reserved (live reservations only).
+    /// The rows other annotators hold (live reservations only).
     pub fn reserved_by_others(&self) -> Result<std::collections::HashSet<i64>> {
-        let host = host_name();
-        let v: Vec<(i64, i64, String)> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT row_id, pid, host FROM reservations WHERE annotator<>?1 AND until >= ?2")?;
+        let v: Vec<(i64, i64, String, String)> = self.ctx((|| {
+            let mut st = self.conn.prepare("SELECT row_id, pid, host, until FROM reservations WHERE annotator<>?1")?;
             let v = st
-                .query_map(params![self.annotator, now()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(params![self.annotator], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>();
             v
         })())?;
-        let mut alive: HashMap<i64, bool> = HashMap::new();
+        let (host, now) = (host_name(), now());
+        let mut live: HashMap<(i64, String), bool> = HashMap::new();
         Ok(v.into_iter()
-            .filter(|(_, pid, h)| *h != host || *alive.entry(*pid).or_insert_with(|| pid_alive(*pid as i32)))
-            .map(|(id, _, _)| id)
+            .filter(|(_, pid, h, until)| *live.entry((*pid, h.clone())).or_insert_with(|| held(*pid, h, until, &host, &now)))
+            .map(|(id, _, _, _)| id)
             .collect())
     }
 
-    /// The annotators at work now (holding reservations): (name, rows held).
-    pub fn annotators_at_work(&self) -> Result<Vec<(String, i64)>> {
-        self.ctx((|| {
-            let mut st = self
-                .conn
-                .prepare("SELECT annotator, count(*) FROM reservations WHERE until >= ?1 GROUP BY annotator ORDER BY annotator")?;
-            let v = st.query_map(params![now()], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>();
-            v
-        })())
+    /// How many labels were given (or changed) since annotation `id`.
+    pub fn annotations_since(&self, id: i64) -> Result<i64> {
+        self.ctx(self.conn.query_row("SELECT count(*) FROM annotations WHERE id > ?1", params![id], |r| r.get(0)))
+    }
+
+    /// Who gave the label a row has now (None: no label, or a seed label).
+    pub fn annotator_of(&self, row_id: i64) -> Result<Option<String>> {
+        self.ctx(
+            self.conn
+                .query_row("SELECT annotator FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .optional()
+                .map(Option::flatten),
+        )
     }
 
     /// A cheap look at what other processes may have changed.
     pub fn marks(&self) -> Result<Marks> {
         self.ctx(self.conn.query_row(
-            "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT n_labels FROM iterations ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations)",
+            "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked')",
             [],
-            |r| Ok(Marks { iteration: r.get(0)?, iteration_labels: r.get::<_, Option<i64>>(1)?.unwrap_or(0), labels: r.get(2)?, last_annotation: r.get(3)? }),
+            |r| {
+                Ok(Marks {
+                    iteration: r.get(0)?,
+                    labels: r.get(1)?,
+                    last_annotation: r.get(2)?,
+                    retrain_asked: r.get::<_, Option<String>>(3)?.and_then(|v| v.parse().ok()).unwrap_or(0),
+                })
+            },
         ))
+    }
+
+    /// Asks the process that trains for a retrain (an annotator who is not
+    /// the trainer finished a batch): a counter in `meta` it watches.
+    pub fn ask_retrain(&self) -> Result<()> {
+        self.ctx(self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('retrain_asked', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [],
+        ))?;
+        Ok(())
+    }
+
+    /// Which annotator holds a row in their batch now, other than this one.
+    pub fn held_by_other(&self, row_id: i64) -> Result<Option<String>> {
+        let r: Option<(String, i64, String, String)> = self.ctx(
+            self.conn
+                .query_row(
+                    "SELECT annotator, pid, host, until FROM reservations WHERE row_id=?1 AND annotator<>?2",
+                    params![row_id, self.annotator],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional(),
+        )?;
+        Ok(r.filter(|(_, pid, h, until)| held(*pid, h, until, &host_name(), &now())).map(|(a, _, _, _)| a))
     }
 }
 
@@ -146,18 +188,18 @@ impl Session {
 pub struct Marks {
     /// The last iteration's id (0: none).
     pub iteration: i64,
-    /// How many labels the last iteration learnt from.
-    pub iteration_labels: i64,
     /// Labels in use now.
     pub labels: i64,
     /// The last annotation's id (any change of any label moves it).
     pub last_annotation: i64,
+    /// Retrains asked for by processes that do not train (`ask_retrain`).
+    pub retrain_asked: i64,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         // A working process lets go of its batch when it ends.
-        if !self._locks.is_empty() {
+        if self.works_as_annotator {
             if let Err(e) = self.release_reservations() {
                 tracing::warn!("cannot release the reservations of {}: {e:#}", self.annotator);
             }

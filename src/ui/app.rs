@@ -346,7 +346,9 @@ impl App {
         }
         app.reserve_batch(true);
         // Back on the row the person left the queue on.
-        if let Some(id) = app.session.meta("cursor_row").ok().flatten().and_then(|v| v.parse::<i64>().ok()) {
+        // (Sessions from before annotators worked side by side kept one.)
+        let kept = app.session.meta(&app.cursor_key()).ok().flatten().or_else(|| app.session.meta("cursor_row").ok().flatten());
+        if let Some(id) = kept.and_then(|v| v.parse::<i64>().ok()) {
             if let Some(p) = app.queue.iter().position(|&i| app.row_ids[i as usize] == id) {
                 app.cursor[0] = p;
                 app.jump_to_batch = false;
@@ -355,11 +357,16 @@ impl App {
         Ok(app)
     }
 
+    /// Where the row under the cursor is kept: one per annotator.
+    fn cursor_key(&self) -> String {
+        format!("cursor_row:{}", self.session.annotator())
+    }
+
     /// Remembers the queue row under the cursor for the next start (on
     /// every exit: quit, hang-up, signals).
     pub fn remember_position(&self) {
         if let Some(&i) = self.queue.get(self.cursor[0]) {
-            if let Err(e) = self.session.set_meta("cursor_row", &self.row_ids[i as usize].to_string()) {
+            if let Err(e) = self.session.set_meta(&self.cursor_key(), &self.row_ids[i as usize].to_string()) {
                 tracing::warn!("cannot remember the cursor: {e:#}");
             }
         }
@@ -597,10 +604,15 @@ impl App {
         let candidates: Vec<i64> =
             self.queue.iter().filter(|i| !self.skipped.contains(i)).take(self.batch_size * 4).map(|&i| self.row_ids[i as usize]).collect();
         let before = self.selected();
-        match self.session.reserve(&candidates, self.batch_size) {
-            Ok(ids) => {
+        // What is left of this batch (all of it at a batch's start).
+        match self.session.reserve_seeing(&candidates, self.batch_remaining().max(1)) {
+            Ok((ids, taken)) => {
                 let ids: HashSet<i64> = ids.into_iter().collect();
                 self.reserved = self.queue.iter().copied().filter(|&i| ids.contains(&self.row_ids[i as usize])).collect();
+                // Rows others took since the last look leave this queue now.
+                let taken: HashSet<i64> = taken.into_iter().collect();
+                let gone: Vec<u32> = self.queue.iter().copied().filter(|&i| taken.contains(&self.row_ids[i as usize])).collect();
+                self.others_reserved.extend(gone);
             }
             Err(e) => {
                 tracing::warn!("{e:#}");
@@ -628,6 +640,14 @@ impl App {
     /// Others' work, as the worker saw it: the rows they hold leave this
     /// queue; their labels come in.
     pub fn apply_team(&mut self, others: &HashSet<i64>, labels_changed: bool) {
+        // The strategy and the mode are the session's: another annotator may have changed them.
+        match self.session.settings() {
+            Ok(st) => {
+                self.strategy = st.strategy;
+                self.mode = st.mode;
+            }
+            Err(e) => tracing::warn!("cannot read the settings: {e:#}"),
+        }
         let idx: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
         self.others_reserved = others.iter().filter_map(|id| idx.get(id).copied()).collect();
         if labels_changed {
@@ -783,6 +803,23 @@ impl App {
         let before = self.selected();
         // No model had ranked the rows before this one.
         let first = self.update.is_none() && self.stored.iter().all(|s| s.is_none());
+        // Iterations another process made since the last one shown: the panel reads them all.
+        if u.iteration > self.history.last().map(|h| h.iteration).unwrap_or(0) + 1 {
+            match self.session.iterations::<IterationRecord>() {
+                Ok(its) => {
+                    self.history = its
+                        .into_iter()
+                        .filter(|it| it.id < u.iteration)
+                        .map(|it| {
+                            let mut r = it.metrics.unwrap_or_default();
+                            r.iteration = it.id;
+                            r
+                        })
+                        .collect()
+                }
+                Err(e) => tracing::warn!("cannot read the iterations: {e:#}"),
+            }
+        }
         // A new iteration joins the panel; a resumed one is there already.
         match self.history.iter_mut().find(|h| h.iteration == u.iteration) {
             None if u.iteration > 0 => self.history.push(u.record.clone()),
@@ -869,6 +906,27 @@ impl App {
     /// Records a decision on pool row `i`.
     fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
         let predicted = self.prediction(i).map(|p| p.0);
+        // Another annotator took this row since the last look: theirs.
+        if self.labels[i].is_none() {
+            let id = self.row_ids[i];
+            let other = match self.session.held_by_other(id)? {
+                Some(who) => Some(format!("row {id} is in {who}'s batch now: left to them")),
+                None => match self.session.annotator_of(id)? {
+                    Some(who) if who != self.session.annotator() => Some(format!("row {id} was just labelled by {who}")),
+                    _ => None,
+                },
+            };
+            if let Some(m) = other {
+                self.others_reserved.insert(i as u32);
+                self.reload_labels()?;
+                self.reserved.retain(|&r| r as usize != i);
+                let before = self.selected();
+                self.rebuild_lists();
+                self.note_if_moved(before);
+                self.message = Some(m);
+                return Ok(());
+            }
+        }
         self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
         let before = self.labels[i];
         self.labels[i] = Some((label, Source::Person));

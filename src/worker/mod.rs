@@ -269,6 +269,8 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     let mut first_pass = true;
     // F was pressed while a big pile was still embedding.
     let mut finetune_when_embedded = false;
+    // A retrain another process asked for while this one embedded a big pile.
+    let mut due_retrain = false;
     loop {
         if first_pass && team.is_trainer() {
             // On opening: a fine-tune is due already when the labels are there.
@@ -304,15 +306,27 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             (s.pending.take(), std::mem::take(&mut s.finetune), std::mem::take(&mut s.cancel_finetune), s.candidate.take(), poll)
         };
         let mut job = job;
+        if std::mem::take(&mut due_retrain) && job.is_none() {
+            job = Some(Job::Retrain { strategy: session.settings()?.strategy });
+        }
         let mut worked = false;
         if poll {
             // Another annotator's batch: the trainer learns from it, the others
             // show what the trainer made of it.
-            match team.look(&session, shown, session.settings()?.batch, events) {
+            match team.look(&session, shown, events) {
                 Ok(look) => {
                     if look.became_trainer {
                         let _ = events.send(Event::Notice("this process now trains the session's model".into()));
                         tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
+                        // It trains with the encoder the last trainer swapped in.
+                        if pipeline::encoder_dir(&session)? != encoder_at {
+                            prepared = pipeline::prepare(&session, &mut progress, &cancel)?;
+                            encoder_at = pipeline::encoder_dir(&session)?;
+                            worked = true;
+                        }
+                        if team.labels_changed_since_training(&session) {
+                            job = Some(Job::Retrain { strategy: session.settings()?.strategy });
+                        }
                     }
                     if look.retrain && job.is_none() {
                         job = Some(Job::Retrain { strategy: session.settings()?.strategy });
@@ -334,9 +348,22 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             }
         }
         if job.is_some() && !team.is_trainer() && !team.try_train(&session)? {
-            // Another process trains: it sees these labels and its iteration comes here.
+            // Another process trains: it is asked to learn from this batch, and
+            // its iteration comes here; meanwhile this one ranks again with the
+            // model it has (a new strategy shows at once).
             job = None;
+            if let Err(e) = session.ask_retrain() {
+                tracing::warn!("cannot ask the trainer for a retrain: {e:#}");
+            }
             team.tell_follower(&session, events);
+            let head = Head::load(&head_path(&prepared)).unwrap_or_else(|_| prepared.engine.zero_shot_head());
+            match resume_update(&session, &prepared, &head, session.settings()?.strategy) {
+                Ok(u) => {
+                    worked = true;
+                    let _ = events.send(Event::Update(Arc::new(u)));
+                }
+                Err(e) => tracing::warn!("cannot rank again: {e:#}"),
+            }
         }
         let had_job = job.is_some();
         if cancel_finetune {
@@ -429,6 +456,12 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         // A big pile: embed the next rows and rank them with the rest (the
         // model trains again only if labelled rows became usable).
         if prepared.pending > 0 && !had_job {
+            // Between steps, the others' work shows here too (their batches,
+            // their labels, a retrain they ask for, training taken over).
+            match team.look(&session, shown, events) {
+                Ok(look) => due_retrain |= look.retrain || (look.became_trainer && team.labels_changed_since_training(&session)),
+                Err(e) => tracing::warn!("cannot look at the session: {e:#}"),
+            }
             match pipeline::grow(&session, &mut prepared, GROW_ROWS, &mut progress, &cancel) {
                 Ok(()) => {}
                 Err(_) if cancel.load(Ordering::SeqCst) => return Ok(()),

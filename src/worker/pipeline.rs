@@ -169,6 +169,8 @@ pub fn prepare_first(
     let encoder = Encoder::load(&dir, &dev).with_context(|| format!("loading the encoder from {}", dir.display()))?;
     let rows = session.rows()?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    // Several annotators' processes share the cache: one writes at a time.
+    let _embedding = crate::store::Lock::embedding(&session.dir)?;
     let mut cache = Cache::open(&session.dir, &encoder.hash, texts.len(), encoder.dim, true)?;
     let repaired = cache.repaired;
     let missing = cache.missing();
@@ -213,6 +215,7 @@ pub fn grow(
     let settings = session.settings()?;
     let rows = session.rows()?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let _embedding = crate::store::Lock::embedding(&session.dir)?;
     let mut cache = Cache::open(&session.dir, &p.encoder.hash, texts.len(), p.encoder.dim, true)?;
     let next: Vec<usize> = cache.missing().into_iter().take(n).collect();
     model::embed_rows(&mut cache, &p.encoder, &texts, &next, progress, cancel)?;

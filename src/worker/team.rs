@@ -6,8 +6,10 @@
 //! which rows other annotators hold and when labels changed elsewhere, and
 //! takes the session's trainer lock when nobody holds it (the first
 //! process to open the session, or the next one after the trainer ended or
-//! crashed). The trainer retrains when a batch of labels arrived from
-//! anyone and fine-tunes on the schedule; every other process picks up
+//! crashed). The trainer retrains when its own person finishes a batch or
+//! another process asks (`Session::ask_retrain`: a follower's finished
+//! batch, a headless `next`), and fine-tunes on the schedule; every other
+//! process picks up
 //! each iteration the trainer stores (the saved head over its own copy of
 //! the embeddings, or the fine-tuned encoder the trainer swapped in).
 
@@ -35,8 +37,10 @@ pub struct Team {
     others: Option<Arc<HashSet<i64>>>,
     /// The follower was told who trains.
     told: bool,
-    /// (Trainer) labels in use when it last trained (None: not yet known).
-    trained_on: Option<i64>,
+    /// (Trainer) the last annotation it trained on.
+    trained_on: i64,
+    /// (Trainer) the retrain requests it has answered.
+    answered: Option<i64>,
 }
 
 /// What a look found to do.
@@ -44,7 +48,8 @@ pub struct Team {
 pub struct Look {
     /// This process took the trainer lock just now.
     pub became_trainer: bool,
-    /// (Trainer) labels arrived since the last iteration: a batch or more.
+    /// (Trainer) another annotator finished a batch (or asked for a
+    /// batch headlessly) and labels changed since it last trained.
     pub retrain: bool,
     /// (Follower) the trainer stored an iteration this process has not shown.
     pub pick_up: bool,
@@ -66,18 +71,19 @@ impl Team {
         self.trainer.is_some()
     }
 
-    /// Who trains, for the person (a follower's message).
+    /// Who trains, for the person (a follower's message; short enough for
+    /// an 80-column footer).
     pub fn trainer_text(session: &Session) -> String {
         match Lock::trainer_holder(&session.dir) {
-            Some((pid, _)) if pid > 0 => format!("another process (pid {pid}) trains this session's model: its iterations show here"),
-            _ => "another process trains this session's model: its iterations show here".into(),
+            Some((pid, _)) if pid > 0 => format!("pid {pid} trains this session; its iterations show here"),
+            _ => "another process trains this session; its iterations show here".into(),
         }
     }
 
     /// One look at the session: renews this annotator's reservations,
     /// sends the UI what others changed, and says what to do. `shown` is
-    /// the iteration this process shows; `batch` the session's batch size.
-    pub fn look(&mut self, session: &Session, shown: i64, batch: usize, events: &Sender<Event>) -> Result<Look> {
+    /// the iteration this process shows.
+    pub fn look(&mut self, session: &Session, shown: i64, events: &Sender<Event>) -> Result<Look> {
         let mut look = Look::default();
         if let Err(e) = session.renew_reservations() {
             tracing::warn!("cannot renew the reservations: {e:#}");
@@ -94,20 +100,26 @@ impl Team {
             look.became_trainer = true;
         }
         if self.is_trainer() {
-            let base = *self.trained_on.get_or_insert(marks.iteration_labels);
-            look.retrain = (marks.labels - base).unsigned_abs() as usize >= batch.max(1);
+            let answered = *self.answered.get_or_insert(marks.retrain_asked);
+            look.retrain = marks.retrain_asked != answered && marks.last_annotation != self.trained_on;
+            self.answered = Some(marks.retrain_asked);
         } else {
             look.pick_up = marks.iteration > shown;
         }
         Ok(look)
     }
 
-    /// (Trainer) it trained on the labels in use now.
+    /// (Trainer) it trains on the labels in the session now.
     pub fn trained(&mut self, session: &Session) {
         match session.marks() {
-            Ok(m) => self.trained_on = Some(m.labels),
+            Ok(m) => self.trained_on = m.last_annotation,
             Err(e) => tracing::warn!("cannot look at the session: {e:#}"),
         }
+    }
+
+    /// (Trainer) whether any label changed since it last trained.
+    pub fn labels_changed_since_training(&self, session: &Session) -> bool {
+        session.marks().map(|m| m.last_annotation != self.trained_on).unwrap_or(true)
     }
 
     /// Tells the person once that another process trains.
