@@ -936,14 +936,18 @@ fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
     }
     let total: i64 = per.iter().map(|x| x.2).sum();
     println!("{} labels in session '{}'", total, crate::data::display_safe(name));
-    println!("{:<28} {:<8} {:>8}", "annotator", "source", "labels");
+    // Columns as wide as their longest entry (names are 1-64 characters).
+    let width = |v: &mut dyn Iterator<Item = usize>| v.max().unwrap_or(0).max(16);
+    let wa = width(&mut per.iter().map(|(a, src, _)| who(a, *src).chars().count()));
+    println!("{:<wa$} {:<8} {:>8}", "annotator", "source", "labels");
     for (a, src, n) in &per {
-        println!("{:<28} {:<8} {:>8}", who(a, *src), src.as_str(), n);
+        println!("{:<wa$} {:<8} {:>8}", who(a, *src), src.as_str(), n);
     }
     println!();
-    println!("{:<28} {:>8}", "label", "rows");
+    let wl = width(&mut names.iter().map(|l| l.chars().count()));
+    println!("{:<wl$} {:>8}", "label", "rows");
     for (l, n) in names.iter().zip(&per_label) {
-        println!("{:<28} {:>8}", l, n);
+        println!("{:<wl$} {:>8}", l, n);
     }
     Ok(())
 }

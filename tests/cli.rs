@@ -356,6 +356,12 @@ fn labels_record_their_annotator() {
     assert_eq!(who, vec![("alice".to_string(), 3), ("=cmd".to_string(), 1), ("bob".to_string(), 1)]);
     let o = labelrest(d.path(), &["stats", "team"]);
     assert!(stdout(&o).contains("alice") && stdout(&o).contains("5 labels"), "{}", stdout(&o));
+    // Each table's counts line up, whatever the names' lengths.
+    let out = stdout(&o);
+    for table in out.split("\n\n") {
+        let widths: Vec<usize> = table.lines().filter(|l| !l.contains("labels in session")).map(|l| l.chars().count()).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{out}");
+    }
 }
 
 /// `demo --reset` never throws labels away unasked: without a terminal to
