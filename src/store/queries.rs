@@ -264,9 +264,19 @@ impl Session {
         let name =
             dir.file_name().map(|n| n.to_string_lossy().to_string()).ok_or_else(|| anyhow!("{} is not a folder name", dir.display()))?;
         let old = self.meta(TUNED_ENCODER)?;
-        self.set_meta(TUNED_ENCODER, &name)?;
-        self.set_meta(TUNED_ENCODER_LABELS, &rows.len().to_string())?;
-        self.set_meta(TUNED_ENCODER_ROWS, &serde_json::to_string(rows)?)?;
+        // All three or none: another process reads them together.
+        let tx = self.write_tx()?;
+        for (k, v) in [
+            (TUNED_ENCODER, name.clone()),
+            (TUNED_ENCODER_LABELS, rows.len().to_string()),
+            (TUNED_ENCODER_ROWS, serde_json::to_string(rows)?),
+        ] {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![k, v],
+            )?;
+        }
+        tx.commit()?;
         Ok(old.filter(|o| *o != name).map(|o| self.dir.join(o)))
     }
 
