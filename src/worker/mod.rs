@@ -356,13 +356,16 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 tracing::warn!("cannot ask the trainer for a retrain: {e:#}");
             }
             team.tell_follower(&session, events);
-            let head = Head::load(&head_path(&prepared)).unwrap_or_else(|_| prepared.engine.zero_shot_head());
-            match resume_update(&session, &prepared, &head, session.settings()?.strategy) {
-                Ok(u) => {
-                    worked = true;
-                    let _ = events.send(Event::Update(Arc::new(u)));
+            // (Not while the trainer's newer encoder waits to be picked up.)
+            if pipeline::encoder_dir(&session)? == encoder_at {
+                let head = Head::load(&head_path(&prepared)).unwrap_or_else(|_| prepared.engine.zero_shot_head());
+                match resume_update(&session, &prepared, &head, session.settings()?.strategy) {
+                    Ok(u) => {
+                        worked = true;
+                        let _ = events.send(Event::Update(Arc::new(u)));
+                    }
+                    Err(e) => tracing::warn!("cannot rank again: {e:#}"),
                 }
-                Err(e) => tracing::warn!("cannot rank again: {e:#}"),
             }
         }
         let had_job = job.is_some();
