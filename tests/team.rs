@@ -78,6 +78,35 @@ fn annotations(sessions: &Path, name: &str) -> Vec<(i64, String)> {
     v
 }
 
+/// `n` annotators `a0`.. on session `t`, each on its own thread at full
+/// speed (`next`, label every row with its gold label, `next`...) until no
+/// row is left: each one's batches, in order.
+fn work_all(sessions: &Path, gold: &HashMap<i64, String>, n: usize) -> Vec<Vec<Vec<i64>>> {
+    let handles: Vec<_> = (0..n)
+        .map(|k| {
+            let (dir, gold) = (sessions.to_path_buf(), gold.clone());
+            std::thread::spawn(move || {
+                let mut a = Annotator::start(&dir, "t", &format!("a{k}"));
+                let mut batches = Vec::new();
+                loop {
+                    let rows = a.next();
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for &r in &rows {
+                        a.label(r, &gold[&r]);
+                    }
+                    batches.push(rows);
+                }
+                drop(a.stdin);
+                assert!(a.child.wait().unwrap().success());
+                batches
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[test]
 fn concurrent_annotators_never_share_a_row_and_lose_nothing_under_kill() {
     for n in [2usize, 4] {
@@ -85,30 +114,7 @@ fn concurrent_annotators_never_share_a_row_and_lose_nothing_under_kill() {
         small_demo_session(d.path(), "t", 160);
         let gold = gold(d.path(), "t");
         // Each annotator on its own thread, at full speed: next, label all, next...
-        let handles: Vec<_> = (0..n)
-            .map(|k| {
-                let dir = d.path().to_path_buf();
-                let gold = gold.clone();
-                std::thread::spawn(move || {
-                    let mut a = Annotator::start(&dir, "t", &format!("a{k}"));
-                    let mut batches = Vec::new();
-                    loop {
-                        let rows = a.next();
-                        if rows.is_empty() {
-                            break;
-                        }
-                        for &r in &rows {
-                            a.label(r, &gold[&r]);
-                        }
-                        batches.push(rows);
-                    }
-                    drop(a.stdin);
-                    assert!(a.child.wait().unwrap().success());
-                    batches
-                })
-            })
-            .collect();
-        let batches: Vec<Vec<Vec<i64>>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let batches = work_all(d.path(), &gold, n);
         let all: Vec<i64> = batches.iter().flatten().flatten().copied().collect();
         let unique: HashSet<i64> = all.iter().copied().collect();
         assert_eq!(all.len(), unique.len(), "{n} annotators: a row was in two batches");
@@ -137,28 +143,7 @@ fn concurrent_annotators_never_share_a_row_and_lose_nothing_under_kill() {
     // A label written but not acknowledged may or may not be there; one acknowledged must.
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();
-    let handles: Vec<_> = (0..2)
-        .map(|k| {
-            let dir = d.path().to_path_buf();
-            let gold = gold.clone();
-            std::thread::spawn(move || {
-                let mut a = Annotator::start(&dir, "t", &format!("a{k}"));
-                let mut got = Vec::new();
-                loop {
-                    let rows = a.next();
-                    if rows.is_empty() {
-                        break;
-                    }
-                    for &r in &rows {
-                        a.label(r, &gold[&r]);
-                    }
-                    got.extend(rows);
-                }
-                got
-            })
-        })
-        .collect();
-    let others: Vec<i64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let others: Vec<i64> = work_all(d.path(), &gold, 2).into_iter().flatten().flatten().collect();
     let stored = annotations(d.path(), "t");
     let rows: Vec<i64> = stored.iter().map(|s| s.0).collect();
     let unique: HashSet<i64> = rows.iter().copied().collect();
