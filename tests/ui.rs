@@ -1012,3 +1012,31 @@ fn the_confident_rows_line_reads_for_none_and_one() {
     assert!(with(1).contains("≥0.9: 1 row ~93%"));
     assert!(with(1200).contains("≥0.9: 1,200 rows ~93%"));
 }
+
+/// A label given outside the batch counts towards it: the batch then holds
+/// what is left of it, and the rows marked are the rows held.
+#[test]
+fn a_label_outside_the_batch_shrinks_what_it_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 60, false);
+    let held = |app: &App| -> Vec<i64> {
+        let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
+        let mut st = c.prepare("SELECT row_id FROM reservations ORDER BY row_id").unwrap();
+        let v = st.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<Vec<i64>>>().unwrap();
+        let mut mine: Vec<i64> = app.reserved.iter().map(|&i| app.row_ids[i as usize]).collect();
+        mine.sort();
+        assert_eq!(v, mine, "the rows marked are the rows held");
+        v
+    };
+    assert_eq!(held(&app).len(), 10);
+    std::thread::sleep(labelrest::ui::app::SETTLE + std::time::Duration::from_millis(100));
+    for _ in 0..12 {
+        app.handle(Action::Down);
+    }
+    let outside = app.queue[app.cursor[0]];
+    assert!(!app.reserved.contains(&outside));
+    app.handle(Action::Accept);
+    assert!(app.labels[outside as usize].is_some(), "{:?}", app.message);
+    assert_eq!(app.batch_remaining(), 9);
+    assert_eq!(held(&app).len(), 9, "one fewer held, as one fewer is left to do");
+}

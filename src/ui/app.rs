@@ -954,11 +954,24 @@ impl App {
             self.jump_to_batch = true;
             self.outbox.push(Job::Retrain { strategy: self.strategy });
         }
+        let held = self.reserved.contains(&(i as u32));
         let at = self.labelled_list.iter().position(|&r| r as usize == i);
         self.rebuild_lists();
         if batch_end || self.reserved.is_empty() {
             // The next batch is held at once: the person goes on while the model retrains.
             self.reserve_batch(false);
+        } else if !held && self.reserved.len() > self.batch_remaining() {
+            // A row outside the batch counted towards it: the batch holds
+            // what is left of it, its last row goes back to the others.
+            let keep: Vec<i64> = self.reserved.iter().map(|&r| self.row_ids[r as usize]).collect();
+            match self.session.reserve(&keep, self.batch_remaining()) {
+                Ok(ids) => {
+                    let ids: HashSet<i64> = ids.into_iter().collect();
+                    self.reserved.retain(|&r| ids.contains(&self.row_ids[r as usize]));
+                }
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+            self.rebuild_lists();
         }
         // The labelled view lists the newest first: a label given in the
         // queue puts its cursor on the top row; a relabel there moves the

@@ -225,7 +225,9 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     let strategy = settings.strategy;
     let head_path = |p: &Prepared| session.head_path(&p.model_hash);
     let mut team = team::Team::default();
-    team.try_train(&session)?;
+    if !team.try_train(&session)? {
+        team.tell_follower(&session, events);
+    }
     let mut encoder_at = pipeline::encoder_dir(&session)?;
     let first = match Head::load(&head_path(&prepared)) {
         Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
