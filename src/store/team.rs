@@ -7,8 +7,9 @@
 
 use super::*;
 
-/// How long a reservation from another machine lasts without being renewed
-/// (one from this machine lasts while its process lives).
+/// How long a reservation from another machine lasts (one from this machine
+/// lasts while its process lives). Nothing renews them yet: every process
+/// of a session is on one machine until the store can be shared.
 pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// This machine's name (reservations name it: only processes on this
@@ -19,7 +20,7 @@ pub fn host_name() -> String {
 
 /// Whether a reservation is still held: on this machine while its process
 /// lives (however long the person reads), on another until its time runs
-/// out unless that process renews it.
+/// out.
 fn held(pid: i64, host: &str, until: &str, this_host: &str, now: &str) -> bool {
     if host == this_host {
         pid == std::process::id() as i64 || pid_alive(pid as i32)
@@ -94,12 +95,6 @@ impl Session {
             Ok((got, taken_by_others))
         })();
         r.with_context(|| format!("cannot reserve rows in {}", self.dir.join(DB_FILE).display()))
-    }
-
-    /// Renews this annotator's reservations (the process is alive).
-    pub fn renew_reservations(&self) -> Result<()> {
-        self.ctx(self.conn.execute("UPDATE reservations SET until=?1 WHERE annotator=?2", params![at(RESERVATION_TTL), self.annotator]))?;
-        Ok(())
     }
 
     /// Lets go of this annotator's reservations.

@@ -222,18 +222,6 @@ impl App {
             }
         }
         let id_to_pool: std::collections::HashMap<i64, usize> = row_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-        let mut labels = vec![None; row_ids.len()];
-        let mut n_labelled = 0;
-        let mut label_seq = vec![0u64; row_ids.len()];
-        let mut seq = 0u64;
-        for l in session.labels()? {
-            if let Some(&i) = id_to_pool.get(&l.row_id) {
-                labels[i] = Some((l.label, l.source));
-                n_labelled += 1;
-                seq += 1;
-                label_seq[i] = seq;
-            }
-        }
         let preds = session.predictions()?;
         let mut stored = vec![None; row_ids.len()];
         let mut ranked: Vec<(i64, u32)> = Vec::new();
@@ -269,8 +257,8 @@ impl App {
             // Names and descriptions come from files: drawn inert.
             label_names: label_set.iter().map(|l| display_safe(&l.name)).collect(),
             label_descriptions: label_set.iter().map(|l| l.description.as_deref().map(display_safe)).collect(),
-            labels,
-            n_labelled,
+            labels: Vec::new(),
+            n_labelled: 0,
             class_counts: Vec::new(),
             update: None,
             stored,
@@ -301,8 +289,8 @@ impl App {
             all_sort: AllSort::Pool,
             review: false,
             kept_reviews: kept,
-            label_seq,
-            seq,
+            label_seq: Vec::new(),
+            seq: 0,
             reranking: false,
             quit: false,
             outbox: Vec::new(),
@@ -318,6 +306,7 @@ impl App {
             reserved: Vec::new(),
             session,
         };
+        app.reload_labels()?;
         // Decisions already made on the current model count towards the batch.
         app.batch_done = match app.session.decisions_since(app.iteration.max(1)) {
             Ok(n) => n as usize % app.batch_size,
@@ -663,7 +652,8 @@ impl App {
         self.note_if_moved(before);
     }
 
-    /// Reads every row's label from the session again (other annotators').
+    /// Reads every row's label from the session (on opening; again when
+    /// other annotators' labels came in).
     fn reload_labels(&mut self) -> Result<()> {
         let id_to_pool: std::collections::HashMap<i64, usize> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         let mut labels = vec![None; self.row_ids.len()];

@@ -2,7 +2,7 @@
 //! others pick up.
 //!
 //! Every workstation's worker polls the session once a second while it
-//! waits (`POLL`): it renews its annotator's reservations, tells the UI
+//! waits (`POLL`): it tells the UI
 //! which rows other annotators hold and when labels changed elsewhere, and
 //! takes the session's trainer lock when nobody holds it (the first
 //! process to open the session, or the next one after the trainer ended or
@@ -80,14 +80,10 @@ impl Team {
         }
     }
 
-    /// One look at the session: renews this annotator's reservations,
-    /// sends the UI what others changed, and says what to do. `shown` is
+    /// One look at the session (reads only): sends the UI what others changed, and says what to do. `shown` is
     /// the iteration this process shows.
     pub fn look(&mut self, session: &Session, shown: i64, events: &Sender<Event>) -> Result<Look> {
         let mut look = Look::default();
-        if let Err(e) = session.renew_reservations() {
-            tracing::warn!("cannot renew the reservations: {e:#}");
-        }
         let marks = session.marks()?;
         let labels_changed = marks.last_annotation != self.marks.last_annotation || marks.labels != self.marks.labels;
         let others = Arc::new(session.reserved_by_others()?);
