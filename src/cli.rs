@@ -89,6 +89,12 @@ pub enum Command {
         /// Who is labelling (recorded with every label; default the login name).
         #[arg(long)]
         annotator: Option<String>,
+        /// This person settles the rows two annotators labelled differently (the disputes view, `D`).
+        #[arg(long)]
+        adjudicator: bool,
+        /// Send this share of the rows (0 to 1) to two annotators from now on (the session's setting; see `new --overlap`).
+        #[arg(long, value_name = "F", value_parser = parse_share)]
+        overlap: Option<f64>,
     },
     /// Open a ready session on the bundled demo data (banking questions) with the bundled model.
     Demo {
@@ -112,14 +118,20 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
-    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`).
+    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on (`dispute<TAB>ID<TAB>ANNOTATOR=LABEL,...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`, or `settled ROW_ID` when it has no disagreement).
     Annotate {
         name: String,
         /// Who is labelling (recorded with every label; default the login name).
         #[arg(long)]
         annotator: Option<String>,
+        /// This person settles the rows two annotators labelled differently (the disputes view, `D`).
+        #[arg(long)]
+        adjudicator: bool,
+        /// Send this share of the rows (0 to 1) to two annotators from now on (the session's setting; see `new --overlap`).
+        #[arg(long, value_name = "F", value_parser = parse_share)]
+        overlap: Option<f64>,
     },
-    /// Labels per annotator and source, and per label, of a session.
+    /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), and rows per label, of a session.
     Stats {
         name: String,
         /// One JSON object instead of the table.
@@ -206,6 +218,9 @@ pub struct NewArgs {
     pub mode: crate::model::finetune::Mode,
     #[command(flatten)]
     pub finetune: crate::store::FinetuneOverrides,
+    /// The share of rows (0 to 1) sent to two annotators, for agreement (see `stats`); their disagreements wait for an adjudicator.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_share)]
+    pub overlap: f64,
     /// CSV: texts may span lines (quoted fields with line breaks). Without
     /// it, a quoted field that takes in lines that look like records is
     /// refused as a stray quote.
@@ -341,6 +356,16 @@ pub struct SimulateArgs {
     pub cache: Option<PathBuf>,
 }
 
+/// A share from 0 to 1 (`--overlap`).
+fn parse_share(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a share of the rows: give a number from 0 to 1, e.g. 0.1"))
+    }
+}
+
 fn labelrest_default_head() -> crate::model::HeadConfig {
     crate::model::HeadConfig::default()
 }
@@ -366,10 +391,12 @@ pub fn run(cli: Cli) -> Result<()> {
             None => cmd_sessions(&sessions, json),
             Some(SessionsAction::Rm { name, yes }) => cmd_rm(&sessions, &name, yes),
         },
-        Command::Label { name, annotator } => crate::ui::run(&sessions, &name, annotator.as_deref()),
+        Command::Label { name, annotator, adjudicator, overlap } => {
+            crate::ui::run(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator, overlap })
+        }
         Command::Demo { reset, annotator } => {
             let name = ensure_demo(&sessions, reset)?;
-            crate::ui::run(&sessions, &name, annotator.as_deref())
+            crate::ui::run(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator: false, overlap: None })
         }
         Command::Export(a) => cmd_export(&sessions, a),
         Command::Retrain { name } => {
@@ -395,7 +422,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict(a) => cmd_predict(&sessions, a),
         Command::Review { name, top } => cmd_review(&sessions, &name, top),
-        Command::Annotate { name, annotator } => cmd_annotate(&sessions, &name, annotator.as_deref()),
+        Command::Annotate { name, annotator, adjudicator, overlap } => {
+            cmd_annotate(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator, overlap })
+        }
         Command::Stats { name, json } => cmd_stats(&sessions, &name, json),
         Command::Simulate(a) => cmd_simulate(a),
         Command::Bench(a) => crate::bench::run(a, &sessions),
@@ -434,8 +463,13 @@ fn cmd_export(sessions: &Path, a: ExportArgs) -> Result<()> {
         ExportFormat::Hf => format!("{} (data.jsonl, dataset_info.json, README.md)", a.out.display()),
         _ => a.out.display().to_string(),
     };
+    let team = if r.adjudicated + r.disputed > 0 {
+        format!(", {} adjudicated, {} disputed (no label until adjudicated)", r.adjudicated, r.disputed)
+    } else {
+        String::new()
+    };
     say!(
-        "wrote {} rows to {what} as {} ({} person, {} seed, {} model, {} unlabelled)",
+        "wrote {} rows to {what} as {} ({} person, {} seed{team}, {} model, {} unlabelled)",
         r.rows,
         format.name(),
         r.person,
@@ -548,6 +582,7 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
             mode: a.mode,
             seed: 0,
             finetune: a.finetune.clone(),
+            overlap: a.overlap,
         },
     };
     let t = std::time::Instant::now();
@@ -675,14 +710,8 @@ fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<()> {
-    if let Some(a) = annotator {
-        crate::store::validate_annotator(a).map_err(|e| usage(format!("--annotator: {e:#}")))?;
-    }
-    let s = match annotator {
-        Some(a) => Session::open_as(sessions, name, a)?,
-        None => Session::open(sessions, name)?,
-    };
+fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<()> {
+    let s = role.open(sessions, name)?;
     let labels = s.label_set()?;
     let index: std::collections::HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
     let mut iteration = s.last_iteration()?;
@@ -722,16 +751,33 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
                 .extend(s.rows()?.into_iter().filter(|r| r.split == crate::store::Split::Pool && !listed.contains(&r.id)).map(|r| r.id));
             for id in s.reserve(&candidates, want)? {
                 let predicted = preds.get(&id).map(|p| labels[p.label as usize].name.as_str()).unwrap_or("");
-                let text: String = data::display_safe(&s.text_of(id)?)
-                    .chars()
-                    .map(|c| if c == '\t' || c == '\n' || c == '\r' { ' ' } else { c })
-                    .collect();
-                writeln!(out, "row\t{id}\t{}\t{text}", data::display_safe(predicted))?;
+                writeln!(out, "row\t{id}\t{}\t{}", data::display_safe(predicted), one_line(&s.text_of(id)?))?;
             }
             writeln!(out, "end")?;
             out.flush()?;
             continue;
         }
+        if t == "disputes" {
+            if !role.adjudicator {
+                bail!("<stdin>:{}: `disputes` is for the adjudicator (annotate --adjudicator)", n + 1);
+            }
+            for d in s.resolved()?.disputes {
+                let said: Vec<String> = d
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", data::display_safe(l.annotator.as_deref().unwrap_or("")), data::display_safe(&labels[l.label as usize].name)))
+                    .collect();
+                writeln!(out, "dispute\t{}\t{}\t{}", d.row_id, said.join(","), one_line(&s.text_of(d.row_id)?))?;
+            }
+            writeln!(out, "end")?;
+            out.flush()?;
+            continue;
+        }
+        let (adjudicate, line) = match line.trim_start().strip_prefix("adjudicate ") {
+            Some(rest) if role.adjudicator => (true, rest),
+            Some(_) => bail!("<stdin>:{}: `adjudicate` is for the adjudicator (annotate --adjudicator)", n + 1),
+            None => (false, line.as_str()),
+        };
         let (id, label) = line.split_once('\t').ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL or `next`", n + 1))?;
         let id: i64 =
             id.trim().parse().map_err(|_| anyhow::anyhow!("<stdin>:{}: row id '{}' is not a number", n + 1, data::display_safe(id)))?;
@@ -742,6 +788,17 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
         let l = *index
             .get(label)
             .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, data::display_safe(label)))?;
+        if adjudicate {
+            if !s.resolved()?.disputes.iter().any(|d| d.row_id == id) {
+                writeln!(out, "settled {id}")?;
+            } else {
+                s.adjudicate(id, l, iteration, preds.get(&id).map(|p| p.label))?;
+                labelled_since_next = true;
+                writeln!(out, "ok {id}")?;
+            }
+            out.flush()?;
+            continue;
+        }
         // A row in another annotator's batch is theirs to label.
         if let Some(who) = s.held_by_other(id)? {
             writeln!(out, "held {id} {}", data::display_safe(&who))?;
@@ -754,6 +811,11 @@ fn cmd_annotate(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<
         out.flush()?;
     }
     Ok(())
+}
+
+/// A text on one line of `annotate`'s output: safe, tabs and line breaks as spaces.
+fn one_line(text: &str) -> String {
+    data::display_safe(text).chars().map(|c| if c == '\t' || c == '\n' || c == '\r' { ' ' } else { c }).collect()
 }
 
 fn cmd_predict(sessions: &Path, a: PredictArgs) -> Result<()> {
@@ -910,15 +972,19 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
 }
 
 /// `labelrest stats NAME`: who labelled how much (the labels in use per
-/// annotator and source) and how many rows each label has.
+/// annotator and source), how annotators agree on the rows sent to two,
+/// and how many rows each label has.
 fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
     let s = Session::open_read_only(sessions, name)?;
     let per = s.labels_per_annotator()?;
     let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
     let mut per_label = vec![0usize; names.len()];
-    for l in s.labels()? {
+    let resolved = s.resolved()?;
+    for l in &resolved.labels {
         per_label[l.label as usize] += 1;
     }
+    let pairs = crate::learn::agreement::agreement(&resolved.overlap_labels, names.len());
+    let overlap = s.overlap_rows()?.len();
     let who = |a: &Option<String>, src: Source| match (a, src) {
         (Some(a), _) => crate::data::display_safe(a),
         (None, Source::Seed) => "(seed labels)".to_string(),
@@ -930,6 +996,10 @@ fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
             "labels": per.iter().map(|x| x.2).sum::<i64>(),
             "annotators": per.iter().map(|(a, src, n)| serde_json::json!({"annotator": a, "source": src.as_str(), "labels": n})).collect::<Vec<_>>(),
             "per_label": names.iter().zip(&per_label).map(|(l, n)| serde_json::json!({"label": l, "rows": n})).collect::<Vec<_>>(),
+            "overlap_rows": overlap,
+            "waiting": resolved.waiting.len(),
+            "disputes": resolved.disputes.len(),
+            "agreement": pairs.iter().map(|p| serde_json::json!({"a": p.a, "b": p.b, "rows": p.rows, "raw": p.raw, "kappa": p.kappa})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -942,6 +1012,22 @@ fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
     println!("{:<wa$} {:<8} {:>8}", "annotator", "source", "labels");
     for (a, src, n) in &per {
         println!("{:<wa$} {:<8} {:>8}", who(a, *src), src.as_str(), n);
+    }
+    if overlap > 0 || !pairs.is_empty() {
+        println!();
+        println!(
+            "{overlap} rows sent to two annotators: {} waiting for a second label, {} disputed (kept out of training until adjudicated)",
+            resolved.waiting.len(),
+            resolved.disputes.len()
+        );
+        if !pairs.is_empty() {
+            let safe = |a: &str| crate::data::display_safe(a);
+            let wp = width(&mut pairs.iter().flat_map(|p| [p.a.chars().count(), p.b.chars().count()]));
+            println!("{:<wp$} {:<wp$} {:>6} {:>9} {:>7}", "annotator", "annotator", "rows", "agreement", "kappa");
+            for p in &pairs {
+                println!("{:<wp$} {:<wp$} {:>6} {:>8.1}% {:>7.3}", safe(&p.a), safe(&p.b), p.rows, p.raw * 100.0, p.kappa);
+            }
+        }
     }
     println!();
     let wl = width(&mut names.iter().map(|l| l.chars().count()));

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::output::AtomicWriter;
-use crate::store::{RowSource, Session, Source, Split};
+use crate::store::{RowSource, Session, Split};
 
 /// What `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +100,10 @@ pub struct ExportReport {
     pub seed: usize,
     pub model: usize,
     pub none: usize,
+    /// Rows two annotators disagreed on, settled by the adjudicator.
+    pub adjudicated: usize,
+    /// Rows two annotators disagree on, not adjudicated yet (no label).
+    pub disputed: usize,
     /// CSV cells that start like a formula (neutralised with `spreadsheet_safe`).
     pub formula_cells: usize,
     /// Model labels left empty (or rows dropped) below `min_confidence`.
@@ -397,10 +401,17 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
     };
     tracing::debug!("export of session {} as {} to {}", session.name, format.name(), out.display());
-    let all_labels = session.labels()?;
-    let annotators: std::collections::HashMap<i64, &str> =
-        all_labels.iter().filter_map(|l| l.annotator.as_deref().map(|a| (l.row_id, a))).collect();
-    let labels: std::collections::HashMap<i64, (u32, Source)> = all_labels.iter().map(|l| (l.row_id, (l.label, l.source))).collect();
+    // The person's labels: agreed or adjudicated, and an overlap row's one
+    // label while it waits for a second annotator; a disagreement nobody
+    // adjudicated yet has none (source `disputed`).
+    let resolved = session.resolved()?;
+    let mut labels: std::collections::HashMap<i64, (Option<u32>, RowSource, Option<&str>)> = std::collections::HashMap::new();
+    for l in resolved.labels.iter().chain(&resolved.waiting) {
+        labels.insert(l.row_id, (Some(l.label), RowSource::from(l.source), l.annotator.as_deref()));
+    }
+    for d in &resolved.disputes {
+        labels.insert(d.row_id, (None, RowSource::Disputed, None));
+    }
     let preds = session.predictions()?;
     let mut report = ExportReport::default();
     let mut model_prob_sum = 0f64;
@@ -410,13 +421,13 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
         let pred = preds.get(&row.id);
         let (label, source) = match labels.get(&row.id) {
-            Some((l, s)) => (Some(*l), RowSource::from(*s)),
+            Some((l, s, _)) => (*l, *s),
             None => match pred {
                 Some(p) => (Some(p.label), RowSource::Model),
                 None => (None, RowSource::None),
             },
         };
-        if opts.only_labelled && matches!(source, RowSource::Model | RowSource::None) {
+        if opts.only_labelled && matches!(source, RowSource::Model | RowSource::None | RowSource::Disputed) {
             continue;
         }
         let (label, source) = match (opts.min_confidence, source) {
@@ -435,11 +446,13 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         match source {
             RowSource::Person => report.person += 1,
             RowSource::Seed => report.seed += 1,
+            RowSource::Adjudicated => report.adjudicated += 1,
+            RowSource::Disputed => report.disputed += 1,
             RowSource::Model => report.model += 1,
             RowSource::None => report.none += 1,
         }
         report.rows += 1;
-        let annotator = if source == RowSource::Person { annotators.get(&row.id).copied() } else { None };
+        let annotator = labels.get(&row.id).and_then(|x| x.2);
         let item = Item {
             id: row.id,
             text: &row.text,

@@ -33,6 +33,9 @@ pub struct Settings {
     /// Fine-tuning hyper-parameters that replace the mode's defaults.
     #[serde(default)]
     pub finetune: FinetuneOverrides,
+    /// The share of rows sent to two annotators (`store::Session::set_overlap`).
+    #[serde(default)]
+    pub overlap: f64,
 }
 
 /// Fine-tuning settings a person changed (the rest keep the mode's defaults).
@@ -71,6 +74,7 @@ impl Default for Settings {
             device: DeviceSetting::Auto,
             seed: 0,
             finetune: FinetuneOverrides::default(),
+            overlap: 0.0,
         }
     }
 }

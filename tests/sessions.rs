@@ -95,13 +95,66 @@ fn lock_refuses_a_second_process_and_stale_locks_are_taken_over() {
     }
 }
 
+/// Schema 4 allowed two label sources and had no overlap rows: the
+/// migration rebuilds the labels' table (ids and all kept) so that an
+/// adjudicated label can be stored, and adds the overlap rows.
+#[test]
+fn schema_4_is_migrated_to_overlap_and_adjudication() {
+    let d = tempfile::tempdir().unwrap();
+    small_session(d.path(), "s");
+    {
+        let s = Session::open_as(d.path(), "s", "alice").unwrap();
+        s.add_label(1, 0, 0, None).unwrap();
+        s.add_label(2, 1, 0, None).unwrap();
+        s.undo_last().unwrap();
+        s.add_label(2, 0, 0, None).unwrap();
+    }
+    let before: Vec<(i64, i64, i64, i64)> = {
+        let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE old(id INTEGER PRIMARY KEY AUTOINCREMENT, row_id INTEGER NOT NULL REFERENCES rows(id), label INTEGER NOT NULL REFERENCES label_set(id),
+               source TEXT NOT NULL CHECK (source IN ('seed','person')), iteration INTEGER NOT NULL, at TEXT NOT NULL, predicted INTEGER, replaces INTEGER,
+               active INTEGER NOT NULL DEFAULT 1, undone INTEGER NOT NULL DEFAULT 0, annotator TEXT);
+             INSERT INTO old SELECT * FROM annotations; DROP TABLE annotations; ALTER TABLE old RENAME TO annotations;
+             CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
+             DROP TABLE overlap; UPDATE meta SET value='4' WHERE key='schema_version';",
+        )
+        .unwrap();
+        let e = c.execute("INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (1, 0, 'adjudicated', 0, 'x')", []);
+        assert!(e.is_err(), "schema 4 refuses the new source");
+        let mut st = c.prepare("SELECT id, row_id, label, active FROM annotations ORDER BY id").unwrap();
+        let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
+        v
+    };
+    let s = Session::open_as(d.path(), "s", "carol").unwrap();
+    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("5"));
+    s.check_integrity().unwrap();
+    let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
+    let after: Vec<(i64, i64, i64, i64)> = c
+        .prepare("SELECT id, row_id, label, active FROM annotations ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(s.labels().unwrap().iter().map(|l| (l.row_id, l.label)).collect::<Vec<_>>(), vec![(1, 0), (2, 0)]);
+    // New labels go on numbering after the old ones.
+    let id = s.add_label(3, 1, 0, None).unwrap();
+    assert!(id > after.last().unwrap().0, "{id}");
+    // The overlap rows and adjudications work on the migrated session.
+    assert!(s.set_overlap(1.0).unwrap() > 0);
+    let ov = s.overlap_rows().unwrap();
+    assert!(!ov.contains(&1) && !ov.contains(&3) && ov.contains(&4), "labelled rows keep their one label: {ov:?}");
+}
+
 #[test]
 fn older_schema_is_migrated_newer_refused() {
     let d = tempfile::tempdir().unwrap();
     small_session(d.path(), "s");
     {
         let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
-        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; ALTER TABLE annotations DROP COLUMN annotator; DROP TABLE reservations; DROP TABLE honest; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
+        c.execute_batch("DROP INDEX annotations_active; ALTER TABLE annotations DROP COLUMN predicted; ALTER TABLE annotations DROP COLUMN annotator; DROP TABLE reservations; DROP TABLE honest; DROP TABLE overlap; CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1; UPDATE meta SET value='1' WHERE key='schema_version';").unwrap();
     }
     // Reading without migrating is refused with a clear message.
     let e = format!("{:#}", Session::open_read_only(d.path(), "s").err().unwrap());
@@ -110,7 +163,7 @@ fn older_schema_is_migrated_newer_refused() {
     s.add_label(1, 0, 0, Some(0)).unwrap();
     assert_eq!(s.labels().unwrap()[0].predicted, Some(0));
     assert_eq!(s.labels().unwrap()[0].annotator.as_deref(), Some(s.annotator()));
-    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("4"));
+    assert_eq!(s.meta("schema_version").unwrap().as_deref(), Some("5"));
     // Schema 4's tables came with the migration.
     assert_eq!(s.reserve(&[1, 2], 1).unwrap(), vec![2], "row 1 is labelled");
     drop(s);

@@ -82,9 +82,18 @@ fn annotations(sessions: &Path, name: &str) -> Vec<(i64, String)> {
 /// speed (`next`, label every row with its gold label, `next`...) until no
 /// row is left: each one's batches, in order.
 fn work_all(sessions: &Path, gold: &HashMap<i64, String>, n: usize) -> Vec<Vec<Vec<i64>>> {
-    let handles: Vec<_> = (0..n)
-        .map(|k| {
-            let (dir, gold) = (sessions.to_path_buf(), gold.clone());
+    let gold = gold.clone();
+    let who: Vec<usize> = (0..n).collect();
+    work_all_answering(sessions, &who, std::sync::Arc::new(move |_, r| gold[&r].clone()))
+}
+
+/// `work_all` for annotators `a{k}` for k in `who`, where `a{k}` gives row
+/// `r` the label `answer(k, r)`.
+fn work_all_answering(sessions: &Path, who: &[usize], answer: std::sync::Arc<dyn Fn(usize, i64) -> String + Send + Sync>) -> Vec<Vec<Vec<i64>>> {
+    let handles: Vec<_> = who
+        .iter()
+        .map(|&k| {
+            let (dir, answer) = (sessions.to_path_buf(), answer.clone());
             std::thread::spawn(move || {
                 let mut a = Annotator::start(&dir, "t", &format!("a{k}"));
                 let mut batches = Vec::new();
@@ -94,7 +103,7 @@ fn work_all(sessions: &Path, gold: &HashMap<i64, String>, n: usize) -> Vec<Vec<V
                         break;
                     }
                     for &r in &rows {
-                        a.label(r, &gold[&r]);
+                        a.label(r, &answer(k, r));
                     }
                     batches.push(rows);
                 }
@@ -292,4 +301,151 @@ fn two_workstations_share_one_model() {
     let by: Vec<Option<String>> = s.labels().unwrap().into_iter().map(|l| l.annotator).collect();
     assert_eq!(by.iter().filter(|a| a.as_deref() == Some("alice")).count(), 3);
     assert_eq!(by.iter().filter(|a| a.as_deref() == Some("bob")).count(), 20);
+}
+
+/// `--overlap`: a share of the rows goes to two annotators (never twice to
+/// one, never both at once), agreement per pair in `stats`, disagreements
+/// kept out of training until the adjudicator settles them (headless), and
+/// export saying which rows are which.
+#[test]
+fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "t.csv", demo_head(100).as_bytes());
+    let o = labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--overlap", "0.3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bad = labelrest(d.path(), &["new", "u", "--data", f.to_str().unwrap(), "--overlap", "1.5"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("from 0 to 1"), "{}", stderr(&bad));
+    let gold = gold(d.path(), "t");
+    let names: Vec<String> = {
+        let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
+        s.label_set().unwrap().into_iter().map(|l| l.name).collect()
+    };
+    let overlap: HashSet<i64> = {
+        let c = rusqlite::Connection::open(d.path().join("t/session.db")).unwrap();
+        let mut st = c.prepare("SELECT row_id FROM overlap").unwrap();
+        let v = st.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<HashSet<i64>>>().unwrap();
+        v
+    };
+    assert!((15..=45).contains(&overlap.len()), "about 30 of 100 rows: {}", overlap.len());
+    // a1 gives every fourth row another label than a0 (who gives the gold one).
+    let other = |g: &str| -> String { names.iter().find(|n| n.as_str() != g).unwrap().clone() };
+    let (g2, names2) = (gold.clone(), names.clone());
+    let answer = std::sync::Arc::new(move |k: usize, r: i64| {
+        let g = g2[&r].clone();
+        if k == 1 && r % 4 == 0 {
+            names2.iter().find(|n| **n != g).unwrap().clone()
+        } else {
+            g
+        }
+    });
+    // Both at full speed, then each alone (a row the other held when one
+    // ran out of rows comes back to it then).
+    let mut batches = work_all_answering(d.path(), &[0, 1], answer.clone());
+    for k in [0, 1] {
+        let b = work_all_answering(d.path(), &[k], answer.clone()).remove(0);
+        batches[k].extend(b);
+    }
+    for (k, b) in batches.iter().enumerate() {
+        let rows: Vec<i64> = b.iter().flatten().copied().collect();
+        let unique: HashSet<i64> = rows.iter().copied().collect();
+        assert_eq!(rows.len(), unique.len(), "a{k} was given a row twice");
+    }
+    let stored = annotations(d.path(), "t");
+    let mut per_row: HashMap<i64, Vec<String>> = HashMap::new();
+    for (r, who) in &stored {
+        per_row.entry(*r).or_default().push(who.clone());
+    }
+    assert_eq!(per_row.len(), gold.len(), "every row labelled");
+    for (r, who) in &per_row {
+        if overlap.contains(r) {
+            let mut w = who.clone();
+            w.sort();
+            assert_eq!(w, vec!["a0", "a1"], "overlap row {r}: one label from each");
+        } else {
+            assert_eq!(who.len(), 1, "row {r}: one label");
+        }
+    }
+    // Agreement and disputes as stats says them.
+    let disputed: HashSet<i64> = overlap.iter().copied().filter(|r| r % 4 == 0).collect();
+    assert!(!disputed.is_empty());
+    let o = labelrest(d.path(), &["stats", "t", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["overlap_rows"], overlap.len());
+    assert_eq!(v["disputes"], disputed.len());
+    assert_eq!(v["waiting"], 0);
+    let pair = &v["agreement"][0];
+    assert_eq!((pair["a"].as_str(), pair["b"].as_str(), pair["rows"].as_u64()), (Some("a0"), Some("a1"), Some(overlap.len() as u64)));
+    let raw = 1.0 - disputed.len() as f64 / overlap.len() as f64;
+    assert!((pair["raw"].as_f64().unwrap() - raw).abs() < 1e-9, "{pair}");
+    let mut rows: Vec<i64> = overlap.iter().copied().collect();
+    rows.sort_unstable();
+    let idx = |n: &str| names.iter().position(|x| x == n).unwrap() as u32;
+    let a: Vec<u32> = rows.iter().map(|r| idx(&gold[r])).collect();
+    let b: Vec<u32> = rows.iter().map(|r| if r % 4 == 0 { idx(&other(&gold[r])) } else { idx(&gold[r]) }).collect();
+    let kappa = labelrest::learn::stopping::kappa(&a, &b, names.len());
+    assert!((pair["kappa"].as_f64().unwrap() - kappa).abs() < 1e-9 && kappa < 1.0, "{pair} vs {kappa}");
+    let table = stdout(&labelrest(d.path(), &["stats", "t"]));
+    assert!(table.contains(&format!("{} disputed", disputed.len())) && table.contains("kappa"), "{table}");
+    // Disagreements are kept out of training.
+    {
+        let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
+        let learnt: HashSet<i64> = s.labels().unwrap().into_iter().map(|l| l.row_id).collect();
+        assert_eq!(learnt.len(), gold.len() - disputed.len());
+        assert!(disputed.iter().all(|r| !learnt.contains(r)));
+    }
+    // Only the adjudicator settles them.
+    let o = annotate(d.path(), "t", &["--annotator", "carol"], &[], "disputes\n");
+    assert!(!o.status.success() && stderr(&o).contains("--adjudicator"), "{}", stderr(&o));
+    let o = annotate(d.path(), "t", &["--annotator", "carol", "--adjudicator"], &[], "disputes\n");
+    let listed: Vec<(i64, String)> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.strip_prefix("dispute\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].parse().unwrap(), f[1].to_string())
+        })
+        .collect();
+    assert_eq!(listed.iter().map(|x| x.0).collect::<HashSet<_>>(), disputed);
+    for (r, said) in &listed {
+        let mut said: Vec<&str> = said.split(',').collect();
+        said.sort();
+        assert_eq!(said.join(","), format!("a0={},a1={}", gold[r], other(&gold[r])), "row {r}");
+    }
+    let settle: Vec<i64> = listed.iter().map(|x| x.0).take((listed.len() + 1) / 2).collect();
+    let agreed = *overlap.iter().find(|r| *r % 4 != 0).unwrap();
+    let mut lines: String = settle.iter().map(|r| format!("adjudicate {r}\t{}\n", gold[r])).collect();
+    lines.push_str(&format!("adjudicate {agreed}\t{}\n", gold[&agreed]));
+    let o = annotate(d.path(), "t", &["--annotator", "carol", "--adjudicator"], &[], &lines);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut want: Vec<String> = settle.iter().map(|r| format!("ok {r}")).collect();
+    want.push(format!("settled {agreed}"));
+    assert_eq!(stdout(&o).lines().collect::<Vec<_>>(), want);
+    // The adjudicated label is the row's, for training and export.
+    let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
+    let learnt: HashMap<i64, (u32, labelrest::store::Source)> = s.labels().unwrap().into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
+    for r in &settle {
+        assert_eq!(learnt[r], (idx(&gold[r]), labelrest::store::Source::Adjudicated));
+    }
+    s.check_integrity().unwrap();
+    drop(s);
+    let out = d.path().join("t.out.csv");
+    let o = labelrest(d.path(), &["export", "t", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let left = disputed.len() - settle.len();
+    assert!(stdout(&o).contains(&format!("{} adjudicated, {left} disputed", settle.len())), "{}", stdout(&o));
+    let mut rd = csv::Reader::from_path(&out).unwrap();
+    for rec in rd.records() {
+        let rec = rec.unwrap();
+        let r: i64 = rec[0].parse().unwrap();
+        let (label, source, annotator) = (&rec[2], &rec[3], &rec[6]);
+        if settle.contains(&r) {
+            assert_eq!((label, source, annotator), (gold[&r].as_str(), "adjudicated", "carol"), "row {r}");
+        } else if disputed.contains(&r) {
+            assert_eq!((label, source, annotator), ("", "disputed", ""), "row {r}");
+        } else if overlap.contains(&r) {
+            assert_eq!((label, source), (gold[&r].as_str(), "person"), "row {r}");
+            assert!(annotator == "a0+a1" || annotator == "a1+a0", "row {r}: {annotator}");
+        }
+    }
 }

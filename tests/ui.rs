@@ -1040,3 +1040,60 @@ fn a_label_outside_the_batch_shrinks_what_it_holds() {
     assert_eq!(app.batch_remaining(), 9);
     assert_eq!(held(&app).len(), 9, "one fewer held, as one fewer is left to do");
 }
+
+/// Rows sent to two annotators (`--overlap`): a row one annotator labelled
+/// is still in the other's queue, a disagreement is in nobody else's; the
+/// adjudicator's disputes view (`D`) lists it with each annotator's label,
+/// the picker offers those first, and the label picked is the row's.
+#[test]
+fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
+    let d = tempfile::tempdir().unwrap();
+    drop(session(d.path(), 40, false));
+    let alice = Session::open_as(d.path(), "s", "alice").unwrap();
+    assert_eq!(alice.set_overlap(1.0).unwrap(), 40);
+    let bob = Session::open_as(d.path(), "s", "bob").unwrap();
+    // Row 1: alice only. Row 2: both agree. Row 3: they disagree.
+    alice.add_label(1, 0, 0, None).unwrap();
+    alice.add_label(2, 0, 0, None).unwrap();
+    alice.add_label(3, 5, 0, None).unwrap();
+    bob.add_label(2, 0, 0, None).unwrap();
+    bob.add_label(3, 7, 0, None).unwrap();
+    drop(alice);
+    let idx = |app: &App, id: i64| app.row_ids.iter().position(|&r| r == id).unwrap() as u32;
+    // Bob's queue asks for row 1 (alice's label waits for a second one).
+    let b = App::load(bob).unwrap();
+    assert!(b.queue.contains(&idx(&b, 1)) && b.labels[idx(&b, 1) as usize].is_none());
+    assert_eq!(b.labels[idx(&b, 3) as usize].map(|l| l.0), Some(7), "bob sees his own label");
+    drop(b);
+    // Carol's has neither row 2 (agreed) nor row 3 (disputed).
+    let mut app = App::load(Session::open_as(d.path(), "s", "carol").unwrap()).unwrap();
+    let (r1, r2, r3) = (idx(&app, 1), idx(&app, 2), idx(&app, 3));
+    assert!(app.queue.contains(&r1) && !app.queue.contains(&r2) && !app.queue.contains(&r3));
+    assert_eq!(app.labels[r2 as usize].map(|l| l.0), Some(0));
+    assert!(app.closed.contains(&r3));
+    let panel = screen(&mut app, 100, 30);
+    assert!(panel.contains("κ") && panel.contains("κ 0.33 50% (2) alice/") && panel.contains("disputes 1 · waiting 1"), "{panel}");
+    // Not the adjudicator: told who settles it.
+    app.handle(Action::Disputes);
+    assert!(app.message.as_deref().unwrap().contains("--adjudicator"), "{:?}", app.message);
+    assert_eq!(app.view, View::Queue);
+    app.adjudicator = true;
+    app.handle(Action::Disputes);
+    assert_eq!((app.view, app.current_list()), (View::Labelled, &[r3][..]));
+    let shown = screen(&mut app, 80, 24);
+    let (five, seven) = (app.label_names[5].clone(), app.label_names[7].clone());
+    assert!(shown.contains("Disputes (1 to adjudicate)") && shown.contains(&format!("alice: {}", &five[..10])), "{shown}");
+    // The picker offers the annotators' labels first; Enter takes bob's.
+    app.handle(Action::OpenPicker);
+    app.handle(Action::Down);
+    app.handle(Action::Confirm);
+    assert_eq!(app.session.label_of(3).unwrap(), Some((7, labelrest::store::Source::Adjudicated)));
+    assert!(app.message.as_deref().unwrap().contains(&format!("{seven} (adjudicated; alice: {five} · bob: {seven})")), "{:?}", app.message);
+    assert!(app.current_list().is_empty() && app.disputes.is_empty());
+    assert_eq!(app.labels[r3 as usize].map(|l| l.0), Some(7));
+    // Undo brings the dispute back.
+    app.handle(Action::Undo);
+    assert_eq!(app.current_list(), &[r3][..]);
+    assert_eq!(app.session.label_of(3).unwrap(), None);
+    app.session.check_integrity().unwrap();
+}

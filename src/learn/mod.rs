@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod agreement;
 pub mod calibration;
 pub mod review;
 pub mod stopping;

@@ -302,6 +302,20 @@ impl Session {
         if settings.batch == 0 {
             settings.batch = 10;
         }
+        // The share of rows sent to two annotators: of the rows with no seed label.
+        if settings.overlap > 0.0 {
+            let free: Vec<i64> = {
+                let mut st = tx.prepare(
+                    "SELECT id FROM rows r WHERE split='pool' AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.row_id = r.id)",
+                )?;
+                let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+                v
+            };
+            let mut ins = tx.prepare("INSERT INTO overlap(row_id) VALUES (?1)")?;
+            for id in free.into_iter().filter(|&id| super::in_overlap_share(id, settings.overlap)) {
+                ins.execute(params![id])?;
+            }
+        }
         tx.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()])?;
         tx.execute("INSERT INTO meta(key, value) VALUES ('created', ?1)", params![now()])?;
         tx.execute("INSERT INTO meta(key, value) VALUES ('last_opened', ?1)", params![now()])?;

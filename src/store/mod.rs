@@ -23,16 +23,18 @@ pub use crate::settings::{FinetuneOverrides, Settings};
 
 mod create;
 mod lock;
+mod overlap;
 mod queries;
 mod schema;
 mod team;
 
 pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
 pub use lock::{pid_alive, Lock};
+pub use overlap::{in_overlap_share, resolve, Dispute, Resolved};
 use schema::{configure, SCHEMA};
 pub use team::{host_name, Marks, RESERVATION_TTL};
 
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 const DB_FILE: &str = "session.db";
 /// Meta keys of the fine-tuned encoder in use (a folder of the session) and
 /// of the number of labels it learnt from.
@@ -48,6 +50,8 @@ const KEPT_REVIEWS: &str = "review_kept";
 pub enum Source {
     Seed,
     Person,
+    /// The adjudicator's label on a row where two annotators disagreed.
+    Adjudicated,
 }
 
 impl Source {
@@ -55,12 +59,14 @@ impl Source {
         match self {
             Source::Seed => "seed",
             Source::Person => "person",
+            Source::Adjudicated => "adjudicated",
         }
     }
     fn parse(s: &str) -> Result<Source> {
         match s {
             "seed" => Ok(Source::Seed),
             "person" => Ok(Source::Person),
+            "adjudicated" => Ok(Source::Adjudicated),
             other => bail!("unknown label source '{other}' in the session"),
         }
     }
@@ -72,7 +78,11 @@ impl Source {
 pub enum RowSource {
     Person,
     Seed,
+    /// The adjudicator settled the annotators' disagreement.
+    Adjudicated,
     Model,
+    /// Annotators disagree and nobody adjudicated yet: no label.
+    Disputed,
     None,
 }
 
@@ -81,7 +91,9 @@ impl RowSource {
         match self {
             RowSource::Person => "person",
             RowSource::Seed => "seed",
+            RowSource::Adjudicated => "adjudicated",
             RowSource::Model => "model",
+            RowSource::Disputed => "disputed",
             RowSource::None => "none",
         }
     }
@@ -92,6 +104,7 @@ impl From<Source> for RowSource {
         match s {
             Source::Person => RowSource::Person,
             Source::Seed => RowSource::Seed,
+            Source::Adjudicated => RowSource::Adjudicated,
         }
     }
 }
@@ -121,8 +134,11 @@ pub struct Label {
     pub iteration: i64,
     /// The model's prediction when the person decided, if there was one.
     pub predicted: Option<u32>,
-    /// Who gave it (None for seed labels and sessions from before it was recorded).
+    /// Who gave it (None for seed labels and sessions from before it was
+    /// recorded; two annotators who agreed on an overlap row: `a+b`).
     pub annotator: Option<String>,
+    /// When it was given, as an order (the annotation's id).
+    pub seq: i64,
 }
 
 /// A stored prediction of the model for one row.

@@ -11,11 +11,11 @@ impl Session {
     }
 
     /// The number of labels in the label set (labels stored must be below it).
-    fn n_labels(&self) -> Result<u32> {
+    pub(super) fn n_labels(&self) -> Result<u32> {
         self.ctx(self.conn.query_row("SELECT count(*) FROM label_set", [], |r| r.get::<_, i64>(0)).map(|n| n as u32))
     }
 
-    fn check_label(&self, what: &str, row_id: i64, label: i64, k: u32) -> Result<u32> {
+    pub(super) fn check_label(&self, what: &str, row_id: i64, label: i64, k: u32) -> Result<u32> {
         if label < 0 || label as u64 >= k as u64 {
             bail!(
                 "session '{}' ({}): {what} of row {row_id} is label {label}, but the label set has {k} labels: the database is damaged",
@@ -29,7 +29,7 @@ impl Session {
     pub fn summary(&self) -> Result<Summary> {
         let rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='pool'", [], |r| r.get(0))?;
         let test_rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='test'", [], |r| r.get(0))?;
-        let labelled: i64 = self.conn.query_row("SELECT count(*) FROM annotations WHERE active=1", [], |r| r.get(0))?;
+        let labelled: i64 = self.conn.query_row("SELECT count(DISTINCT row_id) FROM annotations WHERE active=1", [], |r| r.get(0))?;
         let iterations: i64 = self.conn.query_row("SELECT count(*) FROM iterations", [], |r| r.get(0))?;
         let last_opened: String =
             self.conn.query_row("SELECT value FROM meta WHERE key='last_opened'", [], |r| r.get(0)).optional()?.unwrap_or_default();
@@ -117,32 +117,16 @@ impl Session {
             .collect()
     }
 
-    /// The current label of every labelled row.
+    /// The label in use of every row that has one, oldest first: what the
+    /// model learns from (`resolved().labels`: an overlap row once two
+    /// annotators agree or it was adjudicated).
     pub fn labels(&self) -> Result<Vec<Label>> {
-        let k = self.n_labels()?;
-        type Raw = (i64, i64, String, i64, Option<i64>, Option<String>);
-        let rows: Vec<Raw> = self.ctx((|| {
-            let mut st = self
-                .conn
-                .prepare("SELECT row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id")?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>();
-            v
-        })())?;
-        rows.into_iter()
-            .map(|(row_id, label, source, iteration, predicted, annotator)| {
-                Ok(Label {
-                    row_id,
-                    label: self.check_label("the label", row_id, label, k)?,
-                    source: self.ctx(Source::parse(&source))?,
-                    iteration,
-                    // A prediction out of range only loses the kept-rate figure.
-                    predicted: predicted.filter(|&p| p >= 0 && (p as u64) < k as u64).map(|p| p as u32),
-                    annotator,
-                })
-            })
-            .collect()
+        Ok(self.resolved()?.labels)
+    }
+
+    /// The label in use of one row (as `labels` has it), if it has one.
+    pub fn label_of(&self, row_id: i64) -> Result<Option<(u32, Source)>> {
+        Ok(self.labels()?.into_iter().find(|l| l.row_id == row_id).map(|l| (l.label, l.source)))
     }
 
     /// One row's text.
@@ -150,21 +134,6 @@ impl Session {
         self.ctx(self.conn.query_row("SELECT text FROM rows WHERE id=?1", params![row_id], |r| r.get(0)))
     }
 
-    /// The current label of one row, if it has one.
-    pub fn label_of(&self, row_id: i64) -> Result<Option<(u32, Source)>> {
-        let r: Option<(i64, String)> = self
-            .conn
-            .query_row("SELECT label, source FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let k = self.n_labels()?;
-        r.map(|(l, s)| Ok((self.check_label("the label", row_id, l, k)?, Source::parse(&s)?))).transpose()
-    }
-
-    /// Records a person's label for a row; returns when it is on disk.
-    /// A row labelled before gets the new label; the old one is kept in the
-    /// history and comes back on undo.
     /// Where the head trained on the encoder with content hash `model_hash` is saved.
     pub fn head_path(&self, model_hash: &str) -> PathBuf {
         self.dir.join(format!("head-{model_hash}.safetensors"))
@@ -187,6 +156,10 @@ impl Session {
         raw.into_iter().map(|(a, s, n)| Ok((a, self.ctx(Source::parse(&s))?, n))).collect()
     }
 
+    /// Records a person's label for a row; returns when it is on disk.
+    /// A row labelled before gets the new label (an overlap row: this
+    /// annotator's label is replaced, the others' stay); the old one is
+    /// kept in the history and comes back on undo.
     pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
         self.add_label_tx(row_id, label, iteration, predicted)
             .with_context(|| format!("the label of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
@@ -204,8 +177,18 @@ impl Session {
         if label as i64 >= nlabels {
             bail!("label {label} is not in the label set of session '{}'", self.name);
         }
-        let prev: Option<i64> =
-            tx.query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| r.get(0)).optional()?;
+        // An overlap row keeps each annotator's label; any other row has one.
+        let overlap: i64 = tx.query_row("SELECT count(*) FROM overlap WHERE row_id=?1", params![row_id], |r| r.get(0))?;
+        let prev: Option<i64> = if overlap > 0 {
+            tx.query_row(
+                "SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source<>'adjudicated' AND annotator=?2",
+                params![row_id, self.annotator],
+                |r| r.get(0),
+            )
+            .optional()?
+        } else {
+            tx.query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| r.get(0)).optional()?
+        };
         if let Some(p) = prev {
             tx.execute("UPDATE annotations SET active=0 WHERE id=?1", params![p])?;
         }
@@ -225,7 +208,7 @@ impl Session {
         let tx = self.write_tx()?;
         let last: Option<(i64, i64, Option<i64>)> = tx
             .query_row(
-                "SELECT id, row_id, replaces FROM annotations WHERE source='person' AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL) ORDER BY id DESC LIMIT 1",
+                "SELECT id, row_id, replaces FROM annotations WHERE source IN ('person','adjudicated') AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL) ORDER BY id DESC LIMIT 1",
                 params![self.annotator],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -239,10 +222,11 @@ impl Session {
         Ok(Some(row_id))
     }
 
-    /// Number of this annotator's decisions (not undone) made at a given iteration.
+    /// Number of this annotator's decisions (labels and adjudications, not
+    /// undone) made from a given iteration on.
     pub fn decisions_since(&self, iteration: i64) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM annotations WHERE source='person' AND active=1 AND iteration >= ?1 AND (annotator = ?2 OR annotator IS NULL)",
+            "SELECT count(*) FROM annotations WHERE source IN ('person','adjudicated') AND active=1 AND iteration >= ?1 AND (annotator = ?2 OR annotator IS NULL)",
             params![iteration, self.annotator],
             |r| r.get(0),
         )?)
@@ -411,8 +395,11 @@ impl Session {
         if bad > 0 {
             bail!("{bad} foreign key violations");
         }
+        // One label in use per row; on an overlap row one per annotator, and one adjudication.
         let dup: i64 = self.conn.query_row(
-            "SELECT count(*) FROM (SELECT row_id FROM annotations WHERE active=1 GROUP BY row_id HAVING count(*) > 1)",
+            "SELECT count(*) FROM (SELECT row_id FROM annotations a WHERE active=1 GROUP BY row_id,
+               CASE WHEN EXISTS (SELECT 1 FROM overlap o WHERE o.row_id = a.row_id) THEN source || ':' || coalesce(annotator, '') ELSE '' END
+               HAVING count(*) > 1)",
             [],
             |r| r.get(0),
         )?;

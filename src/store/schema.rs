@@ -17,7 +17,7 @@ CREATE TABLE annotations(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   row_id INTEGER NOT NULL REFERENCES rows(id),
   label INTEGER NOT NULL REFERENCES label_set(id),
-  source TEXT NOT NULL CHECK (source IN ('seed','person')),
+  source TEXT NOT NULL CHECK (source IN ('seed','person','adjudicated')),
   iteration INTEGER NOT NULL,
   at TEXT NOT NULL,
   predicted INTEGER,
@@ -50,6 +50,7 @@ CREATE TABLE reservations(
   until TEXT NOT NULL
 );
 CREATE TABLE honest(row_id INTEGER PRIMARY KEY REFERENCES rows(id), probs BLOB NOT NULL);
+CREATE TABLE overlap(row_id INTEGER PRIMARY KEY REFERENCES rows(id));
 ";
 
 pub(super) fn configure(conn: &Connection) -> Result<()> {
@@ -116,6 +117,31 @@ impl Session {
                     tx.execute_batch(
                         "CREATE TABLE reservations(row_id INTEGER PRIMARY KEY REFERENCES rows(id), annotator TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, until TEXT NOT NULL);
                          CREATE TABLE honest(row_id INTEGER PRIMARY KEY REFERENCES rows(id), probs BLOB NOT NULL);",
+                    )?;
+                }
+                // Schema 4 had one label in use per row: no rows sent to two
+                // annotators (overlap), no adjudicated labels.
+                4 => {
+                    tx.execute_batch(
+                        "CREATE TABLE annotations_5(
+                           id INTEGER PRIMARY KEY AUTOINCREMENT,
+                           row_id INTEGER NOT NULL REFERENCES rows(id),
+                           label INTEGER NOT NULL REFERENCES label_set(id),
+                           source TEXT NOT NULL CHECK (source IN ('seed','person','adjudicated')),
+                           iteration INTEGER NOT NULL,
+                           at TEXT NOT NULL,
+                           predicted INTEGER,
+                           replaces INTEGER,
+                           active INTEGER NOT NULL DEFAULT 1,
+                           undone INTEGER NOT NULL DEFAULT 0,
+                           annotator TEXT
+                         );
+                         INSERT INTO annotations_5(id, row_id, label, source, iteration, at, predicted, replaces, active, undone, annotator)
+                           SELECT id, row_id, label, source, iteration, at, predicted, replaces, active, undone, annotator FROM annotations;
+                         DROP TABLE annotations;
+                         ALTER TABLE annotations_5 RENAME TO annotations;
+                         CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
+                         CREATE TABLE overlap(row_id INTEGER PRIMARY KEY REFERENCES rows(id));",
                     )?;
                 }
                 other => bail!("session '{}' has schema {other}, which this labelrest cannot migrate", self.name),

@@ -56,7 +56,8 @@ impl Session {
     }
 
     /// Reserves for this annotator the first `n` rows of `candidates` (in
-    /// that order) that have no label and that nobody else has reserved,
+    /// that order) that ask them for a label (no label; an overlap row:
+    /// not theirs, fewer than two) and that nobody else has reserved,
     /// in place of what it held before; returns them. One transaction:
     /// two annotators asking at once never get the same row.
     pub fn reserve(&self, candidates: &[i64], n: usize) -> Result<Vec<i64>> {
@@ -74,16 +75,15 @@ impl Session {
             let until = at(RESERVATION_TTL);
             let host = host_name();
             {
-                let mut taken = tx.prepare(
-                    "SELECT (SELECT count(*) FROM reservations WHERE row_id=?1) + (SELECT count(*) FROM annotations WHERE row_id=?1 AND active=1)",
-                )?;
+                let mut reserved = tx.prepare("SELECT count(*) FROM reservations WHERE row_id=?1")?;
                 let mut ins = tx.prepare("INSERT INTO reservations(row_id, annotator, pid, host, until) VALUES (?1, ?2, ?3, ?4, ?5)")?;
                 for &id in candidates {
                     if got.len() >= n {
                         break;
                     }
-                    let busy: i64 = taken.query_row(params![id], |r| r.get(0))?;
-                    if busy == 0 {
+                    let busy = reserved.query_row(params![id], |r| r.get::<_, i64>(0))? > 0
+                        || !super::overlap::open_to(&self.annotator, &super::overlap::given_labels(&tx, id)?, super::overlap::is_overlap(&tx, id)?);
+                    if !busy {
                         ins.execute(params![id, self.annotator, std::process::id() as i64, host, until])?;
                         got.push(id);
                     } else {

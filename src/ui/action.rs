@@ -34,6 +34,9 @@ pub enum Action {
     /// The labelled view in review order: the person's labels that a model
     /// trained without them disputes, most disputed first (again: all).
     Review,
+    /// The labelled view as the disputes: rows two annotators labelled
+    /// differently, for the adjudicator to settle (again: all labels).
+    Disputes,
     /// Fine-tune the encoder now, or cancel the running fine-tune.
     FineTune,
     /// Next training mode: auto, head, finetune, contrastive.

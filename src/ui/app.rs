@@ -201,6 +201,18 @@ pub struct App {
     /// The pool rows this annotator holds for the current batch (reserved
     /// in the session, so nobody else is shown them), first in the queue.
     pub reserved: Vec<u32>,
+    /// Pool rows two other annotators disagree on: not in this queue.
+    pub closed: HashSet<u32>,
+    /// Rows two annotators disagree on, not adjudicated yet.
+    pub disputes: Vec<crate::store::Dispute>,
+    /// Overlap rows with one annotator's label, waiting for a second.
+    pub waiting: usize,
+    /// Agreement per pair of annotators on the overlap rows.
+    pub agreement: Vec<crate::learn::agreement::PairAgreement>,
+    /// This person may adjudicate (`--adjudicator`).
+    pub adjudicator: bool,
+    /// The labelled view lists the disputes (the adjudicator settles them).
+    pub adjudicating: bool,
 }
 
 impl App {
@@ -304,6 +316,12 @@ impl App {
             encoder: String::new(),
             others_reserved: HashSet::new(),
             reserved: Vec::new(),
+            closed: HashSet::new(),
+            disputes: Vec::new(),
+            waiting: 0,
+            agreement: Vec::new(),
+            adjudicator: false,
+            adjudicating: false,
             session,
         };
         app.reload_labels()?;
@@ -506,7 +524,7 @@ impl App {
                 queue.push(i);
             }
         }
-        for &i in &self.others_reserved {
+        for &i in self.others_reserved.iter().chain(&self.closed) {
             if let Some(s) = seen.get_mut(i as usize) {
                 *s = true;
             }
@@ -528,7 +546,12 @@ impl App {
                 queue.push(i as u32);
             }
         }
-        queue.extend(self.skipped.iter().copied().filter(|&i| self.labels[i as usize].is_none() && !self.others_reserved.contains(&i)));
+        queue.extend(
+            self.skipped
+                .iter()
+                .copied()
+                .filter(|&i| self.labels[i as usize].is_none() && !self.others_reserved.contains(&i) && !self.closed.contains(&i)),
+        );
         self.queue = queue;
         self.class_counts = vec![0; self.label_names.len()];
         for (l, _) in self.labels.iter().flatten() {
@@ -659,7 +682,10 @@ impl App {
         let mut labels = vec![None; self.row_ids.len()];
         let mut label_seq = vec![0u64; self.row_ids.len()];
         let (mut n, mut seq) = (0, 0u64);
-        for l in self.session.labels()? {
+        // What this annotator sees: their own label on a row sent to two.
+        let resolved = self.session.resolved()?;
+        let (seen, closed) = resolved.seen_by(self.session.annotator());
+        for l in seen {
             if let Some(&i) = id_to_pool.get(&l.row_id) {
                 labels[i] = Some((l.label, l.source));
                 n += 1;
@@ -667,6 +693,10 @@ impl App {
                 label_seq[i] = seq;
             }
         }
+        self.closed = closed.iter().filter_map(|id| id_to_pool.get(id).map(|&i| i as u32)).collect();
+        self.agreement = crate::learn::agreement::agreement(&resolved.overlap_labels, self.label_names.len());
+        self.waiting = resolved.waiting.len();
+        self.disputes = resolved.disputes;
         self.labels = labels;
         self.label_seq = label_seq;
         self.seq = seq;
@@ -674,7 +704,36 @@ impl App {
         Ok(())
     }
 
+    /// The disputes as pool rows, in the order they arose.
+    pub fn dispute_list(&self) -> Vec<u32> {
+        let index: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let mut v: Vec<(i64, u32)> =
+            self.disputes.iter().filter_map(|d| Some((d.labels.last()?.seq, *index.get(&d.row_id)?))).collect();
+        v.sort_unstable();
+        v.into_iter().map(|x| x.1).collect()
+    }
+
+    /// Each annotator's label on pool row `i` when annotators disagree on it.
+    pub fn disputed_labels(&self, i: usize) -> Option<&[crate::store::Label]> {
+        let id = self.row_ids[i];
+        self.disputes.iter().find(|d| d.row_id == id).map(|d| d.labels.as_slice())
+    }
+
+    /// How a dispute reads: `alice: A · bob: B`.
+    pub fn dispute_text(&self, i: usize) -> Option<String> {
+        let ls = self.disputed_labels(i)?;
+        Some(
+            ls.iter()
+                .map(|l| format!("{}: {}", display_safe(l.annotator.as_deref().unwrap_or("?")), self.label_names[l.label as usize]))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        )
+    }
+
     fn labelled_order(&self) -> Vec<u32> {
+        if self.adjudicating {
+            return self.dispute_list();
+        }
         if self.review {
             return self.review_list();
         }
@@ -895,16 +954,16 @@ impl App {
 
     /// Records a decision on pool row `i`.
     fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
+        if self.adjudicating && self.view == View::Labelled {
+            return self.adjudicate_row(i, label);
+        }
         let predicted = self.prediction(i).map(|p| p.0);
         // Another annotator took this row since the last look: theirs.
         if self.labels[i].is_none() {
             let id = self.row_ids[i];
             let other = match self.session.held_by_other(id)? {
                 Some(who) => Some(format!("row {id} is in {who}'s batch now: left to them")),
-                None => match self.session.annotator_of(id)? {
-                    Some(who) if who != self.session.annotator() => Some(format!("row {id} was just labelled by {who}")),
-                    _ => None,
-                },
+                None => self.session.closed_by_others(id)?.map(|who| format!("row {id} was just labelled by {}", display_safe(&who))),
             };
             if let Some(m) = other {
                 self.others_reserved.insert(i as u32);
@@ -979,20 +1038,36 @@ impl App {
         Ok(())
     }
 
+    /// Settles the dispute on pool row `i` with `label` (the adjudicator):
+    /// on disk first; the row then teaches the model like any label.
+    fn adjudicate_row(&mut self, i: usize, label: u32) -> Result<()> {
+        let id = self.row_ids[i];
+        let Some(said) = self.dispute_text(i) else {
+            self.message = Some(format!("row {id} has no disagreement to adjudicate"));
+            return Ok(());
+        };
+        self.session.adjudicate(id, label, self.iteration, self.prediction(i).map(|p| p.0))?;
+        self.reload_labels()?;
+        self.rebuild_lists();
+        self.scroll_into_view();
+        self.message = Some(format!("row {id}: {} (adjudicated; {said})", self.label_names[label as usize]));
+        // An adjudication is a decision: it counts towards the batch that retrains.
+        self.batch_done += 1;
+        if self.batch_done >= self.batch_size {
+            self.batch_done = 0;
+            self.outbox.push(Job::Retrain { strategy: self.strategy });
+        }
+        Ok(())
+    }
+
     fn undo(&mut self) -> Result<()> {
         match self.session.undo_last()? {
             None => self.message = Some("nothing to undo".into()),
             Some(row_id) => {
                 let Some(i) = self.row_ids.iter().position(|&r| r == row_id) else { return Ok(()) };
-                // Read back what the row's label is now (an earlier one, or none).
-                let now = self.session.label_of(row_id)?;
-                if self.labels[i].is_some() && now.is_none() {
-                    self.n_labelled -= 1;
-                }
-                self.labels[i] = now;
-                // The label that came back keeps the place it had.
-                let order: Vec<i64> = self.session.labels()?.into_iter().map(|l| l.row_id).collect();
-                self.label_seq[i] = order.iter().position(|&r| r == row_id).map(|p| p as u64 + 1).unwrap_or(0);
+                // Read back what the row's label is now (an earlier one, or
+                // none); the label that came back keeps the place it had.
+                self.reload_labels()?;
                 self.batch_done = self.batch_done.saturating_sub(1);
                 self.rebuild_lists();
                 // Put the cursor on the row that came back.
@@ -1013,7 +1088,26 @@ impl App {
 
     /// The selected row's best labels, first in a picker opened on it.
     fn suggested(&self) -> Vec<u32> {
-        self.selected().map(|i| self.suggestions(i).into_iter().map(|s| s.0).collect()).unwrap_or_default()
+        self.selected().map(|i| self.suggested_for(i)).unwrap_or_default()
+    }
+
+    /// Row `i`'s best labels, first in a picker opened on it.
+    fn suggested_for(&self, i: usize) -> Vec<u32> {
+        let mut v: Vec<u32> = Vec::new();
+        // Settling a dispute: the annotators' labels first.
+        if self.adjudicating && self.view == View::Labelled {
+            for l in self.disputed_labels(i).unwrap_or_default() {
+                if !v.contains(&l.label) {
+                    v.push(l.label);
+                }
+            }
+        }
+        for (l, _) in self.suggestions(i) {
+            if !v.contains(&l) {
+                v.push(l);
+            }
+        }
+        v
     }
 
     /// Applies an action. Errors from the store show in the status line;
@@ -1099,7 +1193,7 @@ impl App {
                 let purpose = p.purpose;
                 // Labelling: the row's suggestions come first while the query is empty.
                 let suggested = match purpose {
-                    PickerPurpose::Label { row } => self.suggestions(row).into_iter().map(|s| s.0).collect(),
+                    PickerPurpose::Label { row } => self.suggested_for(row),
                     PickerPurpose::Filter => Vec::new(),
                 };
                 let labels = super::picker::Labels { names: &self.label_names, descriptions: &self.label_descriptions };
@@ -1136,6 +1230,19 @@ impl App {
             Action::PageDown => self.move_cursor(self.page as isize),
             Action::Top => self.move_cursor(isize::MIN / 2),
             Action::Bottom => self.move_cursor(isize::MAX / 2),
+            Action::Accept | Action::Confirm if self.view == View::Labelled && self.adjudicating => {
+                // Settling a dispute: the model's label (it never learnt the row).
+                if let Some(i) = self.selected() {
+                    match self.prediction(i) {
+                        Some((l, _, _)) => {
+                            if self.settled() {
+                                self.adjudicate_row(i, l)?
+                            }
+                        }
+                        None => self.message = Some(self.no_prediction(i)),
+                    }
+                }
+            }
             Action::Accept | Action::Confirm if self.view == View::Labelled => {
                 // In the labelled view the label stays; relabel with 1-9 or the picker.
                 if let Some(i) = self.selected() {
@@ -1152,7 +1259,34 @@ impl App {
                     }
                 }
             }
+            Action::Disputes => {
+                if !self.adjudicator {
+                    self.message = Some(match self.disputes.len() {
+                        0 => "no disagreements between annotators".into(),
+                        n => format!("{n} disagreements wait for the adjudicator (labelrest label {} --adjudicator)", display_safe(&self.name)),
+                    });
+                    return Ok(());
+                }
+                self.adjudicating = !self.adjudicating;
+                self.review = false;
+                self.view = View::Labelled;
+                self.rebuild_lists();
+                self.cursor[View::Labelled.index()] = 0;
+                self.offset[View::Labelled.index()] = 0;
+                self.message = Some(if !self.adjudicating {
+                    "disputes off: every label, newest first".into()
+                } else if self.disputes.is_empty() {
+                    "no disagreements to adjudicate".into()
+                } else {
+                    format!(
+                        "disputes: {} accepts the model's label, 1-9 or {} picks; the label you give is the row's",
+                        self.key(&Action::Accept),
+                        self.key(&Action::OpenPicker)
+                    )
+                });
+            }
             Action::Review => {
+                self.adjudicating = false;
                 self.review = !self.review;
                 self.view = View::Labelled;
                 self.rebuild_lists();

@@ -19,23 +19,46 @@ use crate::store::Session;
 use crate::worker::Worker;
 
 /// Opens a session in the workstation.
-pub fn run(sessions: &Path, name: &str, annotator: Option<&str>) -> Result<()> {
+/// Who opens a session and in what role (`label`, `demo`, `annotate`).
+pub struct Role<'a> {
+    /// `--annotator` (default the login name).
+    pub annotator: Option<&'a str>,
+    /// `--adjudicator`: settles the annotators' disagreements.
+    pub adjudicator: bool,
+    /// `--overlap F`: the share of rows sent to two annotators from now on.
+    pub overlap: Option<f64>,
+}
+
+impl Role<'_> {
+    /// Opens the session as this annotator (and sets the overlap, when given).
+    pub fn open(&self, sessions: &Path, name: &str) -> Result<Session> {
+        if let Some(a) = self.annotator {
+            crate::store::validate_annotator(a).map_err(|e| crate::term::usage(format!("--annotator: {e:#}")))?;
+        }
+        let session = match self.annotator {
+            Some(a) => Session::open_as(sessions, name, a)?,
+            None => Session::open(sessions, name)?,
+        };
+        if let Some(f) = self.overlap {
+            let n = session.set_overlap(f)?;
+            tracing::info!("overlap of {name} set to {f}: {n} rows sent to two annotators");
+        }
+        Ok(session)
+    }
+}
+
+pub fn run(sessions: &Path, name: &str, role: &Role) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("`labelrest label` needs a terminal; for headless work see `labelrest annotate`, `retrain` and `export`");
     }
-    if let Some(a) = annotator {
-        crate::store::validate_annotator(a).map_err(|e| crate::term::usage(format!("--annotator: {e:#}")))?;
-    }
     let keys = keys::KeyMap::load(keys::KeyMap::path().as_deref())?;
-    let session = match annotator {
-        Some(a) => Session::open_as(sessions, name, a)?,
-        None => Session::open(sessions, name)?,
-    };
+    let session = role.open(sessions, name)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = Worker::start(&session, tx)?;
     let mut app = app::App::load(session)?;
     app.keys = keys;
+    app.adjudicator = role.adjudicator;
     tui::run(app, worker, rx)
 }
 

@@ -1,6 +1,7 @@
 //! Drawing: a pure function of the `App` state onto a ratatui frame. Only the
 //! visible rows are built, so 100,000 rows draw as fast as 100.
 
+use crate::data::display_safe;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -176,6 +177,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let list = app.current_list();
     let title = match app.view {
         View::Queue => format!(" Queue ({}, {} rows) ", app.strategy.name(), thousands(list.len())),
+        View::Labelled if app.adjudicating => format!(" Disputes ({} to adjudicate) ", thousands(list.len())),
         View::Labelled if app.review => {
             let disputed = list.iter().filter(|&&i| app.dispute(i as usize).is_some()).count();
             format!(" Review ({} labels, least likely first; {} disputed) ", thousands(list.len()), thousands(disputed))
@@ -252,6 +254,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         };
         let label_text = match app.view {
             View::Queue => pred.map(|p| app.label_names[p.0 as usize].clone()).unwrap_or_else(|| "…".into()),
+            // A dispute: each annotator's label.
+            View::Labelled if app.adjudicating => app
+                .disputed_labels(i)
+                .map(|ls| ls.iter().map(|l| app.label_names[l.label as usize].as_str()).collect::<Vec<_>>().join(" / "))
+                .unwrap_or_default(),
             View::Labelled => {
                 let given = app.labels[i].map(|(l, _)| app.label_names[l as usize].clone()).unwrap_or_default();
                 match dispute {
@@ -261,6 +268,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
                     None => given,
                 }
             }
+            View::All if app.closed.contains(&(i as u32)) => "d (disputed)".to_string(),
             View::All => match app.shown_label(i) {
                 Some((l, src)) => format!("{} {}", &src.as_str()[..1], app.label_names[l as usize]),
                 None => String::new(),
@@ -303,6 +311,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     if empty {
         let msg = match app.view {
             View::Queue => format!("every row is labelled: {} exports", app.key(&Action::Export)),
+            View::Labelled if app.adjudicating => format!("no disagreements to adjudicate ({} shows every label)", app.key(&Action::Disputes)),
             View::Labelled if app.review => {
                 format!("no disputed label left ({} shows every label)", app.key(&Action::Review))
             }
@@ -334,8 +343,18 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         if gold { " it lab  acc   F1 kept" } else { " it lab kept  ent" },
         Style::default().add_modifier(Modifier::BOLD),
     ));
+    // Agreement between annotators on the rows sent to two (up to two pairs).
+    let mut team: Vec<String> = app
+        .agreement
+        .iter()
+        .take(2)
+        .map(|p| format!(" κ {:.2} {:.0}% ({}) {}/{}", p.kappa, p.raw * 100.0, p.rows, display_safe(&p.a), display_safe(&p.b)))
+        .collect();
+    if !app.disputes.is_empty() || app.waiting > 0 {
+        team.push(format!(" disputes {} · waiting {}", app.disputes.len(), app.waiting));
+    }
     // The last rows of history that fit, leaving room for the summary lines.
-    let summary_lines = 10usize;
+    let summary_lines = 10usize + team.len();
     let room = inner_h.saturating_sub(1 + summary_lines).max(1);
     let hist = &app.history[app.history.len().saturating_sub(room)..];
     for h in hist {
@@ -397,6 +416,9 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             lines.push(Line::raw(cut(&format!(" pseudo-labels {}", last.pseudo_labels), w)));
         }
     }
+    for t in &team {
+        lines.push(Line::raw(cut(t, w)));
+    }
     lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode.name(), app.batch_done, app.batch_size), w)));
     if !app.encoder.is_empty() {
         lines.push(Line::raw(cut(&format!(" {} · {}", app.device, app.encoder), w)));
@@ -421,6 +443,9 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         return;
     };
     let mut given = app.labels[i].map(|(l, s)| format!(" · labelled {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
+    if let Some(said) = app.dispute_text(i) {
+        given = format!(" · {said}");
+    }
     if app.review && app.view == View::Labelled {
         if let Some((m, p)) = app.dispute(i) {
             given.push_str(&format!(" · without it: {} {p:.2}", app.label_names[m as usize]));
@@ -472,6 +497,9 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
             Some(Action::NextView),
             Some(Action::Retrain),
         ],
+        View::Labelled if app.adjudicating => {
+            vec![Some(Action::Accept), None, Some(Action::OpenPicker), Some(Action::Disputes), Some(Action::Read)]
+        }
         View::Labelled if app.review => {
             vec![Some(Action::Accept), None, Some(Action::OpenPicker), Some(Action::Review), Some(Action::Read)]
         }
@@ -490,7 +518,7 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = Vec::new();
     for w in wanted.into_iter().chain([Some(Action::ToggleHelp), Some(Action::Quit)]) {
         match w {
-            None => v.push(digits(if app.view == View::Labelled { "relabel" } else { "pick" })),
+            None => v.push(digits(if app.view == View::Labelled && !app.adjudicating { "relabel" } else { "pick" })),
             Some(a) => {
                 if let Some((k, word)) = app.keys.hints(KeyMode::Views, &[a.clone()]).into_iter().next() {
                     // In review, accepting keeps the label under review.
@@ -578,17 +606,16 @@ fn error_line(e: &str, w: usize) -> String {
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
     let help = app.keys.help();
-    let r = centered(area, 76, help.len() as u16 + 4);
+    let r = centered(area, 76, help.len() as u16 + 2);
     clear_popup(f, r);
     let w = r.width.saturating_sub(2) as usize;
     let kw = help.iter().map(|(k, _)| k.width()).max().unwrap_or(8).min(18);
-    let mut lines: Vec<Line> = help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::raw(cut(
-        &format!(" entropy in nats (natural log); {} closes", app.keys.keys_of(KeyMode::Help, &Action::Cancel).join(" ")),
-        w,
-    )));
-    f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys ")), r);
+    let lines: Vec<Line> = help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
+    // How to close it, on its bottom border: always drawn, however many keys.
+    let close =
+        cut(&format!(" entropy in nats (natural log); {} closes ", app.keys.keys_of(KeyMode::Help, &Action::Cancel).join(" ")), w);
+    let block = Block::default().borders(Borders::ALL).title(" Keys ").title_bottom(close);
+    f.render_widget(Paragraph::new(lines).block(block), r);
 }
 
 fn draw_reader(f: &mut Frame, app: &App, area: Rect, row: usize, scroll: usize, _theme: Theme) {
