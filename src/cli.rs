@@ -118,7 +118,7 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
-    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on (`dispute<TAB>ID<TAB>ANNOTATOR=LABEL,...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`, or `settled ROW_ID` when it has no disagreement).
+    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on that you may settle (`dispute<TAB>ID<TAB>ANNOTATOR<TAB>LABEL<TAB>ANNOTATOR<TAB>LABEL...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`; `settled ROW_ID` when it was adjudicated already, `not-disputed ROW_ID` when it has no disagreement, `yours ROW_ID` when you gave one of its labels: another adjudicator settles it); a label for an adjudicated row answers `adjudicated ROW_ID ADJUDICATOR`, for a row sent to two that two others labelled `labelled ROW_ID ANNOTATOR,ANNOTATOR`.
     Annotate {
         name: String,
         /// Who is labelling (recorded with every label; default the login name).
@@ -744,7 +744,10 @@ fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<(
             preds = s.predictions()?;
             let mut ranked: Vec<(i64, i64)> = preds.values().filter_map(|p| p.rank.map(|r| (r, p.row_id))).collect();
             ranked.sort_unstable();
-            let mut candidates: Vec<i64> = ranked.into_iter().map(|(_, id)| id).collect();
+            // Rows sent to two annotators that wait for this one come first.
+            let mut candidates: Vec<i64> = s.resolved()?.waiting_for(s.annotator());
+            let first: std::collections::HashSet<i64> = candidates.iter().copied().collect();
+            candidates.extend(ranked.into_iter().map(|(_, id)| id).filter(|id| !first.contains(id)));
             let listed: std::collections::HashSet<i64> = candidates.iter().copied().collect();
             // Rows no model ranked yet follow, in file order.
             candidates
@@ -761,13 +764,14 @@ fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<(
             if !role.adjudicator {
                 bail!("<stdin>:{}: `disputes` is for the adjudicator (annotate --adjudicator)", n + 1);
             }
-            for d in s.resolved()?.disputes {
+            for d in s.resolved()?.disputes_for(s.annotator()) {
+                // Names and labels hold no tabs (no control characters).
                 let said: Vec<String> = d
                     .labels
                     .iter()
-                    .map(|l| format!("{}={}", data::display_safe(l.annotator.as_deref().unwrap_or("")), data::display_safe(&labels[l.label as usize].name)))
+                    .map(|l| format!("{}\t{}", data::display_safe(l.annotator.as_deref().unwrap_or("")), data::display_safe(&labels[l.label as usize].name)))
                     .collect();
-                writeln!(out, "dispute\t{}\t{}\t{}", d.row_id, said.join(","), one_line(&s.text_of(d.row_id)?))?;
+                writeln!(out, "dispute\t{}\t{}\t{}", d.row_id, said.join("\t"), one_line(&s.text_of(d.row_id)?))?;
             }
             writeln!(out, "end")?;
             out.flush()?;
@@ -778,7 +782,13 @@ fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<(
             Some(_) => bail!("<stdin>:{}: `adjudicate` is for the adjudicator (annotate --adjudicator)", n + 1),
             None => (false, line.as_str()),
         };
-        let (id, label) = line.split_once('\t').ok_or_else(|| anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL or `next`", n + 1))?;
+        let (id, label) = line.split_once('\t').ok_or_else(|| {
+            if adjudicate {
+                anyhow::anyhow!("<stdin>:{}: expected `adjudicate ROW_ID<TAB>LABEL`", n + 1)
+            } else {
+                anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL, `next` or (--adjudicator) `disputes`, `adjudicate ROW_ID<TAB>LABEL`", n + 1)
+            }
+        })?;
         let id: i64 =
             id.trim().parse().map_err(|_| anyhow::anyhow!("<stdin>:{}: row id '{}' is not a number", n + 1, data::display_safe(id)))?;
         let label = label.trim();
@@ -789,13 +799,29 @@ fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<(
             .get(label)
             .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, data::display_safe(label)))?;
         if adjudicate {
-            if !s.resolved()?.disputes.iter().any(|d| d.row_id == id) {
-                writeln!(out, "settled {id}")?;
-            } else {
-                s.adjudicate(id, l, iteration, preds.get(&id).map(|p| p.label))?;
-                labelled_since_next = true;
-                writeln!(out, "ok {id}")?;
-            }
+            use crate::store::Adjudication;
+            let answer = match s.adjudicate(id, l, iteration, preds.get(&id).map(|p| p.label))? {
+                Adjudication::Done => {
+                    labelled_since_next = true;
+                    "ok"
+                }
+                Adjudication::Settled(_) => "settled",
+                Adjudication::NotDisputed => "not-disputed",
+                Adjudication::Yours => "yours",
+            };
+            writeln!(out, "{answer} {id}")?;
+            out.flush()?;
+            continue;
+        }
+        // An adjudicated row keeps the adjudicator's label; a row sent to
+        // two that two others labelled is theirs.
+        if let Some((who, _)) = s.adjudicated_by(id)? {
+            writeln!(out, "adjudicated {id} {}", data::display_safe(&who))?;
+            out.flush()?;
+            continue;
+        }
+        if let Some(who) = s.overlap_closed(id)? {
+            writeln!(out, "labelled {id} {}", data::display_safe(&who.replace(" and ", ",")))?;
             out.flush()?;
             continue;
         }
@@ -1009,9 +1035,9 @@ fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
     // Columns as wide as their longest entry (names are 1-64 characters).
     let width = |v: &mut dyn Iterator<Item = usize>| v.max().unwrap_or(0).max(16);
     let wa = width(&mut per.iter().map(|(a, src, _)| who(a, *src).chars().count()));
-    println!("{:<wa$} {:<8} {:>8}", "annotator", "source", "labels");
+    println!("{:<wa$} {:<11} {:>8}", "annotator", "source", "labels");
     for (a, src, n) in &per {
-        println!("{:<wa$} {:<8} {:>8}", who(a, *src), src.as_str(), n);
+        println!("{:<wa$} {:<11} {:>8}", who(a, *src), src.as_str(), n);
     }
     if overlap > 0 || !pairs.is_empty() {
         println!();

@@ -409,8 +409,9 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
     for l in resolved.labels.iter().chain(&resolved.waiting) {
         labels.insert(l.row_id, (Some(l.label), RowSource::from(l.source), l.annotator.as_deref()));
     }
-    for d in &resolved.disputes {
-        labels.insert(d.row_id, (None, RowSource::Disputed, None));
+    let disputants: Vec<(i64, String)> = resolved.disputes.iter().map(|d| (d.row_id, crate::store::Resolved::dispute_annotators(d))).collect();
+    for (row, who) in &disputants {
+        labels.insert(*row, (None, RowSource::Disputed, Some(who.as_str())));
     }
     let preds = session.predictions()?;
     let mut report = ExportReport::default();

@@ -394,6 +394,10 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
         assert_eq!(learnt.len(), gold.len() - disputed.len());
         assert!(disputed.iter().all(|r| !learnt.contains(r)));
     }
+    // A third annotator does not add a label to a row two agreed on.
+    let agreed0 = *overlap.iter().find(|r| *r % 4 != 0).unwrap();
+    let o = annotate(d.path(), "t", &["--annotator", "zed"], &[], &format!("{agreed0}\t{}\n", other(&gold[&agreed0])));
+    assert_eq!(stdout(&o).trim(), format!("labelled {agreed0} a0,a1"));
     // Only the adjudicator settles them.
     let o = annotate(d.path(), "t", &["--annotator", "carol"], &[], "disputes\n");
     assert!(!o.status.success() && stderr(&o).contains("--adjudicator"), "{}", stderr(&o));
@@ -403,7 +407,9 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
         .filter_map(|l| l.strip_prefix("dispute\t"))
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f[0].parse().unwrap(), f[1].to_string())
+            // ID, then annotator and label pairs, then the text.
+            let pairs: Vec<String> = f[1..f.len() - 1].chunks(2).map(|p| format!("{}={}", p[0], p[1])).collect();
+            (f[0].parse().unwrap(), pairs.join(","))
         })
         .collect();
     assert_eq!(listed.iter().map(|x| x.0).collect::<HashSet<_>>(), disputed);
@@ -419,8 +425,21 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
     let o = annotate(d.path(), "t", &["--annotator", "carol", "--adjudicator"], &[], &lines);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut want: Vec<String> = settle.iter().map(|r| format!("ok {r}")).collect();
-    want.push(format!("settled {agreed}"));
+    want.push(format!("not-disputed {agreed}"));
     assert_eq!(stdout(&o).lines().collect::<Vec<_>>(), want);
+    // Again: settled. One of a dispute's annotators may not settle it; a
+    // label by id on an adjudicated row is refused; a row that is not there
+    // is an error.
+    let r0 = settle[0];
+    let o = annotate(d.path(), "t", &["--annotator", "carol", "--adjudicator"], &[], &format!("adjudicate {r0}\t{}\n", gold[&r0]));
+    assert_eq!(stdout(&o).trim(), format!("settled {r0}"));
+    let open = *listed.iter().map(|x| &x.0).find(|r| !settle.contains(r)).expect("a dispute left open");
+    let o = annotate(d.path(), "t", &["--annotator", "a0", "--adjudicator"], &[], &format!("disputes\nadjudicate {open}\t{}\n", gold[&open]));
+    assert_eq!(stdout(&o).trim(), format!("end\nyours {open}"), "a0's own disputes are not listed to a0");
+    let o = annotate(d.path(), "t", &["--annotator", "a0"], &[], &format!("{r0}\t{}\n", other(&gold[&r0])));
+    assert_eq!(stdout(&o).trim(), format!("adjudicated {r0} carol"));
+    let o = annotate(d.path(), "t", &["--annotator", "carol", "--adjudicator"], &[], &format!("adjudicate 99999\t{}\n", names[0]));
+    assert!(!o.status.success() && stderr(&o).contains("no row 99999"), "{}", stderr(&o));
     // The adjudicated label is the row's, for training and export.
     let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
     let learnt: HashMap<i64, (u32, labelrest::store::Source)> = s.labels().unwrap().into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
@@ -442,10 +461,10 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
         if settle.contains(&r) {
             assert_eq!((label, source, annotator), (gold[&r].as_str(), "adjudicated", "carol"), "row {r}");
         } else if disputed.contains(&r) {
-            assert_eq!((label, source, annotator), ("", "disputed", ""), "row {r}");
+            assert_eq!((label, source, annotator), ("", "disputed", "a0,a1"), "row {r}");
         } else if overlap.contains(&r) {
             assert_eq!((label, source), (gold[&r].as_str(), "person"), "row {r}");
-            assert!(annotator == "a0+a1" || annotator == "a1+a0", "row {r}: {annotator}");
+            assert_eq!(annotator, "a0+a1", "row {r}");
         }
     }
 }

@@ -1058,11 +1058,17 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     alice.add_label(3, 5, 0, None).unwrap();
     bob.add_label(2, 0, 0, None).unwrap();
     bob.add_label(3, 7, 0, None).unwrap();
-    drop(alice);
+    // Every change of a label moves the mark other processes watch, an
+    // undo of a relabel too.
+    let m = alice.marks().unwrap().labels_mark();
+    alice.add_label(1, 2, 0, None).unwrap();
+    alice.undo_last().unwrap();
+    assert_ne!(alice.marks().unwrap().labels_mark(), m);
     let idx = |app: &App, id: i64| app.row_ids.iter().position(|&r| r == id).unwrap() as u32;
-    // Bob's queue asks for row 1 (alice's label waits for a second one).
+    // Bob's queue asks for row 1 first (alice's label waits for a second one).
     let b = App::load(bob).unwrap();
-    assert!(b.queue.contains(&idx(&b, 1)) && b.labels[idx(&b, 1) as usize].is_none());
+    assert_eq!(b.queue[0], idx(&b, 1));
+    assert!(b.labels[idx(&b, 1) as usize].is_none());
     assert_eq!(b.labels[idx(&b, 3) as usize].map(|l| l.0), Some(7), "bob sees his own label");
     drop(b);
     // Carol's has neither row 2 (agreed) nor row 3 (disputed).
@@ -1072,7 +1078,7 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     assert_eq!(app.labels[r2 as usize].map(|l| l.0), Some(0));
     assert!(app.closed.contains(&r3));
     let panel = screen(&mut app, 100, 30);
-    assert!(panel.contains("κ") && panel.contains("κ 0.33 50% (2) alice/") && panel.contains("disputes 1 · waiting 1"), "{panel}");
+    assert!(panel.contains("agree alice/bob") && panel.contains("50% of 2 · κ 0.33") && panel.contains("disputes 1 · wait 1"), "{panel}");
     // Not the adjudicator: told who settles it.
     app.handle(Action::Disputes);
     assert!(app.message.as_deref().unwrap().contains("--adjudicator"), "{:?}", app.message);
@@ -1096,4 +1102,59 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     assert_eq!(app.current_list(), &[r3][..]);
     assert_eq!(app.session.label_of(3).unwrap(), None);
     app.session.check_integrity().unwrap();
+    // Another dispute arises behind the adjudicator's back: once row 3 is
+    // settled it comes under the cursor, and no key settles it before the
+    // adjudicator had a moment to read it.
+    alice.add_label(4, 1, 0, None).unwrap();
+    let bob = Session::open_as(d.path(), "s", "bob").unwrap();
+    bob.add_label(4, 2, 0, None).unwrap();
+    app.handle(Action::OpenPicker);
+    app.handle(Action::Confirm);
+    assert_eq!(app.current_list(), &[idx(&app, 4)][..]);
+    assert!(app.settling(), "{:?}", app.message);
+    assert!(app.message.as_deref().unwrap().contains("came back is under the cursor"), "{:?}", app.message);
+    // A dispute that ended meanwhile (bob came round to alice's label): not
+    // settled, the adjudicator is told, and the list is read again.
+    bob.add_label(4, 1, 0, None).unwrap();
+    app.changed_at = None;
+    app.handle(Action::OpenPicker);
+    app.handle(Action::Confirm);
+    assert!(app.message.as_deref().unwrap_or("").contains("agree now"), "{:?}", app.message);
+    assert_eq!(app.session.label_of(4).unwrap().map(|l| l.1), Some(labelrest::store::Source::Person));
+    assert!(app.current_list().is_empty());
+    // An error a key caused goes with the next key: alice's undo of a
+    // label the adjudicator ruled on is refused.
+    drop(alice);
+    let mut a = App::load(Session::open_as(d.path(), "s", "alice").unwrap()).unwrap();
+    a.handle(Action::Undo);
+    a.handle(Action::Undo);
+    assert!(a.error.as_deref().unwrap_or("").contains("adjudicated by carol since: it stays"), "{:?}", a.error);
+    a.handle(Action::Down);
+    assert_eq!(a.error, None);
+    let alice = Session::open_as(d.path(), "s", "alice");
+    assert!(alice.is_err(), "alice's app holds her lock");
+    drop(a);
+    let alice = Session::open_as(d.path(), "s", "alice").unwrap();
+    // The adjudicated label stays: an annotator's relabel is refused.
+    let mut b = App::load(bob).unwrap();
+    b.view = View::All;
+    b.all_search = None;
+    let before = b.session.label_of(3).unwrap();
+    let r = idx(&b, 3);
+    b.cursor[2] = b.all_list.iter().position(|&x| x == r).unwrap();
+    b.handle(Action::OpenPicker);
+    b.handle(Action::Confirm);
+    assert_eq!(b.session.label_of(3).unwrap(), before);
+    assert!(b.message.as_deref().unwrap_or("").contains("adjudicated by carol"), "{:?}", b.message);
+    drop(b);
+    // An adjudicator does not settle a dispute they are part of.
+    drop(app);
+    alice.add_label(5, 1, 0, None).unwrap();
+    Session::open_as(d.path(), "s", "bob").unwrap().add_label(5, 2, 0, None).unwrap();
+    drop(alice);
+    let mut a = App::load(Session::open_as(d.path(), "s", "alice").unwrap()).unwrap();
+    a.adjudicator = true;
+    a.handle(Action::Disputes);
+    assert!(a.current_list().is_empty());
+    assert!(a.message.as_deref().unwrap().contains("1 of yours"), "{:?}", a.message);
 }

@@ -30,7 +30,7 @@ mod team;
 
 pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
 pub use lock::{pid_alive, Lock};
-pub use overlap::{in_overlap_share, resolve, Dispute, Resolved};
+pub use overlap::{in_overlap_share, resolve, Adjudication, Dispute, Resolved};
 use schema::{configure, SCHEMA};
 pub use team::{host_name, Marks, RESERVATION_TTL};
 
@@ -313,6 +313,10 @@ fn login_name() -> Option<String> {
 pub fn validate_annotator(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         bail!("annotator name '{}': use 1 to 64 printable characters", data::display_safe(name));
+    }
+    // Exports join two annotators' names with `+` (agreed) or `,` (disputed).
+    if let Some(c) = name.chars().find(|c| matches!(c, '+' | ',')) {
+        bail!("annotator name '{}': no '{c}' (exports join two names with + and ,)", data::display_safe(name));
     }
     Ok(())
 }

@@ -2,12 +2,13 @@
 //! to when several annotators gave one, and adjudication.
 //!
 //! An overlap row keeps one label in use per annotator. It teaches the
-//! model (and is exported as a person's label) once two annotators agree
-//! on it, or once the adjudicator settled it; with one annotator's label it
-//! waits for a second (not learnt from, so the second annotator is not
-//! shown a prediction that learnt the first one's answer); when they
-//! disagree it is a dispute, kept out of training until adjudicated. Every
-//! other row has one label in use, whoever gave it, as before.
+//! model once two annotators agree on it, or once the adjudicator settled
+//! it; with one annotator's label it waits for a second (not learnt from,
+//! so the second annotator is not shown a prediction that learnt the first
+//! one's answer; export writes that one label, a person's); when they
+//! disagree it is a dispute, kept out of training and export until
+//! adjudicated. A third annotator does not label it. Every other row has
+//! one label in use, whoever gave it, as before.
 
 use super::*;
 use std::collections::{BTreeMap, HashSet};
@@ -39,6 +40,19 @@ pub struct Resolved {
     pub overlap_labels: Vec<Label>,
 }
 
+/// What `Session::adjudicate` came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adjudication {
+    /// Settled: the label is on disk.
+    Done,
+    /// Someone (named) adjudicated it already.
+    Settled(String),
+    /// Its annotators do not disagree (any more), or it is not sent to two.
+    NotDisputed,
+    /// This adjudicator gave one of its labels: another settles it.
+    Yours,
+}
+
 /// An overlap row whose annotators gave different labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dispute {
@@ -48,6 +62,25 @@ pub struct Dispute {
 }
 
 impl Resolved {
+    /// The disputes adjudicator `me` may settle: those they gave no label in
+    /// (one's own disagreement is for another adjudicator).
+    pub fn disputes_for(&self, me: &str) -> Vec<&Dispute> {
+        self.disputes.iter().filter(|d| !d.labels.iter().any(|l| l.annotator.as_deref() == Some(me))).collect()
+    }
+
+    /// The overlap rows waiting for a second label that `me` has not given:
+    /// first in their queue, so that agreement builds up.
+    pub fn waiting_for(&self, me: &str) -> Vec<i64> {
+        self.waiting.iter().filter(|l| l.annotator.as_deref() != Some(me)).map(|l| l.row_id).collect()
+    }
+
+    /// Who a dispute's annotators are, by name (`alice,bob`).
+    pub fn dispute_annotators(d: &Dispute) -> String {
+        let mut names: Vec<&str> = d.labels.iter().filter_map(|l| l.annotator.as_deref()).collect();
+        names.sort_unstable();
+        names.join(",")
+    }
+
     /// What annotator `me` sees of each row: their own label on an
     /// overlap row, the row's label elsewhere; rows it still asks them for
     /// (waiting for a second annotator, not theirs) have none. Returns the
@@ -98,7 +131,8 @@ pub fn resolve(raw: Vec<Label>, overlap: &HashSet<i64>) -> Resolved {
             1 => r.waiting.push(ls.remove(0)),
             _ if ls.iter().all(|l| l.label == ls[0].label) => {
                 let mut agreed = ls.last().cloned().expect("two labels");
-                let names: Vec<&str> = ls.iter().filter_map(|l| l.annotator.as_deref()).collect();
+                let mut names: Vec<&str> = ls.iter().filter_map(|l| l.annotator.as_deref()).collect();
+                names.sort_unstable();
                 agreed.annotator = Some(names.join("+"));
                 r.labels.push(agreed);
             }
@@ -208,40 +242,72 @@ impl Session {
         Ok(Some(given.iter().map(|(a, s)| a.clone().unwrap_or_else(|| s.clone())).collect::<Vec<_>>().join(" and ")))
     }
 
+    /// Who adjudicated row `row_id`, and the label, when someone did.
+    pub fn adjudicated_by(&self, row_id: i64) -> Result<Option<(String, u32)>> {
+        let r: Option<(Option<String>, i64)> = self.ctx(
+            self.conn
+                .query_row(
+                    "SELECT annotator, label FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated'",
+                    params![row_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional(),
+        )?;
+        let k = self.n_labels()?;
+        r.map(|(a, l)| Ok((a.unwrap_or_default(), self.check_label("the adjudicated label", row_id, l, k)?))).transpose()
+    }
+
+    /// Who closed an overlap row this annotator has not labelled (two
+    /// annotators did, or it was adjudicated); None for any other row.
+    pub fn overlap_closed(&self, row_id: i64) -> Result<Option<String>> {
+        if !self.ctx(is_overlap(&self.conn, row_id))? {
+            return Ok(None);
+        }
+        let given = self.ctx(given_labels(&self.conn, row_id))?;
+        if given.iter().any(|(a, s)| s == "person" && a.as_deref() == Some(self.annotator.as_str())) {
+            return Ok(None);
+        }
+        Ok(full(&given))
+    }
+
     /// Settles a disputed overlap row with `label`, as this annotator (the
-    /// adjudicator); returns when it is on disk. The adjudicated label is
-    /// the row's label from then on; a second adjudication replaces the
-    /// first (and undo brings it back).
-    pub fn adjudicate(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
-        let r = (|| -> Result<i64> {
+    /// adjudicator); `Done` returns when it is on disk. The adjudicated
+    /// label is the row's from then on (undo takes it back). Decided inside
+    /// the write transaction, so two adjudicators never overwrite each
+    /// other and a dispute that ended a moment ago is not settled.
+    pub fn adjudicate(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<Adjudication> {
+        let r = (|| -> Result<Adjudication> {
             let tx = self.write_tx()?;
             let nlabels: i64 = tx.query_row("SELECT count(*) FROM label_set", [], |r| r.get(0))?;
             if label as i64 >= nlabels {
                 bail!("label {label} is not in the label set of session '{}'", self.name);
             }
-            let given: Vec<(i64, String)> = {
-                let mut st = tx.prepare("SELECT label, source FROM annotations WHERE row_id=?1 AND active=1")?;
-                let v = st.query_map(params![row_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let exists: i64 = tx.query_row("SELECT count(*) FROM rows WHERE id=?1 AND split='pool'", params![row_id], |r| r.get(0))?;
+            if exists == 0 {
+                bail!("no row {row_id} in the pool of session '{}'", self.name);
+            }
+            let given: Vec<(i64, String, Option<String>)> = {
+                let mut st = tx.prepare("SELECT label, source, annotator FROM annotations WHERE row_id=?1 AND active=1")?;
+                let v = st.query_map(params![row_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
                 v
             };
-            let overlap: i64 = tx.query_row("SELECT count(*) FROM overlap WHERE row_id=?1", params![row_id], |r| r.get(0))?;
-            let prev: Option<i64> = tx
-                .query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated'", params![row_id], |r| r.get(0))
-                .optional()?;
-            let person: HashSet<i64> = given.iter().filter(|g| g.1 != "adjudicated").map(|g| g.0).collect();
-            if overlap == 0 || (prev.is_none() && person.len() < 2) {
-                bail!("row {row_id} has no disagreement to adjudicate");
+            if given.iter().any(|g| g.1 == "person" && g.2.as_deref() == Some(self.annotator.as_str())) {
+                return Ok(Adjudication::Yours);
             }
-            if let Some(p) = prev {
-                tx.execute("UPDATE annotations SET active=0 WHERE id=?1", params![p])?;
+            if let Some(g) = given.iter().find(|g| g.1 == "adjudicated") {
+                return Ok(Adjudication::Settled(g.2.clone().unwrap_or_default()));
+            }
+            let overlap: i64 = tx.query_row("SELECT count(*) FROM overlap WHERE row_id=?1", params![row_id], |r| r.get(0))?;
+            let distinct: HashSet<i64> = given.iter().filter(|g| g.1 != "adjudicated").map(|g| g.0).collect();
+            if overlap == 0 || distinct.len() < 2 {
+                return Ok(Adjudication::NotDisputed);
             }
             tx.execute(
-                "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces, annotator) VALUES (?1, ?2, 'adjudicated', ?3, ?4, ?5, ?6, ?7)",
-                params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev, self.annotator],
+                "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, annotator) VALUES (?1, ?2, 'adjudicated', ?3, ?4, ?5, ?6)",
+                params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), self.annotator],
             )?;
-            let id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(id)
+            Ok(Adjudication::Done)
         })();
         r.with_context(|| format!("the adjudication of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
     }
@@ -257,6 +323,18 @@ pub(super) fn given_labels(conn: &Connection, row_id: i64) -> rusqlite::Result<V
 
 pub(super) fn is_overlap(conn: &Connection, row_id: i64) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT count(*) FROM overlap WHERE row_id=?1")?.query_row(params![row_id], |r| r.get::<_, i64>(0)).map(|n| n > 0)
+}
+
+/// Who closed an overlap row to another annotator: the two (or more) who
+/// labelled it, or the adjudicator. None while it is open.
+pub(super) fn full(given: &[(Option<String>, String)]) -> Option<String> {
+    if let Some((a, _)) = given.iter().find(|(_, s)| s == "adjudicated") {
+        return Some(format!("{} (adjudicated)", a.as_deref().unwrap_or("?")));
+    }
+    let mut names: Vec<&str> = given.iter().filter_map(|(a, _)| a.as_deref()).collect();
+    names.sort_unstable();
+    names.dedup();
+    (names.len() >= 2).then(|| names.join(" and "))
 }
 
 /// Whether a row with these labels in use asks annotator `me` for a label:

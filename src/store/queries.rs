@@ -180,12 +180,20 @@ impl Session {
         // An overlap row keeps each annotator's label; any other row has one.
         let overlap: i64 = tx.query_row("SELECT count(*) FROM overlap WHERE row_id=?1", params![row_id], |r| r.get(0))?;
         let prev: Option<i64> = if overlap > 0 {
-            tx.query_row(
-                "SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source<>'adjudicated' AND annotator=?2",
-                params![row_id, self.annotator],
-                |r| r.get(0),
-            )
-            .optional()?
+            let mine = tx
+                .query_row(
+                    "SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source<>'adjudicated' AND annotator=?2",
+                    params![row_id, self.annotator],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            // Two annotators' labels (or an adjudication) close it to a third.
+            if mine.is_none() {
+                if let Some(who) = super::overlap::full(&super::overlap::given_labels(&tx, row_id)?) {
+                    bail!("row {row_id} was labelled by {who} (it is sent to two annotators): not yours to label");
+                }
+            }
+            mine
         } else {
             tx.query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| r.get(0)).optional()?
         };
@@ -197,6 +205,8 @@ impl Session {
             params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev, self.annotator],
         )?;
         let id = tx.last_insert_rowid();
+        // A labelled row need not be held: a row sent to two goes on to the next annotator now.
+        tx.execute("DELETE FROM reservations WHERE row_id=?1 AND annotator=?2", params![row_id, self.annotator])?;
         tx.commit()?;
         Ok(id)
     }
@@ -214,6 +224,21 @@ impl Session {
             )
             .optional()?;
         let Some((id, row_id, replaces)) = last else { return Ok(None) };
+        // A label the adjudicator has ruled on since stays: it is part of the
+        // disagreement they settled (and of the agreement figures).
+        let ruled: Option<Option<String>> = tx
+            .query_row(
+                "SELECT annotator FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated' AND id > ?2",
+                params![row_id, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(who) = ruled {
+            bail!(
+                "your last label (row {row_id}) was adjudicated by {} since: it stays",
+                data::display_safe(who.as_deref().unwrap_or("?"))
+            );
+        }
         tx.execute("UPDATE annotations SET active=0, undone=1 WHERE id=?1", params![id])?;
         if let Some(p) = replaces {
             tx.execute("UPDATE annotations SET active=1 WHERE id=?1", params![p])?;
@@ -398,7 +423,8 @@ impl Session {
         // One label in use per row; on an overlap row one per annotator, and one adjudication.
         let dup: i64 = self.conn.query_row(
             "SELECT count(*) FROM (SELECT row_id FROM annotations a WHERE active=1 GROUP BY row_id,
-               CASE WHEN EXISTS (SELECT 1 FROM overlap o WHERE o.row_id = a.row_id) THEN source || ':' || coalesce(annotator, '') ELSE '' END
+               CASE WHEN NOT EXISTS (SELECT 1 FROM overlap o WHERE o.row_id = a.row_id) THEN ''
+                    WHEN source = 'adjudicated' THEN 'adjudicated' ELSE source || ':' || coalesce(annotator, '') END
                HAVING count(*) > 1)",
             [],
             |r| r.get(0),

@@ -27,6 +27,7 @@ CREATE TABLE annotations(
   annotator TEXT
 );
 CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
+CREATE INDEX annotations_undone ON annotations(id) WHERE undone = 1;
 CREATE TABLE iterations(
   id INTEGER PRIMARY KEY,
   n_labels INTEGER NOT NULL,
@@ -141,6 +142,7 @@ impl Session {
                          DROP TABLE annotations;
                          ALTER TABLE annotations_5 RENAME TO annotations;
                          CREATE INDEX annotations_active ON annotations(row_id) WHERE active = 1;
+                         CREATE INDEX annotations_undone ON annotations(id) WHERE undone = 1;
                          CREATE TABLE overlap(row_id INTEGER PRIMARY KEY REFERENCES rows(id));",
                     )?;
                 }

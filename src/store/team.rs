@@ -140,7 +140,7 @@ impl Session {
     /// A cheap look at what other processes may have changed.
     pub fn marks(&self) -> Result<Marks> {
         self.ctx(self.conn.query_row(
-            "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked')",
+            "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked'), (SELECT count(*) FROM annotations WHERE undone=1), (SELECT count(*) FROM overlap)",
             [],
             |r| {
                 Ok(Marks {
@@ -148,6 +148,8 @@ impl Session {
                     labels: r.get(1)?,
                     last_annotation: r.get(2)?,
                     retrain_asked: r.get::<_, Option<String>>(3)?.and_then(|v| v.parse().ok()).unwrap_or(0),
+                    undone: r.get(4)?,
+                    overlap: r.get(5)?,
                 })
             },
         ))
@@ -178,6 +180,14 @@ impl Session {
     }
 }
 
+impl Marks {
+    /// What moves whenever what the labels mean changes: a new label, an
+    /// undo, or the rows sent to two annotators.
+    pub fn labels_mark(&self) -> (i64, i64, i64) {
+        (self.last_annotation, self.undone, self.overlap)
+    }
+}
+
 /// What `Session::marks` sees.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Marks {
@@ -189,6 +199,10 @@ pub struct Marks {
     pub last_annotation: i64,
     /// Retrains asked for by processes that do not train (`ask_retrain`).
     pub retrain_asked: i64,
+    /// Labels undone (an undo of a relabel changes neither count above).
+    pub undone: i64,
+    /// Rows sent to two annotators (`--overlap` changes what the labels mean).
+    pub overlap: i64,
 }
 
 impl Drop for Session {

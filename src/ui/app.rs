@@ -165,6 +165,8 @@ pub struct App {
     pub history: Vec<IterationRecord>,
     pub worker: WorkerState,
     pub error: Option<String>,
+    /// `error` came from a key (it clears at the next one).
+    key_error: bool,
     pub message: Option<String>,
     pub overlay: Overlay,
     pub strategy: Strategy,
@@ -207,6 +209,10 @@ pub struct App {
     pub disputes: Vec<crate::store::Dispute>,
     /// Overlap rows with one annotator's label, waiting for a second.
     pub waiting: usize,
+    /// Those that wait for this annotator: first in the queue after the batch.
+    pub waiting_rows: Vec<u32>,
+    /// Disputes this annotator is part of (another adjudicator settles them).
+    pub own_disputes: usize,
     /// Agreement per pair of annotators on the overlap rows.
     pub agreement: Vec<crate::learn::agreement::PairAgreement>,
     /// This person may adjudicate (`--adjudicator`).
@@ -292,6 +298,7 @@ impl App {
             history,
             worker: WorkerState::Starting,
             error: None,
+            key_error: false,
             message: None,
             overlay: Overlay::None,
             strategy: settings.strategy,
@@ -319,6 +326,8 @@ impl App {
             closed: HashSet::new(),
             disputes: Vec::new(),
             waiting: 0,
+            waiting_rows: Vec::new(),
+            own_disputes: 0,
             agreement: Vec::new(),
             adjudicator: false,
             adjudicating: false,
@@ -529,6 +538,15 @@ impl App {
                 *s = true;
             }
         }
+        // Rows sent to two annotators that wait for this one's label come
+        // next: agreement builds up as the others label.
+        for &i in &self.waiting_rows {
+            let iu = i as usize;
+            if iu < seen.len() && !seen[iu] && self.labels[iu].is_none() && !skipped.contains(&i) {
+                seen[iu] = true;
+                queue.push(i);
+            }
+        }
         for &i in &self.ranking {
             let iu = i as usize;
             if iu < seen.len() && !seen[iu] {
@@ -696,6 +714,10 @@ impl App {
         self.closed = closed.iter().filter_map(|id| id_to_pool.get(id).map(|&i| i as u32)).collect();
         self.agreement = crate::learn::agreement::agreement(&resolved.overlap_labels, self.label_names.len());
         self.waiting = resolved.waiting.len();
+        let me = self.session.annotator().to_string();
+        self.waiting_rows = resolved.waiting_for(&me).iter().filter_map(|id| id_to_pool.get(id).map(|&i| i as u32)).collect();
+        let mine: Vec<i64> = resolved.disputes.iter().filter(|d| d.labels.iter().any(|l| l.annotator.as_deref() == Some(&me))).map(|d| d.row_id).collect();
+        self.own_disputes = mine.len();
         self.disputes = resolved.disputes;
         self.labels = labels;
         self.label_seq = label_seq;
@@ -707,8 +729,13 @@ impl App {
     /// The disputes as pool rows, in the order they arose.
     pub fn dispute_list(&self) -> Vec<u32> {
         let index: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
-        let mut v: Vec<(i64, u32)> =
-            self.disputes.iter().filter_map(|d| Some((d.labels.last()?.seq, *index.get(&d.row_id)?))).collect();
+        let me = self.session.annotator();
+        let mut v: Vec<(i64, u32)> = self
+            .disputes
+            .iter()
+            .filter(|d| !d.labels.iter().any(|l| l.annotator.as_deref() == Some(me)))
+            .filter_map(|d| Some((d.labels.last()?.seq, *index.get(&d.row_id)?)))
+            .collect();
         v.sort_unstable();
         v.into_iter().map(|x| x.1).collect()
     }
@@ -957,6 +984,23 @@ impl App {
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
         }
+        // A row sent to two that two others labelled is theirs.
+        if let Some(who) = self.session.overlap_closed(self.row_ids[i])? {
+            if self.session.adjudicated_by(self.row_ids[i])?.is_none() {
+                self.message = Some(format!("row {} was labelled by {} (sent to two annotators): not yours to label", self.row_ids[i], display_safe(&who)));
+                return Ok(());
+            }
+        }
+        // The adjudicator's label is the row's: not changed from the views.
+        if let Some((who, l)) = self.session.adjudicated_by(self.row_ids[i])? {
+            self.message = Some(format!(
+                "row {} was adjudicated by {}: it keeps {}",
+                self.row_ids[i],
+                display_safe(&who),
+                self.label_names[l as usize]
+            ));
+            return Ok(());
+        }
         let predicted = self.prediction(i).map(|p| p.0);
         // Another annotator took this row since the last look: theirs.
         if self.labels[i].is_none() {
@@ -1046,11 +1090,27 @@ impl App {
             self.message = Some(format!("row {id} has no disagreement to adjudicate"));
             return Ok(());
         };
-        self.session.adjudicate(id, label, self.iteration, self.prediction(i).map(|p| p.0))?;
+        use crate::store::Adjudication;
+        let outcome = self.session.adjudicate(id, label, self.iteration, self.prediction(i).map(|p| p.0))?;
+        let shown: HashSet<u32> = self.current_list().iter().copied().collect();
         self.reload_labels()?;
         self.rebuild_lists();
         self.scroll_into_view();
-        self.message = Some(format!("row {id}: {} (adjudicated; {said})", self.label_names[label as usize]));
+        self.message = Some(match &outcome {
+            Adjudication::Done => format!("row {id}: {} (adjudicated; {said})", self.label_names[label as usize]),
+            Adjudication::Settled(who) => format!("row {id} was adjudicated by {} a moment ago: it keeps theirs", display_safe(who)),
+            Adjudication::NotDisputed => format!("row {id}: its annotators agree now: nothing to adjudicate"),
+            Adjudication::Yours => format!("row {id}: you gave one of its labels; another adjudicator settles it"),
+        });
+        if outcome != Adjudication::Done {
+            return Ok(());
+        }
+        // A dispute that came back meanwhile (another's undo) under the
+        // cursor: the person has not seen it, no key may settle it yet.
+        if self.selected().is_some_and(|s| !shown.contains(&(s as u32))) {
+            self.changed_at = Some(Instant::now());
+            self.message = Some(format!("row {id} adjudicated; a dispute that came back is under the cursor: read it first"));
+        }
         // An adjudication is a decision: it counts towards the batch that retrains.
         self.batch_done += 1;
         if self.batch_done >= self.batch_size {
@@ -1116,8 +1176,14 @@ impl App {
         // A message lasts until the next key (which may set its own); the
         // footer's hints come back.
         self.message = None;
+        // An error a key caused lasts until the next key too (the worker's
+        // last until its next result).
+        if std::mem::take(&mut self.key_error) {
+            self.error = None;
+        }
         if let Err(e) = self.try_handle(a) {
             self.error = Some(format!("{e:#}"));
+            self.key_error = true;
         }
     }
 
@@ -1157,8 +1223,12 @@ impl App {
                         self.scroll_into_view();
                         self.message = Some(match &self.all_search {
                             Some(q) => format!(
-                                "{} rows hold '{q}' ({} unlabelled); {} again clears",
-                                self.all_list.len(),
+                                "{} hold{} '{q}' ({} unlabelled); {} again clears",
+                                match self.all_list.len() {
+                                    1 => "1 row".to_string(),
+                                    n => format!("{n} rows"),
+                                },
+                                if self.all_list.len() == 1 { "s" } else { "" },
                                 self.all_list.iter().filter(|&&i| self.labels[i as usize].is_none()).count(),
                                 self.key(&Action::Search)
                             ),
@@ -1263,6 +1333,7 @@ impl App {
                 if !self.adjudicator {
                     self.message = Some(match self.disputes.len() {
                         0 => "no disagreements between annotators".into(),
+                        1 => format!("1 disagreement waits for the adjudicator (labelrest label {} --adjudicator)", display_safe(&self.name)),
                         n => format!("{n} disagreements wait for the adjudicator (labelrest label {} --adjudicator)", display_safe(&self.name)),
                     });
                     return Ok(());
@@ -1275,14 +1346,13 @@ impl App {
                 self.offset[View::Labelled.index()] = 0;
                 self.message = Some(if !self.adjudicating {
                     "disputes off: every label, newest first".into()
-                } else if self.disputes.is_empty() {
-                    "no disagreements to adjudicate".into()
+                } else if self.labelled_list.is_empty() {
+                    match self.own_disputes {
+                        0 => "no disagreements to adjudicate".into(),
+                        n => format!("no disagreements to adjudicate ({n} of yours: another adjudicator settles them)"),
+                    }
                 } else {
-                    format!(
-                        "disputes: {} accepts the model's label, 1-9 or {} picks; the label you give is the row's",
-                        self.key(&Action::Accept),
-                        self.key(&Action::OpenPicker)
-                    )
+                    format!("disputes: {} takes the model's label, 1-9 or {} picks one", self.key(&Action::Accept), self.key(&Action::OpenPicker))
                 });
             }
             Action::Review => {

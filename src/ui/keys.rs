@@ -101,7 +101,7 @@ pub const VIEWS: &[Binding] = &[
     b(Action::Retrain, "retrain", &["r"], "retrain now", "retrain"),
     b(Action::NextView, "next-view", &["Tab"], "views: queue, labelled, all rows", "view"),
     b(Action::Search, "search", &["t"], "search the texts (all rows view; again: clear)", "search"),
-    b(Action::Review, "review", &["R"], "your labels the model disputes first (again: all)", "review"),
+    b(Action::Review, "review", &["R"], "your labels the model doubts first (again: all)", "review"),
     b(Action::Disputes, "disputes", &["D"], "annotators' disagreements, to adjudicate (again: all)", "disputes"),
     b(Action::Filter, "filter", &["f"], "all rows: filter by a label (again: clear)", "filter"),
     b(Action::SortConfidence, "sort", &["c"], "all rows: sort by confidence", "sort"),

@@ -239,6 +239,8 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         };
         let dispute = if app.review { app.dispute(i) } else { None };
         let pred = match (app.view, app.labels[i]) {
+            // The disputes: the annotators' labels; the model's say is in the row's suggestions.
+            (View::Labelled, _) if app.adjudicating => None,
             // Review: what the model trained without the row says.
             (View::Labelled, Some(_)) if app.review && dispute.is_some() => {
                 dispute.map(|(m, p)| (m, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
@@ -248,8 +250,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             (View::Labelled, Some((l, _))) if app.review && app.review_prob(i).is_some() => {
                 app.review_prob(i).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
             }
-            // A labelled row: the model's probability of the label it has.
-            (View::Labelled, Some((l, _))) => app.prob_of(i, l).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN))),
+            // A labelled row: the model's probability of the label it has
+            // (in the all-rows view too, beside the person's label).
+            (View::Labelled | View::All, Some((l, _))) => {
+                app.prob_of(i, l).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
+            }
             _ => app.prediction(i),
         };
         let label_text = match app.view {
@@ -344,14 +349,15 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         Style::default().add_modifier(Modifier::BOLD),
     ));
     // Agreement between annotators on the rows sent to two (up to two pairs).
-    let mut team: Vec<String> = app
-        .agreement
-        .iter()
-        .take(2)
-        .map(|p| format!(" κ {:.2} {:.0}% ({}) {}/{}", p.kappa, p.raw * 100.0, p.rows, display_safe(&p.a), display_safe(&p.b)))
-        .collect();
+    // (The pair with most rows in common; `stats` lists every pair.)
+    let mut team: Vec<String> = Vec::new();
+    if let Some(p) = app.agreement.first() {
+        let more = if app.agreement.len() > 1 { format!(" +{}", app.agreement.len() - 1) } else { String::new() };
+        team.push(format!(" agree {}/{}{more}", display_safe(&p.a), display_safe(&p.b)));
+        team.push(format!(" {:.0}% of {} · κ {:.2}", p.raw * 100.0, p.rows, p.kappa));
+    }
     if !app.disputes.is_empty() || app.waiting > 0 {
-        team.push(format!(" disputes {} · waiting {}", app.disputes.len(), app.waiting));
+        team.push(format!(" disputes {} · wait {}", app.disputes.len(), app.waiting));
     }
     // The last rows of history that fit, leaving room for the summary lines.
     let summary_lines = 10usize + team.len();
@@ -443,15 +449,20 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         return;
     };
     let mut given = app.labels[i].map(|(l, s)| format!(" · labelled {} ({})", app.label_names[l as usize], s.as_str())).unwrap_or_default();
-    if let Some(said) = app.dispute_text(i) {
-        given = format!(" · {said}");
+    // Each annotator's label: for the adjudicator's eyes only (an
+    // annotator shown the other's label would no longer judge alone).
+    if app.adjudicating && app.view == View::Labelled {
+        if let Some(said) = app.dispute_text(i) {
+            given = format!(" · {said}");
+        }
     }
     if app.review && app.view == View::Labelled {
         if let Some((m, p)) = app.dispute(i) {
             given.push_str(&format!(" · without it: {} {p:.2}", app.label_names[m as usize]));
         }
     }
-    let block = Block::default().borders(Borders::ALL).title(format!(" Row {}{given} ", app.row_ids[i]));
+    let title = cut(&format!(" Row {}{given}", app.row_ids[i]), (area.width as usize).saturating_sub(3)) + " ";
+    let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
     if inner.height == 0 {

@@ -37,8 +37,8 @@ pub struct Team {
     others: Option<Arc<HashSet<i64>>>,
     /// The follower was told who trains.
     told: bool,
-    /// (Trainer) the last annotation it trained on.
-    trained_on: i64,
+    /// (Trainer) the last annotation it trained on, and the undos by then.
+    trained_on: (i64, i64, i64),
     /// (Trainer) the retrain requests it has answered.
     answered: Option<i64>,
 }
@@ -85,7 +85,7 @@ impl Team {
     pub fn look(&mut self, session: &Session, shown: i64, events: &Sender<Event>) -> Result<Look> {
         let mut look = Look::default();
         let marks = session.marks()?;
-        let labels_changed = marks.last_annotation != self.marks.last_annotation || marks.labels != self.marks.labels;
+        let labels_changed = marks.labels_mark() != self.marks.labels_mark() || marks.labels != self.marks.labels;
         let others = Arc::new(session.reserved_by_others()?);
         if labels_changed || self.others.as_deref() != Some(&*others) {
             let _ = events.send(Event::Team { others_reserved: others.clone(), labels_changed });
@@ -97,7 +97,7 @@ impl Team {
         }
         if self.is_trainer() {
             let answered = *self.answered.get_or_insert(marks.retrain_asked);
-            look.retrain = marks.retrain_asked != answered && marks.last_annotation != self.trained_on;
+            look.retrain = marks.retrain_asked != answered && marks.labels_mark() != self.trained_on;
             self.answered = Some(marks.retrain_asked);
         } else {
             look.pick_up = marks.iteration > shown;
@@ -108,14 +108,14 @@ impl Team {
     /// (Trainer) it trains on the labels in the session now.
     pub fn trained(&mut self, session: &Session) {
         match session.marks() {
-            Ok(m) => self.trained_on = m.last_annotation,
+            Ok(m) => self.trained_on = m.labels_mark(),
             Err(e) => tracing::warn!("cannot look at the session: {e:#}"),
         }
     }
 
     /// (Trainer) whether any label changed since it last trained.
     pub fn labels_changed_since_training(&self, session: &Session) -> bool {
-        session.marks().map(|m| m.last_annotation != self.trained_on).unwrap_or(true)
+        session.marks().map(|m| m.labels_mark() != self.trained_on).unwrap_or(true)
     }
 
     /// Tells the person once that another process trains.
