@@ -1113,26 +1113,49 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     assert_eq!(app.current_list(), &[idx(&app, 4)][..]);
     assert!(app.settling(), "{:?}", app.message);
     assert!(app.message.as_deref().unwrap().contains("came back is under the cursor"), "{:?}", app.message);
-    // A dispute that ended meanwhile (bob came round to alice's label): not
-    // settled, the adjudicator is told, and the list is read again.
+    // Two disputes on screen; the first ends under the adjudicator's key
+    // (bob came round to alice's label): not settled, the adjudicator is
+    // told, and the next one, now under the cursor, takes no key for a
+    // moment.
+    alice.add_label(6, 1, 0, None).unwrap();
+    bob.add_label(6, 2, 0, None).unwrap();
+    app.apply_team(&Default::default(), true);
+    assert_eq!(app.current_list(), &[idx(&app, 4), idx(&app, 6)][..]);
     bob.add_label(4, 1, 0, None).unwrap();
     app.changed_at = None;
     app.handle(Action::OpenPicker);
     app.handle(Action::Confirm);
-    assert!(app.message.as_deref().unwrap_or("").contains("agree now"), "{:?}", app.message);
+    assert!(app.message.as_deref().unwrap_or("").contains("no longer disputed"), "{:?}", app.message);
     assert_eq!(app.session.label_of(4).unwrap().map(|l| l.1), Some(labelrest::store::Source::Person));
+    assert_eq!(app.current_list(), &[idx(&app, 6)][..]);
+    assert!(app.settling());
+    // An empty list that a dispute comes into: the same.
+    app.changed_at = None;
+    app.handle(Action::OpenPicker);
+    app.handle(Action::Confirm);
     assert!(app.current_list().is_empty());
-    // An error a key caused goes with the next key: alice's undo of a
-    // label the adjudicator ruled on is refused.
+    alice.add_label(7, 1, 0, None).unwrap();
+    bob.add_label(7, 2, 0, None).unwrap();
+    app.apply_team(&Default::default(), true);
+    assert_eq!(app.current_list(), &[idx(&app, 7)][..]);
+    assert!(app.settling());
+    // Alice's undo passes over her label on row 6, which the adjudicator
+    // ruled on (it stays, with the agreement figures): her label on row 7
+    // goes, then the one on row 4.
     drop(alice);
     let mut a = App::load(Session::open_as(d.path(), "s", "alice").unwrap()).unwrap();
     a.handle(Action::Undo);
+    assert_eq!(a.message.as_deref(), Some("undone: row 7"));
     a.handle(Action::Undo);
-    assert!(a.error.as_deref().unwrap_or("").contains("adjudicated by carol since: it stays"), "{:?}", a.error);
+    assert_eq!(a.message.as_deref(), Some("undone: row 4"));
+    assert_eq!(a.labels[idx(&a, 6) as usize].map(|l| l.0), Some(1), "alice's label on row 6 stays");
+    assert_eq!(a.session.label_of(6).unwrap().map(|l| l.1), Some(labelrest::store::Source::Adjudicated));
+    // An error a key caused goes with the next key.
+    a.export_path = d.path().join("no such folder").join("x.csv");
+    a.handle(Action::Export);
+    assert!(a.error.is_some());
     a.handle(Action::Down);
     assert_eq!(a.error, None);
-    let alice = Session::open_as(d.path(), "s", "alice");
-    assert!(alice.is_err(), "alice's app holds her lock");
     drop(a);
     let alice = Session::open_as(d.path(), "s", "alice").unwrap();
     // The adjudicated label stays: an annotator's relabel is refused.

@@ -291,9 +291,6 @@ impl Session {
                 let v = st.query_map(params![row_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
                 v
             };
-            if given.iter().any(|g| g.1 == "person" && g.2.as_deref() == Some(self.annotator.as_str())) {
-                return Ok(Adjudication::Yours);
-            }
             if let Some(g) = given.iter().find(|g| g.1 == "adjudicated") {
                 return Ok(Adjudication::Settled(g.2.clone().unwrap_or_default()));
             }
@@ -301,6 +298,9 @@ impl Session {
             let distinct: HashSet<i64> = given.iter().filter(|g| g.1 != "adjudicated").map(|g| g.0).collect();
             if overlap == 0 || distinct.len() < 2 {
                 return Ok(Adjudication::NotDisputed);
+            }
+            if given.iter().any(|g| g.1 == "person" && g.2.as_deref() == Some(self.annotator.as_str())) {
+                return Ok(Adjudication::Yours);
             }
             tx.execute(
                 "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, annotator) VALUES (?1, ?2, 'adjudicated', ?3, ?4, ?5, ?6)",

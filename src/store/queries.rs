@@ -212,33 +212,22 @@ impl Session {
     }
 
     /// Undoes this annotator's most recent decision that is not undone yet
-    /// (another annotator's labels are theirs to undo).
+    /// (another annotator's labels are theirs to undo; a label the
+    /// adjudicator ruled on since stays: it is part of the disagreement
+    /// they settled, and of the agreement figures).
     /// Returns the row it was about, or None when there is nothing to undo.
     pub fn undo_last(&self) -> Result<Option<i64>> {
         let tx = self.write_tx()?;
         let last: Option<(i64, i64, Option<i64>)> = tx
             .query_row(
-                "SELECT id, row_id, replaces FROM annotations WHERE source IN ('person','adjudicated') AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL) ORDER BY id DESC LIMIT 1",
+                "SELECT id, row_id, replaces FROM annotations a WHERE source IN ('person','adjudicated') AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL)
+                   AND NOT EXISTS (SELECT 1 FROM annotations b WHERE b.row_id = a.row_id AND b.active=1 AND b.source='adjudicated' AND b.id > a.id)
+                 ORDER BY id DESC LIMIT 1",
                 params![self.annotator],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         let Some((id, row_id, replaces)) = last else { return Ok(None) };
-        // A label the adjudicator has ruled on since stays: it is part of the
-        // disagreement they settled (and of the agreement figures).
-        let ruled: Option<Option<String>> = tx
-            .query_row(
-                "SELECT annotator FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated' AND id > ?2",
-                params![row_id, id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(who) = ruled {
-            bail!(
-                "your last label (row {row_id}) was adjudicated by {} since: it stays",
-                data::display_safe(who.as_deref().unwrap_or("?"))
-            );
-        }
         tx.execute("UPDATE annotations SET active=0, undone=1 WHERE id=?1", params![id])?;
         if let Some(p) = replaces {
             tx.execute("UPDATE annotations SET active=1 WHERE id=?1", params![p])?;

@@ -117,6 +117,14 @@ impl AllSort {
     }
 }
 
+/// The side panel's agreement lines (`App::panel_team`).
+#[derive(Debug, Clone, Default)]
+pub struct PanelTeam {
+    pub agreement: Vec<crate::learn::agreement::PairAgreement>,
+    pub disputes: usize,
+    pub waiting: usize,
+}
+
 pub struct App {
     pub name: String,
     pub session: Session,
@@ -215,6 +223,11 @@ pub struct App {
     pub own_disputes: usize,
     /// Agreement per pair of annotators on the overlap rows.
     pub agreement: Vec<crate::learn::agreement::PairAgreement>,
+    /// What the side panel shows of the team: as of the last model for an
+    /// annotator (live figures would tell them, label by label, whether
+    /// they agreed with the other, whose label they must not see), live
+    /// for the adjudicator.
+    pub panel_team: PanelTeam,
     /// This person may adjudicate (`--adjudicator`).
     pub adjudicator: bool,
     /// The labelled view lists the disputes (the adjudicator settles them).
@@ -329,11 +342,13 @@ impl App {
             waiting_rows: Vec::new(),
             own_disputes: 0,
             agreement: Vec::new(),
+            panel_team: PanelTeam::default(),
             adjudicator: false,
             adjudicating: false,
             session,
         };
         app.reload_labels()?;
+        app.refresh_panel_team();
         // Decisions already made on the current model count towards the batch.
         app.batch_done = match app.session.decisions_since(app.iteration.max(1)) {
             Ok(n) => n as usize % app.batch_size,
@@ -361,6 +376,8 @@ impl App {
             Err(e) => tracing::warn!("cannot read the reservations: {e:#}"),
         }
         app.reserve_batch(true);
+        // Opening is not a change under the person's eyes.
+        app.changed_at = None;
         // Back on the row the person left the queue on.
         // (Sessions from before annotators worked side by side kept one.)
         let kept = app.session.meta(&app.cursor_key()).ok().flatten().or_else(|| app.session.meta("cursor_row").ok().flatten());
@@ -662,7 +679,8 @@ impl App {
     /// The row under the cursor changed by itself: keys that would label
     /// it wait a moment (`SETTLE`).
     fn note_if_moved(&mut self, before: Option<usize>) {
-        if before.is_some() && self.selected() != before {
+        // (Also where the list was empty: a row that appears there came by itself.)
+        if self.selected().is_some() && self.selected() != before {
             self.changed_at = Some(Instant::now());
         }
     }
@@ -719,11 +737,19 @@ impl App {
         let mine: Vec<i64> = resolved.disputes.iter().filter(|d| d.labels.iter().any(|l| l.annotator.as_deref() == Some(&me))).map(|d| d.row_id).collect();
         self.own_disputes = mine.len();
         self.disputes = resolved.disputes;
+        if self.adjudicator {
+            self.refresh_panel_team();
+        }
         self.labels = labels;
         self.label_seq = label_seq;
         self.seq = seq;
         self.n_labelled = n;
         Ok(())
+    }
+
+    /// The panel's team figures from the labels as last read.
+    pub fn refresh_panel_team(&mut self) {
+        self.panel_team = PanelTeam { agreement: self.agreement.clone(), disputes: self.disputes.len(), waiting: self.waiting };
     }
 
     /// The disputes as pool rows, in the order they arose.
@@ -904,6 +930,10 @@ impl App {
             _ => {}
         }
         let newer = u.iteration != self.iteration;
+        if newer {
+            // A new model: the panel's team figures as of now.
+            self.refresh_panel_team();
+        }
         if !u.trained && self.message.as_deref() == Some("retraining") {
             self.message = Some("nothing new to learn from: the model is up to date".into());
         }
@@ -949,9 +979,10 @@ impl App {
             self.cursor[0] = 0;
             self.scroll_into_view();
         }
-        if before.is_some() && self.selected() != before {
-            // The row under the cursor changed by itself: no key may label the
-            // new one until the person had a moment to see it.
+        if self.selected().is_some() && self.selected() != before {
+            // The row under the cursor changed by itself (or came into an
+            // empty list): no key may label it until the person had a
+            // moment to see it.
             self.changed_at = Some(Instant::now());
             self.message = Some(if first {
                 "the model's first ranking: the rows it is least sure of come first".into()
@@ -1099,17 +1130,21 @@ impl App {
         self.message = Some(match &outcome {
             Adjudication::Done => format!("row {id}: {} (adjudicated; {said})", self.label_names[label as usize]),
             Adjudication::Settled(who) => format!("row {id} was adjudicated by {} a moment ago: it keeps theirs", display_safe(who)),
-            Adjudication::NotDisputed => format!("row {id}: its annotators agree now: nothing to adjudicate"),
+            Adjudication::NotDisputed => format!("row {id} is no longer disputed: nothing to adjudicate"),
             Adjudication::Yours => format!("row {id}: you gave one of its labels; another adjudicator settles it"),
         });
-        if outcome != Adjudication::Done {
-            return Ok(());
-        }
-        // A dispute that came back meanwhile (another's undo) under the
-        // cursor: the person has not seen it, no key may settle it yet.
+        // Whatever came of it, a row now under the cursor that was not on
+        // screen a moment ago (a dispute that came back, the next one after
+        // a refusal) takes no key until the person had a moment to read it.
         if self.selected().is_some_and(|s| !shown.contains(&(s as u32))) {
             self.changed_at = Some(Instant::now());
-            self.message = Some(format!("row {id} adjudicated; a dispute that came back is under the cursor: read it first"));
+            self.message = Some(format!("{}; a dispute that came back is under the cursor: read it first", self.message.take().unwrap_or_default()));
+        } else if outcome != Adjudication::Done && self.selected().is_some() {
+            // The list changed under the key: the next row waits a moment too.
+            self.changed_at = Some(Instant::now());
+        }
+        if outcome != Adjudication::Done {
+            return Ok(());
         }
         // An adjudication is a decision: it counts towards the batch that retrains.
         self.batch_done += 1;
@@ -1128,6 +1163,11 @@ impl App {
                 // Read back what the row's label is now (an earlier one, or
                 // none); the label that came back keeps the place it had.
                 self.reload_labels()?;
+                // An adjudication taken back: the row is a dispute again, and
+                // the model must unlearn it before anyone is shown its guess.
+                if self.disputes.iter().any(|d| d.row_id == row_id) {
+                    self.outbox.push(Job::Retrain { strategy: self.strategy });
+                }
                 self.batch_done = self.batch_done.saturating_sub(1);
                 self.rebuild_lists();
                 // Put the cursor on the row that came back.

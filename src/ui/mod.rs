@@ -59,6 +59,7 @@ pub fn run(sessions: &Path, name: &str, role: &Role) -> Result<()> {
     let mut app = app::App::load(session)?;
     app.keys = keys;
     app.adjudicator = role.adjudicator;
+    app.refresh_panel_team();
     tui::run(app, worker, rx)
 }
 

@@ -351,13 +351,14 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     // Agreement between annotators on the rows sent to two (up to two pairs).
     // (The pair with most rows in common; `stats` lists every pair.)
     let mut team: Vec<String> = Vec::new();
-    if let Some(p) = app.agreement.first() {
-        let more = if app.agreement.len() > 1 { format!(" +{}", app.agreement.len() - 1) } else { String::new() };
+    let t = &app.panel_team;
+    if let Some(p) = t.agreement.first() {
+        let more = if t.agreement.len() > 1 { format!(" +{}", t.agreement.len() - 1) } else { String::new() };
         team.push(format!(" agree {}/{}{more}", display_safe(&p.a), display_safe(&p.b)));
         team.push(format!(" {:.0}% of {} · κ {:.2}", p.raw * 100.0, p.rows, p.kappa));
     }
-    if !app.disputes.is_empty() || app.waiting > 0 {
-        team.push(format!(" disputes {} · wait {}", app.disputes.len(), app.waiting));
+    if t.disputes > 0 || t.waiting > 0 {
+        team.push(format!(" disputes {} · wait {}", t.disputes, t.waiting));
     }
     // The last rows of history that fit, leaving room for the summary lines.
     let summary_lines = 10usize + team.len();
