@@ -1450,7 +1450,9 @@ impl App {
                 }
             }
             Action::OpenPicker => {
-                if let Some(row) = self.selected() {
+                // The picker labels the row it opens on: not one that came
+                // under the cursor a moment ago (`/` then Enter is quick).
+                if let Some(row) = self.selected().filter(|_| self.settled()) {
                     let suggested = self.suggested();
                     self.overlay = Overlay::Picker(Picker::open(PickerPurpose::Label { row }, self.picker_labels(), &suggested));
                 }
