@@ -295,6 +295,9 @@ pub struct SimulateArgs {
     /// Weight of one label-prompt pseudo-example per class, fading as the class gets labels (0: none).
     #[arg(long, default_value_t = crate::learn::EngineConfig::default().prior_weight)]
     pub prior_weight: f32,
+    /// Pool rows per class the zero-shot head is surest of that share the label prompt's prior weight (0: the prompt alone, as the workstation).
+    #[arg(long, default_value_t = crate::learn::EngineConfig::default().prior_rows)]
+    pub prior_rows: usize,
     /// Self-training: pseudo-labels per predicted class.
     #[arg(long, default_value_t = crate::learn::EngineConfig::default().pseudo_per_class)]
     pub pseudo_per_class: usize,
@@ -890,6 +893,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         label_col: a.label_col,
         self_training: a.self_training,
         prior_weight: a.prior_weight,
+        prior_rows: a.prior_rows,
         pseudo_per_class: a.pseudo_per_class,
         pseudo_weight: a.pseudo_weight,
         head: crate::model::HeadConfig {

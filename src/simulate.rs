@@ -34,6 +34,8 @@ pub struct SimOptions {
     pub label_col: String,
     pub self_training: SelfTraining,
     pub prior_weight: f32,
+    /// `EngineConfig::prior_rows`.
+    pub prior_rows: usize,
     pub pseudo_per_class: usize,
     pub pseudo_weight: f32,
     pub head: crate::model::HeadConfig,
@@ -204,6 +206,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         head: opts.head.clone(),
         pseudo_per_class: opts.pseudo_per_class,
         pseudo_weight: opts.pseudo_weight,
+        prior_rows: opts.prior_rows,
     };
     let engine = Arc::new(Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?);
 

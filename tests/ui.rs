@@ -1112,7 +1112,7 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     app.handle(Action::Confirm);
     assert_eq!(app.current_list(), &[idx(&app, 4)][..]);
     assert!(app.settling(), "{:?}", app.message);
-    assert!(app.message.as_deref().unwrap().contains("came back is under the cursor"), "{:?}", app.message);
+    assert!(app.message.as_deref().unwrap().contains("the disputes changed meanwhile"), "{:?}", app.message);
     // Two disputes on screen; the first ends under the adjudicator's key
     // (bob came round to alice's label): not settled, the adjudicator is
     // told, and the next one, now under the cursor, takes no key for a
@@ -1180,4 +1180,48 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     a.handle(Action::Disputes);
     assert!(a.current_list().is_empty());
     assert!(a.message.as_deref().unwrap().contains("1 of yours"), "{:?}", a.message);
+}
+
+/// Others' changes read in with an adjudication must not move the cursor
+/// onto a dispute the adjudicator has not seen: after a settle it goes to
+/// the row that followed on screen, and where that one is gone too, the
+/// row it lands on takes no key for a moment.
+#[test]
+fn after_a_settle_the_cursor_goes_to_the_row_that_followed() {
+    let d = tempfile::tempdir().unwrap();
+    drop(session(d.path(), 40, false));
+    let alice = Session::open_as(d.path(), "s", "alice").unwrap();
+    alice.set_overlap(1.0).unwrap();
+    let bob = Session::open_as(d.path(), "s", "bob").unwrap();
+    for r in 1..=8 {
+        alice.add_label(r, 0, 0, None).unwrap();
+        bob.add_label(r, 1, 0, None).unwrap();
+    }
+    let mut app = App::load(Session::open_as(d.path(), "s", "carol").unwrap()).unwrap();
+    app.adjudicator = true;
+    app.handle(Action::Disputes);
+    let idx = |app: &App, id: i64| app.row_ids.iter().position(|&r| r == id).unwrap() as u32;
+    let ids = |app: &App| app.current_list().iter().map(|&i| app.row_ids[i as usize]).collect::<Vec<i64>>();
+    assert_eq!(ids(&app), (1..=8).collect::<Vec<i64>>());
+    // The cursor on row 4; bob comes round on rows 1 and 2 (above it).
+    app.cursor[1] = 3;
+    bob.add_label(1, 0, 0, None).unwrap();
+    bob.add_label(2, 0, 0, None).unwrap();
+    app.handle(Action::OpenPicker);
+    app.handle(Action::Confirm);
+    assert_eq!(app.session.label_of(4).unwrap().map(|l| l.1), Some(labelrest::store::Source::Adjudicated));
+    assert_eq!(ids(&app), vec![3, 5, 6, 7, 8]);
+    assert_eq!(app.selected(), Some(idx(&app, 5) as usize), "the row that followed row 4");
+    assert!(!app.settling());
+    // Now row 6 (next after 5) goes too while carol settles 5: she lands on
+    // 7, which she has not had under the cursor, and it waits.
+    bob.add_label(6, 0, 0, None).unwrap();
+    app.handle(Action::OpenPicker);
+    app.handle(Action::Confirm);
+    assert_eq!(ids(&app), vec![3, 7, 8]);
+    assert!(app.settling(), "{:?}", app.message);
+    app.handle(Action::Accept);
+    app.handle(Action::OpenPicker);
+    assert!(matches!(app.overlay, Overlay::None), "no picker on a row that came by itself");
+    assert_eq!(app.session.label_of(7).unwrap(), None);
 }

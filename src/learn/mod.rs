@@ -224,6 +224,10 @@ pub struct EngineConfig {
     /// Pseudo-labels per predicted class when self-training.
     pub pseudo_per_class: usize,
     pub pseudo_weight: f32,
+    /// Besides its label prompt, each class's prior is carried by this
+    /// many pool rows the zero-shot head is surest belong to it (the
+    /// prompt's weight shared among them; 0: the prompt alone).
+    pub prior_rows: usize,
 }
 
 impl Default for EngineConfig {
@@ -234,6 +238,7 @@ impl Default for EngineConfig {
             self_training: SelfTraining::Auto,
             pseudo_per_class: 50,
             pseudo_weight: 0.3,
+            prior_rows: 0,
         }
     }
 }
@@ -422,10 +427,21 @@ impl Engine {
         // One pseudo-example per class from its label prompt, fading as
         // the class gets labels of its own.
         if self.cfg.prior_weight > 0.0 {
+            let (exemplars, trust) = self.prior_exemplars(labels)?;
             for j in 0..self.k {
+                let prior = self.cfg.prior_weight / (1.0 + counts[j] as f32);
+                // The prompt keeps what the exemplars do not take: they take
+                // as much as the zero-shot head is trusted.
+                let n = exemplars[j].len().max(1) as f32;
+                let to_rows = if exemplars[j].is_empty() { 0.0 } else { prior * trust };
                 x.extend_from_slice(&self.label_emb[j * self.dim..(j + 1) * self.dim]);
                 y.push(j as u32);
-                w.push(self.cfg.prior_weight / (1.0 + counts[j] as f32));
+                w.push(prior - to_rows);
+                for &i in &exemplars[j] {
+                    x.extend_from_slice(self.emb.row(self.pool_rows[i]));
+                    y.push(j as u32);
+                    w.push(to_rows / n);
+                }
             }
         }
         head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;
@@ -456,6 +472,35 @@ impl Engine {
             head = Head::train(&head, &x, &y, &w, &cfg)?;
         }
         Ok((head, pseudo_labels))
+    }
+
+    /// Per class, the `prior_rows` unlabelled pool rows the zero-shot head
+    /// gives that class the highest probability (and predicts it for), and
+    /// how far the zero-shot head is trusted: its accuracy on the labels
+    /// (which it never saw) above chance, as a share of the way from chance
+    /// to 1 (0 with no labels, or none above chance).
+    fn prior_exemplars(&self, labels: &[(usize, u32)]) -> Result<(Vec<Vec<usize>>, f32)> {
+        let mut out = vec![Vec::new(); self.k];
+        if self.cfg.prior_rows == 0 || labels.is_empty() {
+            return Ok((out, 0.0));
+        }
+        let p = self.zero_shot_head().predict(&self.x_pool)?;
+        let s = Scores::from_probs(p, self.k);
+        let right = labels.iter().filter(|&&(i, l)| s.pred[i] == l).count() as f32 / labels.len() as f32;
+        let chance = 1.0 / self.k as f32;
+        let trust = ((right - chance) / (1.0 - chance)).clamp(0.0, 1.0);
+        let labelled: std::collections::HashSet<usize> = labels.iter().map(|l| l.0).collect();
+        let mut by_class: Vec<Vec<(f32, usize)>> = vec![Vec::new(); self.k];
+        for i in 0..s.len() {
+            if !labelled.contains(&i) {
+                by_class[s.pred[i] as usize].push((s.prob[i], i));
+            }
+        }
+        for (j, mut v) in by_class.into_iter().enumerate() {
+            v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+            out[j] = v.into_iter().take(self.cfg.prior_rows).map(|x| x.1).collect();
+        }
+        Ok((out, trust))
     }
 
     /// Each label predicted by a head trained without it: `FOLDS` folds,

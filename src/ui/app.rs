@@ -1123,9 +1123,16 @@ impl App {
         };
         use crate::store::Adjudication;
         let outcome = self.session.adjudicate(id, label, self.iteration, self.prediction(i).map(|p| p.0))?;
-        let shown: HashSet<u32> = self.current_list().iter().copied().collect();
+        // The row the person expects next: the one after this on screen
+        // (else the one before). Others' changes read in with this one may
+        // have moved the list under the cursor.
+        let (old, pos) = (self.current_list().to_vec(), self.cursor());
+        let expected = old.get(pos + 1).or_else(|| pos.checked_sub(1).and_then(|p| old.get(p))).copied();
         self.reload_labels()?;
         self.rebuild_lists();
+        if let Some(p) = expected.and_then(|e| self.current_list().iter().position(|&r| r == e)) {
+            self.cursor[self.view.index()] = p;
+        }
         self.scroll_into_view();
         self.message = Some(match &outcome {
             Adjudication::Done => format!("row {id}: {} (adjudicated; {said})", self.label_names[label as usize]),
@@ -1133,15 +1140,17 @@ impl App {
             Adjudication::NotDisputed => format!("row {id} is no longer disputed: nothing to adjudicate"),
             Adjudication::Yours => format!("row {id}: you gave one of its labels; another adjudicator settles it"),
         });
-        // Whatever came of it, a row now under the cursor that was not on
-        // screen a moment ago (a dispute that came back, the next one after
-        // a refusal) takes no key until the person had a moment to read it.
-        if self.selected().is_some_and(|s| !shown.contains(&(s as u32))) {
+        // Any row under the cursor now but the one expected next after a
+        // settle (a dispute that came back, one further down that others'
+        // changes moved up, the next one after a refusal) takes no key
+        // until the person had a moment to read it.
+        let as_expected = outcome == Adjudication::Done && self.selected().map(|s| s as u32) == expected;
+        if self.selected().is_some() && !as_expected {
             self.changed_at = Some(Instant::now());
-            self.message = Some(format!("{}; a dispute that came back is under the cursor: read it first", self.message.take().unwrap_or_default()));
-        } else if outcome != Adjudication::Done && self.selected().is_some() {
-            // The list changed under the key: the next row waits a moment too.
-            self.changed_at = Some(Instant::now());
+            if outcome == Adjudication::Done {
+                self.message =
+                    Some(format!("{}; the disputes changed meanwhile: read the row under the cursor first", self.message.take().unwrap_or_default()));
+            }
         }
         if outcome != Adjudication::Done {
             return Ok(());
