@@ -1219,6 +1219,7 @@ fn after_a_settle_the_cursor_goes_to_the_row_that_followed() {
     app.handle(Action::OpenPicker);
     app.handle(Action::Confirm);
     assert_eq!(ids(&app), vec![3, 7, 8]);
+    assert_eq!(app.selected(), Some(idx(&app, 7) as usize), "the next row still listed");
     assert!(app.settling(), "{:?}", app.message);
     app.handle(Action::Accept);
     app.handle(Action::OpenPicker);

@@ -1130,7 +1130,11 @@ impl App {
         let expected = old.get(pos + 1).or_else(|| pos.checked_sub(1).and_then(|p| old.get(p))).copied();
         self.reload_labels()?;
         self.rebuild_lists();
-        if let Some(p) = expected.and_then(|e| self.current_list().iter().position(|&r| r == e)) {
+        // On the row that followed, else the next one still listed (rows it
+        // passes over stay listed above), else the one before.
+        let now: HashSet<u32> = self.current_list().iter().copied().collect();
+        let land = old.iter().skip(pos + 1).find(|r| now.contains(r)).or_else(|| old[..pos.min(old.len())].iter().rev().find(|r| now.contains(r)));
+        if let Some(p) = land.and_then(|e| self.current_list().iter().position(|r| r == e)) {
             self.cursor[self.view.index()] = p;
         }
         self.scroll_into_view();
