@@ -772,7 +772,13 @@ fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<(
                 let said: Vec<String> = d
                     .labels
                     .iter()
-                    .map(|l| format!("{}\t{}", data::display_safe(l.annotator.as_deref().unwrap_or("")), data::display_safe(&labels[l.label as usize].name)))
+                    .map(|l| {
+                        format!(
+                            "{}\t{}",
+                            data::display_safe(l.annotator.as_deref().unwrap_or("")),
+                            data::display_safe(&labels[l.label as usize].name)
+                        )
+                    })
                     .collect();
                 writeln!(out, "dispute\t{}\t{}\t{}", d.row_id, said.join("\t"), one_line(&s.text_of(d.row_id)?))?;
             }
@@ -789,7 +795,10 @@ fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<(
             if adjudicate {
                 anyhow::anyhow!("<stdin>:{}: expected `adjudicate ROW_ID<TAB>LABEL`", n + 1)
             } else {
-                anyhow::anyhow!("<stdin>:{}: expected ROW_ID<TAB>LABEL, `next` or (--adjudicator) `disputes`, `adjudicate ROW_ID<TAB>LABEL`", n + 1)
+                anyhow::anyhow!(
+                    "<stdin>:{}: expected ROW_ID<TAB>LABEL, `next` or (--adjudicator) `disputes`, `adjudicate ROW_ID<TAB>LABEL`",
+                    n + 1
+                )
             }
         })?;
         let id: i64 =

@@ -409,7 +409,8 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
     for l in resolved.labels.iter().chain(&resolved.waiting) {
         labels.insert(l.row_id, (Some(l.label), RowSource::from(l.source), l.annotator.as_deref()));
     }
-    let disputants: Vec<(i64, String)> = resolved.disputes.iter().map(|d| (d.row_id, crate::store::Resolved::dispute_annotators(d))).collect();
+    let disputants: Vec<(i64, String)> =
+        resolved.disputes.iter().map(|d| (d.row_id, crate::store::Resolved::dispute_annotators(d))).collect();
     for (row, who) in &disputants {
         labels.insert(*row, (None, RowSource::Disputed, Some(who.as_str())));
     }

@@ -123,7 +123,8 @@ fn schema_4_is_migrated_to_overlap_and_adjudication() {
         let e = c.execute("INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (1, 0, 'adjudicated', 0, 'x')", []);
         assert!(e.is_err(), "schema 4 refuses the new source");
         let mut st = c.prepare("SELECT id, row_id, label, active FROM annotations ORDER BY id").unwrap();
-        let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
+        let v =
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
         v
     };
     let s = Session::open_as(d.path(), "s", "carol").unwrap();

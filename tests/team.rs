@@ -89,7 +89,11 @@ fn work_all(sessions: &Path, gold: &HashMap<i64, String>, n: usize) -> Vec<Vec<V
 
 /// `work_all` for annotators `a{k}` for k in `who`, where `a{k}` gives row
 /// `r` the label `answer(k, r)`.
-fn work_all_answering(sessions: &Path, who: &[usize], answer: std::sync::Arc<dyn Fn(usize, i64) -> String + Send + Sync>) -> Vec<Vec<Vec<i64>>> {
+fn work_all_answering(
+    sessions: &Path,
+    who: &[usize],
+    answer: std::sync::Arc<dyn Fn(usize, i64) -> String + Send + Sync>,
+) -> Vec<Vec<Vec<i64>>> {
     let handles: Vec<_> = who
         .iter()
         .map(|&k| {
@@ -311,7 +315,10 @@ fn two_workstations_share_one_model() {
 fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator() {
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "t.csv", demo_head(100).as_bytes());
-    let o = labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--overlap", "0.3"]);
+    let o = labelrest(
+        d.path(),
+        &["new", "t", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--overlap", "0.3"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let bad = labelrest(d.path(), &["new", "u", "--data", f.to_str().unwrap(), "--overlap", "1.5"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
@@ -434,7 +441,8 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
     let o = annotate(d.path(), "t", &["--annotator", "carol", "--adjudicator"], &[], &format!("adjudicate {r0}\t{}\n", gold[&r0]));
     assert_eq!(stdout(&o).trim(), format!("settled {r0}"));
     let open = *listed.iter().map(|x| &x.0).find(|r| !settle.contains(r)).expect("a dispute left open");
-    let o = annotate(d.path(), "t", &["--annotator", "a0", "--adjudicator"], &[], &format!("disputes\nadjudicate {open}\t{}\n", gold[&open]));
+    let o =
+        annotate(d.path(), "t", &["--annotator", "a0", "--adjudicator"], &[], &format!("disputes\nadjudicate {open}\t{}\n", gold[&open]));
     assert_eq!(stdout(&o).trim(), format!("end\nyours {open}"), "a0's own disputes are not listed to a0");
     let o = annotate(d.path(), "t", &["--annotator", "a0"], &[], &format!("{r0}\t{}\n", other(&gold[&r0])));
     assert_eq!(stdout(&o).trim(), format!("adjudicated {r0} carol"));
@@ -442,7 +450,8 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
     assert!(!o.status.success() && stderr(&o).contains("no row 99999"), "{}", stderr(&o));
     // The adjudicated label is the row's, for training and export.
     let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
-    let learnt: HashMap<i64, (u32, labelrest::store::Source)> = s.labels().unwrap().into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
+    let learnt: HashMap<i64, (u32, labelrest::store::Source)> =
+        s.labels().unwrap().into_iter().map(|l| (l.row_id, (l.label, l.source))).collect();
     for r in &settle {
         assert_eq!(learnt[r], (idx(&gold[r]), labelrest::store::Source::Adjudicated));
     }

@@ -55,7 +55,6 @@ pub fn agreement(overlap_labels: &[Label], k: usize) -> Vec<PairAgreement> {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

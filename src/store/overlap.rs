@@ -185,7 +185,8 @@ impl Session {
                     tx.execute("DELETE FROM overlap WHERE row_id = ?1", params![id])?;
                 }
             }
-            let mut s: Settings = serde_json::from_str(&tx.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get::<_, String>(0))?)?;
+            let mut s: Settings =
+                serde_json::from_str(&tx.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get::<_, String>(0))?)?;
             s.overlap = f;
             tx.execute("UPDATE meta SET value = ?1 WHERE key = 'settings'", params![serde_json::to_string(&s)?])?;
             let n: i64 = tx.query_row("SELECT count(*) FROM overlap", [], |r| r.get(0))?;
@@ -312,7 +313,6 @@ impl Session {
         r.with_context(|| format!("the adjudication of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
     }
 }
-
 
 /// The labels in use on a row: (annotator, source).
 pub(super) fn given_labels(conn: &Connection, row_id: i64) -> rusqlite::Result<Vec<(Option<String>, String)>> {

@@ -82,7 +82,11 @@ impl Session {
                         break;
                     }
                     let busy = reserved.query_row(params![id], |r| r.get::<_, i64>(0))? > 0
-                        || !super::overlap::open_to(&self.annotator, &super::overlap::given_labels(&tx, id)?, super::overlap::is_overlap(&tx, id)?);
+                        || !super::overlap::open_to(
+                            &self.annotator,
+                            &super::overlap::given_labels(&tx, id)?,
+                            super::overlap::is_overlap(&tx, id)?,
+                        );
                     if !busy {
                         ins.execute(params![id, self.annotator, std::process::id() as i64, host, until])?;
                         got.push(id);

@@ -734,7 +734,8 @@ impl App {
         self.waiting = resolved.waiting.len();
         let me = self.session.annotator().to_string();
         self.waiting_rows = resolved.waiting_for(&me).iter().filter_map(|id| id_to_pool.get(id).map(|&i| i as u32)).collect();
-        let mine: Vec<i64> = resolved.disputes.iter().filter(|d| d.labels.iter().any(|l| l.annotator.as_deref() == Some(&me))).map(|d| d.row_id).collect();
+        let mine: Vec<i64> =
+            resolved.disputes.iter().filter(|d| d.labels.iter().any(|l| l.annotator.as_deref() == Some(&me))).map(|d| d.row_id).collect();
         self.own_disputes = mine.len();
         self.disputes = resolved.disputes;
         if self.adjudicator {
@@ -1018,7 +1019,11 @@ impl App {
         // A row sent to two that two others labelled is theirs.
         if let Some(who) = self.session.overlap_closed(self.row_ids[i])? {
             if self.session.adjudicated_by(self.row_ids[i])?.is_none() {
-                self.message = Some(format!("row {} was labelled by {} (sent to two annotators): not yours to label", self.row_ids[i], display_safe(&who)));
+                self.message = Some(format!(
+                    "row {} was labelled by {} (sent to two annotators): not yours to label",
+                    self.row_ids[i],
+                    display_safe(&who)
+                ));
                 return Ok(());
             }
         }
@@ -1133,7 +1138,8 @@ impl App {
         // On the row that followed, else the next one still listed (rows it
         // passes over stay listed above), else the one before.
         let now: HashSet<u32> = self.current_list().iter().copied().collect();
-        let land = old.iter().skip(pos + 1).find(|r| now.contains(r)).or_else(|| old[..pos.min(old.len())].iter().rev().find(|r| now.contains(r)));
+        let land =
+            old.iter().skip(pos + 1).find(|r| now.contains(r)).or_else(|| old[..pos.min(old.len())].iter().rev().find(|r| now.contains(r)));
         if let Some(p) = land.and_then(|e| self.current_list().iter().position(|r| r == e)) {
             self.cursor[self.view.index()] = p;
         }
@@ -1152,8 +1158,10 @@ impl App {
         if self.selected().is_some() && !as_expected {
             self.changed_at = Some(Instant::now());
             if outcome == Adjudication::Done {
-                self.message =
-                    Some(format!("{}; the disputes changed meanwhile: read the row under the cursor first", self.message.take().unwrap_or_default()));
+                self.message = Some(format!(
+                    "{}; the disputes changed meanwhile: read the row under the cursor first",
+                    self.message.take().unwrap_or_default()
+                ));
             }
         }
         if outcome != Adjudication::Done {
@@ -1386,8 +1394,13 @@ impl App {
                 if !self.adjudicator {
                     self.message = Some(match self.disputes.len() {
                         0 => "no disagreements between annotators".into(),
-                        1 => format!("1 disagreement waits for the adjudicator (labelrest label {} --adjudicator)", display_safe(&self.name)),
-                        n => format!("{n} disagreements wait for the adjudicator (labelrest label {} --adjudicator)", display_safe(&self.name)),
+                        1 => {
+                            format!("1 disagreement waits for the adjudicator (labelrest label {} --adjudicator)", display_safe(&self.name))
+                        }
+                        n => format!(
+                            "{n} disagreements wait for the adjudicator (labelrest label {} --adjudicator)",
+                            display_safe(&self.name)
+                        ),
                     });
                     return Ok(());
                 }
@@ -1405,7 +1418,11 @@ impl App {
                         n => format!("no disagreements to adjudicate ({n} of yours: another adjudicator settles them)"),
                     }
                 } else {
-                    format!("disputes: {} takes the model's label, 1-9 or {} picks one", self.key(&Action::Accept), self.key(&Action::OpenPicker))
+                    format!(
+                        "disputes: {} takes the model's label, 1-9 or {} picks one",
+                        self.key(&Action::Accept),
+                        self.key(&Action::OpenPicker)
+                    )
                 });
             }
             Action::Review => {

@@ -316,7 +316,9 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     if empty {
         let msg = match app.view {
             View::Queue => format!("every row is labelled: {} exports", app.key(&Action::Export)),
-            View::Labelled if app.adjudicating => format!("no disagreements to adjudicate ({} shows every label)", app.key(&Action::Disputes)),
+            View::Labelled if app.adjudicating => {
+                format!("no disagreements to adjudicate ({} shows every label)", app.key(&Action::Disputes))
+            }
             View::Labelled if app.review => {
                 format!("no disputed label left ({} shows every label)", app.key(&Action::Review))
             }
@@ -624,8 +626,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
     let kw = help.iter().map(|(k, _)| k.width()).max().unwrap_or(8).min(18);
     let lines: Vec<Line> = help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
     // How to close it, on its bottom border: always drawn, however many keys.
-    let close =
-        cut(&format!(" entropy in nats (natural log); {} closes ", app.keys.keys_of(KeyMode::Help, &Action::Cancel).join(" ")), w);
+    let close = cut(&format!(" entropy in nats (natural log); {} closes ", app.keys.keys_of(KeyMode::Help, &Action::Cancel).join(" ")), w);
     let block = Block::default().borders(Borders::ALL).title(" Keys ").title_bottom(close);
     f.render_widget(Paragraph::new(lines).block(block), r);
 }
