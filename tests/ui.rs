@@ -1229,3 +1229,25 @@ fn after_a_settle_the_cursor_goes_to_the_row_that_followed() {
     assert!(matches!(app.overlay, Overlay::None), "no picker on a row that came by itself");
     assert_eq!(app.session.label_of(7).unwrap(), None);
 }
+
+/// In the disputes view `Enter` gives the row the model's label (as in the
+/// queue), once the row has been under the cursor a moment.
+#[test]
+fn enter_in_the_disputes_view_takes_the_models_label() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 60, false);
+    let alice = Session::open_as(d.path(), "s", "alice").unwrap();
+    alice.set_overlap(1.0).unwrap();
+    let bob = Session::open_as(d.path(), "s", "bob").unwrap();
+    alice.add_label(1, 0, 0, None).unwrap();
+    bob.add_label(1, 1, 0, None).unwrap();
+    app.apply_team(&Default::default(), true);
+    app.adjudicator = true;
+    app.handle(Action::Disputes);
+    let i = app.selected().unwrap();
+    assert_eq!(app.row_ids[i], 1);
+    let model = app.prediction(i).unwrap().0;
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    assert_eq!(app.session.label_of(1).unwrap(), Some((model, labelrest::store::Source::Adjudicated)), "{:?}", app.message);
+}

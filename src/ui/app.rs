@@ -1202,6 +1202,14 @@ impl App {
         Ok(())
     }
 
+    /// The labelled view (in the order review or disputes asked for), from its top.
+    fn labelled_from_top(&mut self) {
+        self.view = View::Labelled;
+        self.rebuild_lists();
+        self.cursor[View::Labelled.index()] = 0;
+        self.offset[View::Labelled.index()] = 0;
+    }
+
     /// The label set, as the picker searches and shows it.
     pub fn picker_labels(&self) -> super::picker::Labels<'_> {
         super::picker::Labels { names: &self.label_names, descriptions: &self.label_descriptions }
@@ -1361,20 +1369,9 @@ impl App {
             Action::PageDown => self.move_cursor(self.page as isize),
             Action::Top => self.move_cursor(isize::MIN / 2),
             Action::Bottom => self.move_cursor(isize::MAX / 2),
-            Action::Accept | Action::Confirm if self.view == View::Labelled && self.adjudicating => {
-                // Settling a dispute: the model's label (it never learnt the row).
-                if let Some(i) = self.selected() {
-                    match self.prediction(i) {
-                        Some((l, _, _)) => {
-                            if self.settled() {
-                                self.adjudicate_row(i, l)?
-                            }
-                        }
-                        None => self.message = Some(self.no_prediction(i)),
-                    }
-                }
-            }
-            Action::Accept | Action::Confirm if self.view == View::Labelled => {
+            // (In the disputes view it takes the model's label, as in the
+            // queue: `decide_row` adjudicates there.)
+            Action::Accept | Action::Confirm if self.view == View::Labelled && !self.adjudicating => {
                 // In the labelled view the label stays; relabel with 1-9 or the picker.
                 if let Some(i) = self.selected() {
                     if let Some((l, _)) = self.labels[i] {
@@ -1406,10 +1403,7 @@ impl App {
                 }
                 self.adjudicating = !self.adjudicating;
                 self.review = false;
-                self.view = View::Labelled;
-                self.rebuild_lists();
-                self.cursor[View::Labelled.index()] = 0;
-                self.offset[View::Labelled.index()] = 0;
+                self.labelled_from_top();
                 self.message = Some(if !self.adjudicating {
                     "disputes off: every label, newest first".into()
                 } else if self.labelled_list.is_empty() {
@@ -1428,10 +1422,7 @@ impl App {
             Action::Review => {
                 self.adjudicating = false;
                 self.review = !self.review;
-                self.view = View::Labelled;
-                self.rebuild_lists();
-                self.cursor[View::Labelled.index()] = 0;
-                self.offset[View::Labelled.index()] = 0;
+                self.labelled_from_top();
                 self.message = Some(if !self.review {
                     "review off: every label, newest first".into()
                 } else if self.history.last().map(|h| h.suspects.is_empty()).unwrap_or(true) {
