@@ -575,6 +575,42 @@ impl Engine {
 mod tests {
     use super::*;
 
+    /// `prior_rows`: the rows the zero-shot head is surest of per class,
+    /// never a labelled one, weighted by how far the zero-shot head is right
+    /// on the labels above chance; where it is no better than chance, the
+    /// head is the prompts-alone head exactly.
+    #[test]
+    fn prior_rows_follow_the_zero_shot_head_as_far_as_it_is_trusted() {
+        // Two classes along the axes; rows 0-3 lean to class 0, 4-7 to class 1.
+        let rows: Vec<f32> = (0..8)
+            .flat_map(|i| {
+                let t = 0.1 + 0.1 * (i % 4) as f32;
+                let v = if i < 4 { [1.0, t] } else { [t, 1.0] };
+                let n = (v[0] * v[0] + v[1] * v[1]).sqrt();
+                [v[0] / n, v[1] / n]
+            })
+            .collect();
+        let engine = |prior_rows: usize| {
+            let cfg = EngineConfig { prior_rows, self_training: SelfTraining::Off, ..Default::default() };
+            Engine::new(Arc::new(Matrix::owned(rows.clone(), 2)), (0..8).collect(), vec![], vec![], vec![1.0, 0.0, 0.0, 1.0], 2, cfg)
+                .unwrap()
+        };
+        let e = engine(2);
+        assert_eq!(e.prior_exemplars(&[]).unwrap(), (vec![vec![], vec![]], 0.0));
+        // The zero-shot head is right on both labels: trusted fully; the
+        // surest rows of each class, the labelled row 0 not among them.
+        let (ex, trust) = e.prior_exemplars(&[(0, 0), (4, 1)]).unwrap();
+        assert_eq!(trust, 1.0);
+        assert_eq!(ex, vec![vec![1, 2], vec![5, 6]]);
+        // Wrong on both: no trust, and the head is the prompts-alone one.
+        let wrong = [(0, 1), (4, 0)];
+        assert_eq!(e.prior_exemplars(&wrong).unwrap().1, 0.0);
+        assert_eq!(e.fit(&wrong, false).unwrap().0, engine(0).fit(&wrong, false).unwrap().0);
+        // Trusted, the rows change the head.
+        let right = [(0, 0), (4, 1)];
+        assert_ne!(e.fit(&right, false).unwrap().0, engine(0).fit(&right, false).unwrap().0);
+    }
+
     #[test]
     fn scores_entropy_and_margin() {
         let s = Scores::from_probs(vec![0.5, 0.5, 0.0, 1.0, 0.0, 0.0, 0.2, 0.3, 0.5], 3);

@@ -1016,25 +1016,15 @@ impl App {
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
         }
-        // A row sent to two that two others labelled is theirs.
-        if let Some(who) = self.session.overlap_closed(self.row_ids[i])? {
-            if self.session.adjudicated_by(self.row_ids[i])?.is_none() {
-                self.message = Some(format!(
-                    "row {} was labelled by {} (sent to two annotators): not yours to label",
-                    self.row_ids[i],
-                    display_safe(&who)
-                ));
-                return Ok(());
-            }
-        }
+        let id = self.row_ids[i];
         // The adjudicator's label is the row's: not changed from the views.
-        if let Some((who, l)) = self.session.adjudicated_by(self.row_ids[i])? {
-            self.message = Some(format!(
-                "row {} was adjudicated by {}: it keeps {}",
-                self.row_ids[i],
-                display_safe(&who),
-                self.label_names[l as usize]
-            ));
+        if let Some((who, l)) = self.session.adjudicated_by(id)? {
+            self.message = Some(format!("row {id} was adjudicated by {}: it keeps {}", display_safe(&who), self.label_names[l as usize]));
+            return Ok(());
+        }
+        // A row sent to two that two others labelled is theirs.
+        if let Some(who) = self.session.overlap_closed(id)? {
+            self.message = Some(format!("row {id} was labelled by {} (sent to two annotators): not yours to label", display_safe(&who)));
             return Ok(());
         }
         let predicted = self.prediction(i).map(|p| p.0);
