@@ -150,7 +150,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-pub fn run(a: BenchArgs, sessions: &std::path::Path) -> Result<()> {
+pub fn run(a: BenchArgs, sessions: &crate::store::Store) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys, finetune } => bench_ui(sessions, &name, keys, finetune)?,
         BenchWhat::First { data, label_col, full } => bench_first(&data, label_col, full)?,
@@ -476,14 +476,17 @@ fn bench_first(data: &std::path::Path, label_col: String, full: bool) -> Result<
 /// Copies a session, opens it as `labelrest label` would (without a
 /// terminal: frames are drawn on ratatui's TestBackend at 100x30), and times
 /// the first frame and key-to-frame while the worker retrains.
-fn bench_ui(sessions: &std::path::Path, name: &str, keys: usize, finetune: bool) -> Result<()> {
+fn bench_ui(sessions: &crate::store::Store, name: &str, keys: usize, finetune: bool) -> Result<()> {
     use crate::ui::app::{Action, App};
     use crate::ui::render::{self, Theme};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
-    let src = crate::store::session_dir(sessions, name);
+    if sessions.pg.is_some() {
+        anyhow::bail!("`bench ui` copies a session kept in a SQLite file; run it without --store");
+    }
+    let src = crate::store::session_dir(&sessions.local, name);
     if !src.join("session.db").exists() {
-        anyhow::bail!("no session '{name}' in {}", sessions.display());
+        anyhow::bail!("no session '{name}' in {}", sessions.local.display());
     }
     let tmp = tempfile_dir()?;
     let dst = tmp.join(name);

@@ -23,6 +23,7 @@ Exit status:
 
 Environment:
   LABELREST_SESSIONS  the sessions folder when --sessions is not given
+  LABELREST_STORE     the PostgreSQL store when --store is not given
   LABELREST_LOG       the log file (default: labelrest.log in the platform cache folder)
   LABELREST_KEYS      the key file of the workstation (default: keys.toml in the platform config folder)
   NO_COLOR            set and not empty: no colour anywhere
@@ -40,6 +41,9 @@ pub struct Cli {
     /// Folder of the sessions (default: $LABELREST_SESSIONS, else ./sessions when it exists, else the platform data folder).
     #[arg(long, global = true, value_name = "DIR")]
     pub sessions: Option<PathBuf>,
+    /// Keep sessions in a PostgreSQL database instead of SQLite files, shared by annotators on several machines: postgres://USER@HOST/DB (or key=value settings). The sessions folder then holds only this machine's caches.
+    #[arg(long, global = true, value_name = "URL", env = "LABELREST_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// Print only what the command is for (a listing, a table, a script) and errors: no progress, no summaries.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -373,17 +377,27 @@ fn labelrest_default_head() -> crate::model::HeadConfig {
     crate::model::HeadConfig::default()
 }
 
-fn sessions_dir(cli: &Cli) -> Result<PathBuf> {
-    store::sessions_dir(cli.sessions.as_deref())
+fn sessions_dir(cli: &Cli) -> Result<store::Store> {
+    let local = store::sessions_dir(cli.sessions.as_deref())?;
+    let pg = cli.store.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    if let Some(url) = &pg {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=')) {
+            return Err(usage(format!(
+                "--store '{}' is not a PostgreSQL address; give postgres://USER@HOST/DB",
+                crate::data::display_safe(&store::display_url(url))
+            )));
+        }
+    }
+    Ok(store::Store { local, pg })
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     // The scripts and pages need no sessions folder.
     let sessions = if matches!(cli.command, Command::Completions { .. } | Command::Man { .. }) {
-        PathBuf::new()
+        store::Store { local: PathBuf::new(), pg: None }
     } else {
         let s = sessions_dir(&cli)?;
-        tracing::debug!("sessions folder {}", s.display());
+        tracing::debug!("sessions in {} (local folder {})", s.describe(), s.local.display());
         s
     };
     match cli.command {
@@ -444,7 +458,7 @@ fn check_input_format(path: &Path, given: Option<Format>) -> Result<()> {
     Ok(())
 }
 
-fn cmd_export(sessions: &Path, a: ExportArgs) -> Result<()> {
+fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     // Usage first: nothing is opened for a command line that cannot run.
     let format = ExportFormat::resolve(&a.out, a.format).map_err(usage)?;
     if let Some(p) = a.min_confidence {
@@ -554,7 +568,7 @@ fn cmd_man(out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
+fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
     check_input_format(&a.data, a.format)?;
     if let Some(t) = &a.test {
         check_input_format(t, a.format)?;
@@ -607,7 +621,10 @@ fn cmd_new(sessions: &Path, a: NewArgs) -> Result<()> {
             _ => String::new(),
         },
         t.elapsed().as_secs_f64(),
-        store::session_dir(sessions, &a.name).display()
+        match &sessions.pg {
+            Some(_) => sessions.describe(),
+            None => store::session_dir(&sessions.local, &a.name).display().to_string(),
+        }
     );
     Ok(())
 }
@@ -629,7 +646,7 @@ struct ListedJson<'a> {
     error: Option<&'a str>,
 }
 
-fn cmd_sessions(sessions: &Path, json: bool) -> Result<()> {
+fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
     let list = store::list(sessions)?;
     if json {
         let items: Vec<ListedJson> = list
@@ -656,7 +673,7 @@ fn cmd_sessions(sessions: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     if list.is_empty() {
-        say!("no sessions in {}", sessions.display());
+        say!("no sessions in {}", sessions.describe());
         return Ok(());
     }
     let header = format!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
@@ -699,10 +716,10 @@ fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
-fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
+fn cmd_rm(sessions: &store::Store, name: &str, yes: bool) -> Result<()> {
     store::validate_name(name)?;
     if !store::exists(sessions, name) {
-        bail!("no session '{name}' in {}", sessions.display());
+        bail!("no session '{name}' in {}", sessions.describe());
     }
     if !yes && !confirm(&format!("delete session '{name}' and all its labels?"))? {
         say!("kept '{name}'");
@@ -713,7 +730,7 @@ fn cmd_rm(sessions: &Path, name: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
-fn cmd_annotate(sessions: &Path, name: &str, role: &crate::ui::Role) -> Result<()> {
+fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> Result<()> {
     let s = role.open(sessions, name)?;
     let labels = s.label_set()?;
     let index: std::collections::HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
@@ -856,7 +873,7 @@ fn one_line(text: &str) -> String {
     data::display_safe(text).chars().map(|c| if c == '\t' || c == '\n' || c == '\r' { ' ' } else { c }).collect()
 }
 
-fn cmd_predict(sessions: &Path, a: PredictArgs) -> Result<()> {
+fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
     check_input_format(&a.input, a.format)?;
     crate::predict::output_is_jsonl(&a.out)?;
     let s = Session::open_read_only(sessions, &a.name)?;
@@ -922,7 +939,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
 }
 
 /// Makes the demo session from the bundled data when it is missing.
-pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
+pub fn ensure_demo(sessions: &store::Store, reset: bool) -> Result<String> {
     let name = "demo";
     if store::exists(sessions, name) && !reset {
         return Ok(name.into());
@@ -959,7 +976,7 @@ pub fn ensure_demo(sessions: &Path, reset: bool) -> Result<String> {
 /// first under a model trained without them (row id, the label given, the
 /// label that model puts first and its probability, the given label's
 /// probability, and the text).
-fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
+fn cmd_review(sessions: &store::Store, name: &str, top: usize) -> Result<()> {
     let s = Session::open_read_only(sessions, name)?;
     let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();
     let Some(last) = s.iterations::<crate::worker::IterationRecord>()?.pop() else {
@@ -1013,7 +1030,7 @@ fn cmd_review(sessions: &Path, name: &str, top: usize) -> Result<()> {
 /// `labelrest stats NAME`: who labelled how much (the labels in use per
 /// annotator and source), how annotators agree on the rows sent to two,
 /// and how many rows each label has.
-fn cmd_stats(sessions: &Path, name: &str, json: bool) -> Result<()> {
+fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
     let s = Session::open_read_only(sessions, name)?;
     let per = s.labels_per_annotator()?;
     let names: Vec<String> = s.label_set()?.into_iter().map(|l| crate::data::display_safe(&l.name)).collect();

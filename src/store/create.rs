@@ -112,8 +112,13 @@ pub struct ImportReport {
 impl Session {
     /// Creates a session from a data file. Nothing is left behind on error:
     /// the session is built in a temporary folder and moved into place at the end.
-    pub fn create(sessions: &Path, name: &str, spec: &ImportSpec, force: bool) -> Result<ImportReport> {
+    pub fn create(sessions: &(impl Sessions + ?Sized), name: &str, spec: &ImportSpec, force: bool) -> Result<ImportReport> {
         validate_name(name)?;
+        let store = sessions.store();
+        if let Some(url) = &store.pg {
+            return pg::create(url, name, force, |db| Self::build(db, spec));
+        }
+        let sessions = store.local.as_path();
         let final_dir = session_dir(sessions, name);
         if final_dir.join(DB_FILE).exists() && !force {
             bail!("session '{name}' exists already in {}; use --force to replace it, or another name", sessions.display());
@@ -133,7 +138,7 @@ impl Session {
                 return Err(e);
             }
         };
-        let res = Self::build(&tmp, spec).and_then(|report| {
+        let res = Self::build_file(&tmp, spec).and_then(|report| {
             crash_point("built");
             Self::put_in_place(&tmp, &final_dir, name).map(|_| report)
         });
@@ -181,7 +186,22 @@ impl Session {
         Ok(())
     }
 
-    fn build(dir: &Path, spec: &ImportSpec) -> Result<ImportReport> {
+    /// Builds a SQLite session in `dir`.
+    fn build_file(dir: &Path, spec: &ImportSpec) -> Result<ImportReport> {
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        configure(&conn)?;
+        // The import itself is one transaction: durable once, fast.
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        let db = Db::Sqlite(conn);
+        let report = Self::build(&db, spec)?;
+        let Db::Sqlite(conn) = db else { unreachable!() };
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(report)
+    }
+
+    /// Imports `spec` into the empty database `db`.
+    fn build(db: &Db, spec: &ImportSpec) -> Result<ImportReport> {
         let data_format = match spec.format {
             Some(f) => f,
             None => Format::detect(&spec.data)?,
@@ -213,23 +233,22 @@ impl Session {
         }
         let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
 
-        let conn = Connection::open(dir.join(DB_FILE))?;
-        configure(&conn)?;
-        // The import itself is one transaction: durable once, fast.
-        conn.pragma_update(None, "synchronous", "OFF")?;
-        conn.execute_batch(SCHEMA)?;
-        let tx = conn.unchecked_transaction()?;
-        {
-            let mut ins = tx.prepare("INSERT INTO label_set(id, name, description) VALUES (?1, ?2, ?3)")?;
-            for (i, l) in labels.iter().enumerate() {
-                ins.execute(params![i as i64, l.name, l.description])?;
-            }
+        db.batch(if db.is_pg() { pg::SCHEMA_PG } else { SCHEMA })?;
+        let tx = db.write_tx()?;
+        for (i, l) in labels.iter().enumerate() {
+            tx.exec("INSERT INTO label_set(id, name, description) VALUES (?1, ?2, ?3)", p![i as i64, &l.name, l.description.clone()])?;
         }
         let mut report = ImportReport { labels: labels.len(), ..Default::default() };
         let t = now();
         {
-            let mut ins_row = tx.prepare("INSERT INTO rows(split, text, gold, source_line) VALUES (?1, ?2, ?3, ?4)")?;
-            let mut ins_ann = tx.prepare("INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)")?;
+            let ins_row = |split: &str, text: &str, gold: Option<u32>, line: i64| -> Result<i64> {
+                tx.one(
+                    "INSERT INTO rows(split, text, gold, source_line) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    p![split, text, gold.map(|g| g as i64), line],
+                )
+            };
+            let ins_ann =
+                |id: i64, l: u32| tx.exec("INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)", p![id, l as i64, &t]);
             let file = spec.data.clone();
             let stats = data::read_records(&spec.data, data_format, &spec.columns, |r| {
                 let label = match r.label.as_deref() {
@@ -244,15 +263,11 @@ impl Session {
                     })?),
                 };
                 let gold = if spec.label_col_is == LabelColIs::Gold { label } else { None };
-                ins_row
-                    .execute(params!["pool", r.text, gold, r.line as i64])
-                    .map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e}")))?;
-                let id = tx.last_insert_rowid();
+                let id = ins_row("pool", &r.text, gold, r.line as i64)
+                    .map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e:#}")))?;
                 if spec.label_col_is == LabelColIs::Seed {
                     if let Some(l) = label {
-                        ins_ann
-                            .execute(params![id, l, t])
-                            .map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e}")))?;
+                        ins_ann(id, l).map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e:#}")))?;
                         report.seed_labels += 1;
                     }
                 } else if label.is_some() {
@@ -289,9 +304,8 @@ impl Session {
                             format!("label '{}' is not in the label set ({})", data::display_safe(&l), preview_labels(&labels)),
                         )
                     })?;
-                    ins_row
-                        .execute(params!["test", r.text, gold, r.line as i64])
-                        .map_err(|e| DataError::new(test, Some(r.line), None, format!("cannot store: {e}")))?;
+                    ins_row("test", &r.text, Some(gold), r.line as i64)
+                        .map_err(|e| DataError::new(test, Some(r.line), None, format!("cannot store: {e:#}")))?;
                     report.test_rows += 1;
                     Ok(())
                 })?;
@@ -304,26 +318,18 @@ impl Session {
         }
         // The share of rows sent to two annotators: of the rows with no seed label.
         if settings.overlap > 0.0 {
-            let free: Vec<i64> = {
-                let mut st = tx.prepare(
-                    "SELECT id FROM rows r WHERE split='pool' AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.row_id = r.id)",
-                )?;
-                let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
-                v
-            };
-            let mut ins = tx.prepare("INSERT INTO overlap(row_id) VALUES (?1)")?;
+            let free: Vec<i64> =
+                tx.col("SELECT id FROM rows r WHERE split='pool' AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.row_id = r.id)", p![])?;
             for id in free.into_iter().filter(|&id| super::in_overlap_share(id, settings.overlap)) {
-                ins.execute(params![id])?;
+                tx.exec("INSERT INTO overlap(row_id) VALUES (?1)", p![id])?;
             }
         }
-        tx.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()])?;
-        tx.execute("INSERT INTO meta(key, value) VALUES ('created', ?1)", params![now()])?;
-        tx.execute("INSERT INTO meta(key, value) VALUES ('last_opened', ?1)", params![now()])?;
-        tx.execute("INSERT INTO meta(key, value) VALUES ('settings', ?1)", params![serde_json::to_string(&settings)?])?;
-        tx.execute("INSERT INTO meta(key, value) VALUES ('source', ?1)", params![spec.data.display().to_string()])?;
+        tx.exec("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", p![SCHEMA_VERSION.to_string()])?;
+        tx.exec("INSERT INTO meta(key, value) VALUES ('created', ?1)", p![now()])?;
+        tx.exec("INSERT INTO meta(key, value) VALUES ('last_opened', ?1)", p![now()])?;
+        tx.exec("INSERT INTO meta(key, value) VALUES ('settings', ?1)", p![serde_json::to_string(&settings)?])?;
+        tx.exec("INSERT INTO meta(key, value) VALUES ('source', ?1)", p![spec.data.display().to_string()])?;
         tx.commit()?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(report)
     }
 }

@@ -17,11 +17,20 @@
 
 use super::*;
 
-#[derive(Debug)]
 pub struct Lock {
-    file: std::fs::File,
+    /// A lock file (a session in a SQLite file).
+    file: Option<std::fs::File>,
     /// An exclusive holder clears its name from the file when it lets go.
     exclusive: bool,
+    /// The connection that holds advisory locks (a session in PostgreSQL):
+    /// closing it lets go of them.
+    _pg: Option<postgres::Client>,
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock").field("file", &self.file).field("exclusive", &self.exclusive).field("store", &self._pg.is_some()).finish()
+    }
 }
 
 pub fn pid_alive(pid: i32) -> bool {
@@ -123,7 +132,7 @@ impl Lock {
             }
             bail!("session '{}' is open in another process; close it there first", data::display_safe(name));
         }
-        let mut lock = Lock { file, exclusive: true };
+        let mut lock = Lock { file: Some(file), exclusive: true, _pg: None };
         lock.write_holder("").with_context(|| format!("cannot write the lock file {}", path.display()))?;
         Ok(lock)
     }
@@ -141,7 +150,7 @@ impl Lock {
                 if pid > 0 { format!(" ({})", pid_text(pid, &cmd)) } else { String::new() }
             );
         }
-        Ok(Lock { file, exclusive: false })
+        Ok(Lock { file: Some(file), exclusive: false, _pg: None })
     }
 
     /// Takes the annotator `annotator`'s lock on the session in `dir`, or
@@ -166,7 +175,7 @@ impl Lock {
                 data::display_safe(annotator)
             );
         }
-        let mut lock = Lock { file, exclusive: true };
+        let mut lock = Lock { file: Some(file), exclusive: true, _pg: None };
         lock.write_holder(annotator).with_context(|| format!("cannot write the lock file {}", path.display()))?;
         Ok(lock)
     }
@@ -180,7 +189,7 @@ impl Lock {
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
-        let mut lock = Lock { file, exclusive: true };
+        let mut lock = Lock { file: Some(file), exclusive: true, _pg: None };
         lock.write_holder("").with_context(|| format!("cannot write the lock file {}", path.display()))?;
         Ok(Some(lock))
     }
@@ -191,7 +200,7 @@ impl Lock {
         let path = dir.join("embedding.lock");
         let file = open_file(&path)?;
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(Lock { file, exclusive: false })
+        Ok(Lock { file: Some(file), exclusive: false, _pg: None })
     }
 
     /// Who holds the session's trainer lock (pid, command), as its file
@@ -202,13 +211,19 @@ impl Lock {
         pid_alive(pid).then_some((pid, cmd))
     }
 
+    /// A lock held by a connection to the store.
+    pub(super) fn pg(client: postgres::Client) -> Lock {
+        Lock { file: None, exclusive: false, _pg: Some(client) }
+    }
+
     fn write_holder(&mut self, annotator: &str) -> std::io::Result<()> {
         use std::io::{Seek, Write};
+        let Some(file) = self.file.as_mut() else { return Ok(()) };
         let cmd = std::env::args().collect::<Vec<_>>().join(" ");
-        self.file.set_len(0)?;
-        self.file.seek(std::io::SeekFrom::Start(0))?;
-        writeln!(self.file, "{}\n{cmd}\n{annotator}", std::process::id())?;
-        self.file.sync_all()
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        writeln!(file, "{}\n{cmd}\n{annotator}", std::process::id())?;
+        file.sync_all()
     }
 
     /// Whether the session in `dir` is open for work now, and by whom (pid,
@@ -257,9 +272,11 @@ impl Drop for Lock {
         // OS lock explicitly: closing our descriptor alone would leave it
         // held while a child process forked meanwhile (by another thread)
         // still shares the open file, until that child execs.
-        if self.exclusive {
-            let _ = self.file.set_len(0);
+        if let Some(file) = &self.file {
+            if self.exclusive {
+                let _ = file.set_len(0);
+            }
+            let _ = file.unlock();
         }
-        let _ = self.file.unlock();
     }
 }

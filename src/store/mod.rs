@@ -13,7 +13,7 @@
 //! the folder of sessions, and opening one.
 
 use anyhow::{anyhow, bail, Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,10 @@ use crate::data::{self, Columns, DataError, Format, LabelDef};
 pub use crate::settings::{FinetuneOverrides, Settings};
 
 mod create;
+pub(crate) mod db;
 mod lock;
 mod overlap;
+mod pg;
 mod queries;
 mod schema;
 mod team;
@@ -32,7 +34,9 @@ pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
 pub use lock::{pid_alive, Lock};
 pub use overlap::{in_overlap_share, resolve, Adjudication, Dispute, Resolved};
 use schema::{configure, SCHEMA};
+pub use pg::display_url;
 pub use team::{host_name, Marks, RESERVATION_TTL};
+use db::{p, Db};
 
 pub const SCHEMA_VERSION: i64 = 5;
 const DB_FILE: &str = "session.db";
@@ -44,6 +48,45 @@ const TUNED_ENCODER_LABELS: &str = "encoder_labels";
 const TUNED_ENCODER_ROWS: &str = "encoder_rows";
 /// Meta key of the labels the person kept after review.
 const KEPT_REVIEWS: &str = "review_kept";
+
+/// Where sessions are kept: a folder of SQLite sessions, or a PostgreSQL
+/// database (`pg`), with the folder then holding what stays on this machine
+/// (the embedding cache, copies of the shared model files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub local: PathBuf,
+    pub pg: Option<String>,
+}
+
+impl Store {
+    /// Where the sessions are, for messages.
+    pub fn describe(&self) -> String {
+        match &self.pg {
+            Some(url) => format!("the store {}", display_url(url)),
+            None => self.local.display().to_string(),
+        }
+    }
+}
+
+/// What names a place of sessions: a folder (SQLite), or a `Store`.
+pub trait Sessions {
+    fn store(&self) -> Store;
+}
+impl Sessions for Path {
+    fn store(&self) -> Store {
+        Store { local: self.to_path_buf(), pg: None }
+    }
+}
+impl Sessions for PathBuf {
+    fn store(&self) -> Store {
+        self.as_path().store()
+    }
+}
+impl Sessions for Store {
+    fn store(&self) -> Store {
+        self.clone()
+    }
+}
 
 /// Who gave a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,8 +233,12 @@ pub fn session_dir(sessions: &Path, name: &str) -> PathBuf {
     sessions.join(name)
 }
 
-pub fn exists(sessions: &Path, name: &str) -> bool {
-    session_dir(sessions, name).join(DB_FILE).exists()
+pub fn exists(sessions: &(impl Sessions + ?Sized), name: &str) -> bool {
+    let store = sessions.store();
+    match &store.pg {
+        Some(url) => pg::connect(url).and_then(|mut c| pg::schema_exists(&mut c, &pg::schema_of(name))).unwrap_or(false),
+        None => session_dir(&store.local, name).join(DB_FILE).exists(),
+    }
 }
 
 /// Lists the sessions in a sessions folder, sorted by name.
@@ -209,8 +256,23 @@ pub struct Listed {
 
 /// Lists the sessions in a sessions folder, sorted by name; a session that
 /// cannot be read is listed with the reason.
-pub fn list(sessions: &Path) -> Result<Vec<Listed>> {
+pub fn list(sessions: &(impl Sessions + ?Sized)) -> Result<Vec<Listed>> {
+    let store = sessions.store();
     let mut out = Vec::new();
+    if let Some(url) = &store.pg {
+        for (name, at_work) in pg::list(url)? {
+            let summary = Session::open_read_only(&store, &name).and_then(|s| s.summary()).map_err(|e| {
+                tracing::warn!("cannot read session {name}: {e:#}");
+                data::display_safe(&format!("{e:#}"))
+            });
+            let open_by = at_work.first().map(|(pid, cmd, _)| (*pid, cmd.clone()));
+            let path = PathBuf::from(format!("{}#{}", display_url(url), data::display_safe(&name)));
+            out.push(Listed { name: data::display_safe(&name), path, summary, open_by, at_work });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        return Ok(out);
+    }
+    let sessions = store.local.as_path();
     let rd = match std::fs::read_dir(sessions) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -242,9 +304,20 @@ pub fn new_encoder_dir(dir: &Path, method: &str) -> PathBuf {
 }
 
 /// Deletes a session folder. Refused while another process has it open.
-pub fn remove(sessions: &Path, name: &str) -> Result<()> {
+pub fn remove(sessions: &(impl Sessions + ?Sized), name: &str) -> Result<()> {
     validate_name(name)?;
-    let dir = session_dir(sessions, name);
+    let store = sessions.store();
+    let dir = session_dir(&store.local, name);
+    if let Some(url) = &store.pg {
+        pg::remove(url, name)?;
+        // This machine's copies and caches go too (other machines keep theirs
+        // until they open a session of that name again).
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        return Ok(());
+    }
+    let sessions = store.local.as_path();
     if !dir.join(DB_FILE).exists() {
         bail!("no session '{name}' in {}", sessions.display());
     }
@@ -269,8 +342,12 @@ pub struct Iteration<M> {
 /// An open session.
 pub struct Session {
     pub name: String,
+    /// The session's folder on this machine: the whole session (SQLite), or
+    /// what stays on this machine (PostgreSQL: caches, copies of shared files).
     pub dir: PathBuf,
-    conn: Connection,
+    db: Db,
+    /// The store's address when the session is kept in PostgreSQL.
+    pg: Option<String>,
     /// The session's shared lock and the annotator's (none for a read-only
     /// or second connection).
     _locks: Vec<Lock>,
@@ -278,6 +355,10 @@ pub struct Session {
     works_as_annotator: bool,
     /// Who the labels given through this handle are recorded as.
     annotator: String,
+    /// (PostgreSQL) the version of each shared file this process has here.
+    files_seen: std::cell::RefCell<HashMap<String, i64>>,
+    /// When this process last renewed its reservations.
+    renewed: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 /// The annotator when none is named: the login name (`USER`, `LOGNAME`),
@@ -324,7 +405,7 @@ pub fn validate_annotator(name: &str) -> Result<()> {
 impl Session {
     /// Opens a session for work as the default annotator (the login name):
     /// see `open_as`.
-    pub fn open(sessions: &Path, name: &str) -> Result<Session> {
+    pub fn open(sessions: &(impl Sessions + ?Sized), name: &str) -> Result<Session> {
         Session::open_as(sessions, name, &default_annotator())
     }
 
@@ -332,76 +413,121 @@ impl Session {
     /// the session's shared lock and the annotator's own (another process
     /// working as the same annotator is refused, naming it; other
     /// annotators work beside it), migrates an older schema.
-    pub fn open_as(sessions: &Path, name: &str, annotator: &str) -> Result<Session> {
+    pub fn open_as(sessions: &(impl Sessions + ?Sized), name: &str, annotator: &str) -> Result<Session> {
         validate_name(name)?;
         validate_annotator(annotator)?;
         let annotator = annotator.trim();
-        let dir = session_dir(sessions, name);
+        let store = sessions.store();
+        let dir = session_dir(&store.local, name);
+        if let Some(url) = &store.pg {
+            let lock = pg::lock_work(url, name, Some(annotator))?;
+            return Session::open_locked(&store, name, dir, vec![lock], Some(annotator));
+        }
         if !dir.join(DB_FILE).exists() {
-            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", store.local.display());
         }
         let shared = Lock::share(&dir, name)?;
         let own = Lock::annotator(&dir, name, annotator)?;
-        Session::open_locked(sessions, name, dir, vec![own, shared], Some(annotator))
+        Session::open_locked(&store, name, dir, vec![own, shared], Some(annotator))
     }
 
     /// Opens a session for work that gives no labels (`retrain`): its
     /// shared lock only, beside any annotator.
-    pub fn open_shared(sessions: &Path, name: &str) -> Result<Session> {
+    pub fn open_shared(sessions: &(impl Sessions + ?Sized), name: &str) -> Result<Session> {
         validate_name(name)?;
-        let dir = session_dir(sessions, name);
+        let store = sessions.store();
+        let dir = session_dir(&store.local, name);
+        if let Some(url) = &store.pg {
+            let lock = pg::lock_work(url, name, None)?;
+            return Session::open_locked(&store, name, dir, vec![lock], None);
+        }
         if !dir.join(DB_FILE).exists() {
-            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", store.local.display());
         }
         let shared = Lock::share(&dir, name)?;
-        Session::open_locked(sessions, name, dir, vec![shared], None)
+        Session::open_locked(&store, name, dir, vec![shared], None)
     }
 
-    fn open_locked(sessions: &Path, name: &str, dir: PathBuf, locks: Vec<Lock>, annotator: Option<&str>) -> Result<Session> {
-        // Removed while this process waited for its locks: stays removed.
-        let db = dir.join(DB_FILE);
-        if !db.exists() {
-            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
-        }
-        let conn =
-            Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .with_context(|| format!("cannot open {}", db.display()))?;
-        configure(&conn)?;
-        let s = Session {
+    fn with_db(name: &str, dir: PathBuf, db: Db, pg: Option<String>, locks: Vec<Lock>, annotator: Option<&str>) -> Session {
+        Session {
             name: name.to_string(),
             dir,
-            conn,
+            db,
+            pg,
             _locks: locks,
             works_as_annotator: annotator.is_some(),
             annotator: annotator.map(str::to_string).unwrap_or_else(default_annotator),
+            files_seen: Default::default(),
+            renewed: Default::default(),
+        }
+    }
+
+    fn open_locked(store: &Store, name: &str, dir: PathBuf, locks: Vec<Lock>, annotator: Option<&str>) -> Result<Session> {
+        let db = match &store.pg {
+            Some(url) => pg::open_db(url, name, false)?,
+            None => {
+                // Removed while this process waited for its locks: stays removed.
+                let db = dir.join(DB_FILE);
+                if !db.exists() {
+                    bail!("no session '{name}' in {} (see `labelrest sessions`)", store.local.display());
+                }
+                let conn = Connection::open_with_flags(
+                    &db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_context(|| format!("cannot open {}", db.display()))?;
+                configure(&conn)?;
+                Db::Sqlite(conn)
+            }
         };
+        let s = Session::with_db(name, dir, db, store.pg.clone(), locks, annotator);
         s.check_schema(true)?;
-        s.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", params![now()])?;
+        s.local_folder()?;
+        s.db.exec("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", p![now()])?;
         Ok(s)
+    }
+
+    /// (PostgreSQL) makes this machine's folder of the session, emptied when
+    /// it held another session of that name (one `new --force` replaced).
+    fn local_folder(&self) -> Result<()> {
+        if self.pg.is_none() {
+            return Ok(());
+        }
+        let id = format!("{} {}", pg::schema_of(&self.name), self.meta("created")?.unwrap_or_default());
+        let marker = self.dir.join("store-session");
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some(id.as_str()) {
+            if self.dir.exists() {
+                tracing::info!("{} held another session of that name: emptied", self.dir.display());
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot make {}", self.dir.display()))?;
+            std::fs::write(&marker, &id).with_context(|| format!("cannot write {}", marker.display()))?;
+        }
+        Ok(())
     }
 
     /// Opens a session to read it (listing, export, predict) without taking
     /// the lock and without writing: read-only, so it also works on
     /// read-only storage (where SQLite cannot make the WAL's shared-memory
     /// file, the database is opened as immutable).
-    pub fn open_read_only(sessions: &Path, name: &str) -> Result<Session> {
+    pub fn open_read_only(sessions: &(impl Sessions + ?Sized), name: &str) -> Result<Session> {
         validate_name(name)?;
-        let dir = session_dir(sessions, name);
+        let store = sessions.store();
+        let dir = session_dir(&store.local, name);
+        if let Some(url) = &store.pg {
+            let s = Session::with_db(name, dir, pg::open_db(url, name, true)?, store.pg.clone(), Vec::new(), None);
+            s.check_schema(false)?;
+            s.local_folder()?;
+            return Ok(s);
+        }
         let db = dir.join(DB_FILE);
         if !db.exists() {
-            bail!("no session '{name}' in {} (see `labelrest sessions`)", sessions.display());
+            bail!("no session '{name}' in {} (see `labelrest sessions`)", store.local.display());
         }
         use rusqlite::OpenFlags as F;
         let open = |conn: Connection| -> Result<Session> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            let s = Session {
-                name: name.to_string(),
-                dir: dir.clone(),
-                conn,
-                _locks: Vec::new(),
-                works_as_annotator: false,
-                annotator: default_annotator(),
-            };
+            let s = Session::with_db(name, dir.clone(), Db::Sqlite(conn), None, Vec::new(), None);
             s.check_schema(false)?;
             Ok(s)
         };
@@ -423,16 +549,83 @@ impl Session {
 
     /// A second connection to the same database for another thread (no lock of its own).
     pub fn reopen_shared(&self) -> Result<Session> {
-        let conn = Connection::open(self.dir.join(DB_FILE))?;
-        configure(&conn)?;
-        Ok(Session {
-            name: self.name.clone(),
-            dir: self.dir.clone(),
-            conn,
-            _locks: Vec::new(),
-            works_as_annotator: false,
-            annotator: self.annotator.clone(),
-        })
+        let db = match &self.pg {
+            Some(url) => pg::open_db(url, &self.name, false)?,
+            None => {
+                let conn = Connection::open(self.dir.join(DB_FILE))?;
+                configure(&conn)?;
+                Db::Sqlite(conn)
+            }
+        };
+        let mut s = Session::with_db(&self.name, self.dir.clone(), db, self.pg.clone(), Vec::new(), None);
+        s.annotator = self.annotator.clone();
+        Ok(s)
+    }
+
+    /// Where the session's database is, for messages: its file, or its
+    /// schema in the store.
+    pub fn location(&self) -> String {
+        match &self.pg {
+            Some(url) => format!("{} schema {}", display_url(url), pg::schema_of(&self.name)),
+            None => self.dir.join(DB_FILE).display().to_string(),
+        }
+    }
+
+    /// Whether the session is kept in PostgreSQL.
+    pub fn in_store(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// The session's trainer lock, when no other process holds it.
+    pub fn trainer_lock(&self) -> Result<Option<Lock>> {
+        match &self.pg {
+            Some(url) => pg::trainer(url, &pg::schema_of(&self.name)),
+            None => Lock::trainer(&self.dir),
+        }
+    }
+
+    /// Who holds the session's trainer lock (pid, command), if anyone.
+    pub fn trainer_holder(&self) -> Option<(i32, String)> {
+        match &self.pg {
+            Some(_) => pg::trainer_holder(&self.db),
+            None => Lock::trainer_holder(&self.dir),
+        }
+    }
+
+    /// The name of a file of the session folder, as shared in the store.
+    fn shared_name(&self, path: &Path) -> Result<String> {
+        let rel = path.strip_prefix(&self.dir).map_err(|_| anyhow!("{} is not in the session folder", path.display()))?;
+        Ok(rel.to_string_lossy().replace('\\', "/"))
+    }
+
+    /// (PostgreSQL) shares a file of the session folder (the trained head)
+    /// with the other machines; nothing to do for a SQLite session.
+    pub fn share_file(&self, path: &Path) -> Result<()> {
+        if self.pg.is_none() {
+            return Ok(());
+        }
+        let name = self.shared_name(path)?;
+        let v = self.ctx(pg::put_file(&self.db, &name, path))?;
+        self.files_seen.borrow_mut().insert(name, v);
+        Ok(())
+    }
+
+    /// (PostgreSQL) brings the store's newer copy of a shared file into the
+    /// session folder, if there is one.
+    pub fn fetch_file(&self, path: &Path) -> Result<()> {
+        if self.pg.is_none() {
+            return Ok(());
+        }
+        let name = self.shared_name(path)?;
+        let Some(v) = self.ctx(pg::file_version(&self.db, &name))? else { return Ok(()) };
+        let seen = self.files_seen.borrow().get(&name).copied();
+        if seen == Some(v) && path.exists() {
+            return Ok(());
+        }
+        if let Some(v) = self.ctx(pg::get_file(&self.db, &name, path))? {
+            self.files_seen.borrow_mut().insert(name, v);
+        }
+        Ok(())
     }
 }
 

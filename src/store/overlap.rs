@@ -147,11 +147,7 @@ pub fn resolve(raw: Vec<Label>, overlap: &HashSet<i64>) -> Resolved {
 impl Session {
     /// The rows sent to two annotators.
     pub fn overlap_rows(&self) -> Result<HashSet<i64>> {
-        self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT row_id FROM overlap")?;
-            let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<HashSet<i64>>>();
-            v
-        })())
+        self.ctx(self.db.col::<i64>("SELECT row_id FROM overlap", p![]).map(|v| v.into_iter().collect()))
     }
 
     /// Sends the share `f` (0 to 1) of the rows to two annotators: the
@@ -165,49 +161,43 @@ impl Session {
         }
         let r = (|| -> Result<usize> {
             let tx = self.write_tx()?;
-            let pool: Vec<(i64, i64)> = {
-                let mut st = tx.prepare(
+            let pool: Vec<(i64, i64)> = tx
+                .query(
                     "SELECT r.id, (SELECT count(*) FROM annotations a WHERE a.row_id = r.id AND a.active = 1) FROM rows r WHERE r.split = 'pool'",
-                )?;
-                let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-                v
-            };
-            let now: HashSet<i64> = {
-                let mut st = tx.prepare("SELECT row_id FROM overlap")?;
-                let v = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<HashSet<i64>>>()?;
-                v
-            };
+                    p![],
+                )?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let now: HashSet<i64> = tx.col::<i64>("SELECT row_id FROM overlap", p![])?.into_iter().collect();
             for (id, labels) in pool {
                 let want = in_overlap_share(id, f);
                 if want && !now.contains(&id) && labels == 0 {
-                    tx.execute("INSERT INTO overlap(row_id) VALUES (?1)", params![id])?;
+                    tx.exec("INSERT INTO overlap(row_id) VALUES (?1)", p![id])?;
                 } else if !want && now.contains(&id) && labels < 2 {
-                    tx.execute("DELETE FROM overlap WHERE row_id = ?1", params![id])?;
+                    tx.exec("DELETE FROM overlap WHERE row_id = ?1", p![id])?;
                 }
             }
-            let mut s: Settings =
-                serde_json::from_str(&tx.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get::<_, String>(0))?)?;
+            let mut s: Settings = serde_json::from_str(&tx.one::<String>("SELECT value FROM meta WHERE key='settings'", p![])?)?;
             s.overlap = f;
-            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'settings'", params![serde_json::to_string(&s)?])?;
-            let n: i64 = tx.query_row("SELECT count(*) FROM overlap", [], |r| r.get(0))?;
+            tx.exec("UPDATE meta SET value = ?1 WHERE key = 'settings'", p![serde_json::to_string(&s)?])?;
+            let n: i64 = tx.one("SELECT count(*) FROM overlap", p![])?;
             tx.commit()?;
             Ok(n as usize)
         })();
-        r.with_context(|| format!("cannot set the overlap of session '{}' ({})", self.name, self.dir.join(DB_FILE).display()))
+        r.with_context(|| format!("cannot set the overlap of session '{}' ({})", self.name, self.location()))
     }
 
     /// Every label in use, each annotator's on an overlap row, oldest first.
     pub fn active_labels(&self) -> Result<Vec<Label>> {
         let k = self.n_labels()?;
         type Raw = (i64, i64, i64, String, i64, Option<i64>, Option<String>);
-        let rows: Vec<Raw> = self.ctx((|| {
-            let mut st = self
-                .conn
-                .prepare("SELECT id, row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id")?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let rows: Vec<Raw> = self.ctx((|| -> Result<_> {
+            self.db
+                .query("SELECT id, row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id", p![])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
         rows.into_iter()
             .map(|(seq, row_id, label, source, iteration, predicted, annotator)| {
@@ -234,8 +224,8 @@ impl Session {
     /// the queue because others labelled it (an overlap row: two others
     /// did, or it was adjudicated). Returns who, when so.
     pub fn closed_by_others(&self, row_id: i64) -> Result<Option<String>> {
-        let given = self.ctx(given_labels(&self.conn, row_id))?;
-        let overlap = self.ctx(is_overlap(&self.conn, row_id))?;
+        let given = self.ctx(given_labels(&self.db, row_id))?;
+        let overlap = self.ctx(is_overlap(&self.db, row_id))?;
         let me = self.annotator.as_str();
         if given.iter().any(|(a, _)| a.as_deref() == Some(me)) || open_to(me, &given, overlap) {
             return Ok(None);
@@ -245,15 +235,12 @@ impl Session {
 
     /// Who adjudicated row `row_id`, and the label, when someone did.
     pub fn adjudicated_by(&self, row_id: i64) -> Result<Option<(String, u32)>> {
-        let r: Option<(Option<String>, i64)> = self.ctx(
-            self.conn
-                .query_row(
-                    "SELECT annotator, label FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated'",
-                    params![row_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional(),
-        )?;
+        let r: Option<(Option<String>, i64)> = self.ctx((|| -> Result<_> {
+            self.db
+                .row("SELECT annotator, label FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated'", p![row_id])?
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?)))
+                .transpose()
+        })())?;
         let k = self.n_labels()?;
         r.map(|(a, l)| Ok((a.unwrap_or_default(), self.check_label("the adjudicated label", row_id, l, k)?))).transpose()
     }
@@ -261,10 +248,10 @@ impl Session {
     /// Who closed an overlap row this annotator has not labelled (two
     /// annotators did, or it was adjudicated); None for any other row.
     pub fn overlap_closed(&self, row_id: i64) -> Result<Option<String>> {
-        if !self.ctx(is_overlap(&self.conn, row_id))? {
+        if !self.ctx(is_overlap(&self.db, row_id))? {
             return Ok(None);
         }
-        let given = self.ctx(given_labels(&self.conn, row_id))?;
+        let given = self.ctx(given_labels(&self.db, row_id))?;
         if given.iter().any(|(a, s)| s == "person" && a.as_deref() == Some(self.annotator.as_str())) {
             return Ok(None);
         }
@@ -279,23 +266,23 @@ impl Session {
     pub fn adjudicate(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<Adjudication> {
         let r = (|| -> Result<Adjudication> {
             let tx = self.write_tx()?;
-            let nlabels: i64 = tx.query_row("SELECT count(*) FROM label_set", [], |r| r.get(0))?;
+            let nlabels: i64 = tx.one("SELECT count(*) FROM label_set", p![])?;
             if label as i64 >= nlabels {
                 bail!("label {label} is not in the label set of session '{}'", self.name);
             }
-            let exists: i64 = tx.query_row("SELECT count(*) FROM rows WHERE id=?1 AND split='pool'", params![row_id], |r| r.get(0))?;
+            let exists: i64 = tx.one("SELECT count(*) FROM rows WHERE id=?1 AND split='pool'", p![row_id])?;
             if exists == 0 {
                 bail!("no row {row_id} in the pool of session '{}'", self.name);
             }
-            let given: Vec<(i64, String, Option<String>)> = {
-                let mut st = tx.prepare("SELECT label, source, annotator FROM annotations WHERE row_id=?1 AND active=1")?;
-                let v = st.query_map(params![row_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-                v
-            };
+            let given: Vec<(i64, String, Option<String>)> = tx
+                .query("SELECT label, source, annotator FROM annotations WHERE row_id=?1 AND active=1", p![row_id])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .collect::<Result<Vec<_>>>()?;
             if let Some(g) = given.iter().find(|g| g.1 == "adjudicated") {
                 return Ok(Adjudication::Settled(g.2.clone().unwrap_or_default()));
             }
-            let overlap: i64 = tx.query_row("SELECT count(*) FROM overlap WHERE row_id=?1", params![row_id], |r| r.get(0))?;
+            let overlap: i64 = tx.one("SELECT count(*) FROM overlap WHERE row_id=?1", p![row_id])?;
             let distinct: HashSet<i64> = given.iter().filter(|g| g.1 != "adjudicated").map(|g| g.0).collect();
             if overlap == 0 || distinct.len() < 2 {
                 return Ok(Adjudication::NotDisputed);
@@ -303,26 +290,27 @@ impl Session {
             if given.iter().any(|g| g.1 == "person" && g.2.as_deref() == Some(self.annotator.as_str())) {
                 return Ok(Adjudication::Yours);
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, annotator) VALUES (?1, ?2, 'adjudicated', ?3, ?4, ?5, ?6)",
-                params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), self.annotator],
+                p![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), &self.annotator],
             )?;
             tx.commit()?;
             Ok(Adjudication::Done)
         })();
-        r.with_context(|| format!("the adjudication of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
+        r.with_context(|| format!("the adjudication of row {row_id} was not saved to {}", self.location()))
     }
 }
 
 /// The labels in use on a row: (annotator, source).
-pub(super) fn given_labels(conn: &Connection, row_id: i64) -> rusqlite::Result<Vec<(Option<String>, String)>> {
-    let mut st = conn.prepare_cached("SELECT annotator, source FROM annotations WHERE row_id=?1 AND active=1 ORDER BY id")?;
-    let v = st.query_map(params![row_id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
-    v
+pub(super) fn given_labels(db: &Db, row_id: i64) -> Result<Vec<(Option<String>, String)>> {
+    db.query("SELECT annotator, source FROM annotations WHERE row_id=?1 AND active=1 ORDER BY id", p![row_id])?
+        .iter()
+        .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?)))
+        .collect()
 }
 
-pub(super) fn is_overlap(conn: &Connection, row_id: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT count(*) FROM overlap WHERE row_id=?1")?.query_row(params![row_id], |r| r.get::<_, i64>(0)).map(|n| n > 0)
+pub(super) fn is_overlap(db: &Db, row_id: i64) -> Result<bool> {
+    Ok(db.one::<i64>("SELECT count(*) FROM overlap WHERE row_id=?1", p![row_id])? > 0)
 }
 
 /// Who closed an overlap row to another annotator: the two (or more) who

@@ -7,12 +7,12 @@ use super::*;
 impl Session {
     /// Names the session and its file in an error from the database.
     pub(super) fn ctx<T, E: Into<anyhow::Error>>(&self, r: std::result::Result<T, E>) -> Result<T> {
-        r.map_err(Into::into).with_context(|| format!("session '{}' ({})", self.name, self.dir.join(DB_FILE).display()))
+        r.map_err(Into::into).with_context(|| format!("session '{}' ({})", self.name, self.location()))
     }
 
     /// The number of labels in the label set (labels stored must be below it).
     pub(super) fn n_labels(&self) -> Result<u32> {
-        self.ctx(self.conn.query_row("SELECT count(*) FROM label_set", [], |r| r.get::<_, i64>(0)).map(|n| n as u32))
+        self.ctx(self.db.one::<i64>("SELECT count(*) FROM label_set", p![]).map(|n| n as u32))
     }
 
     pub(super) fn check_label(&self, what: &str, row_id: i64, label: i64, k: u32) -> Result<u32> {
@@ -20,38 +20,36 @@ impl Session {
             bail!(
                 "session '{}' ({}): {what} of row {row_id} is label {label}, but the label set has {k} labels: the database is damaged",
                 self.name,
-                self.dir.join(DB_FILE).display()
+                self.location()
             );
         }
         Ok(label as u32)
     }
 
     pub fn summary(&self) -> Result<Summary> {
-        let rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='pool'", [], |r| r.get(0))?;
-        let test_rows: i64 = self.conn.query_row("SELECT count(*) FROM rows WHERE split='test'", [], |r| r.get(0))?;
-        let labelled: i64 = self.conn.query_row("SELECT count(DISTINCT row_id) FROM annotations WHERE active=1", [], |r| r.get(0))?;
-        let iterations: i64 = self.conn.query_row("SELECT count(*) FROM iterations", [], |r| r.get(0))?;
-        let last_opened: String =
-            self.conn.query_row("SELECT value FROM meta WHERE key='last_opened'", [], |r| r.get(0)).optional()?.unwrap_or_default();
+        let rows: i64 = self.db.one("SELECT count(*) FROM rows WHERE split='pool'", p![])?;
+        let test_rows: i64 = self.db.one("SELECT count(*) FROM rows WHERE split='test'", p![])?;
+        let labelled: i64 = self.db.one("SELECT count(DISTINCT row_id) FROM annotations WHERE active=1", p![])?;
+        let iterations: i64 = self.db.one("SELECT count(*) FROM iterations", p![])?;
+        let last_opened: String = self.db.opt("SELECT value FROM meta WHERE key='last_opened'", p![])?.unwrap_or_default();
         Ok(Summary { name: self.name.clone(), rows, test_rows, labelled, iterations, last_opened, path: self.dir.clone() })
     }
 
     pub fn settings(&self) -> Result<Settings> {
-        let s: String = self.ctx(self.conn.query_row("SELECT value FROM meta WHERE key='settings'", [], |r| r.get(0)))?;
-        serde_json::from_str(&s)
-            .with_context(|| format!("session '{}' ({}): the settings are damaged", self.name, self.dir.join(DB_FILE).display()))
+        let s: String = self.ctx(self.db.one("SELECT value FROM meta WHERE key='settings'", p![]))?;
+        serde_json::from_str(&s).with_context(|| format!("session '{}' ({}): the settings are damaged", self.name, self.location()))
     }
 
     pub fn save_settings(&self, s: &Settings) -> Result<()> {
-        self.conn.execute(
+        self.db.exec(
             "INSERT INTO meta(key, value) VALUES ('settings', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![serde_json::to_string(s)?],
+            p![serde_json::to_string(s)?],
         )?;
         Ok(())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", params![key], |r| r.get(0)).optional()?)
+        self.db.opt("SELECT value FROM meta WHERE key=?1", p![key])
     }
 
     /// The (row id, label) pairs the person kept after the review disputed
@@ -71,25 +69,23 @@ impl Session {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
+        self.db.exec(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
+            p![key, value],
         )?;
         Ok(())
     }
 
     pub fn label_set(&self) -> Result<Vec<LabelDef>> {
-        self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT name, description FROM label_set ORDER BY id")?;
-            let v = st.query_map([], |r| Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))?.collect::<rusqlite::Result<Vec<_>>>();
-            v
+        self.ctx((|| -> Result<_> {
+            self.db.query("SELECT name, description FROM label_set ORDER BY id", p![])?.iter().map(|r| anyhow::Ok(LabelDef { name: r.get(0)?, description: r.get(1)? })).collect()
         })())
     }
 
     pub fn set_label_description(&self, label: u32, description: Option<&str>) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.db.exec(
             "UPDATE label_set SET description = ?1 WHERE id = ?2",
-            params![description.filter(|d| !d.trim().is_empty()), label as i64],
+            p![description.filter(|d| !d.trim().is_empty()), label as i64],
         )?;
         if n != 1 {
             bail!("no label {label} in the label set");
@@ -100,10 +96,8 @@ impl Session {
     /// All rows in id order (pool rows first, then test rows).
     pub fn rows(&self) -> Result<Vec<Row>> {
         let k = self.n_labels()?;
-        let raw: Vec<(i64, String, String, Option<i64>)> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT id, split, text, gold FROM rows ORDER BY id")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let raw: Vec<(i64, String, String, Option<i64>)> = self.ctx((|| -> Result<_> {
+            self.db.query("SELECT id, split, text, gold FROM rows ORDER BY id", p![])?.iter().map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).collect::<Result<Vec<_>>>()
         })())?;
         raw.into_iter()
             .map(|(id, split, text, gold)| {
@@ -131,12 +125,17 @@ impl Session {
 
     /// One row's text.
     pub fn text_of(&self, row_id: i64) -> Result<String> {
-        self.ctx(self.conn.query_row("SELECT text FROM rows WHERE id=?1", params![row_id], |r| r.get(0)))
+        self.ctx(self.db.one("SELECT text FROM rows WHERE id=?1", p![row_id]))
     }
 
     /// Where the head trained on the encoder with content hash `model_hash` is saved.
+    /// (In PostgreSQL, a newer copy the trainer shared is brought here first.)
     pub fn head_path(&self, model_hash: &str) -> PathBuf {
-        self.dir.join(format!("head-{model_hash}.safetensors"))
+        let path = self.dir.join(format!("head-{model_hash}.safetensors"));
+        if let Err(e) = self.fetch_file(&path) {
+            tracing::warn!("cannot bring the shared model {} from the store: {e:#}", path.display());
+        }
+        path
     }
 
     pub fn annotator(&self) -> &str {
@@ -146,12 +145,15 @@ impl Session {
     /// The labels in use per annotator and source, most first: (annotator
     /// (None: not recorded), source, count).
     pub fn labels_per_annotator(&self) -> Result<Vec<(Option<String>, Source, i64)>> {
-        let raw: Vec<(Option<String>, String, i64)> = self.ctx((|| {
-            let mut st = self.conn.prepare(
-                "SELECT annotator, source, count(*) FROM annotations WHERE active=1 GROUP BY annotator, source ORDER BY count(*) DESC, annotator",
-            )?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let raw: Vec<(Option<String>, String, i64)> = self.ctx((|| -> Result<_> {
+            self.db
+                .query(
+                    "SELECT annotator, source, count(*) FROM annotations WHERE active=1 GROUP BY annotator, source ORDER BY count(*) DESC, annotator",
+                    p![],
+                )?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
         raw.into_iter().map(|(a, s, n)| Ok((a, self.ctx(Source::parse(&s))?, n))).collect()
     }
@@ -162,31 +164,28 @@ impl Session {
     /// kept in the history and comes back on undo.
     pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
         self.add_label_tx(row_id, label, iteration, predicted)
-            .with_context(|| format!("the label of row {row_id} was not saved to {}", self.dir.join(DB_FILE).display()))
+            .with_context(|| format!("the label of row {row_id} was not saved to {}", self.location()))
     }
 
     fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
         let tx = self.write_tx()?;
-        let split: Option<String> = tx.query_row("SELECT split FROM rows WHERE id=?1", params![row_id], |r| r.get(0)).optional()?;
+        let split: Option<String> = tx.opt("SELECT split FROM rows WHERE id=?1", p![row_id])?;
         match split.as_deref() {
             None => bail!("no row {row_id} in session '{}'", self.name),
             Some("test") => bail!("row {row_id} is in the held-out test set and cannot be labelled"),
             _ => {}
         }
-        let nlabels: i64 = tx.query_row("SELECT count(*) FROM label_set", [], |r| r.get(0))?;
+        let nlabels: i64 = tx.one("SELECT count(*) FROM label_set", p![])?;
         if label as i64 >= nlabels {
             bail!("label {label} is not in the label set of session '{}'", self.name);
         }
         // An overlap row keeps each annotator's label; any other row has one.
-        let overlap: i64 = tx.query_row("SELECT count(*) FROM overlap WHERE row_id=?1", params![row_id], |r| r.get(0))?;
+        let overlap: i64 = tx.one("SELECT count(*) FROM overlap WHERE row_id=?1", p![row_id])?;
         let prev: Option<i64> = if overlap > 0 {
-            let mine = tx
-                .query_row(
-                    "SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source<>'adjudicated' AND annotator=?2",
-                    params![row_id, self.annotator],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let mine: Option<i64> = tx.opt(
+                "SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source<>'adjudicated' AND annotator=?2",
+                p![row_id, &self.annotator],
+            )?;
             // Two annotators' labels (or an adjudication) close it to a third.
             if mine.is_none() {
                 if let Some(who) = super::overlap::full(&super::overlap::given_labels(&tx, row_id)?) {
@@ -195,18 +194,17 @@ impl Session {
             }
             mine
         } else {
-            tx.query_row("SELECT id FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| r.get(0)).optional()?
+            tx.opt("SELECT id FROM annotations WHERE row_id=?1 AND active=1", p![row_id])?
         };
-        if let Some(p) = prev {
-            tx.execute("UPDATE annotations SET active=0 WHERE id=?1", params![p])?;
+        if let Some(prev) = prev {
+            tx.exec("UPDATE annotations SET active=0 WHERE id=?1", p![prev])?;
         }
-        tx.execute(
-            "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces, annotator) VALUES (?1, ?2, 'person', ?3, ?4, ?5, ?6, ?7)",
-            params![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev, self.annotator],
+        let id: i64 = tx.one(
+            "INSERT INTO annotations(row_id, label, source, iteration, at, predicted, replaces, annotator) VALUES (?1, ?2, 'person', ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            p![row_id, label as i64, iteration, now(), predicted.map(|p| p as i64), prev, &self.annotator],
         )?;
-        let id = tx.last_insert_rowid();
         // A labelled row need not be held: a row sent to two goes on to the next annotator now.
-        tx.execute("DELETE FROM reservations WHERE row_id=?1 AND annotator=?2", params![row_id, self.annotator])?;
+        tx.exec("DELETE FROM reservations WHERE row_id=?1 AND annotator=?2", p![row_id, &self.annotator])?;
         tx.commit()?;
         Ok(id)
     }
@@ -218,19 +216,17 @@ impl Session {
     /// Returns the row it was about, or None when there is nothing to undo.
     pub fn undo_last(&self) -> Result<Option<i64>> {
         let tx = self.write_tx()?;
-        let last: Option<(i64, i64, Option<i64>)> = tx
-            .query_row(
-                "SELECT id, row_id, replaces FROM annotations a WHERE source IN ('person','adjudicated') AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL)
-                   AND NOT EXISTS (SELECT 1 FROM annotations b WHERE b.row_id = a.row_id AND b.active=1 AND b.source='adjudicated' AND b.id > a.id)
-                 ORDER BY id DESC LIMIT 1",
-                params![self.annotator],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((id, row_id, replaces)) = last else { return Ok(None) };
-        tx.execute("UPDATE annotations SET active=0, undone=1 WHERE id=?1", params![id])?;
-        if let Some(p) = replaces {
-            tx.execute("UPDATE annotations SET active=1 WHERE id=?1", params![p])?;
+        let last = tx.row(
+            "SELECT id, row_id, replaces FROM annotations a WHERE source IN ('person','adjudicated') AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL)
+               AND NOT EXISTS (SELECT 1 FROM annotations b WHERE b.row_id = a.row_id AND b.active=1 AND b.source='adjudicated' AND b.id > a.id)
+             ORDER BY id DESC LIMIT 1",
+            p![&self.annotator],
+        )?;
+        let Some(last) = last else { return Ok(None) };
+        let (id, row_id, replaces): (i64, i64, Option<i64>) = (last.get(0)?, last.get(1)?, last.get(2)?);
+        tx.exec("UPDATE annotations SET active=0, undone=1 WHERE id=?1", p![id])?;
+        if let Some(prev) = replaces {
+            tx.exec("UPDATE annotations SET active=1 WHERE id=?1", p![prev])?;
         }
         tx.commit()?;
         Ok(Some(row_id))
@@ -239,11 +235,10 @@ impl Session {
     /// Number of this annotator's decisions (labels and adjudications, not
     /// undone) made from a given iteration on.
     pub fn decisions_since(&self, iteration: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
+        self.db.one(
             "SELECT count(*) FROM annotations WHERE source IN ('person','adjudicated') AND active=1 AND iteration >= ?1 AND (annotator = ?2 OR annotator IS NULL)",
-            params![iteration, self.annotator],
-            |r| r.get(0),
-        )?)
+            p![iteration, &self.annotator],
+        )
     }
 
     /// The fine-tuned encoder the session uses, when one was swapped in:
@@ -252,7 +247,23 @@ impl Session {
     pub fn tuned_encoder(&self) -> Result<Option<(PathBuf, Option<usize>)>> {
         let Some(name) = self.meta(TUNED_ENCODER)? else { return Ok(None) };
         let labels = self.meta(TUNED_ENCODER_LABELS)?.and_then(|v| v.parse().ok());
-        Ok(Some((self.dir.join(name), labels)))
+        let dir = self.dir.join(&name);
+        if self.pg.is_some() && !dir.exists() {
+            // Fine-tuned on another machine: brought from the store, whole or not at all.
+            let part = self.dir.join(format!(".{name}.part-{}", std::process::id()));
+            let r = (|| -> Result<()> {
+                for f in self.ctx(pg::files_under(&self.db, &format!("{name}/")))? {
+                    let rel = &f[name.len() + 1..];
+                    self.ctx(pg::get_file(&self.db, &f, &part.join(rel)))?;
+                }
+                std::fs::rename(&part, &dir).with_context(|| format!("cannot put {} in place", dir.display()))
+            })();
+            if let Err(e) = r {
+                let _ = std::fs::remove_dir_all(&part);
+                tracing::warn!("cannot bring the fine-tuned encoder {name} from the store: {e:#}");
+            }
+        }
+        Ok(Some((dir, labels)))
     }
 
     /// Makes `dir` (a folder of this session) the encoder in use, learnt
@@ -262,17 +273,33 @@ impl Session {
         let name =
             dir.file_name().map(|n| n.to_string_lossy().to_string()).ok_or_else(|| anyhow!("{} is not a folder name", dir.display()))?;
         let old = self.meta(TUNED_ENCODER)?;
+        // In the store, its files go first, so that other machines find them.
+        let mut files = Vec::new();
+        if self.pg.is_some() {
+            for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                let path = e?.path();
+                if path.is_file() {
+                    files.push((format!("{name}/{}", path.file_name().unwrap_or_default().to_string_lossy()), std::fs::read(&path)?));
+                }
+            }
+        }
         // All three or none: another process reads them together.
         let tx = self.write_tx()?;
+        for (f, data) in files {
+            tx.exec(
+                "INSERT INTO files(name, data, version) VALUES (?1, ?2, 1) ON CONFLICT(name) DO UPDATE SET data = excluded.data, version = files.version + 1",
+                p![f, data],
+            )?;
+        }
+        if let Some(o) = old.as_ref().filter(|o| **o != name && self.pg.is_some()) {
+            tx.exec("DELETE FROM files WHERE starts_with(name, ?1)", p![format!("{o}/")])?;
+        }
         for (k, v) in [
             (TUNED_ENCODER, name.clone()),
             (TUNED_ENCODER_LABELS, rows.len().to_string()),
             (TUNED_ENCODER_ROWS, serde_json::to_string(rows)?),
         ] {
-            tx.execute(
-                "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![k, v],
-            )?;
+            tx.exec("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", p![k, v])?;
         }
         tx.commit()?;
         Ok(old.filter(|o| *o != name).map(|o| self.dir.join(o)))
@@ -292,10 +319,8 @@ impl Session {
     /// Each labelled row's honest probabilities (`learn::Honesty`), as the
     /// last iteration left them.
     pub fn honest_probs(&self) -> Result<HashMap<i64, Vec<f32>>> {
-        let v: Vec<(i64, Vec<u8>)> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT row_id, probs FROM honest")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let v: Vec<(i64, Vec<u8>)> = self.ctx((|| -> Result<_> {
+            self.db.query("SELECT row_id, probs FROM honest", p![])?.iter().map(|r| anyhow::Ok((r.get(0)?, r.get(1)?))).collect::<Result<Vec<_>>>()
         })())?;
         Ok(v.into_iter().map(|(id, b)| (id, b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())).collect())
     }
@@ -304,12 +329,9 @@ impl Session {
     pub fn set_honest_probs(&self, probs: &[(i64, &[f32])]) -> Result<()> {
         let r = (|| -> Result<()> {
             let tx = self.write_tx()?;
-            {
-                let mut st = tx.prepare("INSERT OR REPLACE INTO honest(row_id, probs) VALUES (?1, ?2)")?;
-                for (id, p) in probs {
-                    let b: Vec<u8> = p.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    st.execute(params![id, b])?;
-                }
+            for (id, probs) in probs {
+                let b: Vec<u8> = probs.iter().flat_map(|x| x.to_le_bytes()).collect();
+                tx.exec("INSERT INTO honest(row_id, probs) VALUES (?1, ?2) ON CONFLICT(row_id) DO UPDATE SET probs = excluded.probs", p![*id, b])?;
             }
             tx.commit()?;
             Ok(())
@@ -321,26 +343,27 @@ impl Session {
     /// not read (a damaged database) are an error of that iteration alone,
     /// naming it, for the caller to decide on: the others still read.
     pub fn iterations<M: serde::de::DeserializeOwned>(&self) -> Result<Vec<Iteration<M>>> {
-        let v: Vec<(i64, i64, String)> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT id, n_labels, metrics FROM iterations ORDER BY id")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let v: Vec<(i64, i64, String)> = self.ctx((|| -> Result<_> {
+            self.db
+                .query("SELECT id, n_labels, metrics FROM iterations ORDER BY id", p![])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
-        let db = self.dir.join(DB_FILE);
+        let db = self.location();
         Ok(v.into_iter()
             .map(|(id, n_labels, m)| Iteration {
                 id,
                 n_labels,
                 metrics: serde_json::from_str(&m)
-                    .map_err(|e| format!("session '{}' ({}): the metrics of iteration {id} are damaged ({e})", self.name, db.display())),
+                    .map_err(|e| format!("session '{}' ({}): the metrics of iteration {id} are damaged ({e})", self.name, db)),
             })
             .collect())
     }
 
     /// Replaces the stored metrics of iteration `id`.
     pub fn set_iteration_metrics<M: serde::Serialize>(&self, id: i64, metrics: &M) -> Result<()> {
-        let n =
-            self.ctx(self.conn.execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", params![serde_json::to_string(metrics)?, id]))?;
+        let n = self.ctx(self.db.exec("UPDATE iterations SET metrics = ?1 WHERE id = ?2", p![serde_json::to_string(metrics)?, id]))?;
         if n != 1 {
             bail!("no iteration {id} in session '{}'", self.name);
         }
@@ -349,7 +372,7 @@ impl Session {
 
     /// The id of the last iteration (0 before the first).
     pub fn last_iteration(&self) -> Result<i64> {
-        self.ctx(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM iterations", [], |r| r.get(0)))
+        self.ctx(self.db.one("SELECT COALESCE(MAX(id), 0) FROM iterations", p![]))
     }
 
     /// Records an iteration and replaces the stored predictions with its
@@ -364,10 +387,9 @@ impl Session {
         E: std::error::Error + Send + Sync + 'static,
     {
         let tx = self.write_tx()?;
-        tx.execute("INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, '{}')", params![n_labels, now()])?;
-        let id = tx.last_insert_rowid();
+        let id: i64 = tx.one("INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, '{}') RETURNING id", p![n_labels, now()])?;
         let m = metrics(id)?;
-        tx.execute("UPDATE iterations SET metrics = ?1 WHERE id = ?2", params![serde_json::to_string(&m)?, id])?;
+        tx.exec("UPDATE iterations SET metrics = ?1 WHERE id = ?2", p![serde_json::to_string(&m)?, id])?;
         insert_predictions(&tx, id, preds)?;
         tx.commit()?;
         Ok(id)
@@ -384,12 +406,12 @@ impl Session {
     pub fn predictions(&self) -> Result<HashMap<i64, Prediction>> {
         let k = self.n_labels()?;
         type Raw = (i64, i64, f64, f64, f64, Option<i64>);
-        let v: Vec<Raw> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT row_id, label, prob, entropy, margin, rank FROM predictions")?;
-            let v = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let v: Vec<Raw> = self.ctx((|| -> Result<_> {
+            self.db
+                .query("SELECT row_id, label, prob, entropy, margin, rank FROM predictions", p![])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
         v.into_iter()
             .map(|(row_id, label, prob, entropy, margin, rank)| {
@@ -399,24 +421,27 @@ impl Session {
             .collect()
     }
 
-    /// `PRAGMA integrity_check` and foreign-key check; Ok when consistent.
+    /// `PRAGMA integrity_check` and foreign-key check (SQLite; PostgreSQL
+    /// enforces both), and one label in use per row and annotator; Ok when
+    /// consistent.
     pub fn check_integrity(&self) -> Result<()> {
-        let r: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if r != "ok" {
-            bail!("integrity check failed: {r}");
-        }
-        let bad: i64 = self.conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
-        if bad > 0 {
-            bail!("{bad} foreign key violations");
+        if !self.db.is_pg() {
+            let r: String = self.db.one("PRAGMA integrity_check", p![])?;
+            if r != "ok" {
+                bail!("integrity check failed: {r}");
+            }
+            let bad: i64 = self.db.one("SELECT count(*) FROM pragma_foreign_key_check", p![])?;
+            if bad > 0 {
+                bail!("{bad} foreign key violations");
+            }
         }
         // One label in use per row; on an overlap row one per annotator, and one adjudication.
-        let dup: i64 = self.conn.query_row(
+        let dup: i64 = self.db.one(
             "SELECT count(*) FROM (SELECT row_id FROM annotations a WHERE active=1 GROUP BY row_id,
                CASE WHEN NOT EXISTS (SELECT 1 FROM overlap o WHERE o.row_id = a.row_id) THEN ''
                     WHEN source = 'adjudicated' THEN 'adjudicated' ELSE source || ':' || coalesce(annotator, '') END
-               HAVING count(*) > 1)",
-            [],
-            |r| r.get(0),
+               HAVING count(*) > 1) AS d",
+            p![],
         )?;
         if dup > 0 {
             bail!("{dup} rows have more than one active label");
@@ -424,19 +449,44 @@ impl Session {
         Ok(())
     }
 
-    /// The database file.
+    /// The database file (of a SQLite session).
     pub fn db_path(&self) -> PathBuf {
         self.dir.join(DB_FILE)
     }
 }
 
 /// Replaces every stored prediction with `preds` (inside a transaction).
-fn insert_predictions(tx: &rusqlite::Transaction, iteration: i64, preds: &[Prediction]) -> Result<()> {
-    tx.execute("DELETE FROM predictions", [])?;
-    let mut st =
-        tx.prepare("INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-    for p in preds {
-        st.execute(params![p.row_id, p.label as i64, p.prob as f64, p.entropy as f64, p.margin as f64, p.rank, iteration])?;
+fn insert_predictions(tx: &Db, iteration: i64, preds: &[Prediction]) -> Result<()> {
+    tx.exec("DELETE FROM predictions", p![])?;
+    if tx.is_pg() {
+        // One statement per thousand rows: a round trip each is slow over a network.
+        for chunk in preds.chunks(1000) {
+            let mut sql = String::from("INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES ");
+            let mut params = Vec::with_capacity(chunk.len() * 7);
+            for (i, x) in chunk.iter().enumerate() {
+                let b = i * 7;
+                sql.push_str(&format!(
+                    "{}(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                    if i > 0 { ", " } else { "" },
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
+                params.extend_from_slice(p![x.row_id, x.label as i64, x.prob as f64, x.entropy as f64, x.margin as f64, x.rank, iteration]);
+            }
+            tx.exec(&sql, &params)?;
+        }
+        return Ok(());
+    }
+    for x in preds {
+        tx.exec(
+            "INSERT INTO predictions(row_id, label, prob, entropy, margin, rank, iteration) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            p![x.row_id, x.label as i64, x.prob as f64, x.entropy as f64, x.margin as f64, x.rank, iteration],
+        )?;
     }
     Ok(())
 }

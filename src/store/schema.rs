@@ -65,15 +65,17 @@ pub(super) fn configure(conn: &Connection) -> Result<()> {
 
 impl Session {
     pub(super) fn check_schema(&self, migrate: bool) -> Result<()> {
-        let has_meta: bool = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get::<_, i64>(0))
-            .map(|n| n > 0)
-            .with_context(|| format!("{} is not a labelrest session database", self.dir.join(DB_FILE).display()))?;
-        if !has_meta {
-            bail!("{} is not a labelrest session (no meta table)", self.dir.join(DB_FILE).display());
+        let has_meta: bool = if self.db.is_pg() {
+            self.db.one::<i64>("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'meta'", p![])
+        } else {
+            self.db.one::<i64>("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", p![])
         }
-        let v: Option<String> = self.conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        .map(|n| n > 0)
+        .with_context(|| format!("{} is not a labelrest session database", self.location()))?;
+        if !has_meta {
+            bail!("{} is not a labelrest session (no meta table)", self.location());
+        }
+        let v: Option<String> = self.db.opt("SELECT value FROM meta WHERE key='schema_version'", p![])?;
         let v: i64 = v
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow!("session '{}' has no schema version; it is not a labelrest session", self.name))?;
@@ -94,9 +96,12 @@ impl Session {
 
     /// Migrates from an older schema, step by step, in one transaction.
     fn migrate(&self, from: i64) -> Result<()> {
+        if self.db.is_pg() {
+            bail!("session '{}' in the store has schema {from}, which this labelrest cannot migrate", self.name);
+        }
         let tx = self.write_tx()?;
         // Another process may have migrated it while this one waited.
-        let now: Option<String> = tx.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        let now: Option<String> = tx.opt("SELECT value FROM meta WHERE key='schema_version'", p![])?;
         if now.and_then(|v| v.parse::<i64>().ok()) == Some(SCHEMA_VERSION) {
             return Ok(());
         }
@@ -106,16 +111,16 @@ impl Session {
                 // Schema 1 had no record of what the model predicted when a
                 // person decided, so no kept-prediction rate.
                 1 => {
-                    tx.execute_batch("ALTER TABLE annotations ADD COLUMN predicted INTEGER;")?;
+                    tx.batch("ALTER TABLE annotations ADD COLUMN predicted INTEGER;")?;
                 }
                 // Schema 2 did not record who gave a label (`stats` says "not recorded").
                 2 => {
-                    tx.execute_batch("ALTER TABLE annotations ADD COLUMN annotator TEXT;")?;
+                    tx.batch("ALTER TABLE annotations ADD COLUMN annotator TEXT;")?;
                 }
                 // Schema 3 had one annotator at a time (no reservations) and
                 // calibrated on the cross-validation alone (no honest probabilities).
                 3 => {
-                    tx.execute_batch(
+                    tx.batch(
                         "CREATE TABLE reservations(row_id INTEGER PRIMARY KEY REFERENCES rows(id), annotator TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, until TEXT NOT NULL);
                          CREATE TABLE honest(row_id INTEGER PRIMARY KEY REFERENCES rows(id), probs BLOB NOT NULL);",
                     )?;
@@ -123,7 +128,7 @@ impl Session {
                 // Schema 4 had one label in use per row: no rows sent to two
                 // annotators (overlap), no adjudicated labels.
                 4 => {
-                    tx.execute_batch(
+                    tx.batch(
                         "CREATE TABLE annotations_5(
                            id INTEGER PRIMARY KEY AUTOINCREMENT,
                            row_id INTEGER NOT NULL REFERENCES rows(id),
@@ -150,7 +155,7 @@ impl Session {
             }
             v += 1;
         }
-        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", params![SCHEMA_VERSION.to_string()])?;
+        tx.exec("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", p![SCHEMA_VERSION.to_string()])?;
         tx.commit()?;
         tracing::info!("migrated session {} from schema {from} to {SCHEMA_VERSION}", self.name);
         Ok(())

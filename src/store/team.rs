@@ -8,8 +8,9 @@
 use super::*;
 
 /// How long a reservation from another machine lasts (one from this machine
-/// lasts while its process lives). Nothing renews them yet: every process
-/// of a session is on one machine until the store can be shared.
+/// lasts while its process lives) unless renewed: a process renews its own
+/// when it looks at the session (`marks`, every second or so while it works),
+/// so a machine that dies frees its rows within this time.
 pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// This machine's name (reservations name it: only processes on this
@@ -34,23 +35,37 @@ fn at(offset: std::time::Duration) -> String {
 }
 
 impl Session {
-    /// A write transaction that holds SQLite's write lock from its start.
-    pub(super) fn write_tx(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+    /// A write transaction that holds the session's write lock from its start.
+    pub(super) fn write_tx(&self) -> Result<db::Tx<'_>> {
+        self.db.write_tx()
     }
 
     /// Drops reservations that no live process holds.
-    fn drop_stale_reservations(tx: &rusqlite::Transaction<'_>) -> Result<()> {
-        let holders: Vec<(i64, String, String)> = {
-            let mut st = tx.prepare("SELECT pid, host, max(until) FROM reservations GROUP BY pid, host")?;
-            let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-            v
-        };
+    fn drop_stale_reservations(tx: &Db) -> Result<()> {
+        let holders: Vec<(i64, String, String)> = tx
+            .query("SELECT pid, host, max(until) FROM reservations GROUP BY pid, host", p![])?
+            .iter()
+            .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect::<Result<Vec<_>>>()?;
         let (host, now) = (host_name(), now());
         for (pid, h, until) in holders {
             if !held(pid, &h, &until, &host, &now) {
-                tx.execute("DELETE FROM reservations WHERE pid=?1 AND host=?2", params![pid, h])?;
+                tx.exec("DELETE FROM reservations WHERE pid=?1 AND host=?2", p![pid, h])?;
             }
+        }
+        Ok(())
+    }
+
+    /// Moves this process's reservations' end on (`RESERVATION_TTL` from now),
+    /// at most every tenth of it.
+    fn renew_reservations(&self) -> Result<()> {
+        let due = self.renewed.get().is_none_or(|t| t.elapsed() >= RESERVATION_TTL / 10);
+        if due {
+            self.db.exec(
+                "UPDATE reservations SET until = ?1 WHERE annotator = ?2 AND pid = ?3 AND host = ?4",
+                p![at(RESERVATION_TTL), &self.annotator, std::process::id() as i64, host_name()],
+            )?;
+            self.renewed.set(Some(std::time::Instant::now()));
         }
         Ok(())
     }
@@ -70,51 +85,51 @@ impl Session {
         let r = (|| -> Result<(Vec<i64>, Vec<i64>)> {
             let tx = self.write_tx()?;
             Session::drop_stale_reservations(&tx)?;
-            tx.execute("DELETE FROM reservations WHERE annotator=?1", params![self.annotator])?;
+            tx.exec("DELETE FROM reservations WHERE annotator=?1", p![&self.annotator])?;
             let (mut got, mut taken_by_others) = (Vec::new(), Vec::new());
             let until = at(RESERVATION_TTL);
             let host = host_name();
-            {
-                let mut reserved = tx.prepare("SELECT count(*) FROM reservations WHERE row_id=?1")?;
-                let mut ins = tx.prepare("INSERT INTO reservations(row_id, annotator, pid, host, until) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-                for &id in candidates {
-                    if got.len() >= n {
-                        break;
-                    }
-                    let busy = reserved.query_row(params![id], |r| r.get::<_, i64>(0))? > 0
-                        || !super::overlap::open_to(
-                            &self.annotator,
-                            &super::overlap::given_labels(&tx, id)?,
-                            super::overlap::is_overlap(&tx, id)?,
-                        );
-                    if !busy {
-                        ins.execute(params![id, self.annotator, std::process::id() as i64, host, until])?;
-                        got.push(id);
-                    } else {
-                        taken_by_others.push(id);
-                    }
+            for &id in candidates {
+                if got.len() >= n {
+                    break;
+                }
+                let busy = tx.one::<i64>("SELECT count(*) FROM reservations WHERE row_id=?1", p![id])? > 0
+                    || !super::overlap::open_to(
+                        &self.annotator,
+                        &super::overlap::given_labels(&tx, id)?,
+                        super::overlap::is_overlap(&tx, id)?,
+                    );
+                if !busy {
+                    tx.exec(
+                        "INSERT INTO reservations(row_id, annotator, pid, host, until) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        p![id, &self.annotator, std::process::id() as i64, &host, &until],
+                    )?;
+                    got.push(id);
+                } else {
+                    taken_by_others.push(id);
                 }
             }
             tx.commit()?;
+            self.renewed.set(Some(std::time::Instant::now()));
             Ok((got, taken_by_others))
         })();
-        r.with_context(|| format!("cannot reserve rows in {}", self.dir.join(DB_FILE).display()))
+        r.with_context(|| format!("cannot reserve rows in {}", self.location()))
     }
 
     /// Lets go of this annotator's reservations.
     pub fn release_reservations(&self) -> Result<()> {
-        self.ctx(self.conn.execute("DELETE FROM reservations WHERE annotator=?1", params![self.annotator]))?;
+        self.ctx(self.db.exec("DELETE FROM reservations WHERE annotator=?1", p![&self.annotator]))?;
         Ok(())
     }
 
     /// The rows other annotators hold (live reservations only).
     pub fn reserved_by_others(&self) -> Result<std::collections::HashSet<i64>> {
-        let v: Vec<(i64, i64, String, String)> = self.ctx((|| {
-            let mut st = self.conn.prepare("SELECT row_id, pid, host, until FROM reservations WHERE annotator<>?1")?;
-            let v = st
-                .query_map(params![self.annotator], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>();
-            v
+        let v: Vec<(i64, i64, String, String)> = self.ctx((|| -> Result<_> {
+            self.db
+                .query("SELECT row_id, pid, host, until FROM reservations WHERE annotator<>?1", p![&self.annotator])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
         let (host, now) = (host_name(), now());
         let mut live: HashMap<(i64, String), bool> = HashMap::new();
@@ -126,60 +141,54 @@ impl Session {
 
     /// How many labels were given (or changed) since annotation `id`.
     pub fn annotations_since(&self, id: i64) -> Result<i64> {
-        self.ctx(self.conn.query_row("SELECT count(*) FROM annotations WHERE id > ?1", params![id], |r| r.get(0)))
+        self.ctx(self.db.one("SELECT count(*) FROM annotations WHERE id > ?1", p![id]))
     }
 
     /// Who gave the label a row has now (None: no label, or a seed label).
     pub fn annotator_of(&self, row_id: i64) -> Result<Option<String>> {
-        self.ctx(
-            self.conn
-                .query_row("SELECT annotator FROM annotations WHERE row_id=?1 AND active=1", params![row_id], |r| {
-                    r.get::<_, Option<String>>(0)
-                })
-                .optional()
-                .map(Option::flatten),
-        )
+        self.ctx(self.db.opt::<Option<String>>("SELECT annotator FROM annotations WHERE row_id=?1 AND active=1", p![row_id]).map(Option::flatten))
     }
 
     /// A cheap look at what other processes may have changed.
+    /// (Also renews this process's reservations, now and then.)
     pub fn marks(&self) -> Result<Marks> {
-        self.ctx(self.conn.query_row(
-            "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked'), (SELECT count(*) FROM annotations WHERE undone=1), (SELECT count(*) FROM overlap)",
-            [],
-            |r| {
-                Ok(Marks {
-                    iteration: r.get(0)?,
-                    labels: r.get(1)?,
-                    last_annotation: r.get(2)?,
-                    retrain_asked: r.get::<_, Option<String>>(3)?.and_then(|v| v.parse().ok()).unwrap_or(0),
-                    undone: r.get(4)?,
-                    overlap: r.get(5)?,
-                })
-            },
-        ))
+        if let Err(e) = self.renew_reservations() {
+            tracing::warn!("cannot renew the reservations of {}: {e:#}", self.annotator);
+        }
+        self.ctx((|| -> Result<_> {
+            let r = self.db.row(
+                "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked'), (SELECT count(*) FROM annotations WHERE undone=1), (SELECT count(*) FROM overlap)",
+                p![],
+            )?.ok_or_else(|| anyhow!("no marks"))?;
+            Ok(Marks {
+                iteration: r.get(0)?,
+                labels: r.get(1)?,
+                last_annotation: r.get(2)?,
+                retrain_asked: r.get::<Option<String>>(3)?.and_then(|v| v.parse().ok()).unwrap_or(0),
+                undone: r.get(4)?,
+                overlap: r.get(5)?,
+            })
+        })())
     }
 
     /// Asks the process that trains for a retrain (an annotator who is not
     /// the trainer finished a batch): a counter in `meta` it watches.
     pub fn ask_retrain(&self) -> Result<()> {
-        self.ctx(self.conn.execute(
-            "INSERT INTO meta(key, value) VALUES ('retrain_asked', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-            [],
+        self.ctx(self.db.exec(
+            "INSERT INTO meta(key, value) VALUES ('retrain_asked', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)",
+            p![],
         ))?;
         Ok(())
     }
 
     /// Which annotator holds a row in their batch now, other than this one.
     pub fn held_by_other(&self, row_id: i64) -> Result<Option<String>> {
-        let r: Option<(String, i64, String, String)> = self.ctx(
-            self.conn
-                .query_row(
-                    "SELECT annotator, pid, host, until FROM reservations WHERE row_id=?1 AND annotator<>?2",
-                    params![row_id, self.annotator],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional(),
-        )?;
+        let r: Option<(String, i64, String, String)> = self.ctx((|| -> Result<_> {
+            self.db
+                .row("SELECT annotator, pid, host, until FROM reservations WHERE row_id=?1 AND annotator<>?2", p![row_id, &self.annotator])?
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .transpose()
+        })())?;
         Ok(r.filter(|(_, pid, h, until)| held(*pid, h, until, &host_name(), &now())).map(|(a, _, _, _)| a))
     }
 }

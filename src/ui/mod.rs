@@ -13,7 +13,6 @@ pub mod style;
 pub mod tui;
 
 use anyhow::Result;
-use std::path::Path;
 
 use crate::store::Session;
 use crate::worker::Worker;
@@ -31,7 +30,7 @@ pub struct Role<'a> {
 
 impl Role<'_> {
     /// Opens the session as this annotator (and sets the overlap, when given).
-    pub fn open(&self, sessions: &Path, name: &str) -> Result<Session> {
+    pub fn open(&self, sessions: &crate::store::Store, name: &str) -> Result<Session> {
         if let Some(a) = self.annotator {
             crate::store::validate_annotator(a).map_err(|e| crate::term::usage(format!("--annotator: {e:#}")))?;
         }
@@ -47,7 +46,7 @@ impl Role<'_> {
     }
 }
 
-pub fn run(sessions: &Path, name: &str, role: &Role) -> Result<()> {
+pub fn run(sessions: &crate::store::Store, name: &str, role: &Role) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("`labelrest label` needs a terminal; for headless work see `labelrest annotate`, `retrain` and `export`");

@@ -441,6 +441,8 @@ pub fn iterate(
     // its predictions in one transaction: a failure leaves the last
     // iteration as it was.
     it.head.save(head_path).with_context(|| format!("cannot save the model to {}", head_path.display()))?;
+    // (A session in PostgreSQL: the other machines' processes load it from there.)
+    session.share_file(head_path)?;
     let honest: Vec<(i64, &[f32])> = label_rows.iter().zip(&it.honest).filter_map(|(&id, h)| h.as_deref().map(|h| (id, h))).collect();
     session.set_honest_probs(&honest)?;
     let preds = predictions(&p.pool_ids, &it.scores, &ranking);
@@ -542,8 +544,8 @@ fn rerank(
 /// `labelrest retrain` and tests).
 pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize, usize)) -> Result<Update> {
     // One process trains a session at a time.
-    let _trainer = crate::store::Lock::trainer(&session.dir)?.ok_or_else(|| {
-        let who = crate::store::Lock::trainer_holder(&session.dir).map(|(pid, _)| format!(" (pid {pid})")).unwrap_or_default();
+    let _trainer = session.trainer_lock()?.ok_or_else(|| {
+        let who = session.trainer_holder().map(|(pid, _)| format!(" (pid {pid})")).unwrap_or_default();
         anyhow::anyhow!(
             "session '{}' is trained by another process{who}: it retrains after every batch already; its iterations are in the session",
             crate::data::display_safe(&session.name)
@@ -580,7 +582,7 @@ fn predictions(pool_ids: &[i64], scores: &Scores, ranking: &[u32]) -> Vec<Predic
 /// before anything is made, imports, and counts the texts longer than the
 /// model reads.
 pub fn create_session(
-    sessions: &Path,
+    sessions: &(impl crate::store::Sessions + ?Sized),
     name: &str,
     spec: &crate::store::ImportSpec,
     force: bool,
@@ -593,7 +595,7 @@ pub fn create_session(
 /// How many of a new session's texts (pool and test) are longer than its
 /// model reads, and that length; noted in the log. None (logged) when the
 /// count could not be made: the session is made either way.
-fn truncated_texts(sessions: &Path, name: &str, model: &str) -> Option<(usize, usize)> {
+fn truncated_texts(sessions: &(impl crate::store::Sessions + ?Sized), name: &str, model: &str) -> Option<(usize, usize)> {
     let count = || -> Result<(usize, usize)> {
         let rows = Session::open_read_only(sessions, name)?.rows()?;
         let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();

@@ -59,7 +59,7 @@ impl Team {
     /// Takes the trainer lock if it is free.
     pub fn try_train(&mut self, session: &Session) -> Result<bool> {
         if self.trainer.is_none() {
-            self.trainer = Lock::trainer(&session.dir)?;
+            self.trainer = session.trainer_lock()?;
             if self.trainer.is_some() {
                 tracing::info!("this process trains session {}", session.name);
             }
@@ -74,7 +74,7 @@ impl Team {
     /// Who trains, for the person (a follower's message; short enough for
     /// an 80-column footer).
     pub fn trainer_text(session: &Session) -> String {
-        match Lock::trainer_holder(&session.dir) {
+        match session.trainer_holder() {
             Some((pid, _)) if pid > 0 => format!("pid {pid} trains this session; its iterations show here"),
             _ => "another process trains this session; its iterations show here".into(),
         }

@@ -1,0 +1,375 @@
+//! The two back ends of the session store behind one small interface: a
+//! SQLite file (one machine) or a schema in a PostgreSQL database (a team
+//! across machines), through the `postgres` crate (tokio-postgres' own
+//! blocking client: the store is called from plain threads).
+//!
+//! Statements are written once, in the SQL both understand, with `?1`-style
+//! parameters (made `$1` for PostgreSQL). Values travel as `V`; a
+//! PostgreSQL parameter takes the type the server inferred for it. A write
+//! transaction holds the session's write lock from its start on both:
+//! SQLite's `BEGIN IMMEDIATE`, PostgreSQL's transaction-level advisory lock
+//! on the session, so writers queue and a transaction's reads are never
+//! stale by the time it writes.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A value passed to or read from the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum V {
+    Null,
+    I(i64),
+    F(f64),
+    T(String),
+    B(Vec<u8>),
+}
+
+impl From<i64> for V {
+    fn from(v: i64) -> V {
+        V::I(v)
+    }
+}
+impl From<&i64> for V {
+    fn from(v: &i64) -> V {
+        V::I(*v)
+    }
+}
+impl From<f64> for V {
+    fn from(v: f64) -> V {
+        V::F(v)
+    }
+}
+impl From<&str> for V {
+    fn from(v: &str) -> V {
+        V::T(v.to_string())
+    }
+}
+impl From<String> for V {
+    fn from(v: String) -> V {
+        V::T(v)
+    }
+}
+impl From<&String> for V {
+    fn from(v: &String) -> V {
+        V::T(v.clone())
+    }
+}
+impl From<Vec<u8>> for V {
+    fn from(v: Vec<u8>) -> V {
+        V::B(v)
+    }
+}
+impl From<&[u8]> for V {
+    fn from(v: &[u8]) -> V {
+        V::B(v.to_vec())
+    }
+}
+impl<T: Into<V>> From<Option<T>> for V {
+    fn from(v: Option<T>) -> V {
+        v.map(Into::into).unwrap_or(V::Null)
+    }
+}
+
+/// Parameters of a statement: `p![a, b]`.
+macro_rules! p {
+    ($($x:expr),* $(,)?) => { &[$($crate::store::db::V::from($x)),*][..] };
+}
+pub(crate) use p;
+
+/// A value read back as a Rust type.
+pub trait FromV: Sized {
+    fn from_v(v: &V) -> Result<Self>;
+}
+impl FromV for i64 {
+    fn from_v(v: &V) -> Result<i64> {
+        match v {
+            V::I(i) => Ok(*i),
+            V::F(f) if f.fract() == 0.0 => Ok(*f as i64),
+            V::T(s) => s.parse().map_err(|_| anyhow!("'{s}' is not an integer")),
+            other => bail!("expected an integer, found {other:?}"),
+        }
+    }
+}
+impl FromV for f64 {
+    fn from_v(v: &V) -> Result<f64> {
+        match v {
+            V::F(f) => Ok(*f),
+            V::I(i) => Ok(*i as f64),
+            other => bail!("expected a number, found {other:?}"),
+        }
+    }
+}
+impl FromV for String {
+    fn from_v(v: &V) -> Result<String> {
+        match v {
+            V::T(s) => Ok(s.clone()),
+            V::I(i) => Ok(i.to_string()),
+            other => bail!("expected text, found {other:?}"),
+        }
+    }
+}
+impl FromV for Vec<u8> {
+    fn from_v(v: &V) -> Result<Vec<u8>> {
+        match v {
+            V::B(b) => Ok(b.clone()),
+            V::T(s) => Ok(s.as_bytes().to_vec()),
+            other => bail!("expected bytes, found {other:?}"),
+        }
+    }
+}
+impl<T: FromV> FromV for Option<T> {
+    fn from_v(v: &V) -> Result<Option<T>> {
+        match v {
+            V::Null => Ok(None),
+            v => T::from_v(v).map(Some),
+        }
+    }
+}
+
+/// One row read back.
+#[derive(Debug, Clone)]
+pub struct R(Vec<V>);
+
+impl R {
+    pub fn get<T: FromV>(&self, i: usize) -> Result<T> {
+        let v = self.0.get(i).ok_or_else(|| anyhow!("no column {i}"))?;
+        T::from_v(v).with_context(|| format!("column {i}"))
+    }
+}
+
+/// The PostgreSQL side: a client, its prepared statements, and the key of
+/// the session's write lock.
+pub struct Pg {
+    client: postgres::Client,
+    stmts: HashMap<String, postgres::Statement>,
+    write_key: i64,
+}
+
+/// A connection to a session's database.
+pub enum Db {
+    Sqlite(rusqlite::Connection),
+    Pg(RefCell<Pg>),
+}
+
+impl rusqlite::ToSql for V {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            V::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            V::I(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            V::F(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            V::T(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            V::B(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+impl postgres::types::ToSql for V {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::Type;
+        match self {
+            V::Null => Ok(postgres::types::IsNull::Yes),
+            V::I(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::FLOAT4 => (*i as f32).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::UNKNOWN => i.to_string().to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            V::F(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            V::T(s) => s.to_sql(ty, out),
+            V::B(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// `?1` becomes `$1` (the statements here hold no `?` in literals).
+fn pg_sql(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+fn pg_value(row: &postgres::Row, i: usize) -> Result<V> {
+    use postgres::types::Type;
+    let ty = row.columns()[i].type_().clone();
+    Ok(match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(V::I),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| V::I(v as i64)),
+        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| V::I(v as i64)),
+        Type::OID => row.try_get::<_, Option<u32>>(i)?.map(|v| V::I(v as i64)),
+        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| V::I(v as i64)),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(V::F),
+        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i)?.map(|v| V::F(v as f64)),
+        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(V::B),
+        _ => row.try_get::<_, Option<String>>(i).with_context(|| format!("column {i} of type {ty}"))?.map(V::T),
+    }
+    .unwrap_or(V::Null))
+}
+
+impl Pg {
+    fn stmt(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(&pg_sql(sql))?;
+        self.stmts.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+fn pg_params(p: &[V]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    p.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect()
+}
+
+impl Db {
+    /// A PostgreSQL connection working in `schema`, whose writers queue on
+    /// the advisory lock `write_key`.
+    pub fn pg(mut client: postgres::Client, schema: &str, write_key: i64) -> Result<Db> {
+        client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
+        Ok(Db::Pg(RefCell::new(Pg { client, stmts: HashMap::new(), write_key })))
+    }
+
+    pub fn is_pg(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub fn exec(&self, sql: &str, p: &[V]) -> Result<usize> {
+        match self {
+            Db::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(p.iter()))?),
+            Db::Pg(pg) => {
+                let mut pg = pg.borrow_mut();
+                let st = pg.stmt(sql)?;
+                Ok(pg.client.execute(&st, &pg_params(p))? as usize)
+            }
+        }
+    }
+
+    /// Runs statements without parameters, separated by `;`.
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Db::Pg(pg) => Ok(pg.borrow_mut().client.batch_execute(sql)?),
+        }
+    }
+
+    /// Every row a query gives.
+    pub fn query(&self, sql: &str, p: &[V]) -> Result<Vec<R>> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                let n = st.column_count();
+                let mut rows = st.query(rusqlite::params_from_iter(p.iter()))?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let mut v = Vec::with_capacity(n);
+                    for i in 0..n {
+                        use rusqlite::types::ValueRef;
+                        v.push(match r.get_ref(i)? {
+                            ValueRef::Null => V::Null,
+                            ValueRef::Integer(i) => V::I(i),
+                            ValueRef::Real(f) => V::F(f),
+                            ValueRef::Text(t) => V::T(String::from_utf8_lossy(t).into_owned()),
+                            ValueRef::Blob(b) => V::B(b.to_vec()),
+                        });
+                    }
+                    out.push(R(v));
+                }
+                Ok(out)
+            }
+            Db::Pg(pg) => {
+                let mut pg = pg.borrow_mut();
+                let st = pg.stmt(sql)?;
+                let rows = pg.client.query(&st, &pg_params(p))?;
+                rows.iter().map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect::<Result<Vec<V>>>().map(R)).collect()
+            }
+        }
+    }
+
+    /// The first row a query gives, if any.
+    pub fn row(&self, sql: &str, p: &[V]) -> Result<Option<R>> {
+        Ok(self.query(sql, p)?.into_iter().next())
+    }
+
+    /// The first column of the one row a query gives (an error when none).
+    pub fn one<T: FromV>(&self, sql: &str, p: &[V]) -> Result<T> {
+        self.row(sql, p)?.ok_or_else(|| anyhow!("no row for: {}", sql.trim()))?.get(0)
+    }
+
+    /// The first column of the first row, if there is a row.
+    pub fn opt<T: FromV>(&self, sql: &str, p: &[V]) -> Result<Option<T>> {
+        self.row(sql, p)?.map(|r| r.get(0)).transpose()
+    }
+
+    /// The first column of every row.
+    pub fn col<T: FromV>(&self, sql: &str, p: &[V]) -> Result<Vec<T>> {
+        self.query(sql, p)?.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// A write transaction that holds the session's write lock from its start.
+    pub fn write_tx(&self) -> Result<Tx<'_>> {
+        match self {
+            Db::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
+            Db::Pg(pg) => {
+                let mut pg = pg.borrow_mut();
+                let key = pg.write_key;
+                pg.client.batch_execute("BEGIN")?;
+                if let Err(e) = pg.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]) {
+                    let _ = pg.client.batch_execute("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(Tx { db: self, done: false })
+    }
+}
+
+/// A transaction: rolled back when dropped before `commit`.
+pub struct Tx<'a> {
+    db: &'a Db,
+    done: bool,
+}
+
+impl Tx<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.db.batch("COMMIT")
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        self.db
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.db.batch("ROLLBACK") {
+                tracing::warn!("cannot roll back: {e:#}");
+            }
+        }
+    }
+}
+
+/// An SQL identifier, quoted.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
