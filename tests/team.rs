@@ -20,10 +20,17 @@ struct Annotator {
 
 impl Annotator {
     fn start(sessions: &Path, name: &str, annotator: &str) -> Annotator {
+        Annotator::start_with(sessions, name, annotator, &[])
+    }
+
+    /// `start` with more options first (`--store URL`).
+    fn start_with(sessions: &Path, name: &str, annotator: &str, before: &[&str]) -> Annotator {
         let mut child = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+            .args(before)
             .arg("--sessions")
             .arg(sessions)
             .args(["annotate", name, "--annotator", annotator])
+            .env_remove("LABELREST_STORE")
             .env("LABELREST_LOG", sessions.join("test.log"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -476,4 +483,101 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
             assert_eq!(annotator, "a0+a1", "row {r}");
         }
     }
+}
+
+/// Annotators on different machines share one session in PostgreSQL: each
+/// process with a sessions folder of its own (its own caches), at full
+/// speed, one killed with SIGKILL; the model one machine trains is the one
+/// another predicts with.
+#[test]
+fn processes_with_separate_folders_share_one_postgres_session() {
+    let Some(url) = std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()) else {
+        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server");
+        eprintln!("LABELREST_TEST_PG not set: skipped");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let name = format!("shared-{}", std::process::id());
+    let machine = |m: &str| d.path().join(m);
+    let run = |m: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_labelrest"))
+            .args(["--store", &url, "--sessions"])
+            .arg(machine(m))
+            .args(args)
+            .env_remove("LABELREST_STORE")
+            .env("LABELREST_LOG", d.path().join(format!("{m}.log")))
+            .output()
+            .unwrap()
+    };
+    let data = write(d.path(), "data.csv", demo_head(120).as_bytes());
+    let o = run("a", &["new", &name, "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run("b", &["sessions"]);
+    assert!(stdout(&o).contains(&name), "{}", stdout(&o));
+    let reader = labelrest::store::Store { local: machine("a"), pg: Some(url.clone()) };
+    let gold: HashMap<i64, String> = {
+        let s = labelrest::store::Session::open_read_only(&reader, &name).unwrap();
+        let names: Vec<String> = s.label_set().unwrap().into_iter().map(|l| l.name).collect();
+        s.rows().unwrap().into_iter().filter_map(|r| r.gold.map(|g| (r.id, names[g as usize].clone()))).collect()
+    };
+    let store_args = ["--store", url.as_str()];
+    let mut victim = Annotator::start_with(&machine("v"), &name, "victim", &store_args);
+    let held = victim.next();
+    assert_eq!(held.len(), 10);
+    for &r in &held[..3] {
+        victim.label(r, &gold[&r]);
+    }
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let handles: Vec<_> = ["b", "c"]
+        .iter()
+        .map(|m| {
+            let (dir, gold, name, url) = (machine(m), gold.clone(), name.clone(), url.clone());
+            let who = format!("on-{m}");
+            std::thread::spawn(move || {
+                let mut a = Annotator::start_with(&dir, &name, &who, &["--store", &url]);
+                let mut rows = Vec::new();
+                loop {
+                    let batch = a.next();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for &r in &batch {
+                        a.label(r, &gold[&r]);
+                    }
+                    rows.extend(batch);
+                }
+                drop(a.stdin);
+                assert!(a.child.wait().unwrap().success());
+                rows
+            })
+        })
+        .collect();
+    let got: Vec<Vec<i64>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(got.iter().all(|g| !g.is_empty()), "both machines were given rows");
+    let all: Vec<i64> = got.iter().flatten().copied().collect();
+    assert_eq!(all.len(), all.iter().collect::<HashSet<_>>().len(), "a row was in two batches");
+    for &r in &held[3..] {
+        assert!(all.contains(&r), "row {r}, held by the killed process, went to another annotator");
+    }
+    let s = labelrest::store::Session::open_read_only(&reader, &name).unwrap();
+    let labels = s.active_labels().unwrap();
+    assert_eq!(labels.len(), gold.len(), "every row labelled once");
+    assert_eq!(s.annotations_since(0).unwrap() as usize, gold.len(), "no label stored twice");
+    for &r in &held[..3] {
+        assert!(labels.iter().any(|l| l.row_id == r && l.annotator.as_deref() == Some("victim")), "acknowledged label of row {r} kept");
+    }
+    // Machine b trains; machine c, which never trained, predicts with b's model.
+    let o = run("b", &["retrain", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = write(d.path(), "in.csv", demo_head(30).as_bytes());
+    let (out_b, out_c) = (d.path().join("b.csv"), d.path().join("c.csv"));
+    for (m, out) in [("b", &out_b), ("c", &out_c)] {
+        let o = run(m, &["predict", &name, "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{m}: {}", stderr(&o));
+    }
+    assert_eq!(std::fs::read_to_string(&out_b).unwrap(), std::fs::read_to_string(&out_c).unwrap());
+    assert!(!machine("c").join(&name).join("session.db").exists(), "nothing of the session's database on a machine");
+    let o = run("c", &["sessions", "rm", &name, "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

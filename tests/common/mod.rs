@@ -17,6 +17,7 @@ pub fn labelrest(sessions: &Path, args: &[&str]) -> Output {
         .arg(sessions)
         .args(args)
         .env("LABELREST_LOG", sessions.join("test.log"))
+        .env_remove("LABELREST_STORE")
         .output()
         .expect("run labelrest")
 }
@@ -27,7 +28,7 @@ pub fn labelrest(sessions: &Path, args: &[&str]) -> Output {
 pub fn labelrest_env(sessions: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_labelrest"));
     c.arg("--sessions").arg(sessions).args(args).env("LABELREST_LOG", sessions.join("test.log"));
-    for v in ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR", "RUST_LOG"] {
+    for v in ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR", "RUST_LOG", "LABELREST_STORE"] {
         c.env_remove(v);
     }
     for (k, v) in env {
