@@ -154,7 +154,7 @@ pub fn run(a: BenchArgs, sessions: &crate::store::Store) -> Result<()> {
     match a.what {
         BenchWhat::Ui { name, keys, finetune } => bench_ui(sessions, &name, keys, finetune)?,
         BenchWhat::First { data, label_col, full } => bench_first(&data, label_col, full)?,
-        BenchWhat::Team { annotators, labels } => bench_team(&annotators, labels)?,
+        BenchWhat::Team { annotators, labels } => bench_team(&annotators, labels, sessions.pg.as_deref())?,
         BenchWhat::Gpu { data, device, rows, labels, model } => bench_gpu(&data, device, rows, labels, model)?,
         BenchWhat::Finetune { data, rows, labels, model, threads } => {
             bench_finetune(&data, rows, labels, model, threads.unwrap_or_else(crate::model::threads))?
@@ -311,8 +311,9 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 }
 
 /// N headless `annotate` processes on one fresh session of the demo texts,
-/// each asking for batches and labelling them as fast as it can.
-fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
+/// each asking for batches and labelling them as fast as it can; the
+/// session in a SQLite file, or in the PostgreSQL store `pg` (`--store`).
+fn bench_team(annotators: &[usize], labels: usize, pg: Option<&str>) -> Result<()> {
     use std::io::{BufRead, Write};
     let exe = std::env::current_exe()?;
     let data = crate::model::assets::assets_dir().join("demo").join("train.csv");
@@ -320,8 +321,13 @@ fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
         "{:>10} {:>7} {:>8} {:>9} {:>12} {:>9} {:>9} {:>10}",
         "annotators", "labels", "seconds", "labels/s", "median ms", "p95 ms", "max ms", "next ms"
     );
+    if let Some(url) = pg {
+        println!("store: {}", crate::store::display_url(url));
+    }
     for &n in annotators {
-        let dir = tempfile_dir()?;
+        let dir = crate::store::Store { local: tempfile_dir()?, pg: pg.map(str::to_string) };
+        let name = format!("bench-team-{}-{n}", std::process::id());
+        let name = name.as_str();
         let spec = ImportSpec {
             data: data.clone(),
             format: None,
@@ -332,9 +338,9 @@ fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
             test_label_col: None,
             settings: Settings::default(),
         };
-        Session::create(&dir, "team", &spec, true)?;
+        Session::create(&dir, name, &spec, true)?;
         let (gold, pool) = {
-            let s = Session::open_read_only(&dir, "team")?;
+            let s = Session::open_read_only(&dir, name)?;
             let names: Vec<String> = s.label_set()?.into_iter().map(|l| l.name).collect();
             let rows = s.rows()?;
             let gold: std::collections::HashMap<i64, String> =
@@ -347,12 +353,16 @@ fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
         let t0 = Instant::now();
         let handles: Vec<_> = (0..n)
             .map(|k| {
-                let (exe, dir, gold) = (exe.clone(), dir.clone(), gold.clone());
+                let (exe, dir, gold, name) = (exe.clone(), dir.clone(), gold.clone(), name.to_string());
                 std::thread::spawn(move || -> Result<(Vec<f64>, Vec<f64>)> {
-                    let mut child = std::process::Command::new(exe)
+                    let mut cmd = std::process::Command::new(exe);
+                    if let Some(url) = &dir.pg {
+                        cmd.args(["--store", url]);
+                    }
+                    let mut child = cmd
                         .arg("--sessions")
-                        .arg(&dir)
-                        .args(["annotate", "team", "--annotator", &format!("a{k}")])
+                        .arg(&dir.local)
+                        .args(["annotate", &name, "--annotator", &format!("a{k}")])
                         .stdin(std::process::Stdio::piped())
                         .stdout(std::process::Stdio::piped())
                         .stderr(std::process::Stdio::inherit())
@@ -403,7 +413,7 @@ fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
             next.extend(x);
         }
         let secs = t0.elapsed().as_secs_f64();
-        let stored = Session::open_read_only(&dir, "team")?.labels()?.len();
+        let stored = Session::open_read_only(&dir, name)?.labels()?.len();
         if stored != lat.len() {
             anyhow::bail!("{} labels acknowledged, {stored} stored", lat.len());
         }
@@ -417,7 +427,10 @@ fn bench_team(annotators: &[usize], labels: usize) -> Result<()> {
             lat.last().copied().unwrap_or(f64::NAN),
             median(next)
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        if dir.pg.is_some() {
+            crate::store::remove(&dir, name)?;
+        }
+        let _ = std::fs::remove_dir_all(&dir.local);
     }
     Ok(())
 }

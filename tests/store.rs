@@ -14,7 +14,9 @@ fn backends(dir: &Path) -> Vec<(&'static str, Store)> {
     let mut out = vec![("sqlite", Store { local: dir.join("sqlite"), pg: None })];
     match std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()) {
         Some(url) => out.push(("postgres", Store { local: dir.join("pg"), pg: Some(url) })),
-        None if std::env::var_os("CI").is_some() => panic!("CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server for these tests"),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server for these tests")
+        }
         None => eprintln!("LABELREST_TEST_PG not set: the PostgreSQL half of the store suite is skipped"),
     }
     out
@@ -239,7 +241,14 @@ fn new_force_replaces_only_a_session_nobody_works_on() {
         assert_eq!((s.summary().unwrap().rows, s.labels().unwrap().len()), (30, 0), "{kind}");
         // A bad data file leaves nothing behind.
         let bad = write(d.path(), "bad.csv", b"text,label\nfine,a\n");
-        let spec = ImportSpec { data: bad, labels: Some(vec![labelrest::data::LabelDef { name: "b".into(), description: None }, labelrest::data::LabelDef { name: "c".into(), description: None }]), ..spec };
+        let spec = ImportSpec {
+            data: bad,
+            labels: Some(vec![
+                labelrest::data::LabelDef { name: "b".into(), description: None },
+                labelrest::data::LabelDef { name: "c".into(), description: None },
+            ]),
+            ..spec
+        };
         let other = unique("bad");
         assert!(Session::create(&st, &other, &spec, false).unwrap_err().to_string().contains("not in the label set"), "{kind}");
         assert!(!store::exists(&st, &other), "{kind}");

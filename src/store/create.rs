@@ -247,8 +247,12 @@ impl Session {
                     p![split, text, gold.map(|g| g as i64), line],
                 )
             };
-            let ins_ann =
-                |id: i64, l: u32| tx.exec("INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)", p![id, l as i64, &t]);
+            let ins_ann = |id: i64, l: u32| {
+                tx.exec(
+                    "INSERT INTO annotations(row_id, label, source, iteration, at) VALUES (?1, ?2, 'seed', 0, ?3)",
+                    p![id, l as i64, &t],
+                )
+            };
             let file = spec.data.clone();
             let stats = data::read_records(&spec.data, data_format, &spec.columns, |r| {
                 let label = match r.label.as_deref() {
@@ -318,8 +322,8 @@ impl Session {
         }
         // The share of rows sent to two annotators: of the rows with no seed label.
         if settings.overlap > 0.0 {
-            let free: Vec<i64> =
-                tx.col("SELECT id FROM rows r WHERE split='pool' AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.row_id = r.id)", p![])?;
+            let free: Vec<i64> = tx
+                .col("SELECT id FROM rows r WHERE split='pool' AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.row_id = r.id)", p![])?;
             for id in free.into_iter().filter(|&id| super::in_overlap_share(id, settings.overlap)) {
                 tx.exec("INSERT INTO overlap(row_id) VALUES (?1)", p![id])?;
             }

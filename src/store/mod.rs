@@ -31,12 +31,12 @@ mod schema;
 mod team;
 
 pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
+use db::{p, Db};
 pub use lock::{pid_alive, Lock};
 pub use overlap::{in_overlap_share, resolve, Adjudication, Dispute, Resolved};
-use schema::{configure, SCHEMA};
 pub use pg::display_url;
+use schema::{configure, SCHEMA};
 pub use team::{host_name, Marks, RESERVATION_TTL};
-use db::{p, Db};
 
 pub const SCHEMA_VERSION: i64 = 5;
 const DB_FILE: &str = "session.db";

@@ -194,7 +194,10 @@ impl Session {
         type Raw = (i64, i64, i64, String, i64, Option<i64>, Option<String>);
         let rows: Vec<Raw> = self.ctx((|| -> Result<_> {
             self.db
-                .query("SELECT id, row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id", p![])?
+                .query(
+                    "SELECT id, row_id, label, source, iteration, predicted, annotator FROM annotations WHERE active=1 ORDER BY id",
+                    p![],
+                )?
                 .iter()
                 .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
                 .collect::<Result<Vec<_>>>()

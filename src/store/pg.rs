@@ -324,7 +324,12 @@ pub(super) fn create<T>(url: &str, name: &str, force: bool, build: impl FnOnce(&
             if !got {
                 bail!("session '{}' is open in another process; close it there first", data::display_safe(name));
             }
-            db.batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE; ALTER SCHEMA {} RENAME TO {}", quote_ident(&schema), quote_ident(&tmp), quote_ident(&schema)))?;
+            db.batch(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE; ALTER SCHEMA {} RENAME TO {}",
+                quote_ident(&schema),
+                quote_ident(&tmp),
+                quote_ident(&schema)
+            ))?;
             Ok(())
         })();
         match r {

@@ -69,24 +69,25 @@ impl Session {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.db.exec(
-            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            p![key, value],
-        )?;
+        self.db
+            .exec("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", p![key, value])?;
         Ok(())
     }
 
     pub fn label_set(&self) -> Result<Vec<LabelDef>> {
         self.ctx((|| -> Result<_> {
-            self.db.query("SELECT name, description FROM label_set ORDER BY id", p![])?.iter().map(|r| anyhow::Ok(LabelDef { name: r.get(0)?, description: r.get(1)? })).collect()
+            self.db
+                .query("SELECT name, description FROM label_set ORDER BY id", p![])?
+                .iter()
+                .map(|r| anyhow::Ok(LabelDef { name: r.get(0)?, description: r.get(1)? }))
+                .collect()
         })())
     }
 
     pub fn set_label_description(&self, label: u32, description: Option<&str>) -> Result<()> {
-        let n = self.db.exec(
-            "UPDATE label_set SET description = ?1 WHERE id = ?2",
-            p![description.filter(|d| !d.trim().is_empty()), label as i64],
-        )?;
+        let n = self
+            .db
+            .exec("UPDATE label_set SET description = ?1 WHERE id = ?2", p![description.filter(|d| !d.trim().is_empty()), label as i64])?;
         if n != 1 {
             bail!("no label {label} in the label set");
         }
@@ -97,7 +98,11 @@ impl Session {
     pub fn rows(&self) -> Result<Vec<Row>> {
         let k = self.n_labels()?;
         let raw: Vec<(i64, String, String, Option<i64>)> = self.ctx((|| -> Result<_> {
-            self.db.query("SELECT id, split, text, gold FROM rows ORDER BY id", p![])?.iter().map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).collect::<Result<Vec<_>>>()
+            self.db
+                .query("SELECT id, split, text, gold FROM rows ORDER BY id", p![])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
         raw.into_iter()
             .map(|(id, split, text, gold)| {
@@ -320,7 +325,11 @@ impl Session {
     /// last iteration left them.
     pub fn honest_probs(&self) -> Result<HashMap<i64, Vec<f32>>> {
         let v: Vec<(i64, Vec<u8>)> = self.ctx((|| -> Result<_> {
-            self.db.query("SELECT row_id, probs FROM honest", p![])?.iter().map(|r| anyhow::Ok((r.get(0)?, r.get(1)?))).collect::<Result<Vec<_>>>()
+            self.db
+                .query("SELECT row_id, probs FROM honest", p![])?
+                .iter()
+                .map(|r| anyhow::Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<Vec<_>>>()
         })())?;
         Ok(v.into_iter().map(|(id, b)| (id, b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())).collect())
     }
@@ -331,7 +340,10 @@ impl Session {
             let tx = self.write_tx()?;
             for (id, probs) in probs {
                 let b: Vec<u8> = probs.iter().flat_map(|x| x.to_le_bytes()).collect();
-                tx.exec("INSERT INTO honest(row_id, probs) VALUES (?1, ?2) ON CONFLICT(row_id) DO UPDATE SET probs = excluded.probs", p![*id, b])?;
+                tx.exec(
+                    "INSERT INTO honest(row_id, probs) VALUES (?1, ?2) ON CONFLICT(row_id) DO UPDATE SET probs = excluded.probs",
+                    p![*id, b],
+                )?;
             }
             tx.commit()?;
             Ok(())

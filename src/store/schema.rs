@@ -66,7 +66,10 @@ pub(super) fn configure(conn: &Connection) -> Result<()> {
 impl Session {
     pub(super) fn check_schema(&self, migrate: bool) -> Result<()> {
         let has_meta: bool = if self.db.is_pg() {
-            self.db.one::<i64>("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'meta'", p![])
+            self.db.one::<i64>(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'meta'",
+                p![],
+            )
         } else {
             self.db.one::<i64>("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", p![])
         }

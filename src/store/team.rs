@@ -146,7 +146,11 @@ impl Session {
 
     /// Who gave the label a row has now (None: no label, or a seed label).
     pub fn annotator_of(&self, row_id: i64) -> Result<Option<String>> {
-        self.ctx(self.db.opt::<Option<String>>("SELECT annotator FROM annotations WHERE row_id=?1 AND active=1", p![row_id]).map(Option::flatten))
+        self.ctx(
+            self.db
+                .opt::<Option<String>>("SELECT annotator FROM annotations WHERE row_id=?1 AND active=1", p![row_id])
+                .map(Option::flatten),
+        )
     }
 
     /// A cheap look at what other processes may have changed.
