@@ -174,18 +174,23 @@ impl Session {
 
     fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
         let tx = self.write_tx()?;
-        let split: Option<String> = tx.opt("SELECT split FROM rows WHERE id=?1", p![row_id])?;
+        // What the checks need, in one round trip.
+        let r = tx
+            .row(
+                "SELECT (SELECT split FROM rows WHERE id=?1), (SELECT count(*) FROM label_set), (SELECT count(*) FROM overlap WHERE row_id=?1)",
+                p![row_id],
+            )?
+            .ok_or_else(|| anyhow!("no answer from the database"))?;
+        let (split, nlabels, overlap): (Option<String>, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         match split.as_deref() {
             None => bail!("no row {row_id} in session '{}'", self.name),
             Some("test") => bail!("row {row_id} is in the held-out test set and cannot be labelled"),
             _ => {}
         }
-        let nlabels: i64 = tx.one("SELECT count(*) FROM label_set", p![])?;
         if label as i64 >= nlabels {
             bail!("label {label} is not in the label set of session '{}'", self.name);
         }
         // An overlap row keeps each annotator's label; any other row has one.
-        let overlap: i64 = tx.one("SELECT count(*) FROM overlap WHERE row_id=?1", p![row_id])?;
         let prev: Option<i64> = if overlap > 0 {
             let mine: Option<i64> = tx.opt(
                 "SELECT id FROM annotations WHERE row_id=?1 AND active=1 AND source<>'adjudicated' AND annotator=?2",
