@@ -10,9 +10,13 @@
 //! SQLite's `BEGIN IMMEDIATE`, PostgreSQL's transaction-level advisory lock
 //! on the session, so writers queue and a transaction's reads are never
 //! stale by the time it writes.
+//!
+//! The `postgres` client runs its own tokio runtime, which may not be
+//! entered from inside another (the workstation's event loop): each
+//! connection lives on a thread of its own (`Conn`), and the store's calls
+//! are jobs sent to it.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// A value passed to or read from the database.
@@ -138,18 +142,88 @@ impl R {
     }
 }
 
-/// The PostgreSQL side: a client, its prepared statements, and the key of
-/// the session's write lock.
-pub struct Pg {
-    client: postgres::Client,
+/// A connection to a PostgreSQL server on a thread of its own: the client
+/// and its prepared statements live there; `run` sends it a job and waits.
+/// Dropping it closes the connection (the server then lets go of its
+/// advisory locks) before it returns.
+pub struct Conn {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a job works with on the connection's thread.
+pub struct PgState {
+    pub client: postgres::Client,
     stmts: HashMap<String, postgres::Statement>,
+}
+
+type Job = Box<dyn FnOnce(&mut PgState) + Send>;
+
+impl Conn {
+    /// Connects with `cfg` on a new thread.
+    pub fn open(cfg: postgres::Config) -> Result<Conn> {
+        let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+        let thread = std::thread::Builder::new().name("labelrest-pg".into()).spawn(move || {
+            let client = match cfg.connect(postgres::NoTls) {
+                Ok(c) => {
+                    let _ = ready_tx.send(Ok(()));
+                    c
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let mut state = PgState { client, stmts: HashMap::new() };
+            while let Ok(job) = inbox.recv() {
+                job(&mut state);
+            }
+        })?;
+        match ready.recv() {
+            Ok(Ok(())) => Ok(Conn { jobs: Some(jobs), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                bail!("the connection's thread ended")
+            }
+        }
+    }
+
+    /// Runs `f` with the connection, on its thread; waits for its answer.
+    pub fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut PgState) -> Result<R> + Send + 'static) -> Result<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<R>>(1);
+        let job: Job = Box::new(move |st| {
+            let _ = tx.send(f(st));
+        });
+        self.jobs.as_ref().ok_or_else(|| anyhow!("the connection is closed"))?.send(job).map_err(|_| anyhow!("the connection's thread ended"))?;
+        rx.recv().map_err(|_| anyhow!("the connection's thread ended"))?
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The PostgreSQL side of a session: its connection and the key of the
+/// session's write lock.
+pub struct Pg {
+    conn: Conn,
     write_key: i64,
 }
 
 /// A connection to a session's database.
 pub enum Db {
     Sqlite(rusqlite::Connection),
-    Pg(RefCell<Pg>),
+    Pg(Pg),
 }
 
 impl rusqlite::ToSql for V {
@@ -221,7 +295,7 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<V> {
     .unwrap_or(V::Null))
 }
 
-impl Pg {
+impl PgState {
     fn stmt(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
@@ -239,9 +313,10 @@ fn pg_params(p: &[V]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
 impl Db {
     /// A PostgreSQL connection working in `schema`, whose writers queue on
     /// the advisory lock `write_key`.
-    pub fn pg(mut client: postgres::Client, schema: &str, write_key: i64) -> Result<Db> {
-        client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
-        Ok(Db::Pg(RefCell::new(Pg { client, stmts: HashMap::new(), write_key })))
+    pub fn pg(conn: Conn, schema: &str, write_key: i64) -> Result<Db> {
+        let set = format!("SET search_path TO {}", quote_ident(schema));
+        conn.run(move |st| Ok(st.client.batch_execute(&set)?))?;
+        Ok(Db::Pg(Pg { conn, write_key }))
     }
 
     pub fn is_pg(&self) -> bool {
@@ -253,9 +328,11 @@ impl Db {
         match self {
             Db::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(p.iter()))?),
             Db::Pg(pg) => {
-                let mut pg = pg.borrow_mut();
-                let st = pg.stmt(sql)?;
-                Ok(pg.client.execute(&st, &pg_params(p))? as usize)
+                let (sql, p) = (sql.to_string(), p.to_vec());
+                pg.conn.run(move |st| {
+                    let s = st.stmt(&sql)?;
+                    Ok(st.client.execute(&s, &pg_params(&p))? as usize)
+                })
             }
         }
     }
@@ -264,7 +341,10 @@ impl Db {
     pub fn batch(&self, sql: &str) -> Result<()> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Db::Pg(pg) => Ok(pg.borrow_mut().client.batch_execute(sql)?),
+            Db::Pg(pg) => {
+                let sql = sql.to_string();
+                pg.conn.run(move |st| Ok(st.client.batch_execute(&sql)?))
+            }
         }
     }
 
@@ -293,10 +373,12 @@ impl Db {
                 Ok(out)
             }
             Db::Pg(pg) => {
-                let mut pg = pg.borrow_mut();
-                let st = pg.stmt(sql)?;
-                let rows = pg.client.query(&st, &pg_params(p))?;
-                rows.iter().map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect::<Result<Vec<V>>>().map(R)).collect()
+                let (sql, p) = (sql.to_string(), p.to_vec());
+                pg.conn.run(move |st| {
+                    let s = st.stmt(&sql)?;
+                    let rows = st.client.query(&s, &pg_params(&p))?;
+                    rows.iter().map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect::<Result<Vec<V>>>().map(R)).collect()
+                })
             }
         }
     }
@@ -326,13 +408,15 @@ impl Db {
         match self {
             Db::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
             Db::Pg(pg) => {
-                let mut pg = pg.borrow_mut();
                 let key = pg.write_key;
-                pg.client.batch_execute("BEGIN")?;
-                if let Err(e) = pg.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]) {
-                    let _ = pg.client.batch_execute("ROLLBACK");
-                    return Err(e.into());
-                }
+                pg.conn.run(move |st| {
+                    st.client.batch_execute("BEGIN")?;
+                    if let Err(e) = st.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]) {
+                        let _ = st.client.batch_execute("ROLLBACK");
+                        return Err(e.into());
+                    }
+                    Ok(())
+                })?;
             }
         }
         Ok(Tx { db: self, done: false })
@@ -348,7 +432,11 @@ pub struct Tx<'a> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.db.batch("COMMIT")
+        let r = self.db.batch("COMMIT");
+        if r.is_err() {
+            let _ = self.db.batch("ROLLBACK");
+        }
+        r
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Lock {
     exclusive: bool,
     /// The connection that holds advisory locks (a session in PostgreSQL):
     /// closing it lets go of them.
-    _pg: Option<postgres::Client>,
+    _pg: Option<super::db::Conn>,
 }
 
 impl std::fmt::Debug for Lock {
@@ -212,8 +212,8 @@ impl Lock {
     }
 
     /// A lock held by a connection to the store.
-    pub(super) fn pg(client: postgres::Client) -> Lock {
-        Lock { file: None, exclusive: false, _pg: Some(client) }
+    pub(super) fn pg(conn: super::db::Conn) -> Lock {
+        Lock { file: None, exclusive: false, _pg: Some(conn) }
     }
 
     fn write_holder(&mut self, annotator: &str) -> std::io::Result<()> {
@@ -272,6 +272,11 @@ impl Drop for Lock {
         // OS lock explicitly: closing our descriptor alone would leave it
         // held while a child process forked meanwhile (by another thread)
         // still shares the open file, until that child execs.
+        // Let go of the advisory locks before the connection closes, so that
+        // another process may take them as soon as this returns.
+        if let Some(conn) = &self._pg {
+            let _ = conn.run(|st| Ok(st.client.batch_execute("SELECT pg_advisory_unlock_all()")?));
+        }
         if let Some(file) = &self.file {
             if self.exclusive {
                 let _ = file.set_len(0);

@@ -236,7 +236,7 @@ pub fn session_dir(sessions: &Path, name: &str) -> PathBuf {
 pub fn exists(sessions: &(impl Sessions + ?Sized), name: &str) -> bool {
     let store = sessions.store();
     match &store.pg {
-        Some(url) => pg::connect(url).and_then(|mut c| pg::schema_exists(&mut c, &pg::schema_of(name))).unwrap_or(false),
+        Some(url) => pg::connect(url).and_then(|c| pg::schema_exists(&c, &pg::schema_of(name))).unwrap_or(false),
         None => session_dir(&store.local, name).join(DB_FILE).exists(),
     }
 }

@@ -17,7 +17,7 @@
 //! What stays on each machine, in the local session folder: the embedding
 //! cache (keyed by content), and copies of the shared files.
 
-use super::db::{p, quote_ident, Db};
+use super::db::{p, quote_ident, Conn, Db};
 use super::*;
 
 pub(super) const SCHEMA_PREFIX: &str = "labelrest_s_";
@@ -89,17 +89,21 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// A new connection to the store.
-pub(super) fn connect(url: &str) -> Result<postgres::Client> {
+/// A new connection to the store (on a thread of its own: `db::Conn`).
+pub(super) fn connect(url: &str) -> Result<Conn> {
     use std::str::FromStr;
     let mut cfg = postgres::Config::from_str(url).with_context(|| format!("the store address '{}' does not read", display_url(url)))?;
     cfg.application_name("labelrest");
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(std::time::Duration::from_secs(10));
     }
-    // A machine that goes away without closing its connections lets go of its locks.
-    cfg.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
-    cfg.connect(postgres::NoTls).with_context(|| format!("cannot connect to the store {}", display_url(url)))
+    // A server that goes away is noticed (the server notices a client
+    // that goes away by its own keepalive settings: README).
+    cfg.keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(30))
+        .keepalives_interval(std::time::Duration::from_secs(10))
+        .keepalives_retries(3);
+    Conn::open(cfg).with_context(|| format!("cannot connect to the store {}", display_url(url)))
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -119,60 +123,62 @@ pub(super) fn key(schema: &str, what: &str) -> i64 {
     i64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-pub(super) fn schema_exists(client: &mut postgres::Client, schema: &str) -> Result<bool> {
-    Ok(client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])?.is_some())
+pub(super) fn schema_exists(conn: &Conn, schema: &str) -> Result<bool> {
+    let schema = schema.to_string();
+    conn.run(move |st| Ok(st.client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])?.is_some()))
 }
 
 /// A session's database connection on the store.
 pub(super) fn open_db(url: &str, name: &str, read_only: bool) -> Result<Db> {
     let schema = schema_of(name);
-    let mut client = connect(url)?;
-    if !schema_exists(&mut client, &schema)? {
+    let conn = connect(url)?;
+    if !schema_exists(&conn, &schema)? {
         bail!("no session '{name}' in the store {} (see `labelrest sessions`)", display_url(url));
     }
     if read_only {
-        client.batch_execute("SET default_transaction_read_only = on")?;
+        conn.run(|st| Ok(st.client.batch_execute("SET default_transaction_read_only = on")?))?;
     }
-    Db::pg(client, &schema, key(&schema, "write"))
+    Db::pg(conn, &schema, key(&schema, "write"))
 }
 
 fn this_cmd() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
 
-/// Records who holds a lock taken on `client`, for messages and `sessions`.
-fn register(client: &mut postgres::Client, schema: &str, key: &str, annotator: &str) -> Result<()> {
+/// Records who holds a lock taken on `c`, for messages and `sessions`.
+fn register(c: &mut postgres::Client, schema: &str, key: &str, annotator: &str) -> Result<()> {
     let sql = format!(
         "INSERT INTO {}.holders(key, pid, host, cmd, annotator, backend) VALUES ($1, $2, $3, $4, $5, pg_backend_pid())
          ON CONFLICT(key) DO UPDATE SET pid = excluded.pid, host = excluded.host, cmd = excluded.cmd, annotator = excluded.annotator, backend = excluded.backend",
         quote_ident(schema)
     );
-    client.execute(&sql, &[&key, &(std::process::id() as i64), &host_name(), &this_cmd(), &annotator])?;
+    c.execute(&sql, &[&key, &(std::process::id() as i64), &host_name(), &this_cmd(), &annotator])?;
     Ok(())
 }
 
 /// Live holders (their connection is open) whose key starts with `prefix`:
 /// (pid, "cmd (on host)", annotator).
-fn live_holders(client: &mut postgres::Client, schema: &str, prefix: &str) -> Result<Vec<(i32, String, String)>> {
+fn live_holders(c: &mut postgres::Client, schema: &str, prefix: &str) -> Result<Vec<(i32, String, String)>> {
     let sql = format!(
         "SELECT pid, host, cmd, annotator FROM {}.holders WHERE key LIKE $1 || '%' AND backend IN (SELECT pid FROM pg_stat_activity) ORDER BY annotator, key",
         quote_ident(schema)
     );
-    let rows = client.query(&sql, &[&prefix])?;
+    let rows = c.query(&sql, &[&prefix])?;
+    let here = host_name();
     Ok(rows
         .iter()
         .map(|r| {
             let (pid, host, cmd, who): (i64, String, String, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
-            let on = if host == host_name() { String::new() } else { format!(" (on {host})") };
+            let on = if host == here { String::new() } else { format!(" (on {host})") };
             (pid as i32, data::display_safe(&format!("{cmd}{on}")), data::display_safe(&who))
         })
         .collect())
 }
 
-fn try_lock(client: &mut postgres::Client, k: i64, shared: bool) -> Result<bool> {
+fn try_lock(c: &mut postgres::Client, k: i64, shared: bool) -> Result<bool> {
     let f = if shared { "pg_try_advisory_lock_shared" } else { "pg_try_advisory_lock" };
     for attempt in 0..20 {
-        let got: bool = client.query_one(&format!("SELECT {f}($1)"), &[&k])?.get(0);
+        let got: bool = c.query_one(&format!("SELECT {f}($1)"), &[&k])?.get(0);
         if got {
             return Ok(true);
         }
@@ -191,34 +197,38 @@ fn pid_text(pid: i32, cmd: &str) -> String {
 /// given, that annotator's lock), on a connection of the lock's own.
 pub(super) fn lock_work(url: &str, name: &str, annotator: Option<&str>) -> Result<Lock> {
     let schema = schema_of(name);
-    let mut client = connect(url)?;
-    if !schema_exists(&mut client, &schema)? {
+    let conn = connect(url)?;
+    if !schema_exists(&conn, &schema)? {
         bail!("no session '{name}' in the store {} (see `labelrest sessions`)", display_url(url));
     }
-    if !try_lock(&mut client, key(&schema, "session"), true)? {
-        bail!("session '{}' is being removed or replaced by another process; try again when it is done", data::display_safe(name));
-    }
-    if let Some(who) = annotator {
-        if !try_lock(&mut client, key(&schema, &format!("annotator/{who}")), false)? {
-            let holder = live_holders(&mut client, &schema, "work/")?.into_iter().find(|h| h.2 == data::display_safe(who));
-            let what = holder.map(|(pid, cmd, _)| format!(" ({})", pid_text(pid, &cmd))).unwrap_or_default();
-            bail!(
-                "session '{}' is open in another process{what} as annotator '{}'; close it there first, or work as another annotator (--annotator NAME)",
-                data::display_safe(name),
-                data::display_safe(who)
-            );
+    let (name, annotator) = (name.to_string(), annotator.map(str::to_string));
+    conn.run(move |st| {
+        let c = &mut st.client;
+        if !try_lock(c, key(&schema, "session"), true)? {
+            bail!("session '{}' is being removed or replaced by another process; try again when it is done", data::display_safe(&name));
         }
-    }
-    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
-    register(&mut client, &schema, &format!("work/{backend}"), annotator.unwrap_or(""))?;
-    Ok(Lock::pg(client))
+        if let Some(who) = &annotator {
+            if !try_lock(c, key(&schema, &format!("annotator/{who}")), false)? {
+                let holder = live_holders(c, &schema, "work/")?.into_iter().find(|h| h.2 == data::display_safe(who));
+                let what = holder.map(|(pid, cmd, _)| format!(" ({})", pid_text(pid, &cmd))).unwrap_or_default();
+                bail!(
+                    "session '{}' is open in another process{what} as annotator '{}'; close it there first, or work as another annotator (--annotator NAME)",
+                    data::display_safe(&name),
+                    data::display_safe(who)
+                );
+            }
+        }
+        let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+        register(c, &schema, &format!("work/{backend}"), annotator.as_deref().unwrap_or(""))
+    })?;
+    Ok(Lock::pg(conn))
 }
 
 /// Takes the session for this process alone (removing or replacing it),
 /// or says who works on it.
-pub(super) fn lock_exclusive(client: &mut postgres::Client, schema: &str, name: &str) -> Result<()> {
-    if !try_lock(client, key(schema, "session"), false)? {
-        let who = live_holders(client, schema, "work/").unwrap_or_default();
+fn lock_exclusive(c: &mut postgres::Client, schema: &str, name: &str) -> Result<()> {
+    if !try_lock(c, key(schema, "session"), false)? {
+        let who = live_holders(c, schema, "work/").unwrap_or_default();
         match who.first() {
             Some((pid, cmd, _)) => {
                 bail!("session '{}' is open in another process ({}); close it there first", data::display_safe(name), pid_text(*pid, cmd))
@@ -231,13 +241,16 @@ pub(super) fn lock_exclusive(client: &mut postgres::Client, schema: &str, name: 
 
 /// The session's trainer lock, when no other process holds it.
 pub(super) fn trainer(url: &str, schema: &str) -> Result<Option<Lock>> {
-    let mut client = connect(url)?;
-    let got: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(schema, "trainer")])?.get(0);
-    if !got {
-        return Ok(None);
-    }
-    register(&mut client, schema, "trainer", "")?;
-    Ok(Some(Lock::pg(client)))
+    let conn = connect(url)?;
+    let schema = schema.to_string();
+    let got = conn.run(move |st| {
+        let got: bool = st.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(&schema, "trainer")])?.get(0);
+        if got {
+            register(&mut st.client, &schema, "trainer", "")?;
+        }
+        Ok(got)
+    })?;
+    Ok(got.then(|| Lock::pg(conn)))
 }
 
 pub(super) fn trainer_holder(db: &Db) -> Option<(i32, String)> {
@@ -248,53 +261,57 @@ pub(super) fn trainer_holder(db: &Db) -> Option<(i32, String)> {
     Some((r.get::<i64>(0).ok()? as i32, r.get::<String>(1).ok()?))
 }
 
-/// The sessions in the store: (name, schema).
+/// The sessions in the store: (name, who works on it).
+#[allow(clippy::type_complexity)]
 pub(super) fn list(url: &str) -> Result<Vec<(String, Vec<(i32, String, String)>)>> {
-    let mut client = connect(url)?;
-    let schemas: Vec<String> = client
-        .query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY nspname", &[&SCHEMA_PREFIX])?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut out = Vec::new();
-    for s in schemas {
-        let name: Option<String> = client
-            .query_opt(&format!("SELECT value FROM {}.meta WHERE key = 'name'", quote_ident(&s)), &[])
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if let Some(name) = name {
-            let at_work = live_holders(&mut client, &s, "work/").unwrap_or_default();
-            out.push((name, at_work));
+    let conn = connect(url)?;
+    conn.run(move |st| {
+        let c = &mut st.client;
+        let schemas: Vec<String> = c
+            .query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY nspname", &[&SCHEMA_PREFIX])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::new();
+        for s in schemas {
+            let name: Option<String> =
+                c.query_opt(&format!("SELECT value FROM {}.meta WHERE key = 'name'", quote_ident(&s)), &[]).ok().flatten().map(|r| r.get(0));
+            if let Some(name) = name {
+                let at_work = live_holders(c, &s, "work/").unwrap_or_default();
+                out.push((name, at_work));
+            }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 /// Removes session `name` from the store (refused while anyone works on it).
 pub(super) fn remove(url: &str, name: &str) -> Result<()> {
     let schema = schema_of(name);
-    let mut client = connect(url)?;
-    if !schema_exists(&mut client, &schema)? {
+    let conn = connect(url)?;
+    if !schema_exists(&conn, &schema)? {
         bail!("no session '{name}' in the store {}", display_url(url));
     }
-    lock_exclusive(&mut client, &schema, name)?;
-    client.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))?;
-    Ok(())
+    let name = name.to_string();
+    conn.run(move |st| {
+        lock_exclusive(&mut st.client, &schema, &name)?;
+        st.client.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&schema)))?;
+        Ok(())
+    })
 }
 
 /// Drops what runs of `new` that died left: temporary schemas nobody builds.
-pub(super) fn clean_stale(client: &mut postgres::Client) {
-    let Ok(rows) = client.query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", &[&TMP_PREFIX]) else { return };
+fn clean_stale(c: &mut postgres::Client) {
+    let Ok(rows) = c.query("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", &[&TMP_PREFIX]) else { return };
     for r in rows {
         let s: String = r.get(0);
-        let free: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(&s, "build")]).map(|r| r.get(0)).unwrap_or(false);
+        let free: bool = c.query_one("SELECT pg_try_advisory_lock($1)", &[&key(&s, "build")]).map(|r| r.get(0)).unwrap_or(false);
         if free {
-            match client.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&s))) {
+            match c.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(&s))) {
                 Ok(()) => tracing::info!("dropped {s}, left by a run of `new` that did not finish"),
                 Err(e) => tracing::warn!("cannot drop {s}: {e}"),
             }
-            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key(&s, "build")]);
+            let _ = c.execute("SELECT pg_advisory_unlock($1)", &[&key(&s, "build")]);
         }
     }
 }
@@ -304,15 +321,22 @@ pub(super) fn clean_stale(client: &mut postgres::Client) {
 /// (refused while anyone works on that one).
 pub(super) fn create<T>(url: &str, name: &str, force: bool, build: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
     let schema = schema_of(name);
-    let mut client = connect(url)?;
-    clean_stale(&mut client);
-    if schema_exists(&mut client, &schema)? && !force {
+    let conn = connect(url)?;
+    conn.run(|st| {
+        clean_stale(&mut st.client);
+        Ok(())
+    })?;
+    if schema_exists(&conn, &schema)? && !force {
         bail!("session '{name}' exists already in the store {}; use --force to replace it, or another name", display_url(url));
     }
     let tmp = format!("{TMP_PREFIX}{}_{}", &schema[SCHEMA_PREFIX.len()..], std::process::id());
-    client.execute("SELECT pg_advisory_lock($1)", &[&key(&tmp, "build")])?;
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}", quote_ident(&tmp)))?;
-    let db = Db::pg(client, &tmp, key(&tmp, "write"))?;
+    let t = tmp.clone();
+    conn.run(move |st| {
+        st.client.execute("SELECT pg_advisory_lock($1)", &[&key(&t, "build")])?;
+        st.client.batch_execute(&format!("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}", quote_ident(&t)))?;
+        Ok(())
+    })?;
+    let db = Db::pg(conn, &tmp, key(&tmp, "write"))?;
     let built = build(&db).and_then(|report| {
         db.exec("INSERT INTO meta(key, value) VALUES ('name', ?1)", p![name])?;
         Ok(report)
