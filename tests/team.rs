@@ -226,13 +226,52 @@ fn tmux(sock: &str, args: &[&str]) -> String {
 /// quits, bob's process takes over the training.
 #[test]
 fn two_workstations_share_one_model() {
+    two_workstations(None);
+}
+
+/// The same with the session in PostgreSQL and each workstation on its own
+/// sessions folder (two machines): the model one trains reaches the other.
+#[test]
+fn two_workstations_on_two_machines_share_one_postgres_session() {
+    let Some(url) = std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()) else {
+        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server");
+        eprintln!("LABELREST_TEST_PG not set: skipped");
+        return;
+    };
+    two_workstations(Some(&url));
+}
+
+fn two_workstations(store: Option<&str>) {
     if Command::new("tmux").arg("-V").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
         eprintln!("tmux not installed; skipping");
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    small_demo_session(d.path(), "t", 300);
+    let name = match store {
+        Some(_) => format!("ws{}", std::process::id()),
+        None => "t".to_string(),
+    };
+    let name = name.as_str();
+    // Each workstation's sessions folder: one for both, or one per machine.
+    let folder = |who: &str| match store {
+        Some(_) => d.path().join(who),
+        None => d.path().to_path_buf(),
+    };
+    match store {
+        None => small_demo_session(d.path(), name, 300),
+        Some(url) => {
+            let f = write(d.path(), "data.csv", demo_head(300).as_bytes());
+            let o = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+                .args(["--store", url, "--sessions"])
+                .arg(d.path().join("maker"))
+                .args(["new", name, "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--force"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+    let store_arg = store.map(|u| format!("--store '{u}' ")).unwrap_or_default();
     let sock = d.path().join("tmux.sock").to_str().unwrap().to_string();
     struct Kill(String);
     impl Drop for Kill {
@@ -244,8 +283,9 @@ fn two_workstations_share_one_model() {
     let bin = env!("CARGO_BIN_EXE_labelrest");
     let start = |who: &str| {
         let cmd = format!(
-            "LABELREST_LOG={dir}/{who}.log NO_COLOR=1 {bin} --sessions {dir} label t --annotator {who}; echo EXITED $?; sleep 60",
-            dir = d.path().display()
+            "LABELREST_LOG={log}/{who}.log NO_COLOR=1 {bin} {store_arg}--sessions {dir} label {name} --annotator {who}; echo EXITED $?; sleep 60",
+            log = d.path().display(),
+            dir = folder(who).display()
         );
         let st = Command::new("tmux").args(["-S", &sock, "new-session", "-d", "-s", who, "-x", "80", "-y", "24", &cmd]).status().unwrap();
         assert!(st.success());
@@ -306,9 +346,10 @@ fn two_workstations_share_one_model() {
     label("bob", "1", 13, 10);
     wait("bob", &["it 4 ", "23 labelled"], 60);
     let log = std::fs::read_to_string(d.path().join("bob.log")).unwrap_or_default();
-    assert!(log.contains("this process trains session t"), "{log}");
+    assert!(log.contains(&format!("this process trains session {name}")), "{log}");
     assert!(!log.contains("panic"), "{log}");
-    let s = labelrest::store::Session::open_read_only(d.path(), "t").unwrap();
+    let where_ = labelrest::store::Store { local: folder("bob"), pg: store.map(str::to_string) };
+    let s = labelrest::store::Session::open_read_only(&where_, name).unwrap();
     let by: Vec<Option<String>> = s.labels().unwrap().into_iter().map(|l| l.annotator).collect();
     assert_eq!(by.iter().filter(|a| a.as_deref() == Some("alice")).count(), 3);
     assert_eq!(by.iter().filter(|a| a.as_deref() == Some("bob")).count(), 20);

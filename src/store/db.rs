@@ -199,7 +199,11 @@ impl Conn {
         let job: Job = Box::new(move |st| {
             let _ = tx.send(f(st));
         });
-        self.jobs.as_ref().ok_or_else(|| anyhow!("the connection is closed"))?.send(job).map_err(|_| anyhow!("the connection's thread ended"))?;
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| anyhow!("the connection is closed"))?
+            .send(job)
+            .map_err(|_| anyhow!("the connection's thread ended"))?;
         rx.recv().map_err(|_| anyhow!("the connection's thread ended"))?
     }
 }

@@ -274,8 +274,11 @@ pub(super) fn list(url: &str) -> Result<Vec<(String, Vec<(i32, String, String)>)
             .collect();
         let mut out = Vec::new();
         for s in schemas {
-            let name: Option<String> =
-                c.query_opt(&format!("SELECT value FROM {}.meta WHERE key = 'name'", quote_ident(&s)), &[]).ok().flatten().map(|r| r.get(0));
+            let name: Option<String> = c
+                .query_opt(&format!("SELECT value FROM {}.meta WHERE key = 'name'", quote_ident(&s)), &[])
+                .ok()
+                .flatten()
+                .map(|r| r.get(0));
             if let Some(name) = name {
                 let at_work = live_holders(c, &s, "work/").unwrap_or_default();
                 out.push((name, at_work));

@@ -102,7 +102,10 @@ impl Session {
                 let overlap: std::collections::HashSet<i64> =
                     tx.col::<i64>(&format!("SELECT row_id FROM overlap WHERE row_id IN ({marks})"), &ids)?.into_iter().collect();
                 let mut given: HashMap<i64, Vec<(Option<String>, String)>> = HashMap::new();
-                for r in tx.query(&format!("SELECT row_id, annotator, source FROM annotations WHERE active=1 AND row_id IN ({marks}) ORDER BY id"), &ids)? {
+                for r in tx.query(
+                    &format!("SELECT row_id, annotator, source FROM annotations WHERE active=1 AND row_id IN ({marks}) ORDER BY id"),
+                    &ids,
+                )? {
                     given.entry(r.get(0)?).or_default().push((r.get(1)?, r.get(2)?));
                 }
                 for &id in chunk {
@@ -110,7 +113,11 @@ impl Session {
                         break 'scan;
                     }
                     let busy = reserved.contains(&id)
-                        || !super::overlap::open_to(&self.annotator, given.get(&id).map(Vec::as_slice).unwrap_or(&[]), overlap.contains(&id));
+                        || !super::overlap::open_to(
+                            &self.annotator,
+                            given.get(&id).map(Vec::as_slice).unwrap_or(&[]),
+                            overlap.contains(&id),
+                        );
                     if !busy {
                         tx.exec(
                             "INSERT INTO reservations(row_id, annotator, pid, host, until) VALUES (?1, ?2, ?3, ?4, ?5)",
