@@ -397,7 +397,10 @@ pub fn run(cli: Cli) -> Result<()> {
         store::Store { local: PathBuf::new(), pg: None }
     } else {
         let s = sessions_dir(&cli)?;
-        tracing::debug!("sessions in {} (local folder {})", s.describe(), s.local.display());
+        match &s.pg {
+            None => tracing::debug!("sessions folder {}", s.local.display()),
+            Some(_) => tracing::debug!("sessions folder {} (this machine's caches; the sessions in {})", s.local.display(), s.describe()),
+        }
         s
     };
     match cli.command {

@@ -1,5 +1,6 @@
 //! The session store: one SQLite database (WAL, synchronous=FULL) per session
-//! in its own folder, with the rows, every label with who gave it and when,
+//! in its own folder, or one schema per session in a PostgreSQL database
+//! (`--store`, `pg`), with the rows, every label with who gave it and when,
 //! the iterations and their metrics, the latest predictions and the settings.
 //!
 //! Layout of a session folder `SESSIONS/NAME/`:
@@ -7,7 +8,10 @@
 //! - `lock`: the process id of the process that has the session open for work;
 //! - `emb-<model hash>.f32` and `.done`: the embedding cache (see `model::cache`).
 //!
-//! By concern: `create` (import into a new session, `--force`'s swap, the
+//! A session in PostgreSQL keeps only this machine's caches and copies of
+//! the shared model files in `SESSIONS/NAME/` (see `pg`).
+//!
+//! By concern: `db` (the two back ends behind one interface), `pg`, `create` (import into a new session, `--force`'s swap, the
 //! clean-up of crashed runs), `lock`, `schema` (and migration), `queries`
 //! (everything read and written once a session is open); here, the types,
 //! the folder of sessions, and opening one.
