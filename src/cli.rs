@@ -379,6 +379,14 @@ fn labelrest_default_head() -> crate::model::HeadConfig {
 
 fn sessions_dir(cli: &Cli) -> Result<store::Store> {
     let local = store::sessions_dir(cli.sessions.as_deref())?;
+    // An empty LABELREST_STORE is unset (as an empty LABELREST_SESSIONS is);
+    // an empty --store is a mistake.
+    let from_env = std::env::var("LABELREST_STORE").ok();
+    if let Some(v) = cli.store.as_deref().filter(|v| v.trim().is_empty()) {
+        if from_env.as_deref() != Some(v) {
+            return Err(usage("--store is empty; give postgres://USER@HOST/DB, or leave it out for sessions in SQLite files"));
+        }
+    }
     let pg = cli.store.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     if let Some(url) = &pg {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=')) {

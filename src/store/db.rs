@@ -142,19 +142,63 @@ impl R {
     }
 }
 
+/// How long a call to the store may take before the caller is told the
+/// store does not answer (the workstation waits on some of them).
+pub const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A connection to a PostgreSQL server on a thread of its own: the client
-/// and its prepared statements live there; `run` sends it a job and waits.
-/// Dropping it closes the connection (the server then lets go of its
-/// advisory locks) before it returns.
+/// and its prepared statements live there; `run` sends it a job and waits
+/// (at most `STORE_TIMEOUT`; while a job that overran is still running,
+/// further calls fail at once instead of queueing behind it). A connection
+/// that closed (a server restart) is opened again before the next job,
+/// its settings (`setup`) applied again, unless a transaction was open on
+/// it (its statements fail until it ends) or it holds locks (`keep`: a
+/// lock lost is not taken again behind the holder's back).
 pub struct Conn {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Jobs sent, and jobs the thread finished.
+    sent: std::cell::Cell<u64>,
+    finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The thread ends (its client dropped, the connection closed).
+    ended: std::sync::mpsc::Receiver<()>,
 }
 
 /// What a job works with on the connection's thread.
 pub struct PgState {
     pub client: postgres::Client,
     stmts: HashMap<String, postgres::Statement>,
+    cfg: postgres::Config,
+    /// Statements that set the connection up, run again on a new one.
+    setup: Vec<String>,
+    in_tx: bool,
+    /// Holds locks: never opened again behind the holder's back.
+    keep: bool,
+}
+
+impl PgState {
+    /// Runs `sql` now and again on every new connection.
+    pub fn setup(&mut self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql)?;
+        self.setup.push(sql.to_string());
+        Ok(())
+    }
+
+    /// Marks the connection as holding locks: when it closes, it stays closed.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        let mut client = self.cfg.connect(postgres::NoTls)?;
+        for sql in &self.setup {
+            client.batch_execute(sql)?;
+        }
+        self.client = client;
+        self.stmts.clear();
+        tracing::info!("connected to the store again");
+        Ok(())
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut PgState) + Send>;
@@ -162,8 +206,11 @@ type Job = Box<dyn FnOnce(&mut PgState) + Send>;
 impl Conn {
     /// Connects with `cfg` on a new thread.
     pub fn open(cfg: postgres::Config) -> Result<Conn> {
+        let wait = cfg.get_connect_timeout().copied().unwrap_or(std::time::Duration::from_secs(10)) + std::time::Duration::from_secs(5);
         let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+        let (ended_tx, ended) = std::sync::mpsc::sync_channel::<()>(1);
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let thread = std::thread::Builder::new().name("labelrest-pg".into()).spawn(move || {
             let client = match cfg.connect(postgres::NoTls) {
                 Ok(c) => {
@@ -175,44 +222,78 @@ impl Conn {
                     return;
                 }
             };
-            let mut state = PgState { client, stmts: HashMap::new() };
+            let mut state = PgState { client, stmts: HashMap::new(), cfg, setup: Vec::new(), in_tx: false, keep: false };
             while let Ok(job) = inbox.recv() {
+                if state.client.is_closed() && !state.in_tx && !state.keep {
+                    if let Err(e) = state.reopen() {
+                        tracing::warn!("cannot connect to the store again: {e}");
+                    }
+                }
                 job(&mut state);
             }
+            drop(state);
+            let _ = ended_tx.send(());
         })?;
-        match ready.recv() {
-            Ok(Ok(())) => Ok(Conn { jobs: Some(jobs), thread: Some(thread) }),
+        match ready.recv_timeout(wait) {
+            Ok(Ok(())) => Ok(Conn { jobs: Some(jobs), thread: Some(thread), sent: Default::default(), finished, ended }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => {
-                let _ = thread.join();
-                bail!("the connection's thread ended")
-            }
+            // The thread stays behind, stuck in its connect; it ends when that does.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!("the server did not answer within {} s", wait.as_secs()),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the connection's thread ended"),
         }
     }
 
     /// Runs `f` with the connection, on its thread; waits for its answer.
-    pub fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut PgState) -> Result<R> + Send + 'static) -> Result<R> {
+    /// A job that fails because the connection closed under it (a server
+    /// restart), outside a transaction, runs once more on a new connection.
+    pub fn run<R: Send + 'static>(&self, f: impl Fn(&mut PgState) -> Result<R> + Send + 'static) -> Result<R> {
+        let behind = self.sent.get() - self.finished.load(std::sync::atomic::Ordering::SeqCst);
+        if behind > 0 {
+            bail!("the store has not answered for {} s or more (still waiting for it)", STORE_TIMEOUT.as_secs());
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<R>>(1);
+        let finished = self.finished.clone();
         let job: Job = Box::new(move |st| {
-            let _ = tx.send(f(st));
+            let was_in_tx = st.in_tx;
+            let mut r = f(st);
+            if r.is_err() && st.client.is_closed() && !was_in_tx && !st.keep {
+                st.in_tx = false;
+                match st.reopen() {
+                    Ok(()) => r = f(st),
+                    Err(e) => tracing::warn!("cannot connect to the store again: {e}"),
+                }
+            }
+            // Counted before the answer goes: the caller's next call sees it.
+            finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(r);
         });
         self.jobs
             .as_ref()
             .ok_or_else(|| anyhow!("the connection is closed"))?
             .send(job)
             .map_err(|_| anyhow!("the connection's thread ended"))?;
-        rx.recv().map_err(|_| anyhow!("the connection's thread ended"))?
+        self.sent.set(self.sent.get() + 1);
+        match rx.recv_timeout(STORE_TIMEOUT) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!("the store did not answer within {} s", STORE_TIMEOUT.as_secs()),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the connection's thread ended"),
+        }
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         drop(self.jobs.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Closed before this returns (a lock then is free for the next
+        // process), unless the store does not answer: then the thread is
+        // left to end when it does.
+        if self.ended.recv_timeout(std::time::Duration::from_secs(5)).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -319,7 +400,7 @@ impl Db {
     /// the advisory lock `write_key`.
     pub fn pg(conn: Conn, schema: &str, write_key: i64) -> Result<Db> {
         let set = format!("SET search_path TO {}", quote_ident(schema));
-        conn.run(move |st| Ok(st.client.batch_execute(&set)?))?;
+        conn.run(move |st| st.setup(&set))?;
         Ok(Db::Pg(Pg { conn, write_key }))
     }
 
@@ -347,7 +428,15 @@ impl Db {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Db::Pg(pg) => {
                 let sql = sql.to_string();
-                pg.conn.run(move |st| Ok(st.client.batch_execute(&sql)?))
+                pg.conn.run(move |st| {
+                    let r = st.client.batch_execute(&sql);
+                    match sql.trim() {
+                        "BEGIN" => st.in_tx = r.is_ok(),
+                        "COMMIT" | "ROLLBACK" => st.in_tx = false,
+                        _ => {}
+                    }
+                    Ok(r?)
+                })
             }
         }
     }
@@ -415,8 +504,10 @@ impl Db {
                 let key = pg.write_key;
                 pg.conn.run(move |st| {
                     st.client.batch_execute("BEGIN")?;
+                    st.in_tx = true;
                     if let Err(e) = st.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]) {
                         let _ = st.client.batch_execute("ROLLBACK");
+                        st.in_tx = false;
                         return Err(e.into());
                     }
                     Ok(())

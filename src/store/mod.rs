@@ -486,15 +486,17 @@ impl Session {
         };
         let s = Session::with_db(name, dir, db, store.pg.clone(), locks, annotator);
         s.check_schema(true)?;
-        s.local_folder()?;
+        s.local_folder(true)?;
         s.db.exec("UPDATE meta SET value = ?1 WHERE key = 'last_opened'", p![now()])?;
         Ok(s)
     }
 
     /// (PostgreSQL) makes this machine's folder of the session, emptied when
     /// it held another session of that name (one `new --force` replaced).
-    fn local_folder(&self) -> Result<()> {
-        if self.pg.is_none() {
+    /// A read-only look makes no folder (`sessions` lists without leaving
+    /// one per session behind); what it writes (`predict`'s caches) does.
+    fn local_folder(&self, make: bool) -> Result<()> {
+        if self.pg.is_none() || (!make && !self.dir.exists()) {
             return Ok(());
         }
         let id = format!("{} {}", pg::schema_of(&self.name), self.meta("created")?.unwrap_or_default());
@@ -521,7 +523,7 @@ impl Session {
         if let Some(url) = &store.pg {
             let s = Session::with_db(name, dir, pg::open_db(url, name, true)?, store.pg.clone(), Vec::new(), None);
             s.check_schema(false)?;
-            s.local_folder()?;
+            s.local_folder(false)?;
             return Ok(s);
         }
         let db = dir.join(DB_FILE);

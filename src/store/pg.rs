@@ -78,13 +78,68 @@ CREATE TABLE holders(key TEXT PRIMARY KEY, pid BIGINT NOT NULL, host TEXT NOT NU
 CREATE TABLE files(name TEXT PRIMARY KEY, data BYTEA NOT NULL, version BIGINT NOT NULL);
 ";
 
-/// The store's address without its password, for messages.
+/// The store's address without its password, for messages: the
+/// password of a URL (`postgres://user:PASSWORD@host/db`) and a
+/// `password=...` setting are shown as `***`.
 pub fn display_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((user, host)) if user.contains(':') => format!("{scheme}://{}:***@{host}", user.split(':').next().unwrap_or("")),
-            _ => url.to_string(),
-        },
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, host) = match rest.rsplit_once('@') {
+            Some((auth, host)) => (auth, host),
+            None => return hide_query_password(url),
+        };
+        let auth = match auth.split_once(':') {
+            Some((user, _)) => format!("{user}:***"),
+            None => auth.to_string(),
+        };
+        return hide_query_password(&format!("{scheme}://{auth}@{host}"));
+    }
+    // key=value settings: `password=x`, `password = 'x y'`.
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(i) = rest.find("password") {
+        let (before, after) = rest.split_at(i);
+        out.push_str(before);
+        let after_key = &after["password".len()..];
+        let trimmed = after_key.trim_start();
+        let word_start = before.is_empty() || before.ends_with(|c: char| c.is_whitespace());
+        if word_start && trimmed.starts_with('=') {
+            out.push_str("password=***");
+            let v = trimmed[1..].trim_start();
+            rest = if let Some(q) = v.strip_prefix('\'') {
+                // A quoted value ends at the next unescaped quote.
+                let mut end = q.len();
+                let mut esc = false;
+                for (j, c) in q.char_indices() {
+                    if esc {
+                        esc = false;
+                    } else if c == '\\' {
+                        esc = true;
+                    } else if c == '\'' {
+                        end = j + 1;
+                        break;
+                    }
+                }
+                &q[end.min(q.len())..]
+            } else {
+                v.find(char::is_whitespace).map(|j| &v[j..]).unwrap_or("")
+            };
+        } else {
+            out.push_str("password");
+            rest = after_key;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `?password=...` in a URL's query, hidden.
+fn hide_query_password(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let q: Vec<String> =
+                query.split('&').map(|kv| if kv.starts_with("password=") { "password=***".to_string() } else { kv.to_string() }).collect();
+            format!("{base}?{}", q.join("&"))
+        }
         None => url.to_string(),
     }
 }
@@ -136,17 +191,35 @@ pub(super) fn open_db(url: &str, name: &str, read_only: bool) -> Result<Db> {
         bail!("no session '{name}' in the store {} (see `labelrest sessions`)", display_url(url));
     }
     if read_only {
-        conn.run(|st| Ok(st.client.batch_execute("SET default_transaction_read_only = on")?))?;
+        conn.run(|st| st.setup("SET default_transaction_read_only = on"))?;
     }
     Db::pg(conn, &schema, key(&schema, "write"))
 }
 
+/// This process's command line as others are shown it (in `holders`): the
+/// store's address without its password.
 fn this_cmd() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    let mut out = Vec::new();
+    let mut args = std::env::args();
+    while let Some(a) = args.next() {
+        if a == "--store" {
+            out.push(a);
+            if let Some(v) = args.next() {
+                out.push(display_url(&v));
+            }
+        } else if let Some(v) = a.strip_prefix("--store=") {
+            out.push(format!("--store={}", display_url(v)));
+        } else {
+            out.push(a);
+        }
+    }
+    out.join(" ")
 }
 
 /// Records who holds a lock taken on `c`, for messages and `sessions`.
 fn register(c: &mut postgres::Client, schema: &str, key: &str, annotator: &str) -> Result<()> {
+    // The rows of processes gone (their connection closed) go first.
+    c.execute(&format!("DELETE FROM {}.holders WHERE backend NOT IN (SELECT pid FROM pg_stat_activity)", quote_ident(schema)), &[])?;
     let sql = format!(
         "INSERT INTO {}.holders(key, pid, host, cmd, annotator, backend) VALUES ($1, $2, $3, $4, $5, pg_backend_pid())
          ON CONFLICT(key) DO UPDATE SET pid = excluded.pid, host = excluded.host, cmd = excluded.cmd, annotator = excluded.annotator, backend = excluded.backend",
@@ -203,6 +276,7 @@ pub(super) fn lock_work(url: &str, name: &str, annotator: Option<&str>) -> Resul
     }
     let (name, annotator) = (name.to_string(), annotator.map(str::to_string));
     conn.run(move |st| {
+        st.keep();
         let c = &mut st.client;
         if !try_lock(c, key(&schema, "session"), true)? {
             bail!("session '{}' is being removed or replaced by another process; try again when it is done", data::display_safe(&name));
@@ -244,6 +318,7 @@ pub(super) fn trainer(url: &str, schema: &str) -> Result<Option<Lock>> {
     let conn = connect(url)?;
     let schema = schema.to_string();
     let got = conn.run(move |st| {
+        st.keep();
         let got: bool = st.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(&schema, "trainer")])?.get(0);
         if got {
             register(&mut st.client, &schema, "trainer", "")?;
@@ -349,7 +424,20 @@ pub(super) fn create<T>(url: &str, name: &str, force: bool, build: impl FnOnce(&
         let r = (|| -> Result<()> {
             let got: bool = db.one::<i64>("SELECT pg_try_advisory_xact_lock(?1)", p![key(&schema, "session")])? == 1;
             if !got {
-                bail!("session '{}' is open in another process; close it there first", data::display_safe(name));
+                // Who: the old session's holders, read through its schema.
+                let holder = db
+                    .row(
+                        &format!(
+                            "SELECT pid, cmd FROM {}.holders WHERE starts_with(key, 'work/') AND backend IN (SELECT pid FROM pg_stat_activity) ORDER BY key LIMIT 1",
+                            quote_ident(&schema)
+                        ),
+                        p![],
+                    )
+                    .ok()
+                    .flatten()
+                    .and_then(|r| Some(format!(" (pid {}: {})", r.get::<i64>(0).ok()?, r.get::<String>(1).ok()?)))
+                    .unwrap_or_default();
+                bail!("session '{}' is open in another process{holder}; close it there first", data::display_safe(name));
             }
             db.batch(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE; ALTER SCHEMA {} RENAME TO {}",
@@ -405,4 +493,24 @@ pub(super) fn get_file(db: &Db, name: &str, path: &Path) -> Result<Option<i64>> 
 /// The names of the store's files under `prefix` (a folder, with its `/`).
 pub(super) fn files_under(db: &Db, prefix: &str) -> Result<Vec<String>> {
     db.col("SELECT name FROM files WHERE starts_with(name, ?1) ORDER BY name", p![prefix])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(display_url("postgres://ann:s3cret@db/labelrest"), "postgres://ann:***@db/labelrest");
+        assert_eq!(display_url("postgres://ann@db/labelrest"), "postgres://ann@db/labelrest");
+        assert_eq!(
+            display_url("postgresql://db/x?user=a&password=p&sslmode=disable"),
+            "postgresql://db/x?user=a&password=***&sslmode=disable"
+        );
+        assert_eq!(display_url("host=/tmp/s user=a password=hunter2 dbname=x"), "host=/tmp/s user=a password=*** dbname=x");
+        assert_eq!(display_url("host=h password = 'a b\\' c' dbname=x"), "host=h password=*** dbname=x");
+        assert_eq!(display_url("password=p"), "password=***");
+        // Not a password setting: left as it is.
+        assert_eq!(display_url("host=h user=passwordless"), "host=h user=passwordless");
+    }
 }
