@@ -287,3 +287,36 @@ fn model_files_reach_other_machines() {
         assert_eq!(reader.tuned_encoder_rows().unwrap().unwrap().len(), 3, "{kind}");
     }
 }
+
+/// A store address that is empty, cannot be reached or holds a password:
+/// one line, the right exit status, the password never printed.
+#[test]
+fn bad_store_addresses_are_one_clear_line() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |store: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
+            .args(["--sessions", d.path().to_str().unwrap(), "--store", store, "sessions"])
+            .env_remove("LABELREST_STORE")
+            .output()
+            .unwrap()
+    };
+    let o = run("");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--store is empty"), "{}", stderr(&o));
+    let o = run("nonsense");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run("host=/nonexistent/socket/dir user=ann password=hunter2 dbname=x");
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("cannot connect to the store") && e.contains("password=***") && !e.contains("hunter2"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let o = run("postgres://ann:hunter2@127.0.0.1:1/x");
+    assert!(!stderr(&o).contains("hunter2") && stderr(&o).contains("ann:***@"), "{}", stderr(&o));
+    // An empty LABELREST_STORE is unset: the sessions folder (SQLite).
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .args(["--sessions", d.path().to_str().unwrap(), "sessions"])
+        .env("LABELREST_STORE", "")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
