@@ -328,6 +328,14 @@ fn two_workstations(store: Option<&str>) {
     let s = wait("bob", &["it 1 ", "ready"], 60);
     // Neither is shown the other's batch: each queue lacks the other's ten rows.
     assert!(s.contains("Queue (margin, 289 rows)") || s.contains("Queue (margin, 290 rows)"), "{s}");
+    // The mode is the team's: bob's change reaches alice's panel.
+    tmux(&sock, &["send-keys", "-t", "bob", "m"]);
+    wait("alice", &["mode head"], 20);
+    for _ in 0..3 {
+        tmux(&sock, &["send-keys", "-t", "bob", "m"]);
+    }
+    wait("bob", &["mode auto"], 10);
+    wait("alice", &["mode auto"], 20);
     std::thread::sleep(Duration::from_millis(1500));
     label("bob", "Enter", 0, 10);
     // Alice's process trains on bob's batch; both show the new iteration.

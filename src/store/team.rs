@@ -181,7 +181,7 @@ impl Session {
         }
         self.ctx((|| -> Result<_> {
             let r = self.db.row(
-                "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked'), (SELECT count(*) FROM annotations WHERE undone=1), (SELECT count(*) FROM overlap)",
+                "SELECT (SELECT coalesce(max(id),0) FROM iterations), (SELECT count(*) FROM annotations WHERE active=1), (SELECT coalesce(max(id),0) FROM annotations), (SELECT value FROM meta WHERE key='retrain_asked'), (SELECT count(*) FROM annotations WHERE undone=1), (SELECT count(*) FROM overlap), (SELECT value FROM meta WHERE key='settings')",
                 p![],
             )?.ok_or_else(|| anyhow!("no marks"))?;
             Ok(Marks {
@@ -191,6 +191,12 @@ impl Session {
                 retrain_asked: r.get::<Option<String>>(3)?.and_then(|v| v.parse().ok()).unwrap_or(0),
                 undone: r.get(4)?,
                 overlap: r.get(5)?,
+                settings: {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    r.get::<Option<String>>(6)?.hash(&mut h);
+                    h.finish()
+                },
             })
         })())
     }
@@ -240,6 +246,8 @@ pub struct Marks {
     pub undone: i64,
     /// Rows sent to two annotators (`--overlap` changes what the labels mean).
     pub overlap: i64,
+    /// A digest of the session's settings (the strategy and mode are the team's).
+    pub settings: u64,
 }
 
 impl Drop for Session {

@@ -87,7 +87,8 @@ impl Team {
         let marks = session.marks()?;
         let labels_changed = marks.labels_mark() != self.marks.labels_mark() || marks.labels != self.marks.labels;
         let others = Arc::new(session.reserved_by_others()?);
-        if labels_changed || self.others.as_deref() != Some(&*others) {
+        // (A change of the settings, e.g. another annotator's mode, reaches the UI the same way.)
+        if labels_changed || self.others.as_deref() != Some(&*others) || marks.settings != self.marks.settings {
             let _ = events.send(Event::Team { others_reserved: others.clone(), labels_changed });
             self.others = Some(others);
         }
