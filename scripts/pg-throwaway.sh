@@ -5,6 +5,9 @@
 #   ...
 #   scripts/pg-throwaway.sh stop "$PG_THROWAWAY"
 #
+# (`restart DIR`: a fast restart, every connection closed, for the test of
+# what labelrest does then.)
+#
 # It runs from a new temporary folder, listening on a Unix socket in that
 # folder only (no TCP port), with trust authentication for the local user.
 # PostgreSQL refuses to run as root: run as root, it runs as the `postgres`
@@ -47,6 +50,14 @@ case "${1:-}" in
     echo "export PG_THROWAWAY='$DIR'"
     echo "export LABELREST_TEST_PG='host=$DIR user=labelrest dbname=postgres'"
     ;;
+  restart)
+    DIR=${2:?usage: pg-throwaway.sh restart DIR}
+    case "$DIR" in /tmp/labelrest-pg.*) ;; *) echo "not a throwaway server: $DIR" >&2; exit 1 ;; esac
+    BIN=$(bin_dir)
+    as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -m fast -w \
+      -o "-c listen_addresses='' -c unix_socket_directories='$DIR' -c max_connections=300 -c fsync=on" restart >/dev/null \
+      || { tail -20 "$DIR/server.log" >&2; exit 1; }
+    ;;
   stop)
     DIR=${2:?usage: pg-throwaway.sh stop DIR}
     case "$DIR" in /tmp/labelrest-pg.*) ;; *) echo "not a throwaway server: $DIR" >&2; exit 1 ;; esac
@@ -55,7 +66,7 @@ case "${1:-}" in
     rm -rf "$DIR"
     ;;
   *)
-    echo "usage: $0 start | stop DIR" >&2
+    echo "usage: $0 start | restart DIR | stop DIR" >&2
     exit 2
     ;;
 esac

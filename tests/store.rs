@@ -320,3 +320,45 @@ fn bad_store_addresses_are_one_clear_line() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// A server restart closes every connection: the next call opens a new one
+/// (outside a transaction, a call that failed on the closed one runs again)
+/// and no label is lost or doubled. On a server of the test's own
+/// (`scripts/pg-throwaway.sh`), so that the restart disturbs no other test.
+#[test]
+fn work_goes_on_after_a_server_restart() {
+    if std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()).is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set");
+        eprintln!("LABELREST_TEST_PG not set (no PostgreSQL here): skipped");
+        return;
+    }
+    let script = root().join("scripts/pg-throwaway.sh");
+    let o = std::process::Command::new(&script).arg("start").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let var =
+        |k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("export {k}='"))).map(|v| v.trim_end_matches('\'').to_string()).unwrap();
+    let (dir, url) = (var("PG_THROWAWAY"), var("LABELREST_TEST_PG"));
+    struct Stop(std::path::PathBuf, String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.0).args(["stop", &self.1]).output();
+        }
+    }
+    let _stop = Stop(script.clone(), dir.clone());
+    let d = tempfile::tempdir().unwrap();
+    let st = Store { local: d.path().join("s"), pg: Some(url) };
+    make(&st, d.path(), "restart");
+    let s = Session::open_as(&st, "restart", "alice").unwrap();
+    let ids = pool_ids(&s);
+    s.add_label(ids[0], 0, 0, None).unwrap();
+    let o = std::process::Command::new(&script).args(["restart", &dir]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The first call after the restart meets the closed connection.
+    s.add_label(ids[1], 1, 0, None).unwrap();
+    assert_eq!(s.reserve(&ids[2..], 10).unwrap().len(), 10);
+    s.add_label(ids[2], 1, 0, None).unwrap();
+    let r = Session::open_read_only(&st, "restart").unwrap();
+    assert_eq!(r.labels().unwrap().iter().map(|l| l.row_id).collect::<Vec<_>>(), ids[..3].to_vec());
+    assert_eq!(r.annotations_since(0).unwrap(), 3, "no label stored twice");
+}
