@@ -35,21 +35,25 @@ fn unique(tag: &str) -> String {
     format!("{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
-/// A session of 200 demo rows (gold labels) and 40 test rows.
-fn make(store: &Store, dir: &Path, name: &str) {
-    let data = write(dir, "data.csv", demo_head(200).as_bytes());
-    let test = write(dir, "test.csv", demo_head(40).as_bytes());
-    let spec = ImportSpec {
+/// What `new` is given: a data file with gold labels, a test file.
+fn spec(data: std::path::PathBuf, test: Option<std::path::PathBuf>) -> ImportSpec {
+    ImportSpec {
         data,
         format: None,
         columns: labelrest::data::Columns { label: Some("label".into()), ..Default::default() },
         label_col_is: LabelColIs::Gold,
         labels: None,
-        test: Some(test),
+        test,
         test_label_col: None,
         settings: Settings::default(),
-    };
-    let r = Session::create(store, name, &spec, false).unwrap();
+    }
+}
+
+/// A session of 200 demo rows (gold labels) and 40 test rows.
+fn make(store: &Store, dir: &Path, name: &str) {
+    let data = write(dir, "data.csv", demo_head(200).as_bytes());
+    let test = write(dir, "test.csv", demo_head(40).as_bytes());
+    let r = Session::create(store, name, &spec(data, Some(test)), false).unwrap();
     assert_eq!((r.pool_rows, r.test_rows), (200, 40));
 }
 
@@ -217,17 +221,7 @@ fn new_force_replaces_only_a_session_nobody_works_on() {
     for (kind, st) in backends(d.path()) {
         let name = unique("force");
         make(&st, d.path(), &name);
-        let data = write(d.path(), "small.csv", demo_head(30).as_bytes());
-        let spec = ImportSpec {
-            data,
-            format: None,
-            columns: labelrest::data::Columns { label: Some("label".into()), ..Default::default() },
-            label_col_is: LabelColIs::Gold,
-            labels: None,
-            test: None,
-            test_label_col: None,
-            settings: Settings::default(),
-        };
+        let spec = spec(write(d.path(), "small.csv", demo_head(30).as_bytes()), None);
         let e = Session::create(&st, &name, &spec, false).unwrap_err().to_string();
         assert!(e.contains("exists already"), "{kind}: {e}");
         let open = Session::open_as(&st, &name, "alice").unwrap();

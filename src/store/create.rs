@@ -233,7 +233,7 @@ impl Session {
         }
         let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
 
-        db.batch(if db.is_pg() { pg::SCHEMA_PG } else { SCHEMA })?;
+        db.batch(&if db.is_pg() { pg::schema_pg() } else { SCHEMA.to_string() })?;
         let tx = db.write_tx()?;
         for (i, l) in labels.iter().enumerate() {
             tx.exec("INSERT INTO label_set(id, name, description) VALUES (?1, ?2, ?3)", p![i as i64, &l.name, l.description.clone()])?;
