@@ -355,4 +355,35 @@ fn work_goes_on_after_a_server_restart() {
     let r = Session::open_read_only(&st, "restart").unwrap();
     assert_eq!(r.labels().unwrap().iter().map(|l| l.row_id).collect::<Vec<_>>(), ids[..3].to_vec());
     assert_eq!(r.annotations_since(0).unwrap(), 3, "no label stored twice");
+    // The locks come back with the connections that held them (within a few
+    // seconds): the same annotator twice, a second trainer, removing the
+    // session are refused again.
+    let trainer = s.trainer_lock().unwrap().expect("free");
+    let o = std::process::Command::new(&script).args(["restart", &dir]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(Session::open_as(&st, "restart", "alice").is_err(), "alice's lock was taken again");
+    assert!(s.trainer_lock().unwrap().is_none(), "the trainer lock was taken again");
+    assert!(store::remove(&st, "restart").is_err());
+    drop(trainer);
+    // Another process that takes alice's lock first, right after a restart:
+    // never two at work as alice, and the one that lost it cannot write.
+    let o = std::process::Command::new(&script).args(["restart", &dir]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = Session::open_as(&st, "restart", "alice");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    match second {
+        Ok(second) => {
+            eprintln!("the second process took alice's lock after the restart");
+            let e = format!("{:#}", s.add_label(ids[5], 0, 0, None).unwrap_err());
+            assert!(e.contains("lost its hold on session 'restart'"), "{e}");
+            second.add_label(ids[6], 0, 0, None).unwrap();
+        }
+        // The first took its lock back before the second asked.
+        Err(e) => {
+            eprintln!("the first process took alice's lock back first");
+            assert!(e.to_string().contains("as annotator 'alice'"), "{e}");
+            s.add_label(ids[5], 0, 0, None).unwrap();
+        }
+    }
 }

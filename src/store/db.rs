@@ -162,7 +162,13 @@ pub struct Conn {
     finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The thread ends (its client dropped, the connection closed).
     ended: std::sync::mpsc::Receiver<()>,
+    /// (A connection that holds locks) they were lost and not taken back.
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Takes a lock connection's locks again on a new connection: true when it
+/// got them all.
+pub type Relock = Box<dyn Fn(&mut postgres::Client) -> Result<bool> + Send>;
 
 /// What a job works with on the connection's thread.
 pub struct PgState {
@@ -174,6 +180,8 @@ pub struct PgState {
     in_tx: bool,
     /// Holds locks: never opened again behind the holder's back.
     keep: bool,
+    /// (Holding locks) how to take them again after a server restart.
+    relock: Option<Relock>,
 }
 
 impl PgState {
@@ -211,6 +219,8 @@ impl Conn {
         let (ready_tx, ready) = std::sync::mpsc::sync_channel::<Result<()>>(1);
         let (ended_tx, ended) = std::sync::mpsc::sync_channel::<()>(1);
         let finished = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost_flag = lost.clone();
         let thread = std::thread::Builder::new().name("labelrest-pg".into()).spawn(move || {
             let client = match cfg.connect(postgres::NoTls) {
                 Ok(c) => {
@@ -222,20 +232,46 @@ impl Conn {
                     return;
                 }
             };
-            let mut state = PgState { client, stmts: HashMap::new(), cfg, setup: Vec::new(), in_tx: false, keep: false };
-            while let Ok(job) = inbox.recv() {
-                if state.client.is_closed() && !state.in_tx && !state.keep {
-                    if let Err(e) = state.reopen() {
-                        tracing::warn!("cannot connect to the store again: {e}");
+            let mut state = PgState { client, stmts: HashMap::new(), cfg, setup: Vec::new(), in_tx: false, keep: false, relock: None };
+            loop {
+                match inbox.recv_timeout(WATCH) {
+                    Ok(job) => {
+                        if state.client.is_closed() && !state.in_tx && !state.keep {
+                            if let Err(e) = state.reopen() {
+                                tracing::warn!("cannot connect to the store again: {e}");
+                            }
+                        }
+                        job(&mut state);
                     }
+                    // A connection that holds locks looks after them: after a
+                    // server restart it takes them again, or says they are lost.
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if state.relock.is_some()
+                            && !lost.load(std::sync::atomic::Ordering::SeqCst)
+                            && state.client.simple_query("SELECT 1").is_err()
+                        {
+                            let back = state.reopen().and_then(|()| (state.relock.as_ref().expect("checked above"))(&mut state.client));
+                            match back {
+                                Ok(true) => tracing::info!("took the session's locks again after the store came back"),
+                                Ok(false) => {
+                                    tracing::error!(
+                                        "the session's locks were lost (the store restarted) and another process holds them now"
+                                    );
+                                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                                }
+                                // Not back yet: tried again at the next look.
+                                Err(e) => tracing::warn!("cannot take the session's locks again yet: {e:#}"),
+                            }
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                job(&mut state);
             }
             drop(state);
             let _ = ended_tx.send(());
         })?;
         match ready.recv_timeout(wait) {
-            Ok(Ok(())) => Ok(Conn { jobs: Some(jobs), thread: Some(thread), sent: Default::default(), finished, ended }),
+            Ok(Ok(())) => Ok(Conn { jobs: Some(jobs), thread: Some(thread), sent: Default::default(), finished, ended, lost: lost_flag }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -283,6 +319,33 @@ impl Conn {
         }
     }
 }
+
+impl Conn {
+    /// Marks the connection as holding locks, taken again by `relock` after
+    /// a server restart (`lost` when they cannot be).
+    pub fn hold(&self, relock: Relock) -> Result<()> {
+        let job: Job = Box::new(move |st| {
+            st.keep = true;
+            st.relock = Some(relock);
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| anyhow!("the connection is closed"))?
+            .send(job)
+            .map_err(|_| anyhow!("the connection's thread ended"))?;
+        // (Jobs run in order: this one is done when it answers.)
+        self.run(|_| Ok(()))
+    }
+
+    /// Whether the locks it held were lost (the store restarted and another
+    /// process took them).
+    pub fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How often a connection that holds locks checks that it still does.
+const WATCH: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Drop for Conn {
     fn drop(&mut self) {

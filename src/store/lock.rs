@@ -211,6 +211,12 @@ impl Lock {
         pid_alive(pid).then_some((pid, cmd))
     }
 
+    /// Whether this lock was lost: the store restarted and another process
+    /// took it before this one could again (a lock file is never lost).
+    pub fn lost(&self) -> bool {
+        self._pg.as_ref().is_some_and(|c| c.lost())
+    }
+
     /// A lock held by a connection to the store.
     pub(super) fn pg(conn: super::db::Conn) -> Lock {
         Lock { file: None, exclusive: false, _pg: Some(conn) }

@@ -577,6 +577,18 @@ impl Session {
         }
     }
 
+    /// Refuses to write for an annotator whose hold on the session was lost
+    /// (the store restarted and another process took it meanwhile).
+    pub(super) fn check_held(&self) -> Result<()> {
+        if self._locks.iter().any(Lock::lost) {
+            bail!(
+                "this process lost its hold on session '{}' when the store restarted (another process took it); quit and open it again",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
     /// Whether the session is kept in PostgreSQL.
     pub fn in_store(&self) -> bool {
         self.pg.is_some()

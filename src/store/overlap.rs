@@ -268,6 +268,7 @@ impl Session {
     /// other and a dispute that ended a moment ago is not settled.
     pub fn adjudicate(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<Adjudication> {
         let r = (|| -> Result<Adjudication> {
+            self.check_held()?;
             let tx = self.write_tx()?;
             let nlabels: i64 = tx.one("SELECT count(*) FROM label_set", p![])?;
             if label as i64 >= nlabels {

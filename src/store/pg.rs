@@ -238,6 +238,7 @@ pub(super) fn lock_work(url: &str, name: &str, annotator: Option<&str>) -> Resul
         bail!("no session '{name}' in the store {} (see `labelrest sessions`)", display_url(url));
     }
     let (name, annotator) = (name.to_string(), annotator.map(str::to_string));
+    let (again_schema, again_annotator) = (schema.clone(), annotator.clone());
     conn.run(move |st| {
         st.keep();
         let c = &mut st.client;
@@ -258,6 +259,21 @@ pub(super) fn lock_work(url: &str, name: &str, annotator: Option<&str>) -> Resul
         let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[])?.get(0);
         register(c, &schema, &format!("work/{backend}"), annotator.as_deref().unwrap_or(""))
     })?;
+    // After a server restart: the same locks again, or lost.
+    let (schema, annotator) = (again_schema, again_annotator);
+    conn.hold(Box::new(move |c| {
+        if !try_lock(c, key(&schema, "session"), true)? {
+            return Ok(false);
+        }
+        if let Some(who) = &annotator {
+            if !try_lock(c, key(&schema, &format!("annotator/{who}")), false)? {
+                return Ok(false);
+            }
+        }
+        let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+        register(c, &schema, &format!("work/{backend}"), annotator.as_deref().unwrap_or(""))?;
+        Ok(true)
+    }))?;
     Ok(Lock::pg(conn))
 }
 
@@ -280,15 +296,23 @@ fn lock_exclusive(c: &mut postgres::Client, schema: &str, name: &str) -> Result<
 pub(super) fn trainer(url: &str, schema: &str) -> Result<Option<Lock>> {
     let conn = connect(url)?;
     let schema = schema.to_string();
-    let got = conn.run(move |st| {
-        st.keep();
-        let got: bool = st.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(&schema, "trainer")])?.get(0);
+    let take = move |c: &mut postgres::Client| -> Result<bool> {
+        let got: bool = c.query_one("SELECT pg_try_advisory_lock($1)", &[&key(&schema, "trainer")])?.get(0);
         if got {
-            register(&mut st.client, &schema, "trainer", "")?;
+            register(c, &schema, "trainer", "")?;
         }
         Ok(got)
+    };
+    let first = take.clone();
+    let got = conn.run(move |st| {
+        st.keep();
+        first(&mut st.client)
     })?;
-    Ok(got.then(|| Lock::pg(conn)))
+    if !got {
+        return Ok(None);
+    }
+    conn.hold(Box::new(take))?;
+    Ok(Some(Lock::pg(conn)))
 }
 
 pub(super) fn trainer_holder(db: &Db) -> Option<(i32, String)> {

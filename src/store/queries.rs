@@ -173,6 +173,7 @@ impl Session {
     }
 
     fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        self.check_held()?;
         let tx = self.write_tx()?;
         // What the checks need, in one round trip.
         let r = tx

@@ -83,6 +83,7 @@ impl Session {
     /// another annotator holds or labelled them (until it had `n`).
     pub fn reserve_seeing(&self, candidates: &[i64], n: usize) -> Result<(Vec<i64>, Vec<i64>)> {
         let r = (|| -> Result<(Vec<i64>, Vec<i64>)> {
+            self.check_held()?;
             let tx = self.write_tx()?;
             Session::drop_stale_reservations(&tx)?;
             tx.exec("DELETE FROM reservations WHERE annotator=?1", p![&self.annotator])?;

@@ -58,6 +58,11 @@ pub struct Look {
 impl Team {
     /// Takes the trainer lock if it is free.
     pub fn try_train(&mut self, session: &Session) -> Result<bool> {
+        if self.trainer.as_ref().is_some_and(|l| l.lost()) {
+            // The store restarted and another process trains now.
+            tracing::warn!("lost the trainer lock of session {}: another process trains it now", session.name);
+            self.trainer = None;
+        }
         if self.trainer.is_none() {
             self.trainer = session.trainer_lock()?;
             if self.trainer.is_some() {
@@ -68,7 +73,7 @@ impl Team {
     }
 
     pub fn is_trainer(&self) -> bool {
-        self.trainer.is_some()
+        self.trainer.as_ref().is_some_and(|l| !l.lost())
     }
 
     /// Who trains, for the person (a follower's message; short enough for
