@@ -144,7 +144,7 @@ impl R {
 
 /// How long a call to the store may take before the caller is told the
 /// store does not answer (the workstation waits on some of them).
-pub const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A connection to a PostgreSQL server on a thread of its own: the client
 /// and its prepared statements live there; `run` sends it a job and waits
@@ -351,9 +351,11 @@ impl Drop for Conn {
     fn drop(&mut self) {
         drop(self.jobs.take());
         // Closed before this returns (a lock then is free for the next
-        // process), unless the store does not answer: then the thread is
-        // left to end when it does.
-        if self.ended.recv_timeout(std::time::Duration::from_secs(5)).is_ok() {
+        // process), unless the store does not answer (a job still running
+        // past its time, or a close that hangs): then the thread is left to
+        // end when it does.
+        let stuck = self.sent.get() > self.finished.load(std::sync::atomic::Ordering::SeqCst);
+        if !stuck && self.ended.recv_timeout(std::time::Duration::from_secs(2)).is_ok() {
             if let Some(t) = self.thread.take() {
                 let _ = t.join();
             }

@@ -32,7 +32,12 @@ impl Session {
         let labelled: i64 = self.db.one("SELECT count(DISTINCT row_id) FROM annotations WHERE active=1", p![])?;
         let iterations: i64 = self.db.one("SELECT count(*) FROM iterations", p![])?;
         let last_opened: String = self.db.opt("SELECT value FROM meta WHERE key='last_opened'", p![])?.unwrap_or_default();
-        Ok(Summary { name: self.name.clone(), rows, test_rows, labelled, iterations, last_opened, path: self.dir.clone() })
+        // Where it is: its folder, or its place in the store (as `sessions` lists it).
+        let path = match &self.pg {
+            Some(url) => PathBuf::from(format!("{}#{}", display_url(url), data::display_safe(&self.name))),
+            None => self.dir.clone(),
+        };
+        Ok(Summary { name: self.name.clone(), rows, test_rows, labelled, iterations, last_opened, path })
     }
 
     pub fn settings(&self) -> Result<Settings> {

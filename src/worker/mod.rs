@@ -72,6 +72,9 @@ pub(crate) struct Slot {
     held: bool,
 }
 
+/// How many times the worker starts again after an error before it gives up.
+const RESTARTS: usize = 20;
+
 /// The UI's handle on the worker thread.
 pub struct Worker {
     slot: Arc<(Mutex<Slot>, Condvar)>,
@@ -89,9 +92,47 @@ impl Worker {
         let cancel = Arc::new(AtomicBool::new(false));
         let (s2, c2) = (slot.clone(), cancel.clone());
         let handle = std::thread::Builder::new().name("labelrest-worker".into()).spawn(move || {
-            if let Err(e) = run(conn, s2, c2, &events) {
-                tracing::error!("worker: {e:#}");
-                let _ = events.send(Event::Error(format!("{e:#}")));
+            // A spare connection, to start again from after an error (a
+            // store that did not answer for a while, a busy database): the
+            // person's workstation keeps a model that learns.
+            let spare = conn.reopen_shared();
+            let mut session = Some(conn);
+            for attempt in 1..=RESTARTS {
+                if session.is_none() {
+                    session = match &spare {
+                        Ok(sp) => match sp.reopen_shared() {
+                            Ok(s) => {
+                                tracing::info!("worker: starting again (attempt {attempt})");
+                                Some(s)
+                            }
+                            Err(e) => {
+                                tracing::error!("worker: cannot start again yet: {e:#}");
+                                None
+                            }
+                        },
+                        Err(e) => {
+                            tracing::error!("worker: no spare connection to start again from: {e:#}");
+                            return;
+                        }
+                    };
+                }
+                if let Some(s) = session.take() {
+                    match run(s, s2.clone(), c2.clone(), &events) {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::error!("worker: {e:#}");
+                            let _ = events.send(Event::Error(format!("{e:#}")));
+                        }
+                    }
+                }
+                // Again after a pause, unless the workstation is closing.
+                let deadline = Instant::now() + std::time::Duration::from_secs(5 * attempt as u64).min(std::time::Duration::from_secs(60));
+                while Instant::now() < deadline {
+                    if s2.0.lock().map(|g| g.shutdown).unwrap_or(true) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
             }
         })?;
         Ok(Worker { slot, cancel, handle: Some(handle) })
