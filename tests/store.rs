@@ -355,6 +355,29 @@ fn work_goes_on_after_a_server_restart() {
     let r = Session::open_read_only(&st, "restart").unwrap();
     assert_eq!(r.labels().unwrap().iter().map(|l| l.row_id).collect::<Vec<_>>(), ids[..3].to_vec());
     assert_eq!(r.annotations_since(0).unwrap(), 3, "no label stored twice");
+    // A server that stops answering (every process of it stopped): a call
+    // fails after its time with one line, the next at once while it still
+    // hangs, none of them writes; once it answers again, work goes on.
+    let pm = std::fs::read_to_string(format!("{dir}/data/postmaster.pid")).unwrap().lines().next().unwrap().trim().to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("pkill").args([sig, "-P", &pm]).status().unwrap();
+        std::process::Command::new("kill").args([sig, &pm]).status().unwrap();
+    };
+    signal("-STOP");
+    let e = format!("{:#}", s.add_label(ids[3], 0, 0, None).unwrap_err());
+    assert!(e.contains("did not answer within") && e.contains("was not saved"), "{e}");
+    let e = format!("{:#}", s.add_label(ids[3], 0, 0, None).unwrap_err());
+    assert!(e.contains("has not answered"), "{e}");
+    signal("-CONT");
+    let t = std::time::Instant::now();
+    while s.add_label(ids[4], 0, 0, None).is_err() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "the store answers again");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The label that timed out may have been written once the server went on
+    // (its transaction was under way); never twice.
+    let rows: Vec<i64> = r.labels().unwrap().iter().map(|l| l.row_id).collect();
+    assert!(rows == [ids[0], ids[1], ids[2], ids[4]] || rows == [ids[0], ids[1], ids[2], ids[3], ids[4]], "{rows:?}");
     // The locks come back with the connections that held them (within a few
     // seconds): the same annotator twice, a second trainer, removing the
     // session are refused again.
