@@ -286,7 +286,7 @@ impl Conn {
     /// A job that fails because the connection closed under it (a server
     /// restart), outside a transaction, runs once more on a new connection.
     pub fn run<R: Send + 'static>(&self, f: impl Fn(&mut PgState) -> Result<R> + Send + 'static) -> Result<R> {
-        let behind = self.sent.get() - self.finished.load(std::sync::atomic::Ordering::SeqCst);
+        let behind = self.sent.get().saturating_sub(self.finished.load(std::sync::atomic::Ordering::SeqCst));
         if behind > 0 {
             bail!("the store has not answered for {} s or more (still waiting for it)", STORE_TIMEOUT.as_secs());
         }
