@@ -255,7 +255,7 @@ impl Conn {
                                 Ok(true) => tracing::info!("took the session's locks again after the store came back"),
                                 Ok(false) => {
                                     tracing::error!(
-                                        "the session's locks were lost (the store restarted) and another process holds them now"
+                                        "a lock this process held was taken by another process while the store restarted (the same annotator opened elsewhere, or another trainer)"
                                     );
                                     lost.store(true, std::sync::atomic::Ordering::SeqCst);
                                 }
@@ -286,6 +286,15 @@ impl Conn {
     /// A job that fails because the connection closed under it (a server
     /// restart), outside a transaction, runs once more on a new connection.
     pub fn run<R: Send + 'static>(&self, f: impl Fn(&mut PgState) -> Result<R> + Send + 'static) -> Result<R> {
+        self.run_within(STORE_TIMEOUT, f)
+    }
+
+    /// `run`, waiting at most `limit` (letting go of locks on the way out).
+    pub fn run_within<R: Send + 'static>(
+        &self,
+        limit: std::time::Duration,
+        f: impl Fn(&mut PgState) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         let behind = self.sent.get().saturating_sub(self.finished.load(std::sync::atomic::Ordering::SeqCst));
         if behind > 0 {
             bail!("the store has not answered for {} s or more (still waiting for it)", STORE_TIMEOUT.as_secs());
@@ -312,9 +321,9 @@ impl Conn {
             .send(job)
             .map_err(|_| anyhow!("the connection's thread ended"))?;
         self.sent.set(self.sent.get() + 1);
-        match rx.recv_timeout(STORE_TIMEOUT) {
+        match rx.recv_timeout(limit) {
             Ok(r) => r,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!("the store did not answer within {} s", STORE_TIMEOUT.as_secs()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!("the store did not answer within {} s", limit.as_secs()),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the connection's thread ended"),
         }
     }

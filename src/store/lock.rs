@@ -281,7 +281,10 @@ impl Drop for Lock {
         // Let go of the advisory locks before the connection closes, so that
         // another process may take them as soon as this returns.
         if let Some(conn) = &self._pg {
-            let _ = conn.run(|st| Ok(st.client.batch_execute("SELECT pg_advisory_unlock_all()")?));
+            // (Not for long: a store that does not answer lets go of them
+            // when the connection closes.)
+            let _ =
+                conn.run_within(std::time::Duration::from_secs(1), |st| Ok(st.client.batch_execute("SELECT pg_advisory_unlock_all()")?));
         }
         if let Some(file) = &self.file {
             if self.exclusive {

@@ -1011,8 +1011,20 @@ impl App {
         self.decide_row(i, label)
     }
 
-    /// Records a decision on pool row `i`.
+    /// Records a decision on pool row `i`; an error says the label was not
+    /// saved (a read before the write can fail first: a store that does not answer).
     fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
+        let id = self.row_ids[i];
+        self.decide_row_inner(i, label).map_err(|e| {
+            if format!("{e:#}").contains("not saved") {
+                e
+            } else {
+                e.context(format!("the label of row {id} was not saved"))
+            }
+        })
+    }
+
+    fn decide_row_inner(&mut self, i: usize, label: u32) -> Result<()> {
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
         }
