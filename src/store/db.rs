@@ -34,11 +34,6 @@ impl From<i64> for V {
         V::I(v)
     }
 }
-impl From<&i64> for V {
-    fn from(v: &i64) -> V {
-        V::I(*v)
-    }
-}
 impl From<f64> for V {
     fn from(v: f64) -> V {
         V::F(v)
@@ -64,11 +59,6 @@ impl From<Vec<u8>> for V {
         V::B(v)
     }
 }
-impl From<&[u8]> for V {
-    fn from(v: &[u8]) -> V {
-        V::B(v.to_vec())
-    }
-}
 impl<T: Into<V>> From<Option<T>> for V {
     fn from(v: Option<T>) -> V {
         v.map(Into::into).unwrap_or(V::Null)
@@ -89,8 +79,6 @@ impl FromV for i64 {
     fn from_v(v: &V) -> Result<i64> {
         match v {
             V::I(i) => Ok(*i),
-            V::F(f) if f.fract() == 0.0 => Ok(*f as i64),
-            V::T(s) => s.parse().map_err(|_| anyhow!("'{s}' is not an integer")),
             other => bail!("expected an integer, found {other:?}"),
         }
     }
@@ -108,7 +96,6 @@ impl FromV for String {
     fn from_v(v: &V) -> Result<String> {
         match v {
             V::T(s) => Ok(s.clone()),
-            V::I(i) => Ok(i.to_string()),
             other => bail!("expected text, found {other:?}"),
         }
     }
@@ -117,7 +104,6 @@ impl FromV for Vec<u8> {
     fn from_v(v: &V) -> Result<Vec<u8>> {
         match v {
             V::B(b) => Ok(b.clone()),
-            V::T(s) => Ok(s.as_bytes().to_vec()),
             other => bail!("expected bytes, found {other:?}"),
         }
     }
@@ -152,7 +138,7 @@ pub const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20
 /// further calls fail at once instead of queueing behind it). A connection
 /// that closed (a server restart) is opened again before the next job,
 /// its settings (`setup`) applied again, unless a transaction was open on
-/// it (its statements fail until it ends) or it holds locks (`keep`: a
+/// it (its statements fail until it ends) or it holds locks (`hold`: a
 /// lock lost is not taken again behind the holder's back).
 pub struct Conn {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
@@ -178,9 +164,8 @@ pub struct PgState {
     /// Statements that set the connection up, run again on a new one.
     setup: Vec<String>,
     in_tx: bool,
-    /// Holds locks: never opened again behind the holder's back.
-    keep: bool,
-    /// (Holding locks) how to take them again after a server restart.
+    /// (A connection that holds locks: never opened again behind the
+    /// holder's back, only by the watch) how to take them again.
     relock: Option<Relock>,
 }
 
@@ -190,11 +175,6 @@ impl PgState {
         self.client.batch_execute(sql)?;
         self.setup.push(sql.to_string());
         Ok(())
-    }
-
-    /// Marks the connection as holding locks: when it closes, it stays closed.
-    pub fn keep(&mut self) {
-        self.keep = true;
     }
 
     fn reopen(&mut self) -> Result<()> {
@@ -232,11 +212,11 @@ impl Conn {
                     return;
                 }
             };
-            let mut state = PgState { client, stmts: HashMap::new(), cfg, setup: Vec::new(), in_tx: false, keep: false, relock: None };
+            let mut state = PgState { client, stmts: HashMap::new(), cfg, setup: Vec::new(), in_tx: false, relock: None };
             loop {
                 match inbox.recv_timeout(WATCH) {
                     Ok(job) => {
-                        if state.client.is_closed() && !state.in_tx && !state.keep {
+                        if state.client.is_closed() && !state.in_tx && state.relock.is_none() {
                             if let Err(e) = state.reopen() {
                                 tracing::warn!("cannot connect to the store again: {e}");
                             }
@@ -246,11 +226,9 @@ impl Conn {
                     // A connection that holds locks looks after them: after a
                     // server restart it takes them again, or says they are lost.
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        if state.relock.is_some()
-                            && !lost.load(std::sync::atomic::Ordering::SeqCst)
-                            && state.client.simple_query("SELECT 1").is_err()
-                        {
-                            let back = state.reopen().and_then(|()| (state.relock.as_ref().expect("checked above"))(&mut state.client));
+                        let Some(relock) = state.relock.take() else { continue };
+                        if !lost.load(std::sync::atomic::Ordering::SeqCst) && state.client.simple_query("SELECT 1").is_err() {
+                            let back = state.reopen().and_then(|()| relock(&mut state.client));
                             match back {
                                 Ok(true) => tracing::info!("took the session's locks again after the store came back"),
                                 Ok(false) => {
@@ -263,6 +241,7 @@ impl Conn {
                                 Err(e) => tracing::warn!("cannot take the session's locks again yet: {e:#}"),
                             }
                         }
+                        state.relock = Some(relock);
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
@@ -304,7 +283,7 @@ impl Conn {
         let job: Job = Box::new(move |st| {
             let was_in_tx = st.in_tx;
             let mut r = f(st);
-            if r.is_err() && st.client.is_closed() && !was_in_tx && !st.keep {
+            if r.is_err() && st.client.is_closed() && !was_in_tx && st.relock.is_none() {
                 st.in_tx = false;
                 match st.reopen() {
                     Ok(()) => r = f(st),
@@ -334,7 +313,6 @@ impl Conn {
     /// a server restart (`lost` when they cannot be).
     pub fn hold(&self, relock: Relock) -> Result<()> {
         let job: Job = Box::new(move |st| {
-            st.keep = true;
             st.relock = Some(relock);
         });
         self.jobs
@@ -476,6 +454,14 @@ impl Db {
         let set = format!("SET search_path TO {}", quote_ident(schema));
         conn.run(move |st| st.setup(&set))?;
         Ok(Db::Pg(Pg { conn, write_key }))
+    }
+
+    /// (PostgreSQL) runs `f` with the client itself (in the transaction, if one is open).
+    pub fn run_pg<R: Send + 'static>(&self, f: impl Fn(&mut PgState) -> Result<R> + Send + 'static) -> Result<R> {
+        match self {
+            Db::Pg(pg) => pg.conn.run(f),
+            Db::Sqlite(_) => bail!("not a session in PostgreSQL"),
+        }
     }
 
     pub fn is_pg(&self) -> bool {

@@ -555,17 +555,26 @@ impl Session {
 
     /// A second connection to the same database for another thread (no lock of its own).
     pub fn reopen_shared(&self) -> Result<Session> {
-        let db = match &self.pg {
-            Some(url) => pg::open_db(url, &self.name, false)?,
-            None => {
-                let conn = Connection::open(self.dir.join(DB_FILE))?;
-                configure(&conn)?;
-                Db::Sqlite(conn)
-            }
-        };
-        let mut s = Session::with_db(&self.name, self.dir.clone(), db, self.pg.clone(), Vec::new(), None);
-        s.annotator = self.annotator.clone();
-        Ok(s)
+        self.reopener()()
+    }
+
+    /// What opens such a second connection later, holding none meanwhile
+    /// (the worker starts again from it after an error).
+    pub fn reopener(&self) -> impl Fn() -> Result<Session> + Send + 'static {
+        let (name, dir, pg, annotator) = (self.name.clone(), self.dir.clone(), self.pg.clone(), self.annotator.clone());
+        move || {
+            let db = match &pg {
+                Some(url) => pg::open_db(url, &name, false)?,
+                None => {
+                    let conn = Connection::open(dir.join(DB_FILE))?;
+                    configure(&conn)?;
+                    Db::Sqlite(conn)
+                }
+            };
+            let mut s = Session::with_db(&name, dir.clone(), db, pg.clone(), Vec::new(), None);
+            s.annotator = annotator.clone();
+            Ok(s)
+        }
     }
 
     /// Where the session's database is, for messages: its file, or its

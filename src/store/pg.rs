@@ -237,59 +237,61 @@ pub(super) fn lock_work(url: &str, name: &str, annotator: Option<&str>) -> Resul
     if !schema_exists(&conn, &schema)? {
         bail!("no session '{name}' in the store {} (see `labelrest sessions`)", display_url(url));
     }
-    let (name, annotator) = (name.to_string(), annotator.map(str::to_string));
-    let (again_schema, again_annotator) = (schema.clone(), annotator.clone());
-    conn.run(move |st| {
-        st.keep();
-        let c = &mut st.client;
+    let annotator = annotator.map(str::to_string);
+    // The same steps take the locks first and again after a server restart.
+    let take = move |c: &mut postgres::Client| -> Result<Option<Refused>> {
         if !try_lock(c, key(&schema, "session"), true)? {
-            bail!("session '{}' is being removed or replaced by another process; try again when it is done", data::display_safe(&name));
+            return Ok(Some(Refused::Session));
         }
         if let Some(who) = &annotator {
             if !try_lock(c, key(&schema, &format!("annotator/{who}")), false)? {
                 let holder = live_holders(c, &schema, "work/")?.into_iter().find(|h| h.2 == data::display_safe(who));
-                let what = holder.map(|(pid, cmd, _)| format!(" ({})", pid_text(pid, &cmd))).unwrap_or_default();
-                bail!(
-                    "session '{}' is open in another process{what} as annotator '{}'; close it there first, or work as another annotator (--annotator NAME)",
-                    data::display_safe(&name),
-                    data::display_safe(who)
-                );
-            }
-        }
-        let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[])?.get(0);
-        register(c, &schema, &format!("work/{backend}"), annotator.as_deref().unwrap_or(""))
-    })?;
-    // After a server restart: the same locks again, or lost.
-    let (schema, annotator) = (again_schema, again_annotator);
-    conn.hold(Box::new(move |c| {
-        if !try_lock(c, key(&schema, "session"), true)? {
-            return Ok(false);
-        }
-        if let Some(who) = &annotator {
-            if !try_lock(c, key(&schema, &format!("annotator/{who}")), false)? {
-                return Ok(false);
+                return Ok(Some(Refused::Annotator(who.clone(), holder.map(|(pid, cmd, _)| format!(" ({})", pid_text(pid, &cmd))))));
             }
         }
         let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[])?.get(0);
         register(c, &schema, &format!("work/{backend}"), annotator.as_deref().unwrap_or(""))?;
-        Ok(true)
-    }))?;
+        Ok(None)
+    };
+    let first = take.clone();
+    match conn.run(move |st| first(&mut st.client))? {
+        None => {}
+        Some(Refused::Session) => {
+            bail!("session '{}' is being removed or replaced by another process; try again when it is done", data::display_safe(name))
+        }
+        Some(Refused::Annotator(who, what)) => bail!(
+            "session '{}' is open in another process{} as annotator '{}'; close it there first, or work as another annotator (--annotator NAME)",
+            data::display_safe(name),
+            what.unwrap_or_default(),
+            data::display_safe(&who)
+        ),
+    }
+    conn.hold(Box::new(move |c| Ok(take(c)?.is_none())))?;
     Ok(Lock::pg(conn))
+}
+
+/// Why the work locks were not taken: the session is being removed or
+/// replaced; or the annotator works elsewhere (and who, when known).
+#[derive(Debug)]
+enum Refused {
+    Session,
+    Annotator(String, Option<String>),
 }
 
 /// Takes the session for this process alone (removing or replacing it),
 /// or says who works on it.
 fn lock_exclusive(c: &mut postgres::Client, schema: &str, name: &str) -> Result<()> {
     if !try_lock(c, key(schema, "session"), false)? {
-        let who = live_holders(c, schema, "work/").unwrap_or_default();
-        match who.first() {
-            Some((pid, cmd, _)) => {
-                bail!("session '{}' is open in another process ({}); close it there first", data::display_safe(name), pid_text(*pid, cmd))
-            }
-            None => bail!("session '{}' is open in another process; close it there first", data::display_safe(name)),
-        }
+        return Err(open_elsewhere(c, schema, name));
     }
     Ok(())
+}
+
+/// The refusal of a session someone works on, naming one of them.
+fn open_elsewhere(c: &mut postgres::Client, schema: &str, name: &str) -> anyhow::Error {
+    let who = live_holders(c, schema, "work/").unwrap_or_default();
+    let what = who.first().map(|(pid, cmd, _)| format!(" ({})", pid_text(*pid, cmd))).unwrap_or_default();
+    anyhow!("session '{}' is open in another process{what}; close it there first", data::display_safe(name))
 }
 
 /// The session's trainer lock, when no other process holds it.
@@ -304,11 +306,7 @@ pub(super) fn trainer(url: &str, schema: &str) -> Result<Option<Lock>> {
         Ok(got)
     };
     let first = take.clone();
-    let got = conn.run(move |st| {
-        st.keep();
-        first(&mut st.client)
-    })?;
-    if !got {
+    if !conn.run(move |st| first(&mut st.client))? {
         return Ok(None);
     }
     conn.hold(Box::new(take))?;
@@ -411,20 +409,8 @@ pub(super) fn create<T>(url: &str, name: &str, force: bool, build: impl FnOnce(&
         let r = (|| -> Result<()> {
             let got: bool = db.one::<i64>("SELECT pg_try_advisory_xact_lock(?1)", p![key(&schema, "session")])? == 1;
             if !got {
-                // Who: the old session's holders, read through its schema.
-                let holder = db
-                    .row(
-                        &format!(
-                            "SELECT pid, cmd FROM {}.holders WHERE starts_with(key, 'work/') AND backend IN (SELECT pid FROM pg_stat_activity) ORDER BY key LIMIT 1",
-                            quote_ident(&schema)
-                        ),
-                        p![],
-                    )
-                    .ok()
-                    .flatten()
-                    .and_then(|r| Some(format!(" (pid {}: {})", r.get::<i64>(0).ok()?, r.get::<String>(1).ok()?)))
-                    .unwrap_or_default();
-                bail!("session '{}' is open in another process{holder}; close it there first", data::display_safe(name));
+                let (schema, name) = (schema.clone(), name.to_string());
+                return Err(db.run_pg(move |st| Ok(open_elsewhere(&mut st.client, &schema, &name)))?);
             }
             db.batch(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE; ALTER SCHEMA {} RENAME TO {}",
@@ -456,6 +442,11 @@ pub(super) fn file_version(db: &Db, name: &str) -> Result<Option<i64>> {
 /// Puts the local file `path` into the store as `name`.
 pub(super) fn put_file(db: &Db, name: &str, path: &Path) -> Result<i64> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    store_file(db, name, data)
+}
+
+/// Stores `data` as the file `name` (a new version of it); returns the version.
+pub(super) fn store_file(db: &Db, name: &str, data: Vec<u8>) -> Result<i64> {
     db.one(
         "INSERT INTO files(name, data, version) VALUES (?1, ?2, 1)
          ON CONFLICT(name) DO UPDATE SET data = excluded.data, version = files.version + 1 RETURNING version",

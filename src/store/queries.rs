@@ -302,10 +302,7 @@ impl Session {
         // All three or none: another process reads them together.
         let tx = self.write_tx()?;
         for (f, data) in files {
-            tx.exec(
-                "INSERT INTO files(name, data, version) VALUES (?1, ?2, 1) ON CONFLICT(name) DO UPDATE SET data = excluded.data, version = files.version + 1",
-                p![f, data],
-            )?;
+            pg::store_file(&tx, &f, data)?;
         }
         if let Some(o) = old.as_ref().filter(|o| **o != name && self.pg.is_some()) {
             tx.exec("DELETE FROM files WHERE starts_with(name, ?1)", p![format!("{o}/")])?;

@@ -92,27 +92,21 @@ impl Worker {
         let cancel = Arc::new(AtomicBool::new(false));
         let (s2, c2) = (slot.clone(), cancel.clone());
         let handle = std::thread::Builder::new().name("labelrest-worker".into()).spawn(move || {
-            // A spare connection, to start again from after an error (a
-            // store that did not answer for a while, a busy database): the
-            // person's workstation keeps a model that learns.
-            let spare = conn.reopen_shared();
+            // After an error (a store that did not answer for a while, a busy
+            // database) it starts again on a new connection: the person's
+            // workstation keeps a model that learns.
+            let reopen = conn.reopener();
             let mut session = Some(conn);
             for attempt in 1..=RESTARTS {
                 if session.is_none() {
-                    session = match &spare {
-                        Ok(sp) => match sp.reopen_shared() {
-                            Ok(s) => {
-                                tracing::info!("worker: starting again (attempt {attempt})");
-                                Some(s)
-                            }
-                            Err(e) => {
-                                tracing::error!("worker: cannot start again yet: {e:#}");
-                                None
-                            }
-                        },
+                    session = match reopen() {
+                        Ok(s) => {
+                            tracing::info!("worker: starting again (attempt {attempt})");
+                            Some(s)
+                        }
                         Err(e) => {
-                            tracing::error!("worker: no spare connection to start again from: {e:#}");
-                            return;
+                            tracing::error!("worker: cannot start again yet: {e:#}");
+                            None
                         }
                     };
                 }
