@@ -630,3 +630,98 @@ fn processes_with_separate_folders_share_one_postgres_session() {
     let o = run("c", &["sessions", "rm", &name, "--yes"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// A store that stops answering for longer than a call may wait: the
+/// workstation's training thread fails, starts again once the server
+/// answers, and the next batch still makes an iteration. On a server of the
+/// test's own (stopping the shared one would stall the other tests).
+#[test]
+fn training_starts_again_after_the_store_stalled() {
+    if std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()).is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set");
+        eprintln!("LABELREST_TEST_PG not set (no PostgreSQL here): skipped");
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
+        return;
+    }
+    let script = root().join("scripts/pg-throwaway.sh");
+    let o = Command::new(&script).arg("start").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let var =
+        |k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("export {k}='"))).map(|v| v.trim_end_matches('\'').to_string()).unwrap();
+    let (dir, url) = (var("PG_THROWAWAY"), var("LABELREST_TEST_PG"));
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("tmux.sock").to_str().unwrap().to_string();
+    struct Cleanup(std::path::PathBuf, String, String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            // (Resumed first: a stopped server does not stop.)
+            let _ = Command::new("kill").args(["-CONT", &self.3]).status();
+            let _ = Command::new("pkill").args(["-CONT", "-P", &self.3]).status();
+            let _ = Command::new("tmux").args(["-S", &self.2, "kill-server"]).output();
+            let _ = Command::new(&self.0).args(["stop", &self.1]).output();
+        }
+    }
+    let pm = std::fs::read_to_string(format!("{dir}/data/postmaster.pid")).unwrap().lines().next().unwrap().trim().to_string();
+    let _cleanup = Cleanup(script.clone(), dir.clone(), sock.clone(), pm.clone());
+    let f = write(d.path(), "data.csv", demo_head(200).as_bytes());
+    let o = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .args(["--store", &url, "--sessions"])
+        .arg(d.path())
+        .args(["new", "st", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = d.path().join("ws.log");
+    let cmd = format!(
+        "LABELREST_LOG={} NO_COLOR=1 {} --store '{url}' --sessions {} label st --annotator al; sleep 60",
+        log.display(),
+        env!("CARGO_BIN_EXE_labelrest"),
+        d.path().display()
+    );
+    assert!(Command::new("tmux")
+        .args(["-S", &sock, "new-session", "-d", "-s", "w", "-x", "80", "-y", "24", &cmd])
+        .status()
+        .unwrap()
+        .success());
+    let cap = || tmux(&sock, &["capture-pane", "-p", "-t", "w"]);
+    let wait = |what: &str, secs: u64| {
+        let t = Instant::now();
+        while !cap().contains(what) {
+            assert!(t.elapsed() < Duration::from_secs(secs), "waited {secs}s for {what:?}:\n{}", cap());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("it 1 ", 120);
+    wait("ready", 60);
+    let signal = |sig: &str| {
+        Command::new("pkill").args([sig, "-P", &pm]).status().unwrap();
+        Command::new("kill").args([sig, &pm]).status().unwrap();
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(30));
+    signal("-CONT");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("worker: starting again") {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the worker did not start again:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A batch of ten (each key checked: a row that just changed takes none).
+    for k in 1..=10 {
+        let want = format!("· {k} labelled");
+        let t = Instant::now();
+        while !cap().contains(&want) {
+            tmux(&sock, &["send-keys", "-t", "w", "Enter"]);
+            std::thread::sleep(Duration::from_millis(700));
+            assert!(t.elapsed() < Duration::from_secs(40), "label {k} not taken:\n{}", cap());
+        }
+    }
+    wait("it 2 ", 60);
+}
