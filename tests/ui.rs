@@ -311,6 +311,59 @@ fn worker_coalesces_and_reports() {
     assert_eq!(s.iterations::<serde_json::Value>().unwrap().len(), before + 1, "one iteration for six requests");
 }
 
+/// The process ended after a whole batch was labelled and before its
+/// retrain (a crash, a dropped SSH connection): opening the session again
+/// learns from that batch at once, not after the next one. Fewer labels
+/// than a batch do not retrain (the person is in the middle of one).
+#[test]
+fn a_batch_labelled_before_a_crash_is_learnt_on_opening() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 80, true);
+    worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    let iterations = |s: &Session| s.iterations::<serde_json::Value>().unwrap().len();
+    let start = iterations(&s);
+    let rows = s.rows().unwrap();
+    let gold: Vec<u32> = (0..10).map(|i| (i % 3) as u32).collect();
+    // Part of a batch: the saved model is shown as it is.
+    for (r, &g) in rows.iter().zip(&gold).take(4) {
+        s.add_label(r.id, g, 1, None).unwrap();
+    }
+    let first_update = |s: &Session| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = labelrest::worker::Worker::start(s, tx).unwrap();
+        let u = loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+                worker::Event::Update(u) => break u,
+                worker::Event::Error(e) => panic!("{e}"),
+                _ => {}
+            }
+        };
+        (w, rx, u)
+    };
+    let (mut w, _rx, u) = first_update(&s);
+    assert!(!u.trained);
+    assert_eq!(u.n_labels, 4);
+    w.shutdown();
+    assert_eq!(iterations(&s), start, "no retrain in the middle of a batch");
+    // The rest of the batch, then the process ends before its retrain.
+    for (r, &g) in rows.iter().zip(&gold).skip(4) {
+        s.add_label(r.id, g, 1, None).unwrap();
+    }
+    let (mut w, rx, u) = first_update(&s);
+    assert!(!u.trained, "the saved model shows first");
+    let u = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            worker::Event::Update(u) => break u,
+            worker::Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    };
+    assert!(u.trained, "then the model learnt from the batch, with no key pressed");
+    assert_eq!(u.n_labels, 10);
+    w.shutdown();
+    assert_eq!(iterations(&s), start + 1);
+}
+
 #[test]
 fn worker_picks_up_a_new_label_description() {
     let d = tempfile::tempdir().unwrap();

@@ -229,6 +229,14 @@ fn encoder_text(session: &Session) -> String {
 /// the first (about 10-20 s on two cores).
 const GROW_ROWS: usize = 4096;
 
+/// Whether the person gave at least a batch of labels since the last
+/// stored iteration (none: since the zero-shot start).
+fn behind_by_a_batch(session: &Session, p: &Prepared) -> Result<bool> {
+    let last = session.iterations::<serde::de::IgnoredAny>()?.pop().map(|it| it.n_labels.max(0) as usize).unwrap_or(0);
+    let now = eligible(session, p)?.0.len();
+    Ok(now >= last + session.settings()?.batch.max(1))
+}
+
 fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBool>, events: &Sender<Event>) -> Result<()> {
     let t = Instant::now();
     let mut progress = |stage: &str, done: usize, total: usize| {
@@ -265,7 +273,20 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     }
     let mut encoder_at = pipeline::encoder_dir(&session)?;
     let first = match Head::load(&head_path(&prepared)) {
-        Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => resume_update(&session, &prepared, &h, strategy),
+        Ok(h) if h.k == prepared.engine.k && h.dim == prepared.engine.dim => {
+            // A whole batch labelled after the saved model (the process ended
+            // before its retrain, as in a crash or a dropped connection):
+            // the trainer learns from it now, not after the next batch.
+            if team.is_trainer() && behind_by_a_batch(&session, &prepared)? {
+                tracing::info!("a batch was labelled after the saved model: training again on opening");
+                let (m, _) = &*slot;
+                let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+                if s.pending.is_none() {
+                    s.pending = Some(Job::Retrain { strategy });
+                }
+            }
+            resume_update(&session, &prepared, &h, strategy)
+        }
         _ if !team.is_trainer() => {
             team.tell_follower(&session, events);
             resume_update(&session, &prepared, &prepared.engine.zero_shot_head(), strategy)
