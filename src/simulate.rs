@@ -101,6 +101,9 @@ pub struct Calib {
     pub ece: f64,
     /// The same before calibration (the model's own probabilities).
     pub ece_raw: f64,
+    /// The same at the temperature fitted on the held-out split itself:
+    /// the best a temperature can do there (a yardstick, never used).
+    pub ece_best: f64,
     /// The calibration temperature.
     pub temperature: f64,
     /// True accuracy of the model's labels on the rows without a person's label.
@@ -424,7 +427,9 @@ fn calib_of(engine: &Engine, it: &learn::Iteration, gold: &[u32], pairs: &[(usiz
     use learn::calibration::{ece, Estimate, ECE_BINS};
     let mut c = Calib { temperature: it.head.temperature as f64, ..Default::default() };
     if let Some((raw, cal)) = engine.test_probs(&it.head)? {
-        for (probs, out) in [(raw, &mut c.ece_raw), (cal, &mut c.ece)] {
+        let mut best = raw.clone();
+        learn::calibration::apply(&mut best, engine.k, learn::calibration::fit_temperature(&raw, engine.k, &engine.test_gold));
+        for (probs, out) in [(raw, &mut c.ece_raw), (cal, &mut c.ece), (best, &mut c.ece_best)] {
             let s = learn::Scores::from_probs(probs, engine.k);
             let right: Vec<bool> = s.pred.iter().zip(&engine.test_gold).map(|(a, b)| a == b).collect();
             *out = ece(&s.prob, &right, ECE_BINS);
@@ -662,6 +667,7 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
         "finetune_seconds",
         "ece",
         "ece_raw",
+        "ece_best",
         "temperature",
         "pool_accuracy",
         "pool_estimate",
@@ -680,6 +686,7 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
             format!("{:.2}", p.finetune_seconds),
             format!("{:.4}", p.calib.ece),
             format!("{:.4}", p.calib.ece_raw),
+            format!("{:.4}", p.calib.ece_best),
             format!("{:.3}", p.calib.temperature),
             format!("{:.4}", p.calib.pool_acc),
             format!("{:.4}", p.calib.pool_est),
@@ -782,7 +789,7 @@ pub fn calibration_table(points: &[Point], at: &[usize]) -> String {
     }
     let mut s = String::from("| dataset | strategy |");
     for a in &at {
-        s.push_str(&format!(" ECE@{a} (before) | pool est / true @{a} |"));
+        s.push_str(&format!(" ECE@{a} (before; best T) | pool est / true @{a} |"));
     }
     s.push_str("\n|---|---|");
     for _ in &at {
@@ -800,9 +807,10 @@ pub fn calibration_table(points: &[Point], at: &[usize]) -> String {
             let m = |f: &dyn Fn(&Point) -> f64| mean_sd(&sel.iter().map(|p| f(p)).collect::<Vec<_>>());
             let (e, esd) = m(&|p| p.calib.ece);
             let (r, _) = m(&|p| p.calib.ece_raw);
+            let (b, _) = m(&|p| p.calib.ece_best);
             let (est, _) = m(&|p| p.calib.pool_est);
             let (tru, _) = m(&|p| p.calib.pool_acc);
-            s.push_str(&format!(" {e:.3} ± {esd:.3} ({r:.3}) | {est:.3} / {tru:.3} |"));
+            s.push_str(&format!(" {e:.3} ± {esd:.3} ({r:.3}; {b:.3}) | {est:.3} / {tru:.3} |"));
         }
         s.push('\n');
     }

@@ -329,10 +329,15 @@ fn simulate_writes_curves_plot_and_table() {
     // Calibration: held-out ECE before and after, the pool's estimate beside its truth.
     let h = csv::Reader::from_path(out.join("curves.csv")).unwrap().headers().unwrap().clone();
     let col = |name: &str| h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no {name} column"));
-    for name in ["ece", "ece_raw", "pool_accuracy", "pool_estimate"] {
+    for name in ["ece", "ece_raw", "ece_best", "pool_accuracy", "pool_estimate"] {
         let c = col(name);
         assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r[c].parse::<f64>().unwrap())), "{name}");
     }
+    // The yardstick: the temperature fitted on the held-out split itself is
+    // about as good there as no temperature or better (NLL is what it fits, not ECE).
+    let (raw, best) = (col("ece_raw"), col("ece_best"));
+    let mean = |c: usize| rows.iter().map(|r| r[c].parse::<f64>().unwrap()).sum::<f64>() / rows.len() as f64;
+    assert!(mean(best) <= mean(raw) + 0.01, "best T {} against none {}", mean(best), mean(raw));
     let t = col("temperature");
     assert!(rows.iter().any(|r| &r[3] == "30" && &r[t] != "1.000"), "a temperature is fitted from 10 labels on");
     assert!(table.contains("ECE@") && table.contains("pool est / true"), "{table}");
