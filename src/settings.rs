@@ -61,6 +61,10 @@ pub struct FinetuneOverrides {
     #[arg(long = "ft-layers", id = "ft_layers")]
     #[serde(default)]
     pub layers: Option<usize>,
+    /// Fine-tune: labels before the first one (default: 20, and one a class; two a class above 50 classes).
+    #[arg(long = "ft-from", id = "ft_from")]
+    #[serde(default)]
+    pub from: Option<usize>,
 }
 
 impl Default for Settings {

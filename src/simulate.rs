@@ -569,7 +569,7 @@ fn run_one(
         }
         // Start one when none runs and a batch came since the last start.
         if let Some(tu) = tuning {
-            if pending.is_none() && pairs.len() >= tuning::min_labels(engine0.k) && pairs.len() >= last_start + opts.batch {
+            if pending.is_none() && pairs.len() >= tuning::first_at(engine0.k, &opts.finetune) && pairs.len() >= last_start + opts.batch {
                 let t = Instant::now();
                 let e = Arc::new(tu.engine(engine0, &pairs, &last_head, seed.wrapping_mul(7919) ^ iteration, opts.threads, &opts.model)?);
                 let secs = t.elapsed().as_secs_f64();

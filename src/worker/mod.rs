@@ -598,7 +598,7 @@ fn schedule(
             let _ = events.send(Event::FineTune { running: false, text });
         }
     }
-    if (scheduled && tuner.due(n, settings.batch, prepared.engine.k)) || (asked && !tuner.busy()) {
+    if (scheduled && tuner.due(n, settings.batch, tuning::first_at(prepared.engine.k, &settings.finetune))) || (asked && !tuner.busy()) {
         match tuner.start(session, prepared, slot.clone(), events.clone()) {
             Ok(n) => {
                 let _ = events.send(Event::FineTune { running: true, text: format!("fine-tune on {n} labels starting") });
