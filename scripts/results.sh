@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
-PARTS=${PARTS:-1 2 3 4 5}
+PARTS=${PARTS:-1 2 3 4 5 6}
 cargo build --release -q
 # A copy: a build during the run cannot change the binary half-way.
 BIN=target/results-bin/labelrest
@@ -50,6 +50,9 @@ for part in $PARTS; do
     5) for ds in trec_coarse financial_phrasebank_allagree sms_spam banking77; do
          run "$ds-stop" "$ds" --seeds 3 --mode head --max-labels 300 --name "$ds head"
        done ;;
+    # 6. When the first fine-tune starts: one label a class (the default up
+    #    to 50 classes) on the 77 intents of anote_banking (whose default is two).
+    6) run "anote_banking-from77" anote_banking --seeds 3 --ft-from 77 --name "anote_banking ft-from 77" ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done
