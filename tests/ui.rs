@@ -967,15 +967,38 @@ fn the_new_batch_starts_at_the_top_and_a_restart_keeps_the_place() {
     retrain(&mut app);
     assert_eq!(app.cursor[0], 0, "the new batch starts at its top");
     assert_eq!(app.selected(), Some(app.queue[0] as usize));
-    // Keep a place, leave, come back.
+    // Leave and come back: the batch is made again from the stored ranking
+    // (this one was held from the ranking before the retrain: the eleventh
+    // decision had started it), and the cursor is in it.
+    app.changed_at = None;
+    app.handle(Action::Down);
+    app.handle(Action::Down);
+    app.remember_position();
+    drop(app);
+    let mut app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert!(app.reserved.contains(&(app.selected().unwrap() as u32)), "on a row of the batch");
+    // Keep a place in the batch, leave, come back: the same place.
     app.changed_at = None;
     app.handle(Action::Down);
     app.handle(Action::Down);
     let row = app.selected().unwrap();
     app.remember_position();
     drop(app);
-    let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    let mut app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
     assert_eq!(app.selected(), Some(row));
+    // A place outside the batch (browsing on, or a row a new ranking moved
+    // away while the process was gone): back at the top of the batch.
+    app.changed_at = None;
+    for _ in 0..15 {
+        app.handle(Action::Down);
+    }
+    let far = app.selected().unwrap();
+    assert!(!app.reserved.contains(&(far as u32)), "below the batch");
+    app.remember_position();
+    drop(app);
+    let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert_eq!(app.cursor[0], 0, "the batch's top");
+    assert!(app.reserved.contains(&(app.selected().unwrap() as u32)));
 }
 
 /// Pop-ups over double-width text (Korean): no border cell is the hidden

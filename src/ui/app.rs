@@ -378,11 +378,15 @@ impl App {
         app.reserve_batch(true);
         // Opening is not a change under the person's eyes.
         app.changed_at = None;
-        // Back on the row the person left the queue on.
+        // Back on the row the person left the queue on, when it is in the
+        // batch they are working on; else at the batch's top (a row left
+        // elsewhere, or before a batch that came since: after a crash, or
+        // labels given with `annotate`, it may sit deep in a new ranking).
         // (Sessions from before annotators worked side by side kept one.)
         let kept = app.session.meta(&app.cursor_key()).ok().flatten().or_else(|| app.session.meta("cursor_row").ok().flatten());
         if let Some(id) = kept.and_then(|v| v.parse::<i64>().ok()) {
-            if let Some(p) = app.queue.iter().position(|&i| app.row_ids[i as usize] == id) {
+            let in_batch = |i: &u32| app.reserved.contains(i);
+            if let Some(p) = app.queue.iter().position(|i| app.row_ids[*i as usize] == id && in_batch(i)) {
                 app.cursor[0] = p;
                 app.jump_to_batch = false;
             }
