@@ -515,7 +515,13 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     }
     if let Some(e) = r.model_expected {
         let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
-        say!("the model's {} labels{above}: about {:.0}% expected right (calibrated on your labels)", r.model, e * 100.0);
+        // (No temperature is fitted below `MIN_LABELS` labels: the model's own.)
+        let how = if r.person + r.seed >= crate::learn::calibration::MIN_LABELS {
+            "calibrated on your labels".to_string()
+        } else {
+            format!("the model's own probabilities: calibrated from {} labels on", crate::learn::calibration::MIN_LABELS)
+        };
+        say!("the model's {} labels{above}: about {:.0}% expected right ({how})", r.model, e * 100.0);
     }
     if let Some(p) = a.min_confidence {
         if a.drop_below {

@@ -176,6 +176,11 @@ fn export_every_row_with_its_source() {
     assert!(out.contains(&format!("2 person, 0 seed, {} model, {below} unlabelled", above.len())), "{out}");
     let expected = above.iter().map(|&p| p as f64).sum::<f64>() / above.len() as f64;
     assert!(out.contains(&format!("about {:.0}% expected right", expected * 100.0)), "{out}");
+    // Two labels: no temperature yet, and it says so.
+    assert!(
+        out.contains("the model's own probabilities: calibrated from 10 labels on") && !out.contains("calibrated on your labels"),
+        "{out}"
+    );
     assert!(out.contains(&format!("{below} rows below 0.3 left without a label")), "{out}");
     // ... or those rows left out with --drop-below.
     let o = labelrest(

@@ -331,26 +331,31 @@ fn a_batch_labelled_before_a_crash_is_learnt_on_opening() {
     let first_update = |s: &Session| {
         let (tx, rx) = std::sync::mpsc::channel();
         let w = labelrest::worker::Worker::start(s, tx).unwrap();
+        let mut notices = Vec::new();
         let u = loop {
             match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
                 worker::Event::Update(u) => break u,
                 worker::Event::Error(e) => panic!("{e}"),
+                worker::Event::Notice(n) => notices.push(n),
                 _ => {}
             }
         };
-        (w, rx, u)
+        (w, rx, u, notices)
     };
-    let (mut w, _rx, u) = first_update(&s);
+    let said = |notices: &[String]| notices.iter().any(|n| n.contains("learning from them now"));
+    let (mut w, _rx, u, notices) = first_update(&s);
     assert!(!u.trained);
     assert_eq!(u.n_labels, 4);
+    assert!(!said(&notices), "{notices:?}");
     w.shutdown();
     assert_eq!(iterations(&s), start, "no retrain in the middle of a batch");
     // The rest of the batch, then the process ends before its retrain.
     for (r, &g) in rows.iter().zip(&gold).skip(4) {
         s.add_label(r.id, g, 1, None).unwrap();
     }
-    let (mut w, rx, u) = first_update(&s);
+    let (mut w, rx, u, notices) = first_update(&s);
     assert!(!u.trained, "the saved model shows first");
+    assert!(said(&notices), "the person is told: {notices:?}");
     let u = loop {
         match rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap() {
             worker::Event::Update(u) => break u,

@@ -279,6 +279,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
             // the trainer learns from it now, not after the next batch.
             if team.is_trainer() && behind_by_a_batch(&session, &prepared)? {
                 tracing::info!("a batch was labelled after the saved model: training again on opening");
+                let _ = events.send(Event::Notice("labels given after the saved model: learning from them now".into()));
                 let (m, _) = &*slot;
                 let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
                 if s.pending.is_none() {
