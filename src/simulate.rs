@@ -448,7 +448,7 @@ fn calib_of(engine: &Engine, it: &learn::Iteration, gold: &[u32], pairs: &[(usiz
 }
 
 /// One simulated session. With fine-tuning, the schedule is the
-/// workstation's: from 20 labels on, a fine-tune starts after a batch when
+/// workstation's: from `tuning::first_at` labels on, a fine-tune starts after a batch when
 /// none is running and a batch arrived since the last one started; on the
 /// CPU its encoder is used from the batch boundary at which the person
 /// (labelling a row every `pace` seconds) would have it, at least one batch
