@@ -12,12 +12,8 @@ use std::path::Path;
 /// Each back end's store, with a local folder of its own under `dir`.
 fn backends(dir: &Path) -> Vec<(&'static str, Store)> {
     let mut out = vec![("sqlite", Store { local: dir.join("sqlite"), pg: None })];
-    match std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()) {
-        Some(url) => out.push(("postgres", Store { local: dir.join("pg"), pg: Some(url) })),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server for these tests")
-        }
-        None => eprintln!("LABELREST_TEST_PG not set: the PostgreSQL half of the store suite is skipped"),
+    if let Some(url) = test_pg("the PostgreSQL half of the store suite") {
+        out.push(("postgres", Store { local: dir.join("pg"), pg: Some(url) }));
     }
     out
 }
@@ -321,9 +317,7 @@ fn bad_store_addresses_are_one_clear_line() {
 /// (`scripts/pg-throwaway.sh`), so that the restart disturbs no other test.
 #[test]
 fn work_goes_on_after_a_server_restart() {
-    if std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()).is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set");
-        eprintln!("LABELREST_TEST_PG not set (no PostgreSQL here): skipped");
+    if test_pg("this test").is_none() {
         return;
     }
     let script = root().join("scripts/pg-throwaway.sh");

@@ -233,9 +233,7 @@ fn two_workstations_share_one_model() {
 /// sessions folder (two machines): the model one trains reaches the other.
 #[test]
 fn two_workstations_on_two_machines_share_one_postgres_session() {
-    let Some(url) = std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()) else {
-        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server");
-        eprintln!("LABELREST_TEST_PG not set: skipped");
+    let Some(url) = test_pg("this test") else {
         return;
     };
     two_workstations(Some(&url));
@@ -540,9 +538,7 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
 /// another predicts with.
 #[test]
 fn processes_with_separate_folders_share_one_postgres_session() {
-    let Some(url) = std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()) else {
-        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server");
-        eprintln!("LABELREST_TEST_PG not set: skipped");
+    let Some(url) = test_pg("this test") else {
         return;
     };
     let d = tempfile::tempdir().unwrap();
@@ -637,9 +633,7 @@ fn processes_with_separate_folders_share_one_postgres_session() {
 /// test's own (stopping the shared one would stall the other tests).
 #[test]
 fn training_starts_again_after_the_store_stalled() {
-    if std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty()).is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set");
-        eprintln!("LABELREST_TEST_PG not set (no PostgreSQL here): skipped");
+    if test_pg("this test").is_none() {
         return;
     }
     if Command::new("tmux").arg("-V").output().is_err() {

@@ -131,3 +131,16 @@ pub fn fixture_embeddings(file: &str) -> (Vec<String>, Vec<Vec<f32>>) {
         })
         .unzip()
 }
+
+/// The PostgreSQL server the tests may use (`LABELREST_TEST_PG`; `.ci/run`
+/// starts a throwaway one). None where it is not set, saying that `what` is
+/// skipped; on CI (`CI` set) its absence fails the test.
+#[allow(dead_code)]
+pub fn test_pg(what: &str) -> Option<String> {
+    let url = std::env::var("LABELREST_TEST_PG").ok().filter(|v| !v.is_empty());
+    if url.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI: LABELREST_TEST_PG is not set; .ci/run starts a PostgreSQL server for these tests");
+        eprintln!("LABELREST_TEST_PG not set (no PostgreSQL here): {what} skipped");
+    }
+    url
+}
