@@ -274,7 +274,7 @@ pub fn run(a: BenchArgs, sessions: &crate::store::Store) -> Result<()> {
             println!(
                 "refresh: {n} pool rows + {} held-out, {k} classes, {labels} labels, self-training {}: median {:.1} ms (train {:.1}, predict and score {:.1}, rank {:.1}){}; peak memory {:.0} MiB",
                 engine.test_rows.len(),
-                if engine.cfg.self_training.enabled(k, n) { "on" } else { "off" },
+                if engine.cfg.self_training.enabled(k, n, engine.cfg.tunes) { "on" } else { "off" },
                 median(tot),
                 median(tr),
                 median(pr),

@@ -210,6 +210,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         pseudo_per_class: opts.pseudo_per_class,
         pseudo_weight: opts.pseudo_weight,
         prior_rows: opts.prior_rows,
+        tunes: opts.mode.method().is_some(),
     };
     let engine = Arc::new(Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?);
 

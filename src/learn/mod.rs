@@ -228,6 +228,9 @@ pub struct EngineConfig {
     /// many pool rows the zero-shot head is surest belong to it (the
     /// prompt's weight shared among them; 0: the prompt alone).
     pub prior_rows: usize,
+    /// The encoder is fine-tuned in this session (mode other than `head`):
+    /// self-training `auto` is then on with fewer classes too.
+    pub tunes: bool,
 }
 
 impl Default for EngineConfig {
@@ -239,6 +242,7 @@ impl Default for EngineConfig {
             pseudo_per_class: 50,
             pseudo_weight: 0.3,
             prior_rows: 0,
+            tunes: true,
         }
     }
 }
@@ -445,7 +449,7 @@ impl Engine {
             }
         }
         head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;
-        if self_train && self.cfg.self_training.enabled(self.k, self.pool_len()) {
+        if self_train && self.cfg.self_training.enabled(self.k, self.pool_len(), self.cfg.tunes) {
             let probs = head.predict(&self.x_pool)?;
             let s = Scores::from_probs(probs, self.k);
             let mut labelled = vec![false; self.pool_len()];

@@ -103,7 +103,7 @@ impl IterationRecord {
 }
 
 pub(crate) fn engine_config(settings: &Settings) -> Result<EngineConfig> {
-    Ok(EngineConfig { self_training: settings.self_training, ..Default::default() })
+    Ok(EngineConfig { self_training: settings.self_training, tunes: settings.mode.method().is_some(), ..Default::default() })
 }
 
 /// Everything the worker keeps between jobs.
