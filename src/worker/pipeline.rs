@@ -616,3 +616,20 @@ fn truncated_texts(sessions: &(impl crate::store::Sessions + ?Sized), name: &str
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{Mode, SelfTraining};
+
+    #[test]
+    fn self_training_auto_knows_whether_the_session_fine_tunes() {
+        let tuned = engine_config(&Settings::default()).unwrap();
+        assert!(tuned.tunes && tuned.self_training == SelfTraining::Auto);
+        assert!(tuned.self_training.enabled(6, 5000, tuned.tunes), "a fine-tuned six-class session self-trains");
+        let head = engine_config(&Settings { mode: Mode::Head, ..Default::default() }).unwrap();
+        assert!(!head.tunes && !head.self_training.enabled(6, 5000, head.tunes), "the head alone does not below 20 classes");
+        let off = engine_config(&Settings { self_training: SelfTraining::Off, ..Default::default() }).unwrap();
+        assert!(!off.self_training.enabled(6, 5000, off.tunes));
+    }
+}
