@@ -53,7 +53,7 @@ pub const CHECK_LABELS: usize = 5;
 /// test at this level). The newest labels are the hardest rows (the
 /// strategy picked them), so accuracy on them is noisy: requiring the new
 /// encoder to be strictly better there kept out most of those that help
-/// (docs/RESULTS.md, "The swap-in check").
+/// (`simulate --swap-always` swaps every one in: scripts/results.sh part 3).
 pub const REJECT_P: f64 = 0.05;
 
 /// A fine-tuned encoder with every row embedded by it.
