@@ -152,7 +152,7 @@ pub const TUNED_FROM_CLASSES: usize = 4;
 impl SelfTraining {
     /// Whether to self-train with `k` classes and `pool` unlabelled rows;
     /// `tunes`: the session's encoder is fine-tuned (docs/RESULTS.md,
-    /// "Self-training").
+    /// "Self-training with a fine-tuned encoder").
     pub fn enabled(&self, k: usize, pool: usize, tunes: bool) -> bool {
         match self {
             SelfTraining::On => true,
