@@ -900,6 +900,16 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
 }
 
 fn cmd_simulate(a: SimulateArgs) -> Result<()> {
+    let out = a.out.clone();
+    let opts = sim_options(a)?;
+    let points = crate::simulate::run(&opts)?;
+    print!("{}", crate::simulate::markdown_table(&points, &[0, 10, 50, 100, 150]));
+    say!("wrote {}/curves.csv, curves.svg, curves.png, table.md", out.display());
+    Ok(())
+}
+
+/// `simulate`'s flags as the options of a run.
+fn sim_options(a: SimulateArgs) -> Result<crate::simulate::SimOptions> {
     let strategies = a
         .strategy
         .split(',')
@@ -949,10 +959,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
         },
         quiet: term::quiet(),
     };
-    let points = crate::simulate::run(&opts)?;
-    print!("{}", crate::simulate::markdown_table(&points, &[0, 10, 50, 100, 150]));
-    say!("wrote {}/curves.csv, curves.svg, curves.png, table.md", a.out.display());
-    Ok(())
+    Ok(opts)
 }
 
 /// Makes the demo session from the bundled data when it is missing.
@@ -1109,4 +1116,34 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
         println!("{:<wl$} {:>8}", l, n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulate_options(args: &[&str]) -> crate::simulate::SimOptions {
+        let mut argv = vec!["labelrest", "simulate", "--train", "t.csv", "--test", "u.csv", "--out", "o"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Simulate(a) => sim_options(a).unwrap(),
+            _ => unreachable!("parsed as simulate"),
+        }
+    }
+
+    /// `simulate` runs what the workstation runs: its engine knows whether
+    /// the encoder is fine-tuned, so self-training `auto` follows the mode
+    /// (on from 6 classes fine-tuned, from 20 with the head alone).
+    #[test]
+    fn simulate_self_training_follows_its_mode() {
+        let tuned = simulate_options(&[]).engine_config();
+        assert!(tuned.tunes && tuned.self_training == SelfTraining::Auto);
+        assert!(tuned.self_training.enabled(6, 5000, tuned.tunes), "fine-tuned: on for six classes");
+        let head = simulate_options(&["--mode", "head"]).engine_config();
+        assert!(!head.tunes, "--mode head fine-tunes nothing");
+        assert!(!head.self_training.enabled(6, 5000, head.tunes), "the head alone: off below 20 classes");
+        assert!(head.self_training.enabled(20, 5000, head.tunes));
+        let off = simulate_options(&["--self-training", "off"]).engine_config();
+        assert!(!off.self_training.enabled(77, 100_000, off.tunes));
+    }
 }

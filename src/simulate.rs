@@ -53,6 +53,22 @@ pub struct SimOptions {
     pub noise: f64,
 }
 
+impl SimOptions {
+    /// The engine's settings for this run; `tunes` from the mode, as the
+    /// workstation's `worker::pipeline::engine_config` does.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            self_training: self.self_training,
+            prior_weight: self.prior_weight,
+            head: self.head.clone(),
+            pseudo_per_class: self.pseudo_per_class,
+            pseudo_weight: self.pseudo_weight,
+            prior_rows: self.prior_rows,
+            tunes: self.mode.method().is_some(),
+        }
+    }
+}
+
 /// How the review of the person's labels did on one simulated session with
 /// wrong labels injected (`--noise`): at the end of the run, how many of the
 /// wrong labels are among the review's top k, for k a share of the labels,
@@ -203,15 +219,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let prompt_refs: Vec<&str> = prompts.iter().map(|s| s.as_str()).collect();
     let label_emb = encoder.embed(&prompt_refs, |_, _| {})?;
     let n_train = train.texts.len();
-    let cfg = EngineConfig {
-        self_training: opts.self_training,
-        prior_weight: opts.prior_weight,
-        head: opts.head.clone(),
-        pseudo_per_class: opts.pseudo_per_class,
-        pseudo_weight: opts.pseudo_weight,
-        prior_rows: opts.prior_rows,
-        tunes: opts.mode.method().is_some(),
-    };
+    let cfg = opts.engine_config();
     let engine = Arc::new(Engine::new(Arc::new(emb), (0..n_train).collect(), (n_train..texts.len()).collect(), test_y, label_emb, k, cfg)?);
 
     // Fine-tuning during the run: the base encoder's frozen layers run once
