@@ -13,13 +13,13 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 pub struct HeadConfig {
     pub epochs: usize,
     pub lr: f64,
-    /// AdamW's decoupled weight decay. 1 by default: with few labels a
-    /// class it keeps the head near the class means (the first step from
-    /// zero weights is a nearest-centroid classifier) instead of a
-    /// max-margin fit to a handful of rows. Chosen on development splits
-    /// that never touch a test split (`scripts/dev_split.py`; docs/RESULTS.md,
-    /// "The head's weight decay"): at 150 labels TREC coarse fine-tuned
-    /// 0.846 to 0.904, BANKING77 0.789 to 0.800, anote_banking 0.688 to 0.707.
+    /// AdamW's decoupled weight decay. 1 by default: it keeps the weights
+    /// small, so with few labels a class the head follows no single row
+    /// (a wrong label least of all) as far as a fit run to a margin does.
+    /// Chosen on development splits that never touch a test split
+    /// (`scripts/dev_split.py`; docs/RESULTS.md, "The head's weight
+    /// decay"): at 150 labels TREC coarse fine-tuned 0.846 to 0.904,
+    /// BANKING77 0.789 to 0.800, anote_banking 0.688 to 0.707.
     pub weight_decay: f64,
     /// Zero-shot temperature: logits = cos / temperature.
     pub temperature: f32,
