@@ -1133,12 +1133,13 @@ mod tests {
 
     /// `simulate` runs what the workstation runs: its engine knows whether
     /// the encoder is fine-tuned, so self-training `auto` follows the mode
-    /// (on from 6 classes fine-tuned, from 20 with the head alone).
+    /// (on from 3 classes fine-tuned, from 20 with the head alone).
     #[test]
     fn simulate_self_training_follows_its_mode() {
         let tuned = simulate_options(&[]).engine_config();
         assert!(tuned.tunes && tuned.self_training == SelfTraining::Auto);
-        assert!(tuned.self_training.enabled(6, 5000, tuned.tunes), "fine-tuned: on for six classes");
+        assert!(tuned.self_training.enabled(3, 5000, tuned.tunes), "fine-tuned: on for three classes");
+        assert!(!tuned.self_training.enabled(2, 5000, tuned.tunes), "fine-tuned: off for two");
         let head = simulate_options(&["--mode", "head"]).engine_config();
         assert!(!head.tunes, "--mode head fine-tunes nothing");
         assert!(!head.self_training.enabled(6, 5000, head.tunes), "the head alone: off below 20 classes");
