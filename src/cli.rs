@@ -90,15 +90,8 @@ pub enum Command {
     Label {
         /// Session name.
         name: String,
-        /// Who is labelling (recorded with every label; default the login name).
-        #[arg(long)]
-        annotator: Option<String>,
-        /// This person settles the rows two annotators labelled differently (the disputes view, `D`).
-        #[arg(long)]
-        adjudicator: bool,
-        /// Send this share of the rows (0 to 1) to two annotators from now on (the session's setting; see `new --overlap`).
-        #[arg(long, value_name = "F", value_parser = parse_share)]
-        overlap: Option<f64>,
+        #[command(flatten)]
+        role: RoleArgs,
     },
     /// Open a ready session on the bundled demo data (banking questions) with the bundled model.
     Demo {
@@ -125,15 +118,8 @@ pub enum Command {
     /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on that you may settle (`dispute<TAB>ID<TAB>ANNOTATOR<TAB>LABEL<TAB>ANNOTATOR<TAB>LABEL...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`; `settled ROW_ID` when it was adjudicated already, `not-disputed ROW_ID` when it has no disagreement, `yours ROW_ID` when you gave one of its labels: another adjudicator settles it); a label for an adjudicated row answers `adjudicated ROW_ID ADJUDICATOR`, for a row sent to two that two others labelled `labelled ROW_ID ANNOTATOR,ANNOTATOR`.
     Annotate {
         name: String,
-        /// Who is labelling (recorded with every label; default the login name).
-        #[arg(long)]
-        annotator: Option<String>,
-        /// This person settles the rows two annotators labelled differently (the disputes view, `D`).
-        #[arg(long)]
-        adjudicator: bool,
-        /// Send this share of the rows (0 to 1) to two annotators from now on (the session's setting; see `new --overlap`).
-        #[arg(long, value_name = "F", value_parser = parse_share)]
-        overlap: Option<f64>,
+        #[command(flatten)]
+        role: RoleArgs,
     },
     /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), and rows per label, of a session.
     Stats {
@@ -169,6 +155,26 @@ pub enum SessionsAction {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Who labels in `label` and `annotate`, and as what.
+#[derive(Args, Debug)]
+pub struct RoleArgs {
+    /// Who is labelling (recorded with every label; default the login name).
+    #[arg(long)]
+    annotator: Option<String>,
+    /// This person settles the rows two annotators labelled differently (the disputes view, `D`).
+    #[arg(long)]
+    adjudicator: bool,
+    /// Send this share of the rows (0 to 1) to two annotators from now on (the session's setting; see `new --overlap`).
+    #[arg(long, value_name = "F", value_parser = parse_share)]
+    overlap: Option<f64>,
+}
+
+impl RoleArgs {
+    fn role(&self) -> crate::ui::Role<'_> {
+        crate::ui::Role { annotator: self.annotator.as_deref(), adjudicator: self.adjudicator, overlap: self.overlap }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -419,9 +425,7 @@ pub fn run(cli: Cli) -> Result<()> {
             None => cmd_sessions(&sessions, json),
             Some(SessionsAction::Rm { name, yes }) => cmd_rm(&sessions, &name, yes),
         },
-        Command::Label { name, annotator, adjudicator, overlap } => {
-            crate::ui::run(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator, overlap })
-        }
+        Command::Label { name, role } => crate::ui::run(&sessions, &name, &role.role()),
         Command::Demo { reset, annotator } => {
             let name = ensure_demo(&sessions, reset)?;
             crate::ui::run(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator: false, overlap: None })
@@ -450,9 +454,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict(a) => cmd_predict(&sessions, a),
         Command::Review { name, top } => cmd_review(&sessions, &name, top),
-        Command::Annotate { name, annotator, adjudicator, overlap } => {
-            cmd_annotate(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator, overlap })
-        }
+        Command::Annotate { name, role } => cmd_annotate(&sessions, &name, &role.role()),
         Command::Stats { name, json } => cmd_stats(&sessions, &name, json),
         Command::Simulate(a) => cmd_simulate(a),
         Command::Bench(a) => crate::bench::run(a, &sessions),
