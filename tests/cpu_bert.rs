@@ -28,7 +28,7 @@ fn embeddings_match_sentence_transformers_and_candle() {
     for threads in [1, 2] {
         let got = b.embed(&seqs, threads);
         for (i, want) in wants.iter().enumerate() {
-            let c = cos(&got[i * 384..(i + 1) * 384], &want);
+            let c = cos(&got[i * 384..(i + 1) * 384], want);
             assert!(c >= 0.9999, "text {i}: cosine {c} with sentence-transformers");
         }
     }
@@ -169,7 +169,7 @@ fn float16_states_give_the_reference_embeddings() {
         let states = labelrest::model::states::States::compute(&b, &ids, from, threads, &mut |_, _| {});
         let got = states.embed_all(&b, threads, &mut |_, _| {}, &std::sync::atomic::AtomicBool::new(false)).unwrap();
         for (i, want) in wants.iter().enumerate() {
-            let c = cos(&got[i * 384..(i + 1) * 384], &want);
+            let c = cos(&got[i * 384..(i + 1) * 384], want);
             assert!(c >= 0.9999, "states after layer {from}, {threads} threads, text {i}: cosine {c}");
         }
     }

@@ -118,7 +118,7 @@ fn label_a_batch_quit_resume_hangup() {
     let st = Command::new("tmux").args(["-S", sock, "new-session", "-d", "-s", &name, "-x", "80", "-y", "24", &cmd]).status().unwrap();
     assert!(st.success());
     let s = wait(&["13 labelled / 2,000", "ready"], 60);
-    let footer = s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string();
+    let footer = s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
     assert!(footer.contains("? help") && footer.contains("q quit"), "{footer}\n{s}");
     t(&["send-keys", "-t", &name, "q"]);
     wait(&["EXITED 0"], 20);

@@ -174,7 +174,7 @@ fn export_every_row_with_its_source() {
     assert!(o.status.success());
     let above: Vec<f32> = probs.iter().enumerate().filter(|(i, p)| *i >= 2 && **p >= threshold).map(|(_, p)| *p).collect();
     let below = 148 - above.len();
-    assert!(above.len() > 0 && below > 0, "the fixture straddles the threshold: {}", above.len());
+    assert!(!above.is_empty() && below > 0, "the fixture straddles the threshold: {}", above.len());
     let rows: Vec<csv::StringRecord> = csv::Reader::from_path(d.path().join("sure.csv")).unwrap().records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 150);
     assert_eq!(rows.iter().filter(|r| &r[3] == "none" && r[2].is_empty()).count(), below);

@@ -93,7 +93,7 @@ fn the_lock_is_exclusive_under_concurrent_starts() {
             .collect();
         // A holder waits on its standard input; the others are refused and end.
         let start = Instant::now();
-        let mut ended = vec![None; 4];
+        let mut ended = [None; 4];
         while ended.iter().filter(|e| e.is_some()).count() < 3 && start.elapsed() < Duration::from_secs(60) {
             for (k, kid) in kids.iter_mut().enumerate() {
                 if ended[k].is_none() {

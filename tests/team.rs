@@ -479,7 +479,7 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
         said.sort();
         assert_eq!(said.join(","), format!("a0={},a1={}", gold[r], other(&gold[r])), "row {r}");
     }
-    let settle: Vec<i64> = listed.iter().map(|x| x.0).take((listed.len() + 1) / 2).collect();
+    let settle: Vec<i64> = listed.iter().map(|x| x.0).take(listed.len().div_ceil(2)).collect();
     let agreed = *overlap.iter().find(|r| *r % 4 != 0).unwrap();
     let mut lines: String = settle.iter().map(|r| format!("adjudicate {r}\t{}\n", gold[r])).collect();
     lines.push_str(&format!("adjudicate {agreed}\t{}\n", gold[&agreed]));

@@ -50,7 +50,7 @@ pub struct Scores {
 
 impl Scores {
     pub fn from_probs(probs: Vec<f32>, k: usize) -> Scores {
-        let n = if k == 0 { 0 } else { probs.len() / k };
+        let n = probs.len().checked_div(k).unwrap_or(0);
         let mut pred = Vec::with_capacity(n);
         let mut prob = Vec::with_capacity(n);
         let mut entropy = Vec::with_capacity(n);

@@ -21,7 +21,7 @@ pub enum Matrix {
 
 impl Matrix {
     pub fn owned(data: Vec<f32>, dim: usize) -> Matrix {
-        let n = if dim == 0 { 0 } else { data.len() / dim };
+        let n = data.len().checked_div(dim).unwrap_or(0);
         Matrix::Owned { data, n, dim }
     }
     pub fn as_slice(&self) -> &[f32] {

@@ -534,7 +534,7 @@ pub fn footer_hints(app: &App) -> Vec<(String, String)> {
         match w {
             None => v.push(digits(if app.view == View::Labelled && !app.adjudicating { "relabel" } else { "pick" })),
             Some(a) => {
-                if let Some((k, word)) = app.keys.hints(KeyMode::Views, &[a.clone()]).into_iter().next() {
+                if let Some((k, word)) = app.keys.hints(KeyMode::Views, std::slice::from_ref(&a)).into_iter().next() {
                     // In review, accepting keeps the label under review.
                     let word = if app.review && app.view == View::Labelled && a == Action::Accept { "keep" } else { word };
                     v.push((k, word.to_string()));
