@@ -173,6 +173,35 @@ fn a_batch_of_ten_is_stored_and_retrains() {
 }
 
 #[test]
+fn undo_puts_the_row_back_in_its_place_in_the_batch() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    let batch: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..3 {
+        app.handle(Action::Accept);
+    }
+    assert_eq!(app.queue[..7], batch[3..]);
+    // Two undos: the rows come back where they were, the cursor on each.
+    app.handle(Action::Undo);
+    assert_eq!(app.selected(), Some(batch[2] as usize));
+    assert_eq!(app.queue[..8], batch[2..]);
+    app.handle(Action::Undo);
+    assert_eq!(app.selected(), Some(batch[1] as usize));
+    assert_eq!(app.queue[..9], batch[1..]);
+    assert_eq!(app.batch_remaining(), 9);
+    // The keys that follow work down the batch and end it: no row below it
+    // is labelled.
+    for n in 1..10 {
+        assert_eq!(app.selected(), Some(batch[n] as usize), "the cursor walks down the batch");
+        app.handle(Action::Accept);
+    }
+    assert_eq!(app.outbox, vec![Job::Retrain { strategy: Strategy::Margin }]);
+    let labelled: std::collections::HashSet<i64> = app.session.labels().unwrap().iter().map(|l| l.row_id).collect();
+    let want: std::collections::HashSet<i64> = batch.iter().map(|&i| app.row_ids[i as usize]).collect();
+    assert_eq!(labelled, want);
+}
+
+#[test]
 fn pick_skip_undo_relabel_describe_export() {
     let d = tempfile::tempdir().unwrap();
     let mut app = app_with_model(d.path(), 100, true);

@@ -1196,6 +1196,7 @@ impl App {
                     self.outbox.push(Job::Retrain { strategy: self.strategy });
                 }
                 self.batch_done = self.batch_done.saturating_sub(1);
+                self.back_into_batch(i);
                 self.rebuild_lists();
                 // Put the cursor on the row that came back.
                 if let Some(p) = self.current_list().iter().position(|&r| r as usize == i) {
@@ -1206,6 +1207,31 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Row `i`, unlabelled again by an undo, goes back into this batch
+    /// where the batch has room for it (the label it had counted towards
+    /// the batch), at the place the ranking gives it among the batch's
+    /// rows: the keys that follow keep working down the batch, never on the
+    /// rows below it.
+    fn back_into_batch(&mut self, i: usize) {
+        let r = i as u32;
+        if self.labels[i].is_some() || self.reserved.contains(&r) || self.reserved.len() >= self.batch_remaining() {
+            return;
+        }
+        let rank = |x: u32| self.ranking.iter().position(|&y| y == x).unwrap_or(usize::MAX);
+        let p = rank(r);
+        let at = self.reserved.iter().position(|&x| rank(x) > p).unwrap_or(self.reserved.len());
+        let mut batch = self.reserved.clone();
+        batch.insert(at, r);
+        let ids: Vec<i64> = batch.iter().map(|&x| self.row_ids[x as usize]).collect();
+        match self.session.reserve(&ids, self.batch_remaining()) {
+            Ok(got) => {
+                let got: HashSet<i64> = got.into_iter().collect();
+                self.reserved = batch.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
 
     /// The labelled view (in the order review or disputes asked for), from its top.
