@@ -645,6 +645,17 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
             None => store::session_dir(&sessions.local, &a.name).display().to_string(),
         }
     );
+    // A `label` column is read only when asked for: say so, since its
+    // labels would otherwise be lost without a word.
+    if a.label_col.is_none() && a.text_col != "label" {
+        let format = a.format.map(Ok).unwrap_or_else(|| Format::detect(&a.data));
+        if format.is_ok_and(|f| data::has_column(&a.data, f, "label")) {
+            say!(
+                "note: {} has a column named 'label', not read; --label-col label reads it as seed labels",
+                data::display_safe(&a.data.display().to_string())
+            );
+        }
+    }
     Ok(())
 }
 

@@ -210,6 +210,47 @@ where
     Ok(stats)
 }
 
+/// Whether the file has a column `name`: in the header of a CSV or TSV
+/// file, a field of the first record of a JSONL file (Prodigy's label is
+/// always read: never). A file that cannot be read has none.
+pub fn has_column(path: &Path, format: Format, name: &str) -> bool {
+    let Ok(file) = open(path) else { return false };
+    match format {
+        Format::Csv | Format::Tsv => {
+            let mut builder = csv::ReaderBuilder::new();
+            builder.has_headers(true).flexible(true);
+            if format == Format::Tsv {
+                builder.delimiter(b'\t').quoting(false);
+            }
+            let mut rdr = builder.from_reader(BufReader::new(file));
+            let Ok(headers) = rdr.byte_headers() else { return false };
+            headers.iter().enumerate().any(|(i, h)| {
+                let h = String::from_utf8_lossy(h);
+                let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { &h };
+                h == name
+            })
+        }
+        Format::Jsonl => {
+            let mut r = BufReader::new(file).take(1 << 24);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                }
+                let l = line.trim_start_matches('\u{feff}').trim();
+                if l.is_empty() {
+                    continue;
+                }
+                let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(l) else { return false };
+                return o.contains_key(name);
+            }
+        }
+        Format::Prodigy => false,
+    }
+}
+
 fn column_index(path: &Path, headers: &[String], name: &str, what: &str) -> Result<usize, DataError> {
     headers.iter().position(|h| h == name).ok_or_else(|| {
         let shown: Vec<String> = headers.iter().map(|h| display_safe(&h.replace('\t', "\\t"))).collect();

@@ -420,3 +420,41 @@ fn the_annotator_defaults_to_the_login_name() {
     let per = labelrest::store::Session::open_read_only(d.path(), "who").unwrap().labels_per_annotator().unwrap();
     assert!(per.iter().any(|(a, _, n)| a.as_deref() == Some(want.as_str()) && *n == 1), "{per:?} (want {want})");
 }
+
+/// A `label` column is read only with --label-col: without it, `new` says
+/// one note line that it was found and not read (not under --quiet), and
+/// imports the rows as before, with no seed labels.
+#[test]
+fn new_notes_a_label_column_it_does_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let csv = write(d.path(), "tickets.csv", b"text,label\nmy invoice is wrong,billing\napp crashes,\nhow do I log in,question\n");
+    let csv = csv.to_str().unwrap();
+    let jsonl =
+        write(d.path(), "tickets.jsonl", b"{\"text\": \"my invoice is wrong\", \"label\": \"billing\"}\n{\"text\": \"app crashes\"}\n");
+    let jsonl = jsonl.to_str().unwrap();
+    for (name, data) in [("csv", csv), ("jsonl", jsonl)] {
+        let o = labelrest(d.path(), &["new", name, "--data", data, "--labels", "billing,bug,question"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(stderr(&o), "", "a note, not an error");
+        let out = stdout(&o);
+        let notes: Vec<&str> = out.lines().filter(|l| l.starts_with("note:")).collect();
+        assert_eq!(notes.len(), 1, "{out}");
+        assert!(
+            notes[0].contains("column named 'label'") && notes[0].contains("--label-col label reads it as seed labels"),
+            "{}",
+            notes[0]
+        );
+        let s = labelrest::store::Session::open_read_only(d.path(), name).unwrap();
+        assert_eq!(s.labels().unwrap().len(), 0, "{name}: not read");
+    }
+    // --quiet: nothing.
+    let o = labelrest(d.path(), &["-q", "new", "quiet", "--data", csv, "--labels", "billing,bug,question"]);
+    assert!(o.status.success() && stdout(&o).is_empty(), "{}", stdout(&o));
+    // Read with --label-col, or no such column: no note.
+    let o = labelrest(d.path(), &["new", "read", "--data", csv, "--labels", "billing,bug,question", "--label-col", "label"]);
+    assert!(o.status.success() && !stdout(&o).contains("note:"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 seed labels"), "{}", stdout(&o));
+    let plain = write(d.path(), "plain.csv", b"text,other\none,x\ntwo,y\n");
+    let o = labelrest(d.path(), &["new", "plain", "--data", plain.to_str().unwrap(), "--labels", "a,b"]);
+    assert!(o.status.success() && !stdout(&o).contains("note:"), "{}", stdout(&o));
+}
