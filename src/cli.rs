@@ -426,10 +426,13 @@ pub fn run(cli: Cli) -> Result<()> {
             Some(SessionsAction::Rm { name, yes }) => cmd_rm(&sessions, &name, yes),
         },
         Command::Label { name, role } => crate::ui::run(&sessions, &name, &role.role()),
-        Command::Demo { reset, annotator } => {
-            let name = ensure_demo(&sessions, reset)?;
-            crate::ui::run(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator: false, overlap: None })
-        }
+        Command::Demo { reset, annotator } => match ensure_demo(&sessions, reset)? {
+            Some(name) => {
+                crate::ui::run(&sessions, &name, &crate::ui::Role { annotator: annotator.as_deref(), adjudicator: false, overlap: None })
+            }
+            // The person said no to the reset: nothing more (as `sessions rm`).
+            None => Ok(()),
+        },
         Command::Export(a) => cmd_export(&sessions, a),
         Command::Retrain { name } => {
             let s = Session::open_shared(&sessions, &name)?;
@@ -975,23 +978,32 @@ fn sim_options(a: SimulateArgs) -> Result<crate::simulate::SimOptions> {
     Ok(opts)
 }
 
-/// Makes the demo session from the bundled data when it is missing.
-pub fn ensure_demo(sessions: &store::Store, reset: bool) -> Result<String> {
+/// Makes the demo session from the bundled data when it is missing (with
+/// `reset`, afresh, once the person confirms on the terminal). `None`: the
+/// person declined the reset, and the demo is not to be opened.
+pub fn ensure_demo(sessions: &store::Store, reset: bool) -> Result<Option<String>> {
+    ensure_demo_asking(sessions, reset, |n| {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            bail!("demo --reset would delete the demo session's {n} labels; run it in a terminal to confirm (or `labelrest sessions rm demo --yes` first)");
+        }
+        confirm(&format!("start the demo afresh and delete its {n} labels?"))
+    })
+}
+
+/// `ensure_demo` with the question put by `ask` (given the number of
+/// labels a reset would delete; asked only when there are some).
+pub fn ensure_demo_asking(sessions: &store::Store, reset: bool, ask: impl FnOnce(usize) -> Result<bool>) -> Result<Option<String>> {
     let name = "demo";
     if store::exists(sessions, name) && !reset {
-        return Ok(name.into());
+        return Ok(Some(name.into()));
     }
     // Starting afresh throws the demo's labels away: only when the person says so.
     if reset && store::exists(sessions, name) {
         let n = Session::open_read_only(sessions, name).and_then(|s| s.labels()).map(|l| l.len()).unwrap_or(0);
-        if n > 0 {
-            use std::io::IsTerminal;
-            if !std::io::stdin().is_terminal() {
-                bail!("demo --reset would delete the demo session's {n} labels; run it in a terminal to confirm (or `labelrest sessions rm demo --yes` first)");
-            }
-            if !confirm(&format!("start the demo afresh and delete its {n} labels?"))? {
-                bail!("kept the demo session and its {n} labels");
-            }
+        if n > 0 && !ask(n)? {
+            say!("kept the demo session and its {n} labels");
+            return Ok(None);
         }
     }
     let demo = crate::model::assets::assets_dir().join("demo");
@@ -1006,7 +1018,7 @@ pub fn ensure_demo(sessions: &store::Store, reset: bool) -> Result<String> {
         settings: Settings { model: "bundled".into(), ..Default::default() },
     };
     Session::create(sessions, name, &spec, reset)?;
-    Ok(name.into())
+    Ok(Some(name.into()))
 }
 
 /// Prints the last iteration's review: the person's labels least likely

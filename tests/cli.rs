@@ -458,3 +458,30 @@ fn new_notes_a_label_column_it_does_not_read() {
     let o = labelrest(d.path(), &["new", "plain", "--data", plain.to_str().unwrap(), "--labels", "a,b"]);
     assert!(o.status.success() && !stdout(&o).contains("note:"), "{}", stdout(&o));
 }
+
+/// Declining `demo --reset` is an answer, not an error (as `sessions rm`):
+/// the demo and its labels are kept, and the demo is not opened.
+#[test]
+fn declining_the_demo_reset_keeps_it_and_is_no_error() {
+    let d = tempfile::tempdir().unwrap();
+    let store = labelrest::store::Store { local: d.path().to_path_buf(), pg: None };
+    let never = |_: usize| -> anyhow::Result<bool> { panic!("nothing to delete: not asked") };
+    assert_eq!(labelrest::cli::ensure_demo_asking(&store, false, never).unwrap().as_deref(), Some("demo"));
+    let names: Vec<String> =
+        labelrest::store::Session::open_read_only(d.path(), "demo").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
+    let o = annotate(d.path(), "demo", &[], &[], &format!("1\t{}\n", names[0]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let labels = || labelrest::store::Session::open_read_only(d.path(), "demo").unwrap().labels().unwrap().len();
+    // No: kept, nothing to open, no error.
+    let mut asked = None;
+    let r = labelrest::cli::ensure_demo_asking(&store, true, |n| {
+        asked = Some(n);
+        Ok(false)
+    });
+    assert_eq!(asked, Some(1), "asked about its one label");
+    assert_eq!(r.unwrap(), None);
+    assert_eq!(labels(), 1);
+    // Yes: afresh.
+    assert_eq!(labelrest::cli::ensure_demo_asking(&store, true, |_| Ok(true)).unwrap().as_deref(), Some("demo"));
+    assert_eq!(labels(), 0);
+}
