@@ -14,12 +14,13 @@ use crate::store::{RowSource, Session, Split};
 /// What `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
-    /// `id,text,label,source,probability,entropy` (`.csv`).
+    /// `id,text,label,source,probability,entropy,annotator` (`.csv`).
     Csv,
     /// The same fields, one JSON object a line (`.jsonl`, `.ndjson`).
     Jsonl,
     /// Prodigy's JSONL: `text`, `label`, `answer` (`accept`; `ignore` for a
-    /// row left without a label) and `meta` (`id`, `source`, `probability`).
+    /// row left without a label) and `meta` (`id`, `source`, `probability`,
+    /// `annotator`).
     Prodigy,
     /// Label Studio's tasks, one JSON array (`.json`): `data.text`, the
     /// model's labels as `predictions`, the person's (and seed labels) as

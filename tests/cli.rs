@@ -485,3 +485,17 @@ fn declining_the_demo_reset_keeps_it_and_is_no_error() {
     assert_eq!(labelrest::cli::ensure_demo_asking(&store, true, |_| Ok(true)).unwrap().as_deref(), Some("demo"));
     assert_eq!(labels(), 0);
 }
+
+/// `export --help` gives the CSV's columns as the exporter writes them.
+#[test]
+fn export_help_names_the_csv_header_written() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "e", 5);
+    let out = d.path().join("e.csv");
+    let o = labelrest(d.path(), &["export", "e", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = std::fs::read_to_string(&out).unwrap();
+    let header = written.lines().next().unwrap();
+    let help = stdout(&labelrest(d.path(), &["export", "--help"]));
+    assert!(help.contains(&format!("`{header}`")), "{header} not in:\n{help}");
+}
