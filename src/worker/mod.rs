@@ -460,6 +460,8 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         if let Some(c) = tuner.waiting.take() {
             let seen = c.seen.len();
             let first_look = !c.told;
+            // (The check may say "checking" in the header: idle again after it.)
+            worked = true;
             match check_candidate(&session, &mut prepared, c, &head_path, &mut progress) {
                 Ok((Verdict::Wait { have }, _, back)) => {
                     if first_look {
