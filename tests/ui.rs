@@ -725,11 +725,12 @@ fn eighty_columns_keep_what_matters() {
         app.handle(Action::NextView);
     }
     app.finetune_running = true;
-    app.finetune_status = Some("fine-tune 40/94 loss 0.412 ~12s, then re-embedding".into());
+    app.finetune_status = Some("fine-tune 40/94 ~12s · loss 0.412, then re-embedding".into());
     let s = screen(&mut app, 80, 24);
     let header = s.lines().next().unwrap().to_string();
     assert!(header.contains(" s ") || header.contains(" s·") || header.contains("· s ·"), "the session name: {header}");
-    assert!(header.contains("fine-tun") && !header.contains("idle"), "{header}");
+    // How far it is and how long is left, not only that it runs.
+    assert!(header.contains("fine-tune 40/94 ~12s") && !header.contains("idle"), "{header}");
 }
 
 /// Hints show the keys in force: remapped accept shows in the footer and

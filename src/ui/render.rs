@@ -135,7 +135,8 @@ fn status_text(app: &App) -> (String, String) {
     };
     let short = match (&worker, &ft) {
         (Some(w), _) => w.clone(),
-        (None, Some(_)) => "fine-tuning".into(),
+        // Where the fine-tune says how far it is, that part: "fine-tune 40/94 ~12s".
+        (None, Some(f)) => f.split(" · ").next().unwrap_or("fine-tuning").to_string(),
         (None, None) => "ready".into(),
     };
     (long, short)

@@ -248,7 +248,7 @@ fn run_finetune(
                 threads,
                 &mut |step, steps, loss| {
                     let left = t_train.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
-                    say(format!("fine-tune {step}/{steps} loss {loss:.3} ~{left:.0}s, then re-embedding"))
+                    say(format!("fine-tune {step}/{steps} ~{left:.0}s · loss {loss:.3}, then re-embedding"))
                 },
                 cancel,
             )?;
@@ -289,7 +289,7 @@ fn run_finetune(
                 cfg,
                 &mut |step, steps, loss| {
                     let left = t0.elapsed().as_secs_f64() / step as f64 * (steps - step) as f64;
-                    say(format!("fine-tune {step}/{steps} loss {loss:.3} ~{left:.0}s, then re-embedding"))
+                    say(format!("fine-tune {step}/{steps} ~{left:.0}s · loss {loss:.3}, then re-embedding"))
                 },
                 cancel,
             )?;
