@@ -105,11 +105,15 @@ pub enum Command {
     /// Write every row with a label: the person's where there is one, the model's elsewhere.
     Export(ExportArgs),
     /// Train on the session's labels, predict every row and store the ranking (headless).
-    Retrain { name: String },
+    Retrain {
+        /// The session to train.
+        name: String,
+    },
     /// Label a new file with the session's model (streaming, resumable after an interruption), with probability and entropy columns.
     Predict(PredictArgs),
     /// The person's labels, least likely first under a model trained without them (from the last retrain).
     Review {
+        /// The session whose labels are reviewed.
         name: String,
         /// How many to list.
         #[arg(long, default_value_t = 20)]
@@ -117,12 +121,14 @@ pub enum Command {
     },
     /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on that you may settle (`dispute<TAB>ID<TAB>ANNOTATOR<TAB>LABEL<TAB>ANNOTATOR<TAB>LABEL...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`; `settled ROW_ID` when it was adjudicated already, `not-disputed ROW_ID` when it has no disagreement, `yours ROW_ID` when you gave one of its labels: another adjudicator settles it); a label for an adjudicated row answers `adjudicated ROW_ID ADJUDICATOR`, for a row sent to two that two others labelled `labelled ROW_ID ANNOTATOR,ANNOTATOR`.
     Annotate {
+        /// The session to label.
         name: String,
         #[command(flatten)]
         role: RoleArgs,
     },
     /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), and rows per label, of a session.
     Stats {
+        /// The session.
         name: String,
         /// One JSON object instead of the table.
         #[arg(long)]
@@ -150,6 +156,7 @@ pub enum Command {
 pub enum SessionsAction {
     /// Delete a session (asks first).
     Rm {
+        /// The session to delete.
         name: String,
         /// Do not ask.
         #[arg(long)]
@@ -243,6 +250,7 @@ pub struct NewArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// The session to export.
     pub name: String,
     /// Output: a file (.csv, .jsonl, .json for Label Studio), or a folder for --format hf.
     #[arg(long)]
@@ -284,22 +292,28 @@ pub struct PredictArgs {
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
+    /// The pool: a CSV, TSV or JSONL file with a gold label on every row (the simulated person's answers).
     #[arg(long)]
     pub train: PathBuf,
+    /// The held-out set the curves are measured on: a CSV, TSV or JSONL file with a gold label on every row.
     #[arg(long)]
     pub test: PathBuf,
     /// Strategies, comma-separated: margin (breaking-ties), entropy, least-confidence, random, diverse.
     #[arg(long, default_value = "margin")]
     pub strategy: String,
+    /// Labels per batch: the model retrains after each.
     #[arg(long, default_value_t = 10)]
     pub batch: usize,
+    /// Labels the simulated person gives before the run stops.
     #[arg(long, default_value_t = 150)]
     pub max_labels: usize,
+    /// Runs per strategy, each with its own random seed (the table gives mean ± sd over them).
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,
     /// Start from label-name predictions (on) or a random first batch (off).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub zero_shot: String,
+    /// Self-training on the unlabelled pool (auto: from 20 classes, or 3 when the encoder is fine-tuned).
     #[arg(long, value_enum, default_value = "auto")]
     pub self_training: SelfTraining,
     /// Weight of one label-prompt pseudo-example per class, fading as the class gets labels (0: none).
@@ -317,8 +331,10 @@ pub struct SimulateArgs {
     /// Label set with descriptions (`label<TAB>description`).
     #[arg(long)]
     pub labels_file: Option<PathBuf>,
+    /// Column (or JSON field) with the text, in both files.
     #[arg(long, default_value = "text")]
     pub text_col: String,
+    /// Column (or JSON field) with the gold label, in both files.
     #[arg(long, default_value = "label")]
     pub label_col: String,
     /// Head training: full-batch epochs.
@@ -339,6 +355,7 @@ pub struct SimulateArgs {
     /// Dataset name in the outputs (default: the train file's folder).
     #[arg(long)]
     pub name: Option<String>,
+    /// Encoder: a folder (Hugging Face BERT layout) or a name (`owner/name`) in the local Hugging Face cache; default the bundled all-MiniLM-L6-v2.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Device: auto (CUDA when built with it and device 0 opens, else the CPU), cpu or cuda.

@@ -499,3 +499,25 @@ fn export_help_names_the_csv_header_written() {
     let help = stdout(&labelrest(d.path(), &["export", "--help"]));
     assert!(help.contains(&format!("`{header}`")), "{header} not in:\n{help}");
 }
+
+/// Every argument of these subcommands says in `--help` what it is.
+#[test]
+fn arguments_have_a_description() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path} {}", a.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let cmd = <labelrest::cli::Cli as clap::CommandFactory>::command();
+    let mut missing = Vec::new();
+    // (`bench`'s arguments are for measuring, not in this check.)
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "bench") {
+        walk(sub, sub.get_name(), &mut missing);
+    }
+    assert!(missing.is_empty(), "no description: {missing:?}");
+}
