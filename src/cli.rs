@@ -874,9 +874,14 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
         if label.is_empty() {
             bail!("<stdin>:{}: the label is empty", n + 1);
         }
-        let l = *index
-            .get(label)
-            .ok_or_else(|| anyhow::anyhow!("<stdin>:{}: label '{}' is not in the label set", n + 1, data::display_safe(label)))?;
+        let l = *index.get(label).ok_or_else(|| {
+            anyhow::anyhow!(
+                "<stdin>:{}: label '{}' is not in the label set ({})",
+                n + 1,
+                data::display_safe(label),
+                data::preview_labels(&labels)
+            )
+        })?;
         if adjudicate {
             use crate::store::Adjudication;
             let answer = match s.adjudicate(id, l, iteration, preds.get(&id).map(|p| p.label))? {

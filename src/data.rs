@@ -544,6 +544,17 @@ pub struct LabelDef {
     pub description: Option<String>,
 }
 
+/// The label set in a message: its first eight names, comma-separated
+/// (`a, b, c`; with more, `..., N in all`).
+pub fn preview_labels(labels: &[LabelDef]) -> String {
+    let names: Vec<&str> = labels.iter().take(8).map(|l| l.name.as_str()).collect();
+    if labels.len() > 8 {
+        format!("{}, ... {} in all", names.join(", "), labels.len())
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Why a label name cannot be used, if it cannot: empty, or holding
 /// control characters (which would reach the terminal). Labels are
 /// case-sensitive: `Billing` and `billing` are two labels.

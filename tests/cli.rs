@@ -521,3 +521,18 @@ fn arguments_have_a_description() {
     }
     assert!(missing.is_empty(), "no description: {missing:?}");
 }
+
+/// `annotate` names the label set when a label is not in it, as `new` does.
+#[test]
+fn annotate_lists_the_label_set_for_an_unknown_label() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "t.csv", b"text,label\nmy invoice,billing\nit crashes,feature\n");
+    let o = labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--labels", "billing,bug", "--label-col", "label"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("label 'feature' is not in the label set (billing, bug)"), "{}", stderr(&o));
+    let o = labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--labels", "billing,bug"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = annotate(d.path(), "t", &[], &[], "1\tfeature\n");
+    assert_eq!(code(&o), 1);
+    assert_eq!(stderr(&o).trim(), "error: <stdin>:1: label 'feature' is not in the label set (billing, bug)");
+}

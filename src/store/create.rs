@@ -262,7 +262,7 @@ impl Session {
                             &file,
                             Some(r.line),
                             None,
-                            format!("label '{}' is not in the label set ({})", data::display_safe(l), preview_labels(&labels)),
+                            format!("label '{}' is not in the label set ({})", data::display_safe(l), data::preview_labels(&labels)),
                         )
                     })?),
                 };
@@ -305,7 +305,7 @@ impl Session {
                             test,
                             Some(r.line),
                             None,
-                            format!("label '{}' is not in the label set ({})", data::display_safe(&l), preview_labels(&labels)),
+                            format!("label '{}' is not in the label set ({})", data::display_safe(&l), data::preview_labels(&labels)),
                         )
                     })?;
                     ins_row("test", &r.text, Some(gold), r.line as i64)
@@ -335,14 +335,5 @@ impl Session {
         tx.exec("INSERT INTO meta(key, value) VALUES ('source', ?1)", p![spec.data.display().to_string()])?;
         tx.commit()?;
         Ok(report)
-    }
-}
-
-fn preview_labels(labels: &[LabelDef]) -> String {
-    let names: Vec<&str> = labels.iter().take(8).map(|l| l.name.as_str()).collect();
-    if labels.len() > 8 {
-        format!("{}, ... {} in all", names.join(", "), labels.len())
-    } else {
-        names.join(", ")
     }
 }
