@@ -931,6 +931,7 @@ fn one_line(text: &str) -> String {
 fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
     check_input_format(&a.input, a.format)?;
     crate::predict::output_is_jsonl(&a.out)?;
+    data::require_file(&a.input)?;
     let s = Session::open_read_only(sessions, &a.name)?;
     let n = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
     say!("labelled {n} rows into {}", a.out.display());

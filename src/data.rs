@@ -175,6 +175,16 @@ pub struct ReadStats {
     pub multi_label: u64,
 }
 
+/// An input file named on the command line, refused in the words every
+/// command uses when it is not there: `FILE: no such file`.
+pub fn require_file(path: &Path) -> Result<(), DataError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(DataError::new(path, None, None, "no such file"))
+    }
+}
+
 fn open(path: &Path) -> Result<File, DataError> {
     File::open(path).map_err(|e| {
         let what = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };

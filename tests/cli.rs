@@ -536,3 +536,18 @@ fn annotate_lists_the_label_set_for_an_unknown_label() {
     assert_eq!(code(&o), 1);
     assert_eq!(stderr(&o).trim(), "error: <stdin>:1: label 'feature' is not in the label set (billing, bug)");
 }
+
+/// A missing input is named in the same words by `predict` as by `new`.
+#[test]
+fn predict_and_new_say_a_missing_input_alike() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "p", 5);
+    let missing = d.path().join("nope.csv");
+    let missing = missing.to_str().unwrap();
+    let want = format!("error: {missing}: no such file");
+    let o = labelrest(d.path(), &["new", "x", "--data", missing, "--labels", "a,b"]);
+    assert_eq!((code(&o), stderr(&o).trim()), (1, want.as_str()));
+    let out = d.path().join("out.csv");
+    let o = labelrest(d.path(), &["predict", "p", "--input", missing, "--out", out.to_str().unwrap()]);
+    assert_eq!((code(&o), stderr(&o).trim()), (1, want.as_str()));
+}

@@ -213,13 +213,9 @@ impl Session {
             spec.to_mut().columns.label = Some("label".into());
         }
         let spec = spec.as_ref();
-        if !spec.data.exists() {
-            return Err(DataError::new(&spec.data, None, None, "no such file").into());
-        }
+        data::require_file(&spec.data)?;
         if let Some(t) = &spec.test {
-            if !t.exists() {
-                return Err(DataError::new(t, None, None, "no such file").into());
-            }
+            data::require_file(t)?;
         }
         let labels: Vec<LabelDef> = match &spec.labels {
             Some(l) => l.clone(),
