@@ -201,6 +201,32 @@ fn undo_puts_the_row_back_in_its_place_in_the_batch() {
     assert_eq!(labelled, want);
 }
 
+/// Reopened, the workstation holds the batch the person left, what is left
+/// of it, even where a new ranking was stored since (a fine-tune swapped in
+/// after the last batch, a retrain elsewhere).
+#[test]
+fn reopening_holds_the_batch_left_even_under_a_new_ranking() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    let batch: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..3 {
+        app.handle(Action::Accept);
+    }
+    app.handle(Action::Down);
+    let left_on = app.selected().unwrap();
+    app.remember_position();
+    drop(app);
+    // A new ranking meanwhile, whose top is not what is left of the batch.
+    let s = Session::open(d.path(), "s").unwrap();
+    let u = worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    let top: Vec<u32> = u.ranking.iter().copied().filter(|i| !batch[..3].contains(i)).take(7).collect();
+    assert_ne!(top, batch[3..], "the new ranking puts other rows first");
+    let app = App::load(s).unwrap();
+    assert_eq!(app.queue[..7], batch[3..]);
+    assert_eq!((app.batch_done, app.batch_remaining()), (3, 7));
+    assert_eq!(app.selected(), Some(left_on), "back on the row left");
+}
+
 #[test]
 fn pick_skip_undo_relabel_describe_export() {
     let d = tempfile::tempdir().unwrap();

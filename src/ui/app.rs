@@ -375,6 +375,7 @@ impl App {
             Ok(others) => app.apply_team(&others, false),
             Err(e) => tracing::warn!("cannot read the reservations: {e:#}"),
         }
+        app.restore_batch();
         app.reserve_batch(true);
         // Opening is not a change under the person's eyes.
         app.changed_at = None;
@@ -392,6 +393,43 @@ impl App {
             }
         }
         Ok(app)
+    }
+
+    /// Where the rows of the batch in hand are kept: one per annotator.
+    fn batch_key(&self) -> String {
+        format!("batch_rows:{}", self.session.annotator())
+    }
+
+    /// Remembers the rows of the batch in hand (at every change of it: a
+    /// crash or a dropped connection keeps it too).
+    fn keep_batch(&self) {
+        let ids: Vec<String> = self.reserved.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
+        if let Err(e) = self.session.set_meta(&self.batch_key(), &ids.join(",")) {
+            tracing::warn!("cannot remember the batch: {e:#}");
+        }
+    }
+
+    /// The batch the person was working on when the workstation last ended
+    /// (quit, hang-up or crash), what is left of it: its rows still
+    /// unlabelled that no other annotator holds now, in their order. A new
+    /// ranking stored since (a fine-tune swapped in, a retrain elsewhere)
+    /// does not change it, as it does not while the workstation runs.
+    fn restore_batch(&mut self) {
+        let Some(v) = self.session.meta(&self.batch_key()).ok().flatten() else { return };
+        let idx: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let rows: Vec<u32> = v
+            .split(',')
+            .filter_map(|s| s.parse::<i64>().ok())
+            .filter_map(|id| idx.get(&id).copied())
+            .filter(|&i| self.labels[i as usize].is_none() && !self.others_reserved.contains(&i) && !self.closed.contains(&i))
+            .take(self.batch_size)
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        self.batch_done = self.batch_size - rows.len();
+        self.reserved = rows;
+        self.rebuild_lists();
     }
 
     /// Where the row under the cursor is kept: one per annotator.
@@ -671,6 +709,7 @@ impl App {
             }
         }
         self.rebuild_lists();
+        self.keep_batch();
         // A new batch starts at its top (on opening; a refresh moves the
         // cursor only where the person has not moved, `apply_update`).
         if to_top && self.view == View::Queue {
@@ -1107,6 +1146,7 @@ impl App {
                 Err(e) => tracing::warn!("{e:#}"),
             }
             self.rebuild_lists();
+            self.keep_batch();
         }
         // The labelled view lists the newest first: a label given in the
         // queue puts its cursor on the top row; a relabel there moves the
@@ -1229,6 +1269,7 @@ impl App {
             Ok(got) => {
                 let got: HashSet<i64> = got.into_iter().collect();
                 self.reserved = batch.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                self.keep_batch();
             }
             Err(e) => tracing::warn!("{e:#}"),
         }
