@@ -372,6 +372,9 @@ fn demo_reset_does_not_drop_labels_unasked() {
     // Without a terminal the workstation refuses, but the demo session is made.
     let o = labelrest(d.path(), &["demo"]);
     assert!(!o.status.success() && stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+    // A session that does not exist is named as such, terminal or not.
+    let o = labelrest(d.path(), &["label", "nosuch"]);
+    assert!(!o.status.success() && stderr(&o).contains("no session 'nosuch'"), "{}", stderr(&o));
     let names: Vec<String> =
         labelrest::store::Session::open_read_only(d.path(), "demo").unwrap().label_set().unwrap().into_iter().map(|l| l.name).collect();
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
