@@ -1629,7 +1629,7 @@ impl App {
             Action::Export => {
                 let r = crate::export::export(&self.session, &self.export_path, &Default::default())?;
                 let path = std::fs::canonicalize(&self.export_path).unwrap_or_else(|_| self.export_path.clone());
-                self.message = Some(format!("exported {} rows to {}", r.rows, path.display()));
+                self.message = Some(format!("exported {} rows to {}", crate::data::thousands(r.rows), path.display()));
             }
             Action::FineTune => {
                 if self.finetune_running {

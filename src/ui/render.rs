@@ -439,7 +439,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let classes = top.len();
     if let Some(&(l, c)) = top.first() {
         // The largest class, its count before its name (the name is cut, once).
-        let head = format!(" {classes} classes, top {c}: ");
+        let head = format!(" {classes} {}, top {c}: ", if classes == 1 { "class" } else { "classes" });
         let room = w.saturating_sub(head.chars().count());
         lines.push(Line::raw(cut(&format!("{head}{}", cut(&app.label_names[l], room.max(1))), w)));
     }
