@@ -87,21 +87,30 @@ impl Format {
 /// JSONL reader then names the problem).
 pub fn looks_like_prodigy(path: &Path) -> bool {
     let Ok(f) = File::open(path) else { return false };
+    let Some(o) = first_json_object(f) else { return false };
+    let answered = matches!(o.get("answer").and_then(|a| a.as_str()), Some("accept" | "reject" | "ignore"));
+    answered && (o.contains_key("label") || o.contains_key("accept"))
+}
+
+/// The first non-blank line of a JSONL file (within its first 16 MiB), when
+/// it is a JSON object.
+fn first_json_object(f: File) -> Option<serde_json::Map<String, serde_json::Value>> {
     let mut r = BufReader::new(f).take(1 << 24);
     let mut line = String::new();
     loop {
         line.clear();
         match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let l = line.trim_start_matches('\u{feff}').trim();
         if l.is_empty() {
             continue;
         }
-        let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(l) else { return false };
-        let answered = matches!(o.get("answer").and_then(|a| a.as_str()), Some("accept" | "reject" | "ignore"));
-        return answered && (o.contains_key("label") || o.contains_key("accept"));
+        return match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(serde_json::Value::Object(o)) => Some(o),
+            _ => None,
+        };
     }
 }
 
@@ -240,23 +249,7 @@ pub fn has_column(path: &Path, format: Format, name: &str) -> bool {
                 h == name
             })
         }
-        Format::Jsonl => {
-            let mut r = BufReader::new(file).take(1 << 24);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match r.read_line(&mut line) {
-                    Ok(0) | Err(_) => return false,
-                    Ok(_) => {}
-                }
-                let l = line.trim_start_matches('\u{feff}').trim();
-                if l.is_empty() {
-                    continue;
-                }
-                let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(l) else { return false };
-                return o.contains_key(name);
-            }
-        }
+        Format::Jsonl => first_json_object(file).is_some_and(|o| o.contains_key(name)),
         Format::Prodigy => false,
     }
 }
