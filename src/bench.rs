@@ -28,12 +28,16 @@ pub enum BenchWhat {
     /// Import a file into a scratch session and report rows/s and peak memory
     /// (without --data: a CSV of --rows rows made from the demo texts).
     Import {
+        /// The file to import (CSV, TSV or JSONL); without it, a CSV made from the demo texts.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Rows of the made-up CSV (without --data).
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        /// The label set, comma-separated (needed with --data).
         #[arg(long)]
         labels: Option<String>,
+        /// The file's label column, read as seed labels.
         #[arg(long)]
         label_col: Option<String>,
     },
@@ -42,6 +46,7 @@ pub enum BenchWhat {
     /// its first ranking (a first slice of the pile embedded); with --full,
     /// on until every row is embedded and ranked.
     First {
+        /// The pile: a CSV, TSV or JSONL file with a text column and a label column.
         #[arg(long)]
         data: PathBuf,
         /// The file's label column (read as gold labels: never shown to the model).
@@ -53,10 +58,13 @@ pub enum BenchWhat {
     },
     /// Embed the texts of a file and report sentences/s.
     Embed {
+        /// A file with a text column (CSV, TSV or JSONL).
         #[arg(long)]
         data: PathBuf,
+        /// Texts to embed (the file's first ones).
         #[arg(long, default_value_t = 2000)]
         limit: usize,
+        /// Encoder: a model folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -79,12 +87,16 @@ pub enum BenchWhat {
         /// A CSV with text and label columns (its rows are repeated up to --rows).
         #[arg(long)]
         data: PathBuf,
+        /// The device measured (checked against the CPU).
         #[arg(long, value_enum, default_value = "cuda")]
         device: crate::settings::DeviceSetting,
+        /// Rows embedded again after the fine-tune.
         #[arg(long, default_value_t = 10000)]
         rows: usize,
+        /// Labels the fine-tune learns from.
         #[arg(long, default_value_t = 150)]
         labels: usize,
+        /// Encoder: a model folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -96,10 +108,13 @@ pub enum BenchWhat {
         /// A CSV with text and label columns (its rows are repeated up to --rows).
         #[arg(long)]
         data: PathBuf,
+        /// Rows embedded again after the fine-tune.
         #[arg(long, default_value_t = 10000)]
         rows: usize,
+        /// Labels the fine-tune learns from.
         #[arg(long, default_value_t = 150)]
         labels: usize,
+        /// Encoder: a model folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Threads (default: the machine's cores).
@@ -124,10 +139,13 @@ pub enum BenchWhat {
     Refresh {
         /// Session (embedded already, or embedded first).
         name: String,
+        /// Labels the head trains on.
         #[arg(long, default_value_t = 150)]
         labels: usize,
+        /// Refreshes timed (the median is reported).
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Self-training (default: the session's setting).
         #[arg(long, value_enum)]
         self_training: Option<SelfTraining>,
     },
