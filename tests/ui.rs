@@ -221,10 +221,37 @@ fn reopening_holds_the_batch_left_even_under_a_new_ranking() {
     let u = worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
     let top: Vec<u32> = u.ranking.iter().copied().filter(|i| !batch[..3].contains(i)).take(7).collect();
     assert_ne!(top, batch[3..], "the new ranking puts other rows first");
-    let app = App::load(s).unwrap();
+    let mut app = App::load(s).unwrap();
     assert_eq!(app.queue[..7], batch[3..]);
     assert_eq!((app.batch_done, app.batch_remaining()), (3, 7));
     assert_eq!(app.selected(), Some(left_on), "back on the row left");
+    // An undo after the restart puts the row back in its place in the batch.
+    app.handle(Action::Undo);
+    assert_eq!(app.queue[..8], batch[2..]);
+    assert_eq!(app.selected(), Some(batch[2] as usize));
+}
+
+/// The batch's last row decided while rows of it wait above: the cursor
+/// goes back to them, and the keys that follow never label a row below the
+/// batch.
+#[test]
+fn deciding_the_last_row_of_the_batch_goes_back_to_its_first() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    let batch: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..9 {
+        app.handle(Action::Down);
+    }
+    assert_eq!(app.selected(), Some(batch[9] as usize));
+    app.handle(Action::Accept);
+    assert_eq!(app.selected(), Some(batch[0] as usize));
+    for _ in 0..9 {
+        app.handle(Action::Accept);
+    }
+    let labelled: std::collections::HashSet<i64> = app.session.labels().unwrap().iter().map(|l| l.row_id).collect();
+    let want: std::collections::HashSet<i64> = batch.iter().map(|&i| app.row_ids[i as usize]).collect();
+    assert_eq!(labelled, want);
+    assert_eq!(app.outbox, vec![Job::Retrain { strategy: Strategy::Margin }]);
 }
 
 #[test]

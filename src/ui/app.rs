@@ -211,6 +211,9 @@ pub struct App {
     /// The pool rows this annotator holds for the current batch (reserved
     /// in the session, so nobody else is shown them), first in the queue.
     pub reserved: Vec<u32>,
+    /// The rows of the batch in hand in their order, the ones labelled since
+    /// too: where an undone row goes back, and what a restart holds again.
+    batch_order: Vec<u32>,
     /// Pool rows two other annotators disagree on: not in this queue.
     pub closed: HashSet<u32>,
     /// Rows two annotators disagree on, not adjudicated yet.
@@ -336,6 +339,7 @@ impl App {
             encoder: String::new(),
             others_reserved: HashSet::new(),
             reserved: Vec::new(),
+            batch_order: Vec::new(),
             closed: HashSet::new(),
             disputes: Vec::new(),
             waiting: 0,
@@ -375,8 +379,19 @@ impl App {
             Ok(others) => app.apply_team(&others, false),
             Err(e) => tracing::warn!("cannot read the reservations: {e:#}"),
         }
-        app.restore_batch();
+        let left = app.restore_batch();
         app.reserve_batch(true);
+        if !left.is_empty() {
+            // The batch's order as it was, its rows labelled already too.
+            let mut order: Vec<u32> = left.into_iter().filter(|&r| app.labels[r as usize].is_some() || app.reserved.contains(&r)).collect();
+            for &r in &app.reserved {
+                if !order.contains(&r) {
+                    order.push(r);
+                }
+            }
+            app.batch_order = order;
+            app.keep_batch();
+        }
         // Opening is not a change under the person's eyes.
         app.changed_at = None;
         // Back on the row the person left the queue on, when it is in the
@@ -403,7 +418,7 @@ impl App {
     /// Remembers the rows of the batch in hand (at every change of it: a
     /// crash or a dropped connection keeps it too).
     fn keep_batch(&self) {
-        let ids: Vec<String> = self.reserved.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
+        let ids: Vec<String> = self.batch_order.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
         if let Err(e) = self.session.set_meta(&self.batch_key(), &ids.join(",")) {
             tracing::warn!("cannot remember the batch: {e:#}");
         }
@@ -414,22 +429,25 @@ impl App {
     /// unlabelled that no other annotator holds now, in their order. A new
     /// ranking stored since (a fine-tune swapped in, a retrain elsewhere)
     /// does not change it, as it does not while the workstation runs.
-    fn restore_batch(&mut self) {
-        let Some(v) = self.session.meta(&self.batch_key()).ok().flatten() else { return };
+    /// Returns the batch's rows in their order (those labelled too), or
+    /// nothing where no row of it is left.
+    fn restore_batch(&mut self) -> Vec<u32> {
+        let Some(v) = self.session.meta(&self.batch_key()).ok().flatten() else { return Vec::new() };
         let idx: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
-        let rows: Vec<u32> = v
-            .split(',')
-            .filter_map(|s| s.parse::<i64>().ok())
-            .filter_map(|id| idx.get(&id).copied())
+        let order: Vec<u32> = v.split(',').filter_map(|s| s.parse::<i64>().ok()).filter_map(|id| idx.get(&id).copied()).collect();
+        let rows: Vec<u32> = order
+            .iter()
+            .copied()
             .filter(|&i| self.labels[i as usize].is_none() && !self.others_reserved.contains(&i) && !self.closed.contains(&i))
             .take(self.batch_size)
             .collect();
         if rows.is_empty() {
-            return;
+            return Vec::new();
         }
         self.batch_done = self.batch_size - rows.len();
         self.reserved = rows;
         self.rebuild_lists();
+        order
     }
 
     /// Where the row under the cursor is kept: one per annotator.
@@ -709,6 +727,7 @@ impl App {
             }
         }
         self.rebuild_lists();
+        self.batch_order = self.reserved.clone();
         self.keep_batch();
         // A new batch starts at its top (on opening; a refresh moves the
         // cursor only where the person has not moved, `apply_update`).
@@ -1146,7 +1165,18 @@ impl App {
                 Err(e) => tracing::warn!("{e:#}"),
             }
             self.rebuild_lists();
+            // The row labelled counts in the batch; the row let go leaves it.
+            self.batch_order.push(i as u32);
+            let (labels, reserved) = (&self.labels, &self.reserved);
+            self.batch_order.retain(|&r| labels[r as usize].is_some() || reserved.contains(&r));
             self.keep_batch();
+        }
+        // The batch's last row decided while rows of it wait above: the
+        // cursor goes back to the first of them, not on to the rows below
+        // the batch.
+        if held && !batch_end && self.view == View::Queue && !self.reserved.is_empty() && self.cursor[0] >= self.reserved.len() {
+            self.cursor[0] = 0;
+            self.scroll_into_view();
         }
         // The labelled view lists the newest first: a label given in the
         // queue puts its cursor on the top row; a relabel there moves the
@@ -1259,9 +1289,19 @@ impl App {
         if self.labels[i].is_some() || self.reserved.contains(&r) || self.reserved.len() >= self.batch_remaining() {
             return;
         }
-        let rank = |x: u32| self.ranking.iter().position(|&y| y == x).unwrap_or(usize::MAX);
-        let p = rank(r);
-        let at = self.reserved.iter().position(|&x| rank(x) > p).unwrap_or(self.reserved.len());
+        // Its place in the batch's order; a row that was not in the batch, by the ranking.
+        let at = match self.batch_order.iter().position(|&y| y == r) {
+            Some(p) => {
+                let place = |x: u32| self.batch_order.iter().position(|&y| y == x).unwrap_or(usize::MAX);
+                self.reserved.iter().position(|&x| place(x) > p)
+            }
+            None => {
+                let rank = |x: u32| self.ranking.iter().position(|&y| y == x).unwrap_or(usize::MAX);
+                let p = rank(r);
+                self.reserved.iter().position(|&x| rank(x) > p)
+            }
+        }
+        .unwrap_or(self.reserved.len());
         let mut batch = self.reserved.clone();
         batch.insert(at, r);
         let ids: Vec<i64> = batch.iter().map(|&x| self.row_ids[x as usize]).collect();
