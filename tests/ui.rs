@@ -172,6 +172,13 @@ fn a_batch_of_ten_is_stored_and_retrains() {
     assert!(app.queue.iter().all(|&i| app.labels[i as usize].is_none()));
 }
 
+/// The store holds labels on these pool rows and no others.
+fn assert_labelled_exactly(app: &App, rows: &[u32]) {
+    let labelled: std::collections::HashSet<i64> = app.session.labels().unwrap().iter().map(|l| l.row_id).collect();
+    let want: std::collections::HashSet<i64> = rows.iter().map(|&i| app.row_ids[i as usize]).collect();
+    assert_eq!(labelled, want);
+}
+
 #[test]
 fn undo_puts_the_row_back_in_its_place_in_the_batch() {
     let d = tempfile::tempdir().unwrap();
@@ -196,9 +203,7 @@ fn undo_puts_the_row_back_in_its_place_in_the_batch() {
         app.handle(Action::Accept);
     }
     assert_eq!(app.outbox, vec![Job::Retrain { strategy: Strategy::Margin }]);
-    let labelled: std::collections::HashSet<i64> = app.session.labels().unwrap().iter().map(|l| l.row_id).collect();
-    let want: std::collections::HashSet<i64> = batch.iter().map(|&i| app.row_ids[i as usize]).collect();
-    assert_eq!(labelled, want);
+    assert_labelled_exactly(&app, &batch);
 }
 
 /// Reopened, the workstation holds the batch the person left, what is left
@@ -248,9 +253,7 @@ fn deciding_the_last_row_of_the_batch_goes_back_to_its_first() {
     for _ in 0..9 {
         app.handle(Action::Accept);
     }
-    let labelled: std::collections::HashSet<i64> = app.session.labels().unwrap().iter().map(|l| l.row_id).collect();
-    let want: std::collections::HashSet<i64> = batch.iter().map(|&i| app.row_ids[i as usize]).collect();
-    assert_eq!(labelled, want);
+    assert_labelled_exactly(&app, &batch);
     assert_eq!(app.outbox, vec![Job::Retrain { strategy: Strategy::Margin }]);
 }
 
