@@ -235,20 +235,7 @@ where
 pub fn has_column(path: &Path, format: Format, name: &str) -> bool {
     let Ok(file) = open(path) else { return false };
     match format {
-        Format::Csv | Format::Tsv => {
-            let mut builder = csv::ReaderBuilder::new();
-            builder.has_headers(true).flexible(true);
-            if format == Format::Tsv {
-                builder.delimiter(b'\t').quoting(false);
-            }
-            let mut rdr = builder.from_reader(BufReader::new(file));
-            let Ok(headers) = rdr.byte_headers() else { return false };
-            headers.iter().enumerate().any(|(i, h)| {
-                let h = String::from_utf8_lossy(h);
-                let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { &h };
-                h == name
-            })
-        }
+        Format::Csv | Format::Tsv => header_names(&mut delimited_reader(file, format, true)).is_ok_and(|h| h.iter().any(|h| h == name)),
         Format::Jsonl => first_json_object(file).is_some_and(|o| o.contains_key(name)),
         Format::Prodigy => false,
     }
@@ -285,33 +272,39 @@ fn utf8_field(path: &Path, bytes: &[u8], line: u64, record_byte: u64, record: &c
     }
 }
 
-fn read_delimited<E>(path: &Path, file: File, format: Format, cols: &Columns, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
-where
-    E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
-{
+/// A CSV or TSV reader over `file` (headers on; `flexible`: rows of any length).
+fn delimited_reader(file: File, format: Format, flexible: bool) -> csv::Reader<BufReader<File>> {
     let mut builder = csv::ReaderBuilder::new();
-    builder.has_headers(true).flexible(false);
+    builder.has_headers(true).flexible(flexible);
     if format == Format::Tsv {
         builder.delimiter(b'\t').quoting(false);
     }
-    let mut rdr = builder.from_reader(BufReader::with_capacity(1 << 20, file));
-    let headers = match rdr.byte_headers() {
-        Ok(h) => h.clone(),
-        Err(e) => return Err(csv_error(path, e)),
-    };
-    let headers: Vec<String> = headers
+    builder.from_reader(BufReader::with_capacity(1 << 20, file))
+}
+
+/// The header's names, a UTF-8 byte order mark stripped from the first.
+fn header_names(rdr: &mut csv::Reader<BufReader<File>>) -> Result<Vec<String>, csv::Error> {
+    Ok(rdr
+        .byte_headers()?
         .iter()
         .enumerate()
         .map(|(i, h)| {
             let s = String::from_utf8_lossy(h).to_string();
-            // Strip a UTF-8 byte order mark from the first header.
             if i == 0 {
                 s.trim_start_matches('\u{feff}').to_string()
             } else {
                 s
             }
         })
-        .collect();
+        .collect())
+}
+
+fn read_delimited<E>(path: &Path, file: File, format: Format, cols: &Columns, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
+where
+    E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
+{
+    let mut rdr = delimited_reader(file, format, false);
+    let headers = header_names(&mut rdr).map_err(|e| csv_error(path, e))?;
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(DataError::new(path, Some(1), None, "the file is empty: expected a header line"));
     }

@@ -410,6 +410,11 @@ impl App {
         Ok(app)
     }
 
+    /// Each pool row's index by its id.
+    fn row_index(&self) -> std::collections::HashMap<i64, u32> {
+        self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect()
+    }
+
     /// Where the rows of the batch in hand are kept: one per annotator.
     fn batch_key(&self) -> String {
         format!("batch_rows:{}", self.session.annotator())
@@ -433,7 +438,7 @@ impl App {
     /// nothing where no row of it is left.
     fn restore_batch(&mut self) -> Vec<u32> {
         let Some(v) = self.session.meta(&self.batch_key()).ok().flatten() else { return Vec::new() };
-        let idx: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let idx = self.row_index();
         let order: Vec<u32> = v.split(',').filter_map(|s| s.parse::<i64>().ok()).filter_map(|id| idx.get(&id).copied()).collect();
         let rows: Vec<u32> = order
             .iter()
@@ -758,7 +763,7 @@ impl App {
             }
             Err(e) => tracing::warn!("cannot read the settings: {e:#}"),
         }
-        let idx: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let idx = self.row_index();
         self.others_reserved = others.iter().filter_map(|id| idx.get(id).copied()).collect();
         if labels_changed {
             if let Err(e) = self.reload_labels() {
@@ -817,7 +822,7 @@ impl App {
 
     /// The disputes as pool rows, in the order they arose.
     pub fn dispute_list(&self) -> Vec<u32> {
-        let index: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let index = self.row_index();
         let me = self.session.annotator();
         let mut v: Vec<(i64, u32)> = self
             .disputes
@@ -867,7 +872,7 @@ impl App {
         if h.suspects.is_empty() {
             return Vec::new();
         }
-        let index: std::collections::HashMap<i64, u32> = self.row_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+        let index = self.row_index();
         h.suspects
             .iter()
             .filter(|&&(id, given, ..)| !self.kept_reviews.contains(&(id, given)))
