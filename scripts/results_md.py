@@ -3,6 +3,7 @@
 review.md (written by scripts/results.sh): every line `<!-- table NAME -->`
 is followed by NAME's accuracy table, `<!-- calibration NAME -->` by its
 calibration table, `<!-- stopping NAME -->` by its stopping table,
+`<!-- classes NAME -->` by its per-label table (the last point),
 `<!-- review NAME -->` by its review table, replacing
 what followed before (up to the next blank line).
 
@@ -22,6 +23,7 @@ def tables(name):
         "table": parts[0],
         "calibration": parts[1] if len(parts) > 1 else "",
         "stopping": parts[2] if len(parts) > 2 else "",
+        "classes": "\n\n".join(parts[3:]),
     }
 
 
@@ -40,7 +42,7 @@ def main(path):
     i = 0
     while i < len(lines):
         line = lines[i]
-        m = re.match(r"<!-- (table|calibration|stopping|review) (\S+) -->", line)
+        m = re.match(r"<!-- (table|calibration|stopping|classes|review) (\S+) -->", line)
         out.append(line)
         i += 1
         if not m:

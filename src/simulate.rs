@@ -108,6 +108,55 @@ pub struct Point {
     /// Cohen's kappa between this point's model's labels on the pool and
     /// the previous point's (the stopping signal, `learn::stopping`).
     pub agreement: Option<f64>,
+    /// Each label's scores on the held-out set at this point.
+    pub classes: Vec<ClassScore>,
+}
+
+/// One label's held-out scores at one point of a curve (per_class.csv).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassScore {
+    pub label: String,
+    /// Held-out rows with this gold label.
+    pub support: usize,
+    /// Labels the simulated person had given it (slips included).
+    pub given: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Held-out rows predicted as this label.
+    pub predicted: usize,
+    /// The label its held-out rows were most often mistaken for, and how
+    /// many (None when none was).
+    pub mistaken_for: Option<(String, usize)>,
+    /// Its held-out rows by the label predicted (the confusion matrix's row).
+    pub row: Vec<usize>,
+}
+
+/// Each label's scores from an iteration's held-out metrics.
+fn class_scores(m: &learn::Metrics, names: &[String], pairs: &[(usize, u32)]) -> Vec<ClassScore> {
+    let k = names.len();
+    if m.confusion.len() != k * k {
+        return Vec::new();
+    }
+    (0..k)
+        .map(|c| {
+            let row = &m.confusion[c * k..(c + 1) * k];
+            let (precision, recall, f1) =
+                m.per_class.iter().find(|x| x.0 as usize == c).map(|x| (x.1, x.2, x.3)).unwrap_or((0.0, 0.0, 0.0));
+            let worst = (0..k).filter(|&p| p != c && row[p] > 0).max_by_key(|&p| (row[p], std::cmp::Reverse(p)));
+            ClassScore {
+                label: names[c].clone(),
+                support: row.iter().sum(),
+                given: pairs.iter().filter(|p| p.1 as usize == c).count(),
+                precision,
+                recall,
+                f1,
+                predicted: (0..k).map(|g| m.confusion[g * k + c]).sum(),
+                mistaken_for: worst.map(|p| (names[p].clone(), row[p])),
+                row: row.to_vec(),
+            }
+        })
+        .collect()
 }
 
 /// How far the probabilities can be trusted at one point of a curve.
@@ -253,11 +302,12 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         }
     };
 
+    let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
     let mut points = Vec::new();
     let mut reviews = Vec::new();
     for &strategy in &opts.strategies {
         for seed in 0..opts.seeds {
-            let (curve, review) = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset)?;
+            let (curve, review) = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset, &names)?;
             if let Some(mut r) = review {
                 r.dataset = dataset.clone();
                 r.strategy = strategy.name().into();
@@ -288,6 +338,7 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
                     finetune_seconds: c.finetune_seconds,
                     calib: c.calib,
                     agreement: c.agreement,
+                    classes: c.classes,
                 });
             }
             if !opts.quiet {
@@ -428,6 +479,7 @@ struct CurvePoint {
     finetune_seconds: f64,
     calib: Calib,
     agreement: Option<f64>,
+    classes: Vec<ClassScore>,
 }
 
 /// The calibration measures of an iteration: held-out ECE before and after
@@ -471,6 +523,7 @@ fn run_one(
     tuning: Option<&Tuning>,
     gpu: bool,
     dataset: &str,
+    names: &[String],
 ) -> Result<(Vec<CurvePoint>, Option<ReviewResult>)> {
     let mut engine = engine0.clone();
     // The simulated person's slips (--noise): a random other label.
@@ -506,6 +559,7 @@ fn run_one(
             finetune_seconds: 0.0,
             calib: calib_of(&engine, &it, gold, &[])?,
             agreement: None,
+            classes: class_scores(&m, names, &[]),
         });
         prev_pred = Some(it.scores.pred.clone());
         let eligible: Vec<bool> = labelled.iter().map(|l| !l).collect();
@@ -624,6 +678,7 @@ fn run_one(
             finetune_seconds: ft_secs,
             calib: calib_of(&engine, &it, gold, &pairs)?,
             agreement: prev_pred.as_ref().map(|p| learn::stopping::kappa(p, &it.scores.pred, engine.k)),
+            classes: class_scores(&m, names, &pairs),
         });
         prev_pred = Some(it.scores.pred.clone());
         last_head = it.head.clone();
@@ -703,11 +758,49 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
         ])?;
     }
     w.flush()?;
+    let mut w = csv::Writer::from_path(out.join("per_class.csv"))?;
+    w.write_record([
+        "dataset",
+        "strategy",
+        "seed",
+        "labels",
+        "label",
+        "support",
+        "given",
+        "precision",
+        "recall",
+        "f1",
+        "predicted",
+        "mistaken_for",
+        "mistaken_count",
+    ])?;
+    for p in points {
+        for c in &p.classes {
+            w.write_record([
+                p.dataset.clone(),
+                p.strategy.clone(),
+                p.seed.to_string(),
+                p.labels.to_string(),
+                c.label.clone(),
+                c.support.to_string(),
+                c.given.to_string(),
+                format!("{:.4}", c.precision),
+                format!("{:.4}", c.recall),
+                format!("{:.4}", c.f1),
+                c.predicted.to_string(),
+                c.mistaken_for.as_ref().map(|m| m.0.clone()).unwrap_or_default(),
+                c.mistaken_for.as_ref().map(|m| m.1.to_string()).unwrap_or_default(),
+            ])?;
+        }
+    }
+    w.flush()?;
     let table = markdown_table(points, &[0, 10, 50, 100, 150])
         + "\n"
         + &calibration_table(points, &[50, 100, 150])
         + "\n"
-        + &stopping_table(points, STOP_CHOICES);
+        + &stopping_table(points, STOP_CHOICES)
+        + "\n"
+        + &class_table(points);
     std::fs::File::create(out.join("table.md"))?.write_all(table.as_bytes())?;
     let plotted: Vec<crate::plot::Point> = points
         .iter()
@@ -776,6 +869,67 @@ pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
         }
         let floor = if drops.is_empty() { "-".to_string() } else { format!("{:+.3}", drops.iter().cloned().fold(f64::INFINITY, f64::min)) };
         s.push_str(&format!(" {floor} | {:.3} |\n", mean_sd(&secs).0));
+    }
+    s
+}
+
+/// Each label at the last point of each run (the most labels every seed
+/// reached): held-out support, labels given, precision, recall and F1
+/// (mean ± sd over seeds), and the label its rows were most often
+/// mistaken for (over all seeds; the count is a seed's mean); the weakest
+/// label first.
+pub fn class_table(points: &[Point]) -> String {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for p in points {
+        let k = (p.dataset.clone(), p.strategy.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut s = String::new();
+    for (d, st) in keys {
+        let runs: Vec<&Point> = points.iter().filter(|p| p.dataset == d && p.strategy == st).collect();
+        let seeds: std::collections::BTreeSet<usize> = runs.iter().map(|p| p.seed).collect();
+        // The most labels every seed reached.
+        let at = seeds.iter().map(|&seed| runs.iter().filter(|p| p.seed == seed).map(|p| p.labels).max().unwrap_or(0)).min().unwrap_or(0);
+        let last: Vec<&Point> = runs.iter().copied().filter(|p| p.labels == at && !p.classes.is_empty()).collect();
+        let Some(first) = last.first() else { continue };
+        s.push_str(&format!(
+            "{d}, {st}, at {at} labels ({} seeds):\n\n| label | test rows | labels given | precision | recall | F1 | most often mistaken for |\n|---|---|---|---|---|---|---|\n",
+            last.len()
+        ));
+        let of = |c: usize, f: fn(&ClassScore) -> f64| mean_sd(&last.iter().filter_map(|p| p.classes.get(c)).map(f).collect::<Vec<_>>());
+        // The weakest first (by mean F1), labels with no held-out row last.
+        let mut order: Vec<usize> = (0..first.classes.len()).collect();
+        order.sort_by(|&a, &b| {
+            let key = |c: usize| (first.classes[c].support == 0, of(c, |x| x.f1).0);
+            key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for c in order {
+            let class = &first.classes[c];
+            let of = |f: fn(&ClassScore) -> f64| of(c, f);
+            let (gm, _) = of(|x| x.given as f64);
+            let (pm, psd) = of(|x| x.precision);
+            let (rm, rsd) = of(|x| x.recall);
+            let (fm, fsd) = of(|x| x.f1);
+            // Its rows by the label predicted, summed over seeds.
+            let mut to = vec![0usize; first.classes.len()];
+            for p in &last {
+                for (t, n) in to.iter_mut().zip(p.classes.get(c).map(|x| x.row.as_slice()).unwrap_or(&[])) {
+                    *t += n;
+                }
+            }
+            let worst = (0..to.len())
+                .filter(|&t| t != c && to[t] > 0)
+                .max_by_key(|&t| (to[t], std::cmp::Reverse(t)))
+                .map(|t| format!("{} ({:.1} rows)", first.classes[t].label, to[t] as f64 / last.len() as f64))
+                .unwrap_or_else(|| "-".into());
+            s.push_str(&format!(
+                "| {} | {} | {gm:.1} | {pm:.3} ± {psd:.3} | {rm:.3} ± {rsd:.3} | {fm:.3} ± {fsd:.3} | {worst} |\n",
+                class.label, class.support
+            ));
+        }
+        s.push('\n');
     }
     s
 }

@@ -355,6 +355,31 @@ fn simulate_writes_curves_plot_and_table() {
     assert!(table.contains("ECE@") && table.contains("pool est / true"), "{table}");
     assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<svg"));
     assert!(std::fs::read(out.join("curves.png")).unwrap().starts_with(b"\x89PNG"));
+    // Per label at every point: its held-out rows add up to the test set,
+    // the labels given to the labels of the point, and its recall times its
+    // rows, summed, to the accuracy on curves.csv.
+    let mut r = csv::Reader::from_path(out.join("per_class.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let pc = |name: &str| h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no {name} column in per_class.csv"));
+    let classes: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+    let n_test = test_lines.len();
+    for row in &rows {
+        let of: Vec<&csv::StringRecord> = classes.iter().filter(|c| c[1] == row[1] && c[2] == row[2] && c[3] == row[3]).collect();
+        assert!(of.len() >= labels.len(), "a line per label: {} of {}", of.len(), labels.len());
+        let num = |c: &csv::StringRecord, name: &str| c[pc(name)].parse::<f64>().unwrap();
+        assert_eq!(of.iter().map(|c| num(c, "support")).sum::<f64>() as usize, n_test);
+        assert_eq!(of.iter().map(|c| num(c, "predicted")).sum::<f64>() as usize, n_test);
+        assert_eq!(of.iter().map(|c| num(c, "given")).sum::<f64>() as usize, row[3].parse::<usize>().unwrap());
+        let right: f64 = of.iter().map(|c| num(c, "recall") * num(c, "support")).sum();
+        let acc: f64 = row[4].parse().unwrap();
+        assert!((right / n_test as f64 - acc).abs() < 2e-3, "{right} right of {n_test} against accuracy {acc}");
+        for c in &of {
+            let m = &c[pc("mistaken_for")];
+            assert!(m.is_empty() || (m != &c[pc("label")] && labels.contains(m)), "{c:?}");
+            assert_eq!(m.is_empty(), num(c, "recall") == 1.0 || num(c, "support") == 0.0, "{c:?}");
+        }
+    }
+    assert!(table.contains("| label | test rows | labels given |") && table.contains("at 30 labels (2 seeds)"), "{table}");
 }
 
 /// A cache of the right size with damaged rows (not finite, not of unit

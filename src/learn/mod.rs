@@ -172,6 +172,10 @@ pub struct Metrics {
     pub macro_recall: f64,
     /// (label index, precision, recall, f1, support)
     pub per_class: Vec<(u32, f64, f64, f64, usize)>,
+    /// Counts of (gold, predicted), row-major over the k labels: entry
+    /// `g * k + p` is how many rows of label g were predicted p.
+    #[serde(default)]
+    pub confusion: Vec<usize>,
 }
 
 /// Accuracy and macro scores over the labels present in gold or predictions
@@ -185,8 +189,10 @@ pub fn evaluate(pred: &[u32], gold: &[u32], k: usize) -> Metrics {
     let mut fp = vec![0usize; k];
     let mut fnn = vec![0usize; k];
     let mut correct = 0;
+    let mut confusion = vec![0usize; k * k];
     for i in 0..n {
         let (p, g) = (pred[i] as usize, gold[i] as usize);
+        confusion[g * k + p] += 1;
         if p == g {
             tp[p] += 1;
             correct += 1;
@@ -211,7 +217,15 @@ pub fn evaluate(pred: &[u32], gold: &[u32], k: usize) -> Metrics {
         per_class.push((c as u32, p, r, f, support));
     }
     let m = per_class.len().max(1) as f64;
-    Metrics { n, accuracy: correct as f64 / n as f64, macro_f1: sf / m, macro_precision: sp / m, macro_recall: sr / m, per_class }
+    Metrics {
+        n,
+        accuracy: correct as f64 / n as f64,
+        macro_f1: sf / m,
+        macro_precision: sp / m,
+        macro_recall: sr / m,
+        per_class,
+        confusion,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -661,5 +675,7 @@ mod tests {
         assert!((m.accuracy - 0.5).abs() < 1e-12);
         // class0: p=1/2 r=1 f=2/3; class1: p=1 r=1/3 f=0.5; class2: p=0 r=0 f=0
         assert!((m.macro_f1 - (2.0 / 3.0 + 0.5) / 3.0).abs() < 1e-12);
+        // gold-major: class 1's rows went to 0, 1 and 2 once each.
+        assert_eq!(m.confusion, vec![1, 0, 0, 1, 1, 1, 0, 0, 0]);
     }
 }
