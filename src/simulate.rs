@@ -810,6 +810,18 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
     Ok(())
 }
 
+/// The (dataset, strategy) pairs of the points, in their first order.
+fn runs_of(points: &[Point]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for p in points {
+        let k = (p.dataset.clone(), p.strategy.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
 /// Mean and standard deviation over seeds.
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     if v.is_empty() {
@@ -822,13 +834,7 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 /// A markdown table of accuracy and macro-F1 (mean ± sd over seeds) at the given label counts.
 pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for p in points {
-        let k = (p.dataset.clone(), p.strategy.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = runs_of(points);
     let at: Vec<usize> = at.iter().copied().filter(|a| points.iter().any(|p| p.labels == *a)).collect();
     let mut s = String::new();
     s.push_str("| dataset | strategy |");
@@ -879,13 +885,7 @@ pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
 /// mistaken for (over all seeds; the count is a seed's mean); the weakest
 /// label first.
 pub fn class_table(points: &[Point]) -> String {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for p in points {
-        let k = (p.dataset.clone(), p.strategy.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = runs_of(points);
     let mut s = String::new();
     for (d, st) in keys {
         let runs: Vec<&Point> = points.iter().filter(|p| p.dataset == d && p.strategy == st).collect();
@@ -938,13 +938,7 @@ pub fn class_table(points: &[Point]) -> String {
 /// calibration, and the estimated accuracy of the model's labels on the
 /// rest of the pool beside the true one; means over seeds.
 pub fn calibration_table(points: &[Point], at: &[usize]) -> String {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for p in points {
-        let k = (p.dataset.clone(), p.strategy.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = runs_of(points);
     let mut at: Vec<usize> = at.iter().copied().filter(|a| points.iter().any(|p| p.labels == *a)).collect();
     if at.is_empty() {
         // A short run: its last point.
@@ -988,13 +982,7 @@ pub const STOP_CHOICES: &[(f64, usize)] = &[(0.99, 3), (0.98, 3), (0.97, 3), (0.
 /// mean label count there, the held-out accuracy there, at 150 labels and
 /// at the end of the run (the budget `--max-labels` gave).
 pub fn stopping_table(points: &[Point], choices: &[(f64, usize)]) -> String {
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for p in points {
-        let k = (p.dataset.clone(), p.strategy.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
+    let keys = runs_of(points);
     let end = points.iter().map(|p| p.labels).max().unwrap_or(0);
     let mut s = format!(
         "| dataset | strategy | stop when κ ≥ | fired (seeds) | labels there | acc there | acc@150 | acc@{end} (end) |\n|---|---|---|---|---|---|---|---|\n"

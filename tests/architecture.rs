@@ -135,3 +135,46 @@ fn no_sql_outside_the_store() {
         }
     }
 }
+
+/// The layers the architecture draws, bottom first: a module may use its
+/// own layer and the ones below it, never one above (a cycle test alone
+/// lets `model` use `learn` while `learn` uses `model`'s other files).
+const LAYERS: &[&[&str]] = &[
+    &["data", "settings", "term", "output"],
+    &["store"],
+    &["model"],
+    &["learn"],
+    &["worker"],
+    &["ui", "export", "predict", "plot", "simulate", "bench"],
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    let top = module.split("::").next().unwrap_or("");
+    LAYERS.iter().position(|l| l.contains(&top))
+}
+
+#[test]
+fn uses_point_down_the_layers() {
+    let g = graph();
+    let mut up = Vec::new();
+    for (m, deps) in &g {
+        let Some(from) = layer_of(m) else { continue };
+        for d in deps {
+            if let Some(to) = layer_of(d) {
+                if to > from {
+                    up.push(format!("{m} -> {d}"));
+                }
+            }
+        }
+    }
+    // Every top-level module but the crate root is in a layer.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    for f in &files {
+        let m = module_of(&src, f);
+        assert!(m.is_empty() || layer_of(&m).is_some(), "{m} is in no layer of LAYERS");
+    }
+    assert!(up.is_empty(), "uses that point up the layers: {up:?}");
+}

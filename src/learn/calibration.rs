@@ -22,27 +22,10 @@ const PRIOR_SD: f64 = 1.0;
 /// The range searched for ln T.
 const LN_T_RANGE: (f64, f64) = (-3.0, 3.0);
 
-/// Applies temperature `t` to rows of `k` probabilities, in place.
-pub fn apply(probs: &mut [f32], k: usize, t: f32) {
-    if k == 0 || (t - 1.0).abs() < 1e-6 || !t.is_finite() || t <= 0.0 {
-        return;
-    }
-    let inv = 1.0 / t as f64;
-    for row in probs.chunks_mut(k) {
-        // Work in logs relative to the largest entry: no underflow to 0/0.
-        let m = row.iter().cloned().fold(f32::MIN_POSITIVE, f32::max) as f64;
-        let mut sum = 0f64;
-        for v in row.iter_mut() {
-            let l = ((*v as f64).max(1e-30) / m).ln() * inv;
-            let e = l.exp();
-            *v = e as f32;
-            sum += e;
-        }
-        for v in row.iter_mut() {
-            *v = (*v as f64 / sum) as f32;
-        }
-    }
-}
+/// Applies temperature `t` to rows of `k` probabilities, in place (it
+/// lives with the head, which applies it, so that `model` needs nothing of
+/// `learn`).
+pub use crate::model::head::apply_temperature as apply;
 
 /// Negative log-likelihood of `gold` under `probs` at inverse temperature
 /// `beta` (sum over rows).

@@ -46,7 +46,8 @@ pub struct Head {
     pub w: Vec<f32>,
     pub b: Vec<f32>,
     /// The calibration temperature (1: none); `predict` ignores it,
-    /// `predict_calibrated` applies it (learn::calibration).
+    /// `predict_calibrated` applies it (`apply_temperature`; fitted by
+    /// `learn::calibration`).
     pub temperature: f32,
 }
 
@@ -213,7 +214,7 @@ impl Head {
     /// Calibrated class probabilities: `predict` at the head's temperature.
     pub fn predict_calibrated(&self, x: &Tensor) -> Result<Vec<f32>> {
         let mut p = self.predict(x)?;
-        crate::learn::calibration::apply(&mut p, self.k, self.temperature);
+        apply_temperature(&mut p, self.k, self.temperature);
         Ok(p)
     }
 
@@ -301,6 +302,30 @@ fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, a
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// Applies temperature `t` to rows of `k` probabilities, in place: p_T ∝
+/// p^(1/T), so the predicted label never changes (`learn::calibration`
+/// fits T).
+pub fn apply_temperature(probs: &mut [f32], k: usize, t: f32) {
+    if k == 0 || (t - 1.0).abs() < 1e-6 || !t.is_finite() || t <= 0.0 {
+        return;
+    }
+    let inv = 1.0 / t as f64;
+    for row in probs.chunks_mut(k) {
+        // Work in logs relative to the largest entry: no underflow to 0/0.
+        let m = row.iter().cloned().fold(f32::MIN_POSITIVE, f32::max) as f64;
+        let mut sum = 0f64;
+        for v in row.iter_mut() {
+            let l = ((*v as f64).max(1e-30) / m).ln() * inv;
+            let e = l.exp();
+            *v = e as f32;
+            sum += e;
+        }
+        for v in row.iter_mut() {
+            *v = (*v as f64 / sum) as f32;
+        }
     }
 }
 
