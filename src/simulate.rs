@@ -305,9 +305,15 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
     let mut points = Vec::new();
     let mut reviews = Vec::new();
+    // (strategy, seed, labels, the held-out rows' scores) at each run's end.
+    let mut finals: Vec<(String, usize, usize, learn::Scores)> = Vec::new();
     for &strategy in &opts.strategies {
         for seed in 0..opts.seeds {
-            let (curve, review) = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset, &names)?;
+            let (curve, review, last) = run_one(&engine, &train_y, strategy, seed as u64, opts, tuning.as_ref(), gpu, &dataset, &names)?;
+            if let Some(s) = last {
+                let at = curve.last().map(|c| c.labels).unwrap_or(0);
+                finals.push((strategy.name().to_string(), seed, at, s));
+            }
             if let Some(mut r) = review {
                 r.dataset = dataset.clone();
                 r.strategy = strategy.name().into();
@@ -355,10 +361,44 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         }
     }
     write_outputs(&opts.out, &points)?;
+    write_predictions(&opts.out, &dataset, &test, &names, &finals)?;
     if !reviews.is_empty() {
         write_review(&opts.out, &reviews)?;
     }
     Ok(points)
+}
+
+/// predictions.csv: every held-out row's gold label beside the last
+/// model's label and calibrated probability, for each run (the errors to read).
+fn write_predictions(
+    out: &Path,
+    dataset: &str,
+    test: &Split,
+    names: &[String],
+    finals: &[(String, usize, usize, learn::Scores)],
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join("predictions.csv");
+    let mut w = csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record(["dataset", "strategy", "seed", "labels", "row", "text", "label", "predicted", "probability"])?;
+    for (strategy, seed, labels, s) in finals {
+        for (i, (text, gold)) in test.texts.iter().zip(&test.labels).enumerate() {
+            let Some(&p) = s.pred.get(i) else { break };
+            w.write_record([
+                dataset,
+                strategy,
+                &seed.to_string(),
+                &labels.to_string(),
+                &i.to_string(),
+                text,
+                gold,
+                &names[p as usize],
+                &format!("{:.4}", s.prob[i]),
+            ])?;
+        }
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// review.csv and review.md: how the review found the injected wrong labels.
@@ -524,7 +564,7 @@ fn run_one(
     gpu: bool,
     dataset: &str,
     names: &[String],
-) -> Result<(Vec<CurvePoint>, Option<ReviewResult>)> {
+) -> Result<(Vec<CurvePoint>, Option<ReviewResult>, Option<learn::Scores>)> {
     let mut engine = engine0.clone();
     // The simulated person's slips (--noise): a random other label.
     let mut slips = {
@@ -713,7 +753,12 @@ fn run_one(
         }
         _ => None,
     };
-    Ok((out, review))
+    // The held-out rows under the last model (predictions.csv).
+    let last = match &last_it {
+        Some(it) => engine.predict_test(&it.head)?,
+        None => None,
+    };
+    Ok((out, review, last))
 }
 
 pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {

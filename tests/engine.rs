@@ -380,6 +380,20 @@ fn simulate_writes_curves_plot_and_table() {
         }
     }
     assert!(table.contains("| label | test rows | labels given |") && table.contains("at 30 labels (2 seeds)"), "{table}");
+    // Every held-out row under each run's last model: right as often as
+    // curves.csv says at 30 labels.
+    let preds: Vec<csv::StringRecord> =
+        csv::Reader::from_path(out.join("predictions.csv")).unwrap().records().map(|r| r.unwrap()).collect();
+    assert_eq!(preds.len(), 2 * 2 * n_test);
+    for row in rows.iter().filter(|r| &r[3] == "30") {
+        let run: Vec<&csv::StringRecord> = preds.iter().filter(|p| p[1] == row[1] && p[2] == row[2]).collect();
+        assert_eq!(run.len(), n_test);
+        assert!(run.iter().all(|p| &p[3] == "30" && labels.contains(&p[7]) && (0.0..=1.0).contains(&p[8].parse::<f64>().unwrap())));
+        assert!(run.iter().zip(&test_lines).all(|(p, l)| l.starts_with(&p[5]) || l.contains(&p[5])), "the texts in test order");
+        let right = run.iter().filter(|p| p[6] == p[7]).count();
+        let acc: f64 = row[4].parse().unwrap();
+        assert!((right as f64 / n_test as f64 - acc).abs() < 1e-3, "{right} of {n_test} against {acc}");
+    }
 }
 
 /// A cache of the right size with damaged rows (not finite, not of unit

@@ -348,6 +348,15 @@ impl Engine {
         self.pool_rows.len()
     }
 
+    /// The held-out rows' calibrated probabilities under `head` (None
+    /// without a held-out set).
+    pub fn predict_test(&self, head: &Head) -> Result<Option<Scores>> {
+        match &self.x_test {
+            Some(xt) => Ok(Some(Scores::from_probs(head.predict_calibrated(xt)?, self.k))),
+            None => Ok(None),
+        }
+    }
+
     pub fn zero_shot_head(&self) -> Head {
         Head::zero_shot(&self.label_emb, self.dim, self.k, self.cfg.head.temperature)
     }
