@@ -939,8 +939,9 @@ pub fn class_table(points: &[Point]) -> String {
         let at = seeds.iter().map(|&seed| runs.iter().filter(|p| p.seed == seed).map(|p| p.labels).max().unwrap_or(0)).min().unwrap_or(0);
         let last: Vec<&Point> = runs.iter().copied().filter(|p| p.labels == at && !p.classes.is_empty()).collect();
         let Some(first) = last.first() else { continue };
+        // One block (no blank line) per run, so that docs can take it whole.
         s.push_str(&format!(
-            "{d}, {st}, at {at} labels ({} seeds):\n\n| label | test rows | labels given | precision | recall | F1 | most often mistaken for |\n|---|---|---|---|---|---|---|\n",
+            "| label ({d}, {st}, {at} labels, {} seeds) | test rows | labels given | precision | recall | F1 | most often mistaken for |\n|---|---|---|---|---|---|---|\n",
             last.len()
         ));
         let of = |c: usize, f: fn(&ClassScore) -> f64| mean_sd(&last.iter().filter_map(|p| p.classes.get(c)).map(f).collect::<Vec<_>>());

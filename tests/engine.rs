@@ -379,7 +379,7 @@ fn simulate_writes_curves_plot_and_table() {
             assert_eq!(m.is_empty(), num(c, "recall") == 1.0 || num(c, "support") == 0.0, "{c:?}");
         }
     }
-    assert!(table.contains("| label | test rows | labels given |") && table.contains("at 30 labels (2 seeds)"), "{table}");
+    assert!(table.contains("| label (demo, margin, 30 labels, 2 seeds) | test rows | labels given |"), "{table}");
     // Every held-out row under each run's last model: right as often as
     // curves.csv says at 30 labels.
     let preds: Vec<csv::StringRecord> =
