@@ -361,7 +361,7 @@ pub struct SimulateArgs {
     /// Device: auto (CUDA when built with it and device 0 opens, else the CPU), cpu or cuda.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: crate::settings::DeviceSetting,
-    /// Output folder: curves.csv, curves.svg, curves.png, table.md.
+    /// Output folder: curves.csv, per_class.csv, predictions.csv, curves.svg, curves.png, table.md (and review.csv, review.md with --noise).
     #[arg(long)]
     pub out: PathBuf,
     /// How the model learns: auto (fine-tunes the encoder during the run, on the workstation's schedule), head, finetune, contrastive.
@@ -553,12 +553,17 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
         }
     }
     if r.formula_cells > 0 && !a.spreadsheet_safe {
+        let (n, cells, start) = if r.formula_cells == 1 {
+            ("1".to_string(), "cell", "starts")
+        } else {
+            (crate::data::thousands(r.formula_cells), "cells", "start")
+        };
         say!(
-            "note: {} cells start with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)",
-            r.formula_cells
+            "note: {n} {cells} {start} with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)"
         );
     } else if r.formula_cells > 0 {
-        say!("{} cells that start like formulas were neutralised with a leading quote", r.formula_cells);
+        let (cells, start) = if r.formula_cells == 1 { ("cell", "starts") } else { ("cells", "start") };
+        say!("{} {cells} that {start} like formulas were neutralised with a leading quote", crate::data::thousands(r.formula_cells));
     }
     Ok(())
 }
@@ -943,7 +948,7 @@ fn cmd_simulate(a: SimulateArgs) -> Result<()> {
     let opts = sim_options(a)?;
     let points = crate::simulate::run(&opts)?;
     print!("{}", crate::simulate::markdown_table(&points, &[0, 10, 50, 100, 150]));
-    say!("wrote {}/curves.csv, curves.svg, curves.png, table.md", out.display());
+    say!("wrote {}/curves.csv, per_class.csv, predictions.csv, curves.svg, curves.png, table.md", out.display());
     Ok(())
 }
 

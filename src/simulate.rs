@@ -670,9 +670,14 @@ fn run_one(
                 }
             }
         }
-        // Start one when none runs and a batch came since the last start.
+        // Start one when none runs and a batch came since the last start
+        // (not after the last batch: nothing would use it).
         if let Some(tu) = tuning {
-            if pending.is_none() && pairs.len() >= tuning::first_at(engine0.k, &opts.finetune) && pairs.len() >= last_start + opts.batch {
+            if pairs.len() < opts.max_labels.min(n)
+                && pending.is_none()
+                && pairs.len() >= tuning::first_at(engine0.k, &opts.finetune)
+                && pairs.len() >= last_start + opts.batch
+            {
                 let t = Instant::now();
                 let e = Arc::new(tu.engine(engine0, &pairs, &last_head, seed.wrapping_mul(7919) ^ iteration, opts.threads, &opts.model)?);
                 let secs = t.elapsed().as_secs_f64();
@@ -880,7 +885,13 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
 /// A markdown table of accuracy and macro-F1 (mean ± sd over seeds) at the given label counts.
 pub fn markdown_table(points: &[Point], at: &[usize]) -> String {
     let keys = runs_of(points);
-    let at: Vec<usize> = at.iter().copied().filter(|a| points.iter().any(|p| p.labels == *a)).collect();
+    let mut at: Vec<usize> = at.iter().copied().filter(|a| points.iter().any(|p| p.labels == *a)).collect();
+    // And where the runs ended, when that is not among them.
+    if let Some(end) = points.iter().map(|p| p.labels).max() {
+        if !at.contains(&end) {
+            at.push(end);
+        }
+    }
     let mut s = String::new();
     s.push_str("| dataset | strategy |");
     for a in &at {
