@@ -940,6 +940,17 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
     let s = Session::open_read_only(sessions, &a.name)?;
     let n = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
     say!("labelled {n} rows into {}", a.out.display());
+    // The output's `label` is the model's: an input column of that name is
+    // not carried over, so say so rather than let it vanish.
+    if a.text_col != "label" {
+        let format = a.format.map(Ok).unwrap_or_else(|| Format::detect(&a.input));
+        if format.is_ok_and(|f| data::has_column(&a.input, f, "label")) {
+            say!(
+                "note: {} has a column named 'label'; the output's label is the model's, the input's is not copied (join on `line`, the input's record number from 1)",
+                data::display_safe(&a.input.display().to_string())
+            );
+        }
+    }
     Ok(())
 }
 

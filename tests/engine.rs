@@ -228,6 +228,16 @@ fn predict_a_new_file_with_the_session_model() {
         let (pp, ep): (f32, f32) = (p[3].parse().unwrap(), e[4].parse().unwrap());
         assert!((pp - ep).abs() < 1e-3, "{pp} vs {ep}");
     }
+    assert!(!stdout(&o).contains("column named 'label'"), "{}", stdout(&o));
+    // An input with a label column of its own is told that the output's label is the model's.
+    let mut lab = String::from("text,label\n");
+    for r in &exported[2..5] {
+        lab.push_str(&format!("\"{}\",mine\n", r[1].replace('"', "\"\"")));
+    }
+    let input = write(d.path(), "labelled.csv", lab.as_bytes());
+    let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", d.path().join("p2.csv").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("has a column named 'label'; the output's label is the model's"), "{}", stdout(&o));
     // A session without a model yet says what to do.
     let f = write(d.path(), "b.csv", b"text\none\ntwo\n");
     assert!(labelrest(d.path(), &["new", "fresh", "--data", f.to_str().unwrap(), "--labels", "a,b"]).status.success());
