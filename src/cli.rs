@@ -126,7 +126,7 @@ pub enum Command {
         #[command(flatten)]
         role: RoleArgs,
     },
-    /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), and rows per label, of a session.
+    /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), and labelled rows per label (not the model's), of a session.
     Stats {
         /// The session.
         name: String,
@@ -1175,7 +1175,9 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
     }
     println!();
     let wl = width(&mut names.iter().map(|l| l.chars().count()));
-    println!("{:<wl$} {:>8}", "label", "rows");
+    // Rows that have the label from a person, a seed or an adjudication
+    // (the model's labels are export's).
+    println!("{:<wl$} {:>8}", "label", "labelled");
     for (l, n) in names.iter().zip(&per_label) {
         println!("{:<wl$} {:>8}", l, n);
     }
