@@ -949,6 +949,13 @@ fn review_finds_a_planted_wrong_label() {
     let shown = screen(&mut app, 100, 30);
     assert!(shown.contains("Review (") && shown.contains("≠") && shown.contains("without it: "), "{shown}");
     assert!(shown.contains("keep"), "the footer says what Enter does here: {shown}");
+    // A disputed row's probability is the held-out model's; the current
+    // model's entropy beside it would mix two models, so none is shown.
+    let row = shown.lines().find(|l| l.contains("≠ ") && !l.contains("without it")).expect("a disputed row");
+    let words: Vec<&str> = row.split_whitespace().collect();
+    let from = words.iter().position(|w| *w == "≠").expect("≠ then the label");
+    let prob = from + words[from..].iter().position(|w| w.parse::<f32>().is_ok()).expect("the probability");
+    assert_eq!(words.get(prob + 1), Some(&"-"), "{row}");
     // Keep it: off the list, the label unchanged.
     app.handle(Action::Accept);
     assert_eq!(app.labelled_list.len(), n - 1);

@@ -243,14 +243,12 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             // The disputes: the annotators' labels; the model's say is in the row's suggestions.
             (View::Labelled, _) if app.adjudicating => None,
             // Review: what the model trained without the row says.
-            (View::Labelled, Some(_)) if app.review && dispute.is_some() => {
-                dispute.map(|(m, p)| (m, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
-            }
+            // Its entropy is not kept, and the current model's beside its
+            // probability would mix two models: none is shown (`-`).
+            (View::Labelled, Some(_)) if app.review && dispute.is_some() => dispute.map(|(m, p)| (m, p, f32::NAN)),
             // Review, agreeing: the probability the list is ranked by (what
             // the model trained without the row gives its label).
-            (View::Labelled, Some((l, _))) if app.review && app.review_prob(i).is_some() => {
-                app.review_prob(i).map(|p| (l, p, app.prediction(i).map(|x| x.2).unwrap_or(f32::NAN)))
-            }
+            (View::Labelled, Some((l, _))) if app.review && app.review_prob(i).is_some() => app.review_prob(i).map(|p| (l, p, f32::NAN)),
             // A labelled row: the model's probability of the label it has
             // (in the all-rows view too, beside the person's label).
             (View::Labelled | View::All, Some((l, _))) => {
@@ -289,7 +287,13 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
             match pred {
                 Some((_, p, e)) => {
                     cells.push(Cell::from(format!("{p:>4.2}")));
-                    cells.push(Cell::from(if e < 9.995 { format!("{e:>4.2}") } else { format!("{e:>4.1}") }));
+                    cells.push(Cell::from(if e.is_nan() {
+                        "   -".to_string()
+                    } else if e < 9.995 {
+                        format!("{e:>4.2}")
+                    } else {
+                        format!("{e:>4.1}")
+                    }));
                 }
                 None => {
                     cells.push(Cell::from("   -"));
