@@ -126,7 +126,7 @@ pub enum Command {
         #[command(flatten)]
         role: RoleArgs,
     },
-    /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), and labelled rows per label (not the model's), of a session.
+    /// Labels per annotator and source, agreement between annotators on the rows sent to two (--overlap), labelled rows per label (not the model's), and each label's held-out scores under the last model when the session has a test set.
     Stats {
         /// The session.
         name: String,
@@ -1129,6 +1129,16 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
     }
     let pairs = crate::learn::agreement::agreement(&resolved.overlap_labels, names.len());
     let overlap = s.overlap_rows()?.len();
+    // The last model's held-out scores per label, when the session has a
+    // test set (a damaged record is left out, not an error here).
+    let held_out: Option<(i64, usize, f64, Vec<(u32, f64, f64, f64, usize)>)> = s
+        .iterations::<crate::worker::pipeline::IterationRecord>()?
+        .into_iter()
+        .rev()
+        .find_map(|it| it.metrics.ok())
+        .and_then(|r| Some((r.iteration, r.labels, r.accuracy?, r.test_per_class)))
+        .filter(|h| !h.3.is_empty());
+    let scores_of = |c: usize| held_out.as_ref().and_then(|h| h.3.iter().find(|x| x.0 as usize == c));
     let who = |a: &Option<String>, src: Source| match (a, src) {
         (Some(a), _) => crate::data::display_safe(a),
         (None, Source::Seed) => "(seed labels)".to_string(),
@@ -1139,7 +1149,14 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
             "session": name,
             "labels": per.iter().map(|x| x.2).sum::<i64>(),
             "annotators": per.iter().map(|(a, src, n)| serde_json::json!({"annotator": a, "source": src.as_str(), "labels": n})).collect::<Vec<_>>(),
-            "per_label": names.iter().zip(&per_label).map(|(l, n)| serde_json::json!({"label": l, "rows": n})).collect::<Vec<_>>(),
+            "per_label": names.iter().zip(&per_label).enumerate().map(|(c, (l, n))| {
+                let mut v = serde_json::json!({"label": l, "rows": n});
+                if let Some(&(_, p, r, f, support)) = scores_of(c) {
+                    v["held_out"] = serde_json::json!({"precision": p, "recall": r, "f1": f, "rows": support});
+                }
+                v
+            }).collect::<Vec<_>>(),
+            "held_out": held_out.as_ref().map(|h| serde_json::json!({"iteration": h.0, "labels": h.1, "accuracy": h.2})),
             "overlap_rows": overlap,
             "waiting": resolved.waiting.len(),
             "disputes": resolved.disputes.len(),
@@ -1177,9 +1194,23 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
     let wl = width(&mut names.iter().map(|l| l.chars().count()));
     // Rows that have the label from a person, a seed or an adjudication
     // (the model's labels are export's).
-    println!("{:<wl$} {:>8}", "label", "labelled");
-    for (l, n) in names.iter().zip(&per_label) {
-        println!("{:<wl$} {:>8}", l, n);
+    match &held_out {
+        Some((it, n, acc, _)) => {
+            println!("held out: the model of iteration {it} ({n} labels), accuracy {:.1}%", acc * 100.0);
+            println!("{:<wl$} {:>8} {:>9} {:>7} {:>6} {:>9}", "label", "labelled", "precision", "recall", "F1", "held-out");
+            for (c, (l, n)) in names.iter().zip(&per_label).enumerate() {
+                match scores_of(c) {
+                    Some(&(_, p, r, f, support)) => println!("{:<wl$} {:>8} {:>9.3} {:>7.3} {:>6.3} {:>9}", l, n, p, r, f, support),
+                    None => println!("{:<wl$} {:>8} {:>9} {:>7} {:>6} {:>9}", l, n, "-", "-", "-", 0),
+                }
+            }
+        }
+        None => {
+            println!("{:<wl$} {:>8}", "label", "labelled");
+            for (l, n) in names.iter().zip(&per_label) {
+                println!("{:<wl$} {:>8}", l, n);
+            }
+        }
     }
     Ok(())
 }

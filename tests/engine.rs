@@ -561,3 +561,44 @@ fn a_wrong_label_costs_the_default_head_less_than_one_without_weight_decay() {
         labels.len()
     );
 }
+
+/// `stats` on a session with a held-out set: each label's held-out
+/// precision, recall, F1 and rows under the last model, adding up to the
+/// test set and to the model's accuracy.
+#[test]
+fn stats_gives_each_labels_held_out_scores() {
+    let d = tempfile::tempdir().unwrap();
+    let data = write(d.path(), "data.csv", demo_head(150).as_bytes());
+    let labels: std::collections::HashSet<String> =
+        csv::Reader::from_path(&data).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
+    let t = std::fs::read_to_string(demo("test.csv")).unwrap();
+    let test_lines: Vec<&str> = t.lines().skip(1).filter(|l| labels.contains(l.rsplit(',').next().unwrap())).take(60).collect();
+    let test = write(d.path(), "test.csv", format!("text,label\n{}\n", test_lines.join("\n")).as_bytes());
+    let o = labelrest(
+        d.path(),
+        &["new", "s", "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", test.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Before any model: the counts alone.
+    let o = labelrest(d.path(), &["stats", "s"]);
+    assert!(o.status.success() && !stdout(&o).contains("precision"), "{}", stdout(&o));
+    let s = Session::open(d.path(), "s").unwrap();
+    for (id, l) in [(1, 0), (2, 1), (3, 2)] {
+        s.add_label(id, l, 0, None).unwrap();
+    }
+    drop(s);
+    assert!(labelrest(d.path(), &["retrain", "s"]).status.success());
+    let o = labelrest(d.path(), &["stats", "s", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let acc = v["held_out"]["accuracy"].as_f64().unwrap();
+    assert_eq!(v["held_out"]["labels"], 3);
+    let per = v["per_label"].as_array().unwrap();
+    let rows: u64 = per.iter().filter_map(|l| l["held_out"]["rows"].as_u64()).sum();
+    assert_eq!(rows as usize, test_lines.len());
+    let right: f64 = per.iter().filter_map(|l| Some(l["held_out"]["recall"].as_f64()? * l["held_out"]["rows"].as_f64()?)).sum();
+    assert!((right / rows as f64 - acc).abs() < 1e-9, "{right} of {rows} against {acc}");
+    let o = labelrest(d.path(), &["stats", "s"]);
+    let out = stdout(&o);
+    assert!(out.contains("held out: the model of iteration 1 (3 labels)") && out.contains("precision"), "{out}");
+}
