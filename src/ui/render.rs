@@ -442,10 +442,18 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let classes = top.len();
     if let Some(&(l, c)) = top.first() {
-        // The largest class, its count before its name (the name is cut, once).
+        // The largest class, its count before its name; a name that does
+        // not fit goes on a line of its own where the panel has one (else
+        // it is cut, once).
         let head = format!(" {classes} {}, top {c}: ", if classes == 1 { "class" } else { "classes" });
         let room = w.saturating_sub(head.chars().count());
-        lines.push(Line::raw(cut(&format!("{head}{}", cut(&app.label_names[l], room.max(1))), w)));
+        let name = &app.label_names[l];
+        if name.chars().count() > room && lines.len() + 2 <= inner_h {
+            lines.push(Line::raw(cut(head.trim_end(), w)));
+            lines.push(Line::raw(cut(&format!("  {name}"), w)));
+        } else {
+            lines.push(Line::raw(cut(&format!("{head}{}", cut(name, room.max(1))), w)));
+        }
     }
     lines.truncate(inner_h);
     f.render_widget(Paragraph::new(lines).block(block), area);
