@@ -553,11 +553,8 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
         }
     }
     if r.formula_cells > 0 && !a.spreadsheet_safe {
-        let (n, cells, start) = if r.formula_cells == 1 {
-            ("1".to_string(), "cell", "starts")
-        } else {
-            (crate::data::thousands(r.formula_cells), "cells", "start")
-        };
+        let n = crate::data::thousands(r.formula_cells);
+        let (cells, start) = if r.formula_cells == 1 { ("cell", "starts") } else { ("cells", "start") };
         say!(
             "note: {n} {cells} {start} with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)"
         );

@@ -125,11 +125,14 @@ pub struct ClassScore {
     pub f1: f64,
     /// Held-out rows predicted as this label.
     pub predicted: usize,
-    /// The label its held-out rows were most often mistaken for, and how
-    /// many (None when none was).
-    pub mistaken_for: Option<(String, usize)>,
     /// Its held-out rows by the label predicted (the confusion matrix's row).
     pub row: Vec<usize>,
+}
+
+/// The label the rows of label `own` were most often mistaken for, by
+/// their counts per label predicted (`ClassScore::row`; ties: the first).
+fn most_mistaken(row: &[usize], own: usize) -> Option<usize> {
+    (0..row.len()).filter(|&p| p != own && row[p] > 0).max_by_key(|&p| (row[p], std::cmp::Reverse(p)))
 }
 
 /// Each label's scores from an iteration's held-out metrics.
@@ -143,7 +146,6 @@ fn class_scores(m: &learn::Metrics, names: &[String], pairs: &[(usize, u32)]) ->
             let row = &m.confusion[c * k..(c + 1) * k];
             let (precision, recall, f1) =
                 m.per_class.iter().find(|x| x.0 as usize == c).map(|x| (x.1, x.2, x.3)).unwrap_or((0.0, 0.0, 0.0));
-            let worst = (0..k).filter(|&p| p != c && row[p] > 0).max_by_key(|&p| (row[p], std::cmp::Reverse(p)));
             ClassScore {
                 label: names[c].clone(),
                 support: row.iter().sum(),
@@ -152,7 +154,6 @@ fn class_scores(m: &learn::Metrics, names: &[String], pairs: &[(usize, u32)]) ->
                 recall,
                 f1,
                 predicted: (0..k).map(|g| m.confusion[g * k + c]).sum(),
-                mistaken_for: worst.map(|p| (names[p].clone(), row[p])),
                 row: row.to_vec(),
             }
         })
@@ -825,7 +826,8 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
         "mistaken_count",
     ])?;
     for p in points {
-        for c in &p.classes {
+        for (i, c) in p.classes.iter().enumerate() {
+            let mistaken = most_mistaken(&c.row, i);
             w.write_record([
                 p.dataset.clone(),
                 p.strategy.clone(),
@@ -838,8 +840,8 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
                 format!("{:.4}", c.recall),
                 format!("{:.4}", c.f1),
                 c.predicted.to_string(),
-                c.mistaken_for.as_ref().map(|m| m.0.clone()).unwrap_or_default(),
-                c.mistaken_for.as_ref().map(|m| m.1.to_string()).unwrap_or_default(),
+                mistaken.map(|t| p.classes[t].label.clone()).unwrap_or_default(),
+                mistaken.map(|t| c.row[t].to_string()).unwrap_or_default(),
             ])?;
         }
     }
@@ -976,9 +978,7 @@ pub fn class_table(points: &[Point]) -> String {
                     *t += n;
                 }
             }
-            let worst = (0..to.len())
-                .filter(|&t| t != c && to[t] > 0)
-                .max_by_key(|&t| (to[t], std::cmp::Reverse(t)))
+            let worst = most_mistaken(&to, c)
                 .map(|t| format!("{} ({:.1} rows)", first.classes[t].label, to[t] as f64 / last.len() as f64))
                 .unwrap_or_else(|| "-".into());
             s.push_str(&format!(

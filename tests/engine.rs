@@ -309,15 +309,28 @@ fn predict_resumes_after_a_crash() {
     assert!(records(&input) < records(&whole));
 }
 
-#[test]
-fn simulate_writes_curves_plot_and_table() {
-    let d = tempfile::tempdir().unwrap();
-    let train = write(d.path(), "train.csv", demo_head(400).as_bytes());
+/// The demo's first `n_train` rows as `train.csv`, and as `test.csv` the
+/// first `n_test` rows of its test split whose labels those rows have:
+/// (train, test, the labels, the test lines as written).
+fn demo_split(
+    d: &std::path::Path,
+    n_train: usize,
+    n_test: usize,
+) -> (std::path::PathBuf, std::path::PathBuf, std::collections::HashSet<String>, Vec<String>) {
+    let train = write(d, "train.csv", demo_head(n_train).as_bytes());
     let labels: std::collections::HashSet<String> =
         csv::Reader::from_path(&train).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
     let t = std::fs::read_to_string(demo("test.csv")).unwrap();
-    let test_lines: Vec<&str> = t.lines().skip(1).filter(|l| labels.contains(l.rsplit(',').next().unwrap())).take(100).collect();
-    let test = write(d.path(), "test.csv", format!("text,label\n{}\n", test_lines.join("\n")).as_bytes());
+    let test_lines: Vec<String> =
+        t.lines().skip(1).filter(|l| labels.contains(l.rsplit(',').next().unwrap())).take(n_test).map(String::from).collect();
+    let test = write(d, "test.csv", format!("text,label\n{}\n", test_lines.join("\n")).as_bytes());
+    (train, test, labels, test_lines)
+}
+
+#[test]
+fn simulate_writes_curves_plot_and_table() {
+    let d = tempfile::tempdir().unwrap();
+    let (train, test, labels, test_lines) = demo_split(d.path(), 400, 100);
     let out = d.path().join("out");
     let o = labelrest(
         d.path(),
@@ -568,12 +581,7 @@ fn a_wrong_label_costs_the_default_head_less_than_one_without_weight_decay() {
 #[test]
 fn stats_gives_each_labels_held_out_scores() {
     let d = tempfile::tempdir().unwrap();
-    let data = write(d.path(), "data.csv", demo_head(150).as_bytes());
-    let labels: std::collections::HashSet<String> =
-        csv::Reader::from_path(&data).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
-    let t = std::fs::read_to_string(demo("test.csv")).unwrap();
-    let test_lines: Vec<&str> = t.lines().skip(1).filter(|l| labels.contains(l.rsplit(',').next().unwrap())).take(60).collect();
-    let test = write(d.path(), "test.csv", format!("text,label\n{}\n", test_lines.join("\n")).as_bytes());
+    let (data, test, _, test_lines) = demo_split(d.path(), 150, 60);
     let o = labelrest(
         d.path(),
         &["new", "s", "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", test.to_str().unwrap()],
