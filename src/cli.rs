@@ -80,7 +80,7 @@ pub enum Command {
     /// List the sessions, or remove one (`sessions rm NAME`).
     #[command(args_conflicts_with_subcommands = true)]
     Sessions {
-        /// The listing as one JSON array (name, path, rows, test_rows, labelled, iterations, last_opened, open_by_pid, open_by (pid and annotator of every process at work), error).
+        /// The listing as one JSON array (name, path, rows, test_rows, labelled, iterations, last_opened (null if never opened to work on), open_by_pid, open_by (pid and annotator of every process at work), error).
         #[arg(long)]
         json: bool,
         #[command(subcommand)]
@@ -712,7 +712,7 @@ fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
                     test_rows: s.map(|s| s.test_rows),
                     labelled: s.map(|s| s.labelled),
                     iterations: s.map(|s| s.iterations),
-                    last_opened: s.map(|s| s.last_opened.as_str()),
+                    last_opened: s.and_then(|s| s.last_opened.as_deref()),
                     open_by_pid: l.open_by.as_ref().map(|(pid, _)| *pid),
                     open_by: l.at_work.iter().map(|(pid, _, who)| serde_json::json!({"pid": pid, "annotator": who})).collect(),
                     error: l.summary.as_ref().err().map(|e| e.as_str()),
@@ -745,7 +745,7 @@ fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
                 s.rows,
                 s.labelled,
                 s.iterations,
-                s.last_opened,
+                s.last_opened.as_deref().unwrap_or("never"),
                 s.path.display()
             ),
             Err(why) => println!(
@@ -917,9 +917,20 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             out.flush()?;
             continue;
         }
-        s.add_label(id, l, iteration, preds.get(&id).map(|p| p.label))?;
+        let (_, replaced) = s.add_label_replacing(id, l, iteration, preds.get(&id).map(|p| p.label))?;
         labelled_since_next = true;
-        writeln!(out, "ok {id}")?;
+        match replaced {
+            // The row had a label (this annotator's, or on a row not sent to
+            // two, anyone's): say whose and which, so a client that relabels
+            // by mistake sees it (the old one is kept in the history).
+            Some((old, who)) => writeln!(
+                out,
+                "ok {id}\treplaced\t{}\t{}",
+                data::display_safe(&labels[old as usize].name),
+                data::display_safe(who.as_deref().unwrap_or(""))
+            )?,
+            None => writeln!(out, "ok {id}")?,
+        }
         out.flush()?;
     }
     Ok(())

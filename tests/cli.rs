@@ -193,7 +193,9 @@ fn sessions_as_json() {
     assert_eq!(a[0]["iterations"], 0);
     assert!(a[0]["error"].is_null() && a[0]["open_by_pid"].is_null());
     assert!(a[0]["path"].as_str().unwrap().ends_with("alpha"));
-    assert!(a[0]["last_opened"].as_str().unwrap().len() >= 20);
+    // alpha was never opened to work on since `new`; beta was.
+    assert!(a[0]["last_opened"].is_null(), "{}", a[0]);
+    assert!(a[1]["last_opened"].as_str().unwrap().len() >= 20);
     assert_eq!(a[1]["rows"], 12);
     assert_eq!(a[1]["labelled"], 2);
     assert!(a[2]["rows"].is_null());
@@ -538,6 +540,23 @@ fn annotate_lists_the_label_set_for_an_unknown_label() {
     let o = annotate(d.path(), "t", &[], &[], "1\tfeature\n");
     assert_eq!(code(&o), 1);
     assert_eq!(stderr(&o).trim(), "error: <stdin>:1: label 'feature' is not in the label set (billing, bug)");
+}
+
+/// `annotate` says when a label replaced the row's earlier one: which,
+/// and whose, so a client that labels a row twice by mistake sees it.
+#[test]
+fn annotate_says_when_a_label_replaces_one() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "t.csv", b"text\nmy invoice\nit crashes\n");
+    let o = labelrest(d.path(), &["new", "t", "--data", f.to_str().unwrap(), "--labels", "billing,bug"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = annotate(d.path(), "t", &["--annotator", "alice"], &[], "1\tbilling\n2\tbug\n1\tbug\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "ok 1\nok 2\nok 1\treplaced\tbilling\talice\n");
+    // Another annotator's label on a row not sent to two is replaced too, and named.
+    let o = annotate(d.path(), "t", &["--annotator", "bob"], &[], "2\tbilling\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "ok 2\treplaced\tbug\talice\n");
 }
 
 /// A missing input is named in the same words by `predict` as by `new`.

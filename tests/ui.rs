@@ -113,6 +113,12 @@ fn picker_help_and_tiny_terminals() {
     app.handle(Action::ToggleHelp);
     insta::assert_snapshot!("help", screen(&mut app, 80, 24));
     app.handle(Action::Cancel);
+    // The disputes' key is the adjudicator's: listed for them only (not in the snapshot above).
+    app.adjudicator = true;
+    app.handle(Action::ToggleHelp);
+    assert!(screen(&mut app, 80, 24).contains("D                  annotators' disagreements, to adjudicate"));
+    app.handle(Action::Cancel);
+    app.adjudicator = false;
     insta::assert_snapshot!("tiny_30x8", screen(&mut app, 30, 8));
     // No size panics.
     for w in [1u16, 2, 5, 10, 23, 24, 40, 60, 71, 72, 100, 140] {

@@ -326,7 +326,8 @@ impl Session {
         }
         tx.exec("INSERT INTO meta(key, value) VALUES ('schema_version', ?1)", p![SCHEMA_VERSION.to_string()])?;
         tx.exec("INSERT INTO meta(key, value) VALUES ('created', ?1)", p![now()])?;
-        tx.exec("INSERT INTO meta(key, value) VALUES ('last_opened', ?1)", p![now()])?;
+        // Empty until someone opens it to work (`sessions` says "never").
+        tx.exec("INSERT INTO meta(key, value) VALUES ('last_opened', '')", p![])?;
         tx.exec("INSERT INTO meta(key, value) VALUES ('settings', ?1)", p![serde_json::to_string(&settings)?])?;
         tx.exec("INSERT INTO meta(key, value) VALUES ('source', ?1)", p![spec.data.display().to_string()])?;
         tx.commit()?;

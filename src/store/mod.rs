@@ -207,7 +207,8 @@ pub struct Summary {
     pub test_rows: i64,
     pub labelled: i64,
     pub iterations: i64,
-    pub last_opened: String,
+    /// When it was last opened to work on; None if never since `new`.
+    pub last_opened: Option<String>,
     pub path: PathBuf,
 }
 

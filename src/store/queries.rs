@@ -31,7 +31,8 @@ impl Session {
         let test_rows: i64 = self.db.one("SELECT count(*) FROM rows WHERE split='test'", p![])?;
         let labelled: i64 = self.db.one("SELECT count(DISTINCT row_id) FROM annotations WHERE active=1", p![])?;
         let iterations: i64 = self.db.one("SELECT count(*) FROM iterations", p![])?;
-        let last_opened: String = self.db.opt("SELECT value FROM meta WHERE key='last_opened'", p![])?.unwrap_or_default();
+        let last_opened: Option<String> =
+            self.db.opt::<String>("SELECT value FROM meta WHERE key='last_opened'", p![])?.filter(|t| !t.is_empty());
         // Where it is: its folder, or its place in the store (as `sessions` lists it).
         let path = match &self.pg {
             Some(url) => PathBuf::from(format!("{}#{}", display_url(url), data::display_safe(&self.name))),
@@ -173,11 +174,29 @@ impl Session {
     /// annotator's label is replaced, the others' stay); the old one is
     /// kept in the history and comes back on undo.
     pub fn add_label(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        Ok(self.add_label_replacing(row_id, label, iteration, predicted)?.0)
+    }
+
+    /// `add_label`, also returning the label it replaced, if any: its
+    /// label and its annotator (None for a label of before annotators).
+    pub fn add_label_replacing(
+        &self,
+        row_id: i64,
+        label: u32,
+        iteration: i64,
+        predicted: Option<u32>,
+    ) -> Result<(i64, Option<(u32, Option<String>)>)> {
         self.add_label_tx(row_id, label, iteration, predicted)
             .with_context(|| format!("the label of row {row_id} was not saved to {}", self.location()))
     }
 
-    fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+    fn add_label_tx(
+        &self,
+        row_id: i64,
+        label: u32,
+        iteration: i64,
+        predicted: Option<u32>,
+    ) -> Result<(i64, Option<(u32, Option<String>)>)> {
         self.check_held()?;
         let tx = self.write_tx()?;
         // What the checks need, in one round trip.
@@ -212,7 +231,13 @@ impl Session {
         } else {
             tx.opt("SELECT id FROM annotations WHERE row_id=?1 AND active=1", p![row_id])?
         };
+        let mut replaced = None;
         if let Some(prev) = prev {
+            let r = tx
+                .row("SELECT label, annotator FROM annotations WHERE id=?1", p![prev])?
+                .ok_or_else(|| anyhow!("no answer from the database"))?;
+            let (old, who): (i64, Option<String>) = (r.get(0)?, r.get(1)?);
+            replaced = Some((old as u32, who));
             tx.exec("UPDATE annotations SET active=0 WHERE id=?1", p![prev])?;
         }
         let id: i64 = tx.one(
@@ -222,7 +247,7 @@ impl Session {
         // A labelled row need not be held: a row sent to two goes on to the next annotator now.
         tx.exec("DELETE FROM reservations WHERE row_id=?1 AND annotator=?2", p![row_id, &self.annotator])?;
         tx.commit()?;
-        Ok(id)
+        Ok((id, replaced))
     }
 
     /// Undoes this annotator's most recent decision that is not undone yet

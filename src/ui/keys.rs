@@ -338,8 +338,10 @@ impl KeyMap {
         self.keys_of(mode, action).into_iter().next().unwrap_or_else(|| "?".into())
     }
 
-    /// The help overlay's lines: keys and what they do, per mode.
-    pub fn help(&self) -> Vec<(String, String)> {
+    /// The help overlay's lines: keys and what they do, per mode. The
+    /// disputes' key is listed for the adjudicator only (for anyone else it
+    /// only says how many wait).
+    pub fn help(&self, adjudicator: bool) -> Vec<(String, String)> {
         let k = |a: &Action| self.keys_of(Mode::Views, a).join(" ");
         let mut v = vec![(format!("{} {}", k(&Action::Down), k(&Action::Up)), "move".to_string())];
         v.push((
@@ -350,7 +352,8 @@ impl KeyMap {
             if matches!(
                 bd.action,
                 Action::Down | Action::Up | Action::Top | Action::Bottom | Action::PageDown | Action::PageUp | Action::ToggleHelp
-            ) {
+            ) || (bd.action == Action::Disputes && !adjudicator)
+            {
                 continue;
             }
             v.push((k(&bd.action), bd.help.to_string()));

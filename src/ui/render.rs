@@ -632,7 +632,7 @@ fn error_line(e: &str, w: usize) -> String {
 }
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
-    let help = app.keys.help();
+    let help = app.keys.help(app.adjudicator);
     let r = centered(area, 76, help.len() as u16 + 2);
     clear_popup(f, r);
     let w = r.width.saturating_sub(2) as usize;
