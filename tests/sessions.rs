@@ -246,9 +246,10 @@ fn sigkill_loses_no_acknowledged_label() {
             if reader.read_line(&mut line).unwrap() == 0 {
                 break;
             }
-            let id: i64 = line.trim().strip_prefix("ok ").unwrap().parse().unwrap();
-            let i = acked.len() as u64;
-            let _ = i;
+            // `ok ID`, or `ok ID<TAB>replaced<TAB>OLD<TAB>ANNOTATOR` when
+            // the row already had a label from an earlier round.
+            let rest = line.trim_end().strip_prefix("ok ").unwrap_or_else(|| panic!("round {round}: {line:?}"));
+            let id: i64 = rest.split('\t').next().unwrap().parse().unwrap();
             n += 1;
             acked.insert(id, String::new());
         }
