@@ -119,7 +119,7 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         top: usize,
     },
-    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on that you may settle (`dispute<TAB>ID<TAB>ANNOTATOR<TAB>LABEL<TAB>ANNOTATOR<TAB>LABEL...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`; `settled ROW_ID` when it was adjudicated already, `not-disputed ROW_ID` when it has no disagreement, `yours ROW_ID` when you gave one of its labels: another adjudicator settles it); a label for an adjudicated row answers `adjudicated ROW_ID ADJUDICATOR`, for a row sent to two that two others labelled `labelled ROW_ID ANNOTATOR,ANNOTATOR`.
+    /// Give labels headlessly: reads `ROW_ID<TAB>LABEL` lines on standard input, prints `ok ROW_ID` once each is on disk (`ok ROW_ID<TAB>replaced<TAB>OLD_LABEL<TAB>ITS_ANNOTATOR` when it replaced a different label the row had, the annotator empty for a seed label; `held ROW_ID ANNOTATOR`, not labelled, for a row in another annotator's batch); `next [N]` holds the next batch for this annotator and prints it (`row<TAB>ID<TAB>PREDICTION<TAB>TEXT` lines, then `end`); with --adjudicator, `disputes` prints the rows annotators disagree on that you may settle (`dispute<TAB>ID<TAB>ANNOTATOR<TAB>LABEL<TAB>ANNOTATOR<TAB>LABEL...<TAB>TEXT` lines, then `end`) and `adjudicate ROW_ID<TAB>LABEL` settles one (`ok ROW_ID`; `settled ROW_ID` when it was adjudicated already, `not-disputed ROW_ID` when it has no disagreement, `yours ROW_ID` when you gave one of its labels: another adjudicator settles it); a label for an adjudicated row answers `adjudicated ROW_ID ADJUDICATOR`, for a row sent to two that two others labelled `labelled ROW_ID ANNOTATOR,ANNOTATOR`.
     Annotate {
         /// The session to label.
         name: String,
@@ -922,14 +922,16 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
         match replaced {
             // The row had a label (this annotator's, or on a row not sent to
             // two, anyone's): say whose and which, so a client that relabels
-            // by mistake sees it (the old one is kept in the history).
-            Some((old, who)) => writeln!(
+            // by mistake sees it (the old one is kept in the history). The
+            // same label again from the same annotator (a client resending
+            // after a crash) changes nothing: plain `ok`.
+            Some((old, who)) if !(old == l && who.as_deref() == Some(s.annotator())) => writeln!(
                 out,
                 "ok {id}\treplaced\t{}\t{}",
                 data::display_safe(&labels[old as usize].name),
                 data::display_safe(who.as_deref().unwrap_or(""))
             )?,
-            None => writeln!(out, "ok {id}")?,
+            _ => writeln!(out, "ok {id}")?,
         }
         out.flush()?;
     }

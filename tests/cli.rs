@@ -208,6 +208,7 @@ fn sessions_as_json() {
     }
     assert!(table.lines().any(|l| l.starts_with("beta") && l.contains(" 12 ") && l.contains(" 2 ")), "{table}");
     assert!(table.contains(a[2]["error"].as_str().unwrap()), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("alpha") && l.contains(" never ")), "{table}");
     // A session open in the workstation (its lock held) names the process.
     let held = labelrest::store::Session::open(&s, "alpha").unwrap();
     let v: serde_json::Value = serde_json::from_slice(&labelrest(&s, &["sessions", "--json"]).stdout).unwrap();
@@ -557,6 +558,12 @@ fn annotate_says_when_a_label_replaces_one() {
     let o = annotate(d.path(), "t", &["--annotator", "bob"], &[], "2\tbilling\n");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "ok 2\treplaced\tbug\talice\n");
+    // The same label again from the same annotator (a client resending after
+    // a crash) changes nothing: plain `ok`; from another, it is named.
+    let o = annotate(d.path(), "t", &["--annotator", "bob"], &[], "2\tbilling\n");
+    assert_eq!(stdout(&o), "ok 2\n");
+    let o = annotate(d.path(), "t", &["--annotator", "alice"], &[], "2\tbilling\n");
+    assert_eq!(stdout(&o), "ok 2\treplaced\tbilling\tbob\n");
 }
 
 /// A missing input is named in the same words by `predict` as by `new`.
