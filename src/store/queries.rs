@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// The label a new one replaced: its index and its annotator (None for a
+/// seed label, or one given before annotators were recorded).
+pub type Replaced = Option<(u32, Option<String>)>;
+
 impl Session {
     /// Names the session and its file in an error from the database.
     pub(super) fn ctx<T, E: Into<anyhow::Error>>(&self, r: std::result::Result<T, E>) -> Result<T> {
@@ -177,26 +181,13 @@ impl Session {
         Ok(self.add_label_replacing(row_id, label, iteration, predicted)?.0)
     }
 
-    /// `add_label`, also returning the label it replaced, if any: its
-    /// label and its annotator (None for a label of before annotators).
-    pub fn add_label_replacing(
-        &self,
-        row_id: i64,
-        label: u32,
-        iteration: i64,
-        predicted: Option<u32>,
-    ) -> Result<(i64, Option<(u32, Option<String>)>)> {
+    /// `add_label`, also returning the label it replaced, if any.
+    pub fn add_label_replacing(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<(i64, Replaced)> {
         self.add_label_tx(row_id, label, iteration, predicted)
             .with_context(|| format!("the label of row {row_id} was not saved to {}", self.location()))
     }
 
-    fn add_label_tx(
-        &self,
-        row_id: i64,
-        label: u32,
-        iteration: i64,
-        predicted: Option<u32>,
-    ) -> Result<(i64, Option<(u32, Option<String>)>)> {
+    fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<(i64, Replaced)> {
         self.check_held()?;
         let tx = self.write_tx()?;
         // What the checks need, in one round trip.
