@@ -106,7 +106,7 @@ pub const VIEWS: &[Binding] = &[
     b(Action::Filter, "filter", &["f"], "all rows: filter by a label (again: clear)", "filter"),
     b(Action::SortConfidence, "sort", &["c"], "all rows: sort by confidence", "sort"),
     b(Action::CycleStrategy, "strategy", &["s"], "next query strategy", ""),
-    b(Action::Export, "export", &["e"], "export every row (next to the session)", "export"),
+    b(Action::Export, "export", &["e"], "export every row (into the session folder)", "export"),
     b(Action::CycleMode, "mode", &["m"], "next mode: auto, head, finetune, contrastive", ""),
     b(Action::FineTune, "finetune", &["F"], "fine-tune the encoder now (again: cancel)", ""),
     b(Action::ToggleHelp, "help", &["?"], "this help", "help"),
