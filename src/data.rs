@@ -299,10 +299,43 @@ fn header_names(rdr: &mut csv::Reader<BufReader<File>>) -> Result<Vec<String>, c
         .collect())
 }
 
+/// Where a record starts, as the csv crate reports it, put right for files
+/// with CRLF line ends: the crate counts a line end's `\n` only when it
+/// reads on, so the record after a `\r\n` is reported at the line before
+/// and at the byte of that `\n` (rust-csv issue 395). A record whose
+/// reported first byte is a `\n` starts a line and a byte later.
+struct Starts {
+    /// The file, when its first line ends in `\r\n` (else nothing to fix).
+    crlf: Option<File>,
+}
+
+impl Starts {
+    fn of(path: &Path) -> Starts {
+        let crlf = File::open(path).ok().filter(|f| {
+            let mut head = vec![0u8; 1 << 16];
+            let n = std::os::unix::fs::FileExt::read_at(f, &mut head, 0).unwrap_or(0);
+            head[..n].iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r')
+        });
+        Starts { crlf }
+    }
+
+    /// The line and byte offset where a record reported at `pos` starts.
+    fn at(&self, pos: &csv::Position) -> (u64, u64) {
+        if let Some(f) = &self.crlf {
+            let mut b = [0u8; 1];
+            if std::os::unix::fs::FileExt::read_exact_at(f, &mut b, pos.byte()).is_ok() && b[0] == b'\n' {
+                return (pos.line() + 1, pos.byte() + 1);
+            }
+        }
+        (pos.line(), pos.byte())
+    }
+}
+
 fn read_delimited<E>(path: &Path, file: File, format: Format, cols: &Columns, stats: &mut ReadStats, emit: &mut E) -> Result<(), DataError>
 where
     E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
 {
+    let starts = Starts::of(path);
     let mut rdr = delimited_reader(file, format, false);
     let headers = header_names(&mut rdr).map_err(|e| csv_error(path, e))?;
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
@@ -336,8 +369,7 @@ where
             Ok(false) => break,
             Err(e) => return Err(csv_error(path, e)),
         }
-        let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
-        let line = pos.line();
+        let (line, byte) = starts.at(&rec.position().cloned().unwrap_or_else(csv::Position::new));
         last_start_line = line;
         last_multiline = rec.iter().any(|f| f.contains(&b'\n') || f.contains(&b'\r'));
         if last_multiline && format == Format::Csv && !cols.allow_multiline {
@@ -355,9 +387,9 @@ where
                 }
             }
         }
-        let text = utf8_field(path, rec.get(ti).unwrap_or(b""), line, pos.byte(), &rec, ti)?;
+        let text = utf8_field(path, rec.get(ti).unwrap_or(b""), line, byte, &rec, ti)?;
         let label = match li {
-            Some(i) => Some(utf8_field(path, rec.get(i).unwrap_or(b""), line, pos.byte(), &rec, i)?.trim().to_string()),
+            Some(i) => Some(utf8_field(path, rec.get(i).unwrap_or(b""), line, byte, &rec, i)?.trim().to_string()),
             None => None,
         };
         emit(Record { line, text, label }, stats)?;
@@ -410,14 +442,16 @@ fn count_quotes_odd(path: &Path, line: u64) -> Result<bool, DataError> {
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let starts = Starts::of(path);
+    let line_of = |p: &csv::Position| starts.at(p).0;
     let (line, msg) = match e.kind() {
         csv::ErrorKind::UnequalLengths { pos, expected_len, len } => (
-            pos.as_ref().map(|p| p.line()),
+            pos.as_ref().map(line_of),
             format!("malformed CSV: this record has {len} fields where the header has {expected_len} (an unbalanced quote or a stray delimiter?)"),
         ),
-        csv::ErrorKind::Utf8 { pos, err } => (pos.as_ref().map(|p| p.line()), format!("invalid UTF-8 in field {}", err.field() + 1)),
+        csv::ErrorKind::Utf8 { pos, err } => (pos.as_ref().map(line_of), format!("invalid UTF-8 in field {}", err.field() + 1)),
         csv::ErrorKind::Io(err) => (None, err.to_string()),
-        _ => (e.position().map(|p| p.line()), e.to_string()),
+        _ => (e.position().map(line_of), e.to_string()),
     };
     DataError::new(path, line, None, msg)
 }

@@ -150,6 +150,33 @@ fn invalid_utf8_names_line_and_offset() {
     );
 }
 
+/// Files with CRLF line ends (Windows, Python's csv module) name the same
+/// lines and bytes as with LF ones (the csv crate reports a record after a
+/// `\r\n` a line early: rust-csv issue 395).
+#[test]
+fn crlf_files_name_the_right_line_and_byte() {
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"],
+        &[("a.csv", b"text,label\r\nq1,a\r\nq2,b\r\nq3,zzz\r\n")],
+        &["a.csv:4: label 'zzz' is not in the label set"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b", "--test", "DIR/t.csv"],
+        &[("a.csv", b"text\r\none\r\n"), ("t.csv", b"text,label\r\nx,zzz\r\n")],
+        &["t.csv:2: label 'zzz'"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"text,label\r\nfine,a\r\n\"broken,a\r\nmore,b\r\nlast,a\r\n")],
+        &["a.csv:3: malformed CSV"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"text,label\r\nfine,a\r\nbad \xff here,b\r\n")],
+        &["a.csv:3:1: invalid UTF-8 at byte offset 24"],
+    );
+}
+
 #[test]
 fn seed_label_not_in_set() {
     refused(
