@@ -886,15 +886,16 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
         })?;
         if adjudicate {
             use crate::store::Adjudication;
-            let answer = match s.adjudicate(id, l, iteration, preds.get(&id).map(|p| p.label))? {
-                Adjudication::Done => {
-                    labelled_since_next = true;
-                    "ok"
-                }
-                Adjudication::Settled(_) => "settled",
-                Adjudication::NotDisputed => "not-disputed",
-                Adjudication::Yours => "yours",
-            };
+            let answer =
+                match s.adjudicate(id, l, iteration, preds.get(&id).map(|p| p.label)).with_context(|| format!("<stdin>:{}", n + 1))? {
+                    Adjudication::Done => {
+                        labelled_since_next = true;
+                        "ok"
+                    }
+                    Adjudication::Settled(_) => "settled",
+                    Adjudication::NotDisputed => "not-disputed",
+                    Adjudication::Yours => "yours",
+                };
             writeln!(out, "{answer} {id}")?;
             out.flush()?;
             continue;
@@ -917,15 +918,16 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             out.flush()?;
             continue;
         }
-        let (_, replaced) = s.add_label_replacing(id, l, iteration, preds.get(&id).map(|p| p.label))?;
+        let (_, replaced) =
+            s.add_label_replacing(id, l, iteration, preds.get(&id).map(|p| p.label)).with_context(|| format!("<stdin>:{}", n + 1))?;
         labelled_since_next = true;
         match replaced {
             // The row had a label (this annotator's, or on a row not sent to
             // two, anyone's): say whose and which, so a client that relabels
             // by mistake sees it (the old one is kept in the history). The
-            // same label again from the same annotator (a client resending
-            // after a crash) changes nothing: plain `ok`.
-            Some((old, who)) if !(old == l && who.as_deref() == Some(s.annotator())) => writeln!(
+            // same label again (a client resending after a crash, or
+            // confirming another's) changes no label: plain `ok`.
+            Some((old, who)) if old != l => writeln!(
                 out,
                 "ok {id}\treplaced\t{}\t{}",
                 data::display_safe(&labels[old as usize].name),

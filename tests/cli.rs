@@ -541,6 +541,11 @@ fn annotate_lists_the_label_set_for_an_unknown_label() {
     let o = annotate(d.path(), "t", &[], &[], "1\tfeature\n");
     assert_eq!(code(&o), 1);
     assert_eq!(stderr(&o).trim(), "error: <stdin>:1: label 'feature' is not in the label set (billing, bug)");
+    // A row that is not there names the line too (the lines before it are on disk).
+    let o = annotate(d.path(), "t", &[], &[], "1\tbilling\n99999\tbug\n");
+    assert_eq!(code(&o), 1);
+    assert_eq!(stdout(&o), "ok 1\n");
+    assert!(stderr(&o).starts_with("error: <stdin>:2: ") && stderr(&o).contains("no row 99999 in session 't'"), "{}", stderr(&o));
 }
 
 /// `annotate` says when a label replaced the row's earlier one: which,
@@ -558,12 +563,12 @@ fn annotate_says_when_a_label_replaces_one() {
     let o = annotate(d.path(), "t", &["--annotator", "bob"], &[], "2\tbilling\n");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "ok 2\treplaced\tbug\talice\n");
-    // The same label again from the same annotator (a client resending after
-    // a crash) changes nothing: plain `ok`; from another, it is named.
+    // The same label again (a client resending after a crash, or another
+    // annotator confirming it) changes no label: plain `ok`.
     let o = annotate(d.path(), "t", &["--annotator", "bob"], &[], "2\tbilling\n");
     assert_eq!(stdout(&o), "ok 2\n");
     let o = annotate(d.path(), "t", &["--annotator", "alice"], &[], "2\tbilling\n");
-    assert_eq!(stdout(&o), "ok 2\treplaced\tbilling\tbob\n");
+    assert_eq!(stdout(&o), "ok 2\n");
 }
 
 /// A missing input is named in the same words by `predict` as by `new`.
