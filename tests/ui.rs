@@ -242,6 +242,44 @@ fn reopening_holds_the_batch_left_even_under_a_new_ranking() {
     assert_eq!(app.selected(), Some(batch[2] as usize));
 }
 
+/// A row of the batch skipped: the next row of the queue takes its place in
+/// the batch, and a reopening finds the same batch (not the skipped row
+/// back in it) with the skipped row still at the end of the queue.
+#[test]
+fn a_skip_keeps_its_place_across_a_reopening() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    app.handle(Action::Accept);
+    app.handle(Action::Down);
+    let skipped = app.selected().unwrap();
+    app.handle(Action::Skip);
+    assert_eq!(*app.queue.last().unwrap() as usize, skipped);
+    let batch: Vec<u32> = app.queue[..app.batch_remaining()].to_vec();
+    assert_eq!(batch.len(), 9);
+    assert!(!batch.contains(&(skipped as u32)));
+    app.handle(Action::Down);
+    let left_on = app.selected().unwrap();
+    app.remember_position();
+    drop(app);
+    let mut app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert_eq!((app.batch_done, app.batch_remaining()), (1, 9));
+    assert_eq!(app.queue[..9], batch[..], "the batch as it was left, the row that took the skipped one's place in it");
+    assert_eq!(*app.queue.last().unwrap() as usize, skipped, "still skipped");
+    assert_eq!(app.selected(), Some(left_on));
+    // Deciding the skipped row (from the list of all rows) ends its skip.
+    app.handle(Action::NextView);
+    app.handle(Action::NextView);
+    let pos = app.all_list.iter().position(|&r| r as usize == skipped).unwrap();
+    for _ in 0..pos {
+        app.handle(Action::Down);
+    }
+    assert_eq!(app.selected(), Some(skipped));
+    app.handle(Action::Accept);
+    drop(app);
+    let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert!(!app.queue.contains(&(skipped as u32)) && app.skipped.is_empty());
+}
+
 /// The batch's last row decided while rows of it wait above: the cursor
 /// goes back to them, and the keys that follow never label a row below the
 /// batch.

@@ -379,6 +379,8 @@ impl App {
             Ok(others) => app.apply_team(&others, false),
             Err(e) => tracing::warn!("cannot read the reservations: {e:#}"),
         }
+        // Rows skipped in an earlier sitting stay at the end of the queue.
+        app.skipped = app.kept_skipped();
         let left = app.restore_batch();
         app.reserve_batch(true);
         if !left.is_empty() {
@@ -443,7 +445,12 @@ impl App {
         let rows: Vec<u32> = order
             .iter()
             .copied()
-            .filter(|&i| self.labels[i as usize].is_none() && !self.others_reserved.contains(&i) && !self.closed.contains(&i))
+            .filter(|&i| {
+                self.labels[i as usize].is_none()
+                    && !self.others_reserved.contains(&i)
+                    && !self.closed.contains(&i)
+                    && !self.skipped.contains(&i)
+            })
             .take(self.batch_size)
             .collect();
         if rows.is_empty() {
@@ -453,6 +460,31 @@ impl App {
         self.reserved = rows;
         self.rebuild_lists();
         order
+    }
+
+    /// Where the rows this annotator skipped are kept, in the order skipped.
+    fn skipped_key(&self) -> String {
+        format!("skipped_rows:{}", self.session.annotator())
+    }
+
+    /// Remembers the skipped rows (at every change: they stay at the end
+    /// of the queue after a quit or a crash too).
+    fn keep_skipped(&self) {
+        let ids: Vec<String> = self.skipped.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
+        if let Err(e) = self.session.set_meta(&self.skipped_key(), &ids.join(",")) {
+            tracing::warn!("cannot remember the skipped rows: {e:#}");
+        }
+    }
+
+    /// The rows skipped in an earlier sitting that are still unlabelled.
+    fn kept_skipped(&self) -> Vec<u32> {
+        let Some(v) = self.session.meta(&self.skipped_key()).ok().flatten() else { return Vec::new() };
+        let idx = self.row_index();
+        v.split(',')
+            .filter_map(|s| s.parse::<i64>().ok())
+            .filter_map(|id| idx.get(&id).copied())
+            .filter(|&i| self.labels[i as usize].is_none())
+            .collect()
     }
 
     /// Where the row under the cursor is kept: one per annotator.
@@ -1133,7 +1165,10 @@ impl App {
         if before.is_none() {
             self.n_labelled += 1;
         }
-        self.skipped.retain(|&r| r as usize != i);
+        if self.skipped.contains(&(i as u32)) {
+            self.skipped.retain(|&r| r as usize != i);
+            self.keep_skipped();
+        }
         self.message = match before {
             Some((old, _)) if old != label => Some(format!(
                 "relabelled row {}: {} -> {}",
@@ -1318,6 +1353,30 @@ impl App {
             }
             Err(e) => tracing::warn!("{e:#}"),
         }
+    }
+
+    /// A row of the batch was skipped: the batch holds what is left of it
+    /// and the next row of the queue in its place (held for this
+    /// annotator, and kept as the batch, so a reopening finds the same rows).
+    fn refill_batch(&mut self) {
+        let ids: Vec<i64> =
+            self.queue.iter().filter(|i| !self.skipped.contains(i)).take(self.batch_size * 4).map(|&i| self.row_ids[i as usize]).collect();
+        match self.session.reserve(&ids, self.batch_remaining()) {
+            Ok(got) => {
+                let got: HashSet<i64> = got.into_iter().collect();
+                self.reserved = self.queue.iter().copied().filter(|&i| got.contains(&self.row_ids[i as usize])).collect();
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+        self.rebuild_lists();
+        let (labels, reserved) = (&self.labels, &self.reserved);
+        self.batch_order.retain(|&r| labels[r as usize].is_some() || reserved.contains(&r));
+        for &r in &self.reserved {
+            if !self.batch_order.contains(&r) {
+                self.batch_order.push(r);
+            }
+        }
+        self.keep_batch();
     }
 
     /// The labelled view (in the order review or disputes asked for), from its top.
@@ -1642,7 +1701,11 @@ impl App {
                         let at = self.cursor[0];
                         self.skipped.retain(|&r| r as usize != i);
                         self.skipped.push(i as u32);
+                        self.keep_skipped();
                         self.rebuild_lists();
+                        if self.reserved.contains(&(i as u32)) {
+                            self.refill_batch();
+                        }
                         // Stay in place: the next row moves up under the cursor.
                         self.cursor[0] = at.min(self.queue.len().saturating_sub(1));
                         self.scroll_into_view();
