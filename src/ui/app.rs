@@ -425,10 +425,22 @@ impl App {
     /// Remembers the rows of the batch in hand (at every change of it: a
     /// crash or a dropped connection keeps it too).
     fn keep_batch(&self) {
-        let ids: Vec<String> = self.batch_order.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
-        if let Err(e) = self.session.set_meta(&self.batch_key(), &ids.join(",")) {
-            tracing::warn!("cannot remember the batch: {e:#}");
+        self.keep_rows(&self.batch_key(), &self.batch_order, "the batch");
+    }
+
+    /// Writes rows, by id, to meta entry `key` (`what` names them in the log).
+    fn keep_rows(&self, key: &str, rows: &[u32], what: &str) {
+        let ids: Vec<String> = rows.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
+        if let Err(e) = self.session.set_meta(key, &ids.join(",")) {
+            tracing::warn!("cannot remember {what}: {e:#}");
         }
+    }
+
+    /// The rows `keep_rows` wrote to `key` that are still in the pool, in order.
+    fn kept_rows(&self, key: &str) -> Vec<u32> {
+        let Some(v) = self.session.meta(key).ok().flatten() else { return Vec::new() };
+        let idx = self.row_index();
+        v.split(',').filter_map(|s| s.parse::<i64>().ok()).filter_map(|id| idx.get(&id).copied()).collect()
     }
 
     /// The batch the person was working on when the workstation last ended
@@ -439,9 +451,7 @@ impl App {
     /// Returns the batch's rows in their order (those labelled too), or
     /// nothing where no row of it is left.
     fn restore_batch(&mut self) -> Vec<u32> {
-        let Some(v) = self.session.meta(&self.batch_key()).ok().flatten() else { return Vec::new() };
-        let idx = self.row_index();
-        let order: Vec<u32> = v.split(',').filter_map(|s| s.parse::<i64>().ok()).filter_map(|id| idx.get(&id).copied()).collect();
+        let order = self.kept_rows(&self.batch_key());
         let rows: Vec<u32> = order
             .iter()
             .copied()
@@ -470,21 +480,12 @@ impl App {
     /// Remembers the skipped rows (at every change: they stay at the end
     /// of the queue after a quit or a crash too).
     fn keep_skipped(&self) {
-        let ids: Vec<String> = self.skipped.iter().map(|&r| self.row_ids[r as usize].to_string()).collect();
-        if let Err(e) = self.session.set_meta(&self.skipped_key(), &ids.join(",")) {
-            tracing::warn!("cannot remember the skipped rows: {e:#}");
-        }
+        self.keep_rows(&self.skipped_key(), &self.skipped, "the skipped rows");
     }
 
     /// The rows skipped in an earlier sitting that are still unlabelled.
     fn kept_skipped(&self) -> Vec<u32> {
-        let Some(v) = self.session.meta(&self.skipped_key()).ok().flatten() else { return Vec::new() };
-        let idx = self.row_index();
-        v.split(',')
-            .filter_map(|s| s.parse::<i64>().ok())
-            .filter_map(|id| idx.get(&id).copied())
-            .filter(|&i| self.labels[i as usize].is_none())
-            .collect()
+        self.kept_rows(&self.skipped_key()).into_iter().filter(|&i| self.labels[i as usize].is_none()).collect()
     }
 
     /// Where the row under the cursor is kept: one per annotator.
