@@ -299,35 +299,37 @@ fn header_names(rdr: &mut csv::Reader<BufReader<File>>) -> Result<Vec<String>, c
         .collect())
 }
 
-/// Where a record starts, as the csv crate reports it, put right for files
-/// with CRLF line ends: the crate counts a line end's `\n` only when it
-/// reads on, so the record after a `\r\n` is reported at the line before
-/// and at the byte of that `\n` (rust-csv issue 395). A record whose
-/// reported first byte is a `\n` starts a line and a byte later.
+/// Where a record starts, as the csv crate reports it, put right: the crate
+/// counts a line end's `\n` only when it reads on, so the record after a
+/// `\r\n` is reported at the line before and at the byte of that `\n`
+/// (rust-csv issue 395), and one after blank lines at the first of them.
+/// The line ends at the reported byte are skipped and their `\n`s counted.
 struct Starts {
-    /// The file, when its first line ends in `\r\n` (else nothing to fix).
-    crlf: Option<File>,
+    /// The file, read at the reported bytes (a regular file only: a pipe
+    /// cannot be read twice, nor a FIFO opened again without a hang).
+    file: Option<File>,
 }
 
 impl Starts {
     fn of(path: &Path) -> Starts {
-        let crlf = File::open(path).ok().filter(|f| {
-            let mut head = vec![0u8; 1 << 16];
-            let n = std::os::unix::fs::FileExt::read_at(f, &mut head, 0).unwrap_or(0);
-            head[..n].iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && head[i - 1] == b'\r')
-        });
-        Starts { crlf }
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        Starts { file: if regular { File::open(path).ok() } else { None } }
     }
 
     /// The line and byte offset where a record reported at `pos` starts.
     fn at(&self, pos: &csv::Position) -> (u64, u64) {
-        if let Some(f) = &self.crlf {
-            let mut b = [0u8; 1];
-            if std::os::unix::fs::FileExt::read_exact_at(f, &mut b, pos.byte()).is_ok() && b[0] == b'\n' {
-                return (pos.line() + 1, pos.byte() + 1);
+        let (mut line, mut byte) = (pos.line(), pos.byte());
+        let Some(f) = &self.file else { return (line, byte) };
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = std::os::unix::fs::FileExt::read_at(f, &mut buf, byte).unwrap_or(0);
+            let ends = buf[..n].iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            line += buf[..ends].iter().filter(|&&b| b == b'\n').count() as u64;
+            byte += ends as u64;
+            if ends < n || n == 0 {
+                return (line, byte);
             }
         }
-        (pos.line(), pos.byte())
     }
 }
 

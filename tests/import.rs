@@ -151,8 +151,9 @@ fn invalid_utf8_names_line_and_offset() {
 }
 
 /// Files with CRLF line ends (Windows, Python's csv module) name the same
-/// lines and bytes as with LF ones (the csv crate reports a record after a
-/// `\r\n` a line early: rust-csv issue 395).
+/// lines and bytes as with LF ones, and so do records after blank lines
+/// (the csv crate reports a record after a `\r\n` a line early, rust-csv
+/// issue 395, and one after blank lines at the first of them).
 #[test]
 fn crlf_files_name_the_right_line_and_byte() {
     refused(
@@ -174,7 +175,15 @@ fn crlf_files_name_the_right_line_and_byte() {
         &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
         &[("a.csv", b"text,label\r\nfine,a\r\nbad \xff here,b\r\n")],
         &["a.csv:3:1: invalid UTF-8 at byte offset 24"],
-    );
+    ); // After blank lines (which the crate skips), in either kind of file, and
+       // rows in CRLF under a header in LF.
+    for data in [&b"text,label\nq1,a\n\nq2,zzz\n"[..], b"text,label\r\nq1,a\r\n\r\nq2,zzz\r\n", b"text,label\nq1,a\r\n\r\nq2,zzz\r\n"] {
+        refused(
+            &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"],
+            &[("a.csv", data)],
+            &["a.csv:4: label 'zzz'"],
+        );
+    }
 }
 
 #[test]
