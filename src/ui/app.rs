@@ -746,25 +746,9 @@ impl App {
     /// queue that nobody else holds (the session decides, atomically). A
     /// store that cannot reserve leaves the queue as it is, with a message.
     fn reserve_batch(&mut self, to_top: bool) {
-        let candidates: Vec<i64> =
-            self.queue.iter().filter(|i| !self.skipped.contains(i)).take(self.batch_size * 4).map(|&i| self.row_ids[i as usize]).collect();
         let before = self.selected();
         // What is left of this batch (all of it at a batch's start).
-        match self.session.reserve_seeing(&candidates, self.batch_remaining().max(1)) {
-            Ok((ids, taken)) => {
-                let ids: HashSet<i64> = ids.into_iter().collect();
-                self.reserved = self.queue.iter().copied().filter(|&i| ids.contains(&self.row_ids[i as usize])).collect();
-                // Rows others took since the last look leave this queue now.
-                let taken: HashSet<i64> = taken.into_iter().collect();
-                let gone: Vec<u32> = self.queue.iter().copied().filter(|&i| taken.contains(&self.row_ids[i as usize])).collect();
-                self.others_reserved.extend(gone);
-            }
-            Err(e) => {
-                tracing::warn!("{e:#}");
-                self.message = Some("could not reserve this batch for you (see the log)".into());
-            }
-        }
-        self.rebuild_lists();
+        self.hold_from_queue(self.batch_remaining().max(1), "could not reserve this batch for you (see the log)");
         self.batch_order = self.reserved.clone();
         self.keep_batch();
         // A new batch starts at its top (on opening; a refresh moves the
@@ -1356,20 +1340,35 @@ impl App {
         }
     }
 
+    /// Holds the first `n` rows of the queue (skipped rows aside) that
+    /// nobody else holds for this annotator (the session decides,
+    /// atomically), and lists them first; rows others took since the last
+    /// look leave the queue. A store that cannot hold them leaves what is
+    /// held as it is, with `failed` as the message.
+    fn hold_from_queue(&mut self, n: usize, failed: &str) {
+        let candidates: Vec<i64> =
+            self.queue.iter().filter(|i| !self.skipped.contains(i)).take(self.batch_size * 4).map(|&i| self.row_ids[i as usize]).collect();
+        match self.session.reserve_seeing(&candidates, n) {
+            Ok((ids, taken)) => {
+                let ids: HashSet<i64> = ids.into_iter().collect();
+                self.reserved = self.queue.iter().copied().filter(|&i| ids.contains(&self.row_ids[i as usize])).collect();
+                let taken: HashSet<i64> = taken.into_iter().collect();
+                let gone: Vec<u32> = self.queue.iter().copied().filter(|&i| taken.contains(&self.row_ids[i as usize])).collect();
+                self.others_reserved.extend(gone);
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}");
+                self.message = Some(failed.into());
+            }
+        }
+        self.rebuild_lists();
+    }
+
     /// A row of the batch was skipped: the batch holds what is left of it
     /// and the next row of the queue in its place (held for this
     /// annotator, and kept as the batch, so a reopening finds the same rows).
     fn refill_batch(&mut self) {
-        let ids: Vec<i64> =
-            self.queue.iter().filter(|i| !self.skipped.contains(i)).take(self.batch_size * 4).map(|&i| self.row_ids[i as usize]).collect();
-        match self.session.reserve(&ids, self.batch_remaining()) {
-            Ok(got) => {
-                let got: HashSet<i64> = got.into_iter().collect();
-                self.reserved = self.queue.iter().copied().filter(|&i| got.contains(&self.row_ids[i as usize])).collect();
-            }
-            Err(e) => tracing::warn!("{e:#}"),
-        }
-        self.rebuild_lists();
+        self.hold_from_queue(self.batch_remaining(), "could not hold another row for you in its place (see the log)");
         let (labels, reserved) = (&self.labels, &self.reserved);
         self.batch_order.retain(|&r| labels[r as usize].is_some() || reserved.contains(&r));
         for &r in &self.reserved {
@@ -1703,6 +1702,7 @@ impl App {
                         self.skipped.retain(|&r| r as usize != i);
                         self.skipped.push(i as u32);
                         self.keep_skipped();
+                        self.message = Some("skipped for now: back at the end of the queue".into());
                         self.rebuild_lists();
                         if self.reserved.contains(&(i as u32)) {
                             self.refill_batch();
@@ -1710,7 +1710,6 @@ impl App {
                         // Stay in place: the next row moves up under the cursor.
                         self.cursor[0] = at.min(self.queue.len().saturating_sub(1));
                         self.scroll_into_view();
-                        self.message = Some("skipped for now: back at the end of the queue".into());
                     }
                 }
             }
