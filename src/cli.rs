@@ -926,7 +926,8 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             // two, anyone's): say whose and which, so a client that relabels
             // by mistake sees it (the old one is kept in the history). The
             // same label again (a client resending after a crash, or
-            // confirming another's) changes no label: plain `ok`.
+            // confirming another's) leaves the row's label as it was (now
+            // given by this annotator): plain `ok`.
             Some((old, who)) if old != l => writeln!(
                 out,
                 "ok {id}\treplaced\t{}\t{}",
