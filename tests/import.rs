@@ -175,8 +175,9 @@ fn crlf_files_name_the_right_line_and_byte() {
         &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
         &[("a.csv", b"text,label\r\nfine,a\r\nbad \xff here,b\r\n")],
         &["a.csv:3:1: invalid UTF-8 at byte offset 24"],
-    ); // After blank lines (which the crate skips), in either kind of file, and
-       // rows in CRLF under a header in LF.
+    );
+    // After blank lines (which the crate skips), in either kind of file, and
+    // rows in CRLF under a header in LF.
     for data in [&b"text,label\nq1,a\n\nq2,zzz\n"[..], b"text,label\r\nq1,a\r\n\r\nq2,zzz\r\n", b"text,label\nq1,a\r\n\r\nq2,zzz\r\n"] {
         refused(
             &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"],
@@ -184,6 +185,15 @@ fn crlf_files_name_the_right_line_and_byte() {
             &["a.csv:4: label 'zzz'"],
         );
     }
+    // More blank lines than one read at the reported byte holds.
+    let mut many = b"text,label\r\nq1,a\r\n".to_vec();
+    many.extend(b"\r\n".repeat(100));
+    many.extend(b"q2,zzz\r\n");
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "label", "--labels", "a,b"],
+        &[("a.csv", &many)],
+        &["a.csv:103: label 'zzz'"],
+    );
 }
 
 #[test]
