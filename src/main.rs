@@ -16,10 +16,15 @@ fn main() {
     let guard = labelrest::ui::init_logging(cli.verbosity() == term::Verbosity::Verbose && !cli.command.is_workstation());
     // Before anything else: a panic anywhere restores the terminal, goes to
     // the log with its backtrace, and prints one line (if a terminal is left).
+    // (The worker's and the fine-tune's threads catch their panics and tell
+    // the workstation, which goes on: the log only.)
     std::panic::set_hook(Box::new(|info| {
-        labelrest::ui::tui::restore();
         let bt = std::backtrace::Backtrace::force_capture();
         tracing::error!("panic: {info}\n{bt}");
+        if labelrest::worker::catches_panics(std::thread::current().name()) {
+            return;
+        }
+        labelrest::ui::tui::restore();
         let _ = writeln!(
             std::io::stderr(),
             "labelrest: internal error: {} (the log has the details)",

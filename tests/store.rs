@@ -395,6 +395,12 @@ fn work_goes_on_after_a_server_restart() {
             let e = format!("{:#}", s.add_label(ids[5], 0, 0, None).unwrap_err());
             assert!(e.contains("lost its hold on session 'restart'"), "{e}");
             second.add_label(ids[6], 0, 0, None).unwrap();
+            // Nor undo (it would take back the second's label) nor keep
+            // alice's place in the batch over the second's.
+            let e = format!("{:#}", s.undo_last().unwrap_err());
+            assert!(e.contains("lost its hold"), "{e}");
+            assert!(s.set_meta("batch_rows:alice", "1").is_err());
+            assert_eq!(second.labels().unwrap().iter().filter(|l| l.row_id == ids[6]).count(), 1, "the second's label stays");
         }
         // The first took its lock back before the second asked.
         Err(e) => {

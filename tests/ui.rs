@@ -639,6 +639,8 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
         app.handle(Action::Down);
     }
     let row = app.selected().unwrap();
+    let on_screen = |app: &App| app.suggestions(row).into_iter().take(app.shown_suggestions(row).max(1)).map(|s| s.0).collect::<Vec<_>>();
+    let seen = on_screen(&app);
     // A description edit retrains: the cursor stays on the same row.
     app.handle(Action::OpenPicker);
     app.handle(Action::EditDescription);
@@ -648,12 +650,15 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
     app.handle(Action::Confirm);
     retrain(&mut app);
     assert_eq!(app.selected(), Some(row), "the cursor followed its row");
-    assert!(!app.settling());
+    // It waits only if what the row suggests changed.
+    assert_eq!(app.settling(), on_screen(&app) != seen);
     // A refresh from elsewhere (a fine-tune swap-in) also keeps it.
     app.outbox.push(Job::Retrain { strategy: Strategy::Entropy });
     retrain(&mut app);
     assert_eq!(app.selected(), Some(row));
     // Finish a batch: the refresh that answers it moves to the new batch's top.
+    // (The person waited out any change to the row's suggestions.)
+    app.changed_at = None;
     app.handle(Action::Top);
     for _ in 0..10 {
         app.handle(Action::Accept);
@@ -802,6 +807,8 @@ fn no_duplicate_iterations() {
     retrain(&mut app);
     assert_eq!(n(&app), before + 1);
     assert_eq!(app.history.last().unwrap().reason, "labels");
+    // (the new model may have changed the row's suggestions: a moment before a key acts)
+    app.changed_at = None;
     // A description changes the prior: recorded, with its reason.
     app.handle(Action::OpenPicker);
     app.handle(Action::EditDescription);
@@ -1468,4 +1475,181 @@ fn enter_in_the_disputes_view_takes_the_models_label() {
     app.changed_at = None;
     app.handle(Action::Accept);
     assert_eq!(app.session.label_of(1).unwrap(), Some((model, labelrest::store::Source::Adjudicated)), "{:?}", app.message);
+}
+
+/// The update a new model would send where row `i`'s prediction is
+/// `label` (every other row as in the last update; the same ranking).
+fn update_predicting(app: &App, i: usize, label: u32) -> Arc<Update> {
+    let u = app.update.clone().expect("an update");
+    let k = u.scores.k;
+    let mut probs = u.scores.probs.clone();
+    for j in 0..k {
+        probs[i * k + j] = if j as u32 == label { 0.9 } else { 0.1 / (k - 1) as f32 };
+    }
+    Arc::new(Update {
+        iteration: u.iteration,
+        n_labels: u.n_labels,
+        scores: labelrest::learn::Scores::from_probs(probs, k),
+        ranking: u.ranking.clone(),
+        record: u.record.clone(),
+        trained: false,
+        pool_index: u.pool_index.clone(),
+    })
+}
+
+/// A new model that changes what the row under the cursor suggests (the
+/// row stays): a key pressed for the old suggestions waits, as for a new
+/// row; then it takes what is on screen.
+#[test]
+fn changed_suggestions_settle_before_a_key_acts() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    screen(&mut app, 80, 24);
+    app.handle(Action::Down);
+    let i = app.selected().unwrap();
+    let old = app.suggestions(i)[0].0;
+    let new = (old + 1) % app.label_names.len() as u32;
+    // The same model again: nothing to wait for.
+    let again = app.update.clone().unwrap();
+    app.apply_update(again);
+    assert!(!app.settling());
+    app.apply_update(update_predicting(&app, i, new));
+    assert_eq!(app.selected(), Some(i), "the cursor stays on its row");
+    assert_eq!(app.suggestions(i)[0].0, new);
+    assert!(app.settling(), "the row's suggestions changed by themselves");
+    assert!(app.message.as_deref().unwrap().contains("suggestions for the row under the cursor changed"), "{:?}", app.message);
+    let n = app.session.labels().unwrap().len();
+    app.handle(Action::Accept);
+    app.handle(Action::Pick(1));
+    assert_eq!(app.session.labels().unwrap().len(), n, "no label while the row settles");
+    app.changed_at = std::time::Instant::now().checked_sub(labelrest::ui::app::SETTLE * 2);
+    app.handle(Action::Accept);
+    let last = app.session.labels().unwrap().last().cloned().unwrap();
+    assert_eq!((last.row_id, last.label), (app.row_ids[i], new), "the label on screen");
+}
+
+/// A change behind an overlay (the reader covers the table) that outlasts
+/// the settle moment: the moment starts again when the table shows.
+#[test]
+fn a_change_behind_the_reader_settles_when_it_closes() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    screen(&mut app, 80, 24);
+    let i = app.selected().unwrap();
+    let new = (app.suggestions(i)[0].0 + 1) % app.label_names.len() as u32;
+    app.handle(Action::Read);
+    assert!(matches!(app.overlay, Overlay::Reader { .. }));
+    app.apply_update(update_predicting(&app, i, new));
+    assert!(app.settling());
+    // The person reads on for longer than the moment.
+    std::thread::sleep(labelrest::ui::app::SETTLE + std::time::Duration::from_millis(100));
+    assert!(!app.settling());
+    app.handle(Action::Read);
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(app.settling(), "the change is seen only now");
+    let n = app.session.labels().unwrap().len();
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), n, "no label for what the reader hid");
+    // Nothing changed behind it: closing it asks for no wait.
+    app.changed_at = None;
+    app.handle(Action::Read);
+    app.handle(Action::Read);
+    assert!(!app.settling());
+}
+
+/// In the all-rows view, Enter on a row with a label keeps it (as in the
+/// labelled view): the model's guess does not replace the person's.
+#[test]
+fn enter_keeps_a_label_in_the_all_rows_view() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    screen(&mut app, 80, 24);
+    let i = app.selected().unwrap();
+    let other = (app.suggestions(i)[0].0 + 1) % app.label_names.len() as u32;
+    // The person gives row i a label that is not the model's top one.
+    let shown = app.shown_suggestions(i);
+    let at = app.suggestions(i).iter().position(|s| s.0 == other).filter(|&p| p < shown);
+    match at {
+        Some(p) => app.handle(Action::Pick(p + 1)),
+        None => {
+            app.handle(Action::OpenPicker);
+            for c in app.label_names[other as usize].clone().chars() {
+                app.handle(Action::Input(c));
+            }
+            app.handle(Action::Confirm);
+        }
+    }
+    assert_eq!(app.labels[i].map(|l| l.0), Some(other));
+    let n = app.session.labels().unwrap().len();
+    app.handle(Action::NextView);
+    app.handle(Action::NextView);
+    assert_eq!(app.view, View::All);
+    app.handle(Action::Top);
+    let pos = app.all_list.iter().position(|&r| r as usize == i).unwrap();
+    for _ in 0..pos {
+        app.handle(Action::Down);
+    }
+    assert_eq!(app.selected(), Some(i));
+    app.handle(Action::Accept);
+    app.handle(Action::Confirm);
+    assert_eq!(app.session.labels().unwrap().len(), n, "no new label");
+    assert_eq!(app.labels[i].map(|l| l.0), Some(other));
+    assert!(app.message.as_deref().unwrap().contains("keeps"), "{:?}", app.message);
+}
+
+/// A fine-tune that finishes as the person cancels it (`F` again, pressed
+/// while the worker was busy and the encoder already waiting for it) is
+/// cancelled: its encoder is not swapped in, its folder goes.
+#[test]
+fn a_fine_tune_cancelled_as_it_finishes_is_not_swapped_in() {
+    let d = tempfile::tempdir().unwrap();
+    let s = session(d.path(), 80, true);
+    let rows = s.rows().unwrap();
+    for (i, r) in rows.iter().take(12).enumerate() {
+        s.add_label(r.id, (i % 3) as u32, 1, None).unwrap();
+    }
+    worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = labelrest::worker::Worker::start(&s, tx).unwrap();
+    let next = |rx: &std::sync::mpsc::Receiver<worker::Event>| rx.recv_timeout(std::time::Duration::from_secs(300)).unwrap();
+    while !matches!(next(&rx), worker::Event::Update(_)) {}
+    w.request(Job::FineTune);
+    // Held from the fine-tune's start: its encoder waits in the slot.
+    let hold = loop {
+        match next(&rx) {
+            worker::Event::FineTune { running: true, .. } => break w.hold(),
+            worker::Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    };
+    let folder = || {
+        std::fs::read_dir(&s.dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("encoder-") && p.join("model.safetensors").exists())
+    };
+    let t = std::time::Instant::now();
+    let tuned = loop {
+        if let Some(f) = folder() {
+            break f;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(300), "the fine-tune did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // (Its cache is written and it is handed over right after the folder.)
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    w.request(Job::CancelFineTune);
+    drop(hold);
+    let text = loop {
+        match next(&rx) {
+            worker::Event::FineTune { running: false, text } => break text,
+            worker::Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    };
+    assert!(text.contains("cancelled"), "{text}");
+    w.shutdown();
+    assert!(s.tuned_encoder().unwrap().is_none(), "the base encoder stays in use");
+    assert!(!tuned.exists(), "the cancelled encoder's folder is removed");
 }

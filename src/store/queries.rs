@@ -78,7 +78,10 @@ impl Session {
         self.set_meta(KEPT_REVIEWS, &serde_json::to_string(&kept)?)
     }
 
+    /// Sets a value of the session's meta table (a process that lost its
+    /// hold on the session may not: another holds the annotator now).
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.check_held()?;
         self.db
             .exec("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", p![key, value])?;
         Ok(())
@@ -247,6 +250,9 @@ impl Session {
     /// they settled, and of the agreement figures).
     /// Returns the row it was about, or None when there is nothing to undo.
     pub fn undo_last(&self) -> Result<Option<i64>> {
+        // A process that lost its hold may not undo what the one holding
+        // the annotator now decided.
+        self.check_held()?;
         let tx = self.write_tx()?;
         let last = tx.row(
             "SELECT id, row_id, replaces FROM annotations a WHERE source IN ('person','adjudicated') AND undone=0 AND active=1 AND (annotator = ?1 OR annotator IS NULL)

@@ -156,6 +156,8 @@ pub struct App {
     /// When the row under the cursor last changed by itself (a refresh, not
     /// a key): decisions on it wait until `SETTLE` has passed.
     pub changed_at: Option<Instant>,
+    /// When the open overlay (which covers the table) was opened.
+    overlay_opened: Option<Instant>,
     /// The person finished a batch and has not moved since: the refresh that
     /// answers it puts the cursor at the top of the new batch.
     pub jump_to_batch: bool,
@@ -306,6 +308,7 @@ impl App {
             page: 10,
             geometry: Geometry::default(),
             changed_at: None,
+            overlay_opened: None,
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
@@ -580,6 +583,25 @@ impl App {
     /// How many suggestions of a row are on screen (the digits that work).
     pub fn shown_suggestions(&self, i: usize) -> usize {
         layout::count(&self.suggestion_layout(i))
+    }
+
+    /// What the person sees of the row under the cursor: the row, and the
+    /// labels of its suggestions on screen (the first is its prediction).
+    fn in_view(&self) -> Option<(usize, Vec<u32>)> {
+        let i = self.selected()?;
+        let n = self.shown_suggestions(i).max(1);
+        Some((i, self.suggestions(i).into_iter().take(n).map(|s| s.0).collect()))
+    }
+
+    /// Whether a key that was meant for `seen` (`in_view` before) would now
+    /// give another label: the same row, a suggestion at the same place
+    /// that differs. (Suggestions that come where there were none change
+    /// nothing a key did: those keys did nothing.)
+    fn suggestions_changed(&self, seen: Option<(usize, Vec<u32>)>) -> bool {
+        match (seen, self.in_view()) {
+            (Some((r0, s0)), Some((r1, s1))) => r0 == r1 && s0.iter().zip(&s1).any(|(a, b)| a != b),
+            _ => false,
+        }
     }
 
     /// True while the row under the cursor has just changed by itself.
@@ -988,6 +1010,7 @@ impl App {
 
     pub fn apply_update(&mut self, u: Arc<Update>) {
         let before = self.selected();
+        let seen = self.in_view();
         // No model had ranked the rows before this one.
         let first = self.update.is_none() && self.stored.iter().all(|s| s.is_none());
         // Iterations another process made since the last one shown: the panel reads them all.
@@ -1074,6 +1097,11 @@ impl App {
             } else {
                 "new ranking: the row under the cursor changed".into()
             });
+        } else if self.suggestions_changed(seen) {
+            // The same row, but what Enter and the digits would give changed
+            // (a new model): a key pressed for the old suggestions waits too.
+            self.changed_at = Some(Instant::now());
+            self.message = Some("new model: the suggestions for the row under the cursor changed".into());
         }
         if reranked {
             self.message = Some(format!("ranked by {}: its first batch is at the top", self.strategy.name()));
@@ -1427,9 +1455,27 @@ impl App {
         if std::mem::take(&mut self.key_error) {
             self.error = None;
         }
+        let covered = self.overlay != Overlay::None;
         if let Err(e) = self.try_handle(a) {
             self.error = Some(format!("{e:#}"));
             self.key_error = true;
+        }
+        match (covered, self.overlay != Overlay::None) {
+            (false, true) => self.overlay_opened = Some(Instant::now()),
+            (true, false) => {
+                // The row under the cursor (or its suggestions) changed by
+                // itself behind the overlay: its moment to be read starts
+                // now that it can be seen.
+                if let (Some(changed), Some(opened)) = (self.changed_at, self.overlay_opened.take()) {
+                    if changed >= opened {
+                        self.changed_at = Some(Instant::now());
+                        if self.message.is_none() {
+                            self.message = Some("the row under the cursor changed while the table was covered".into());
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1548,6 +1594,18 @@ impl App {
             Action::Bottom => self.move_cursor(isize::MAX / 2),
             // (In the disputes view it takes the model's label, as in the
             // queue: `decide_row` adjudicates there.)
+            Action::Accept | Action::Confirm if self.view == View::All && self.selected().is_some_and(|i| self.labels[i].is_some()) => {
+                // A row with a label keeps it here too: the model's guess
+                // does not replace it by the key that accepts it on a new row.
+                if let Some((i, Some((l, _)))) = self.selected().map(|i| (i, self.labels[i])) {
+                    self.message = Some(format!(
+                        "row {} keeps {}; 1-9 or {} relabels",
+                        self.row_ids[i],
+                        self.label_names[l as usize],
+                        self.key(&Action::OpenPicker)
+                    ));
+                }
+            }
             Action::Accept | Action::Confirm if self.view == View::Labelled && !self.adjudicating => {
                 // In the labelled view the label stays; relabel with 1-9 or the picker.
                 if let Some(i) = self.selected() {

@@ -66,7 +66,15 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
     let mut dirty = true;
     loop {
         if dirty {
-            let size = term.size()?;
+            // The terminal is gone (SIGHUP, closed SSH): leave as on a hang-up
+            // (the place is kept, the worker stopped within its limit).
+            let size = match term.size() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("the terminal's size cannot be read: {e}");
+                    break;
+                }
+            };
             app.set_geometry(render::geometry(ratatui::layout::Rect::new(0, 0, size.width, size.height)));
             if let Err(e) = term.draw(|f| render::draw(f, &app, theme)) {
                 // The terminal is gone (SIGHUP, closed SSH): nothing to draw on.

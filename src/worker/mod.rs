@@ -9,7 +9,7 @@ pub mod pipeline;
 pub mod team;
 pub mod tuning;
 
-pub use pipeline::{create_session, encoder_dir, iterate, prepare, retrain_headless, IterationRecord, Prepared, Update};
+pub use pipeline::{create_session, encoder_dir, iterate, model_and_labels, prepare, retrain_headless, IterationRecord, Prepared, Update};
 
 use anyhow::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,13 +111,23 @@ impl Worker {
                     };
                 }
                 if let Some(s) = session.take() {
-                    match run(s, s2.clone(), c2.clone(), &events) {
+                    // A panic (a bug) is an error like another: the person is
+                    // told, and training starts again.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(s, s2.clone(), c2.clone(), &events)))
+                        .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {} (the log has the details)", panic_text(&p))));
+                    match ran {
                         Ok(()) => return,
                         Err(e) => {
                             tracing::error!("worker: {e:#}");
                             let _ = events.send(Event::Error(format!("{e:#}")));
                         }
                     }
+                }
+                if attempt == RESTARTS {
+                    let _ = events.send(Event::Error(
+                        "training stopped after repeated errors (the log has them); quit and open the session again".into(),
+                    ));
+                    return;
                 }
                 // Again after a pause, unless the workstation is closing.
                 let deadline = Instant::now() + std::time::Duration::from_secs(5 * attempt as u64).min(std::time::Duration::from_secs(60));
@@ -229,6 +239,17 @@ fn encoder_text(session: &Session) -> String {
 /// the first (about 10-20 s on two cores).
 const GROW_ROWS: usize = 4096;
 
+/// The threads that catch their own panics (and report them as errors):
+/// the panic hook only logs theirs.
+pub fn catches_panics(thread: Option<&str>) -> bool {
+    matches!(thread, Some("labelrest-worker" | "labelrest-finetune"))
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic".into())
+}
+
 /// Whether the person gave at least a batch of labels since the last
 /// stored iteration (none: since the zero-shot start).
 fn behind_by_a_batch(session: &Session, p: &Prepared) -> Result<bool> {
@@ -323,6 +344,12 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         let _ = events.send(Event::Idle);
     }
     let mut tuner = Tuner::default();
+    // A fine-tune of this worker's run before an error that finished since:
+    // its thread is over (`Tuner`'s drop), its encoder is not judged here.
+    let stale = slot.0.lock().unwrap_or_else(|e| e.into_inner()).candidate.take();
+    if let Some(c) = stale {
+        tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+    }
     // The encoder in use learnt from this many labels: the schedule goes on from there.
     tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
     let mut first_pass = true;
@@ -437,7 +464,13 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
         }
         if let Some(c) = candidate {
             tuner.join();
-            tuner.waiting = Some(c);
+            if cancel_finetune {
+                // Finished as the person cancelled it: cancelled all the same.
+                tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+                let _ = events.send(Event::FineTune { running: false, text: "fine-tune cancelled; the current model stays".into() });
+            } else {
+                tuner.waiting = Some(c);
+            }
         }
         if let Some(Job::Retrain { strategy }) = job {
             // (What it trains on now; a failure is not retried at every look.)

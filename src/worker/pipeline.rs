@@ -470,13 +470,31 @@ fn short_hash(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The labels' part of an iteration's `inputs`.
+fn labels_digest(labels: &[crate::store::Label]) -> String {
+    let mut l: Vec<(i64, u32)> = labels.iter().map(|x| (x.row_id, x.label)).collect();
+    l.sort_unstable();
+    let lb: Vec<u8> = l.iter().flat_map(|(r, x)| r.to_le_bytes().into_iter().chain(x.to_le_bytes())).collect();
+    short_hash(&lb)
+}
+
+/// The model in use and the labels now: its iteration, how many labels it
+/// learnt from, how many the model learns from now, and whether they
+/// changed since (a retrain that had not run when the workstation closed,
+/// labels that `annotate` gave with no trainer at work). None before the
+/// first iteration.
+pub fn model_and_labels(session: &Session) -> Result<Option<(i64, usize, usize, bool)>> {
+    let Some(it) = session.iterations::<IterationRecord>()?.pop() else { return Ok(None) };
+    let Ok(rec) = it.metrics else { return Ok(None) };
+    let labels = session.labels()?;
+    let changed = rec.inputs.split(':').next() != Some(labels_digest(&labels).as_str());
+    Ok(Some((it.id, rec.labels, labels.len(), changed)))
+}
+
 impl Digest {
     fn of(labels: &[crate::store::Label], prompts: &[String], encoder: &str, cfg: &learn::EngineConfig) -> Digest {
-        let mut l: Vec<(i64, u32)> = labels.iter().map(|x| (x.row_id, x.label)).collect();
-        l.sort_unstable();
-        let lb: Vec<u8> = l.iter().flat_map(|(r, x)| r.to_le_bytes().into_iter().chain(x.to_le_bytes())).collect();
         Digest {
-            labels: short_hash(&lb),
+            labels: labels_digest(labels),
             prompts: short_hash(prompts.join("\u{1f}").as_bytes()),
             encoder: encoder.to_string(),
             settings: short_hash(format!("{cfg:?}").as_bytes()),

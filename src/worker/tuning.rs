@@ -91,6 +91,15 @@ pub struct Tuner {
     pub waiting: Option<Candidate>,
 }
 
+/// A worker that stops (an error: it starts again with a new `Tuner`)
+/// stops its fine-tune too: never two at once, nor one whose end no one waits for.
+impl Drop for Tuner {
+    fn drop(&mut self) {
+        self.cancel();
+        self.join();
+    }
+}
+
 impl Default for Tuner {
     fn default() -> Self {
         Tuner {
@@ -171,7 +180,12 @@ impl Tuner {
             let say = |text: String| {
                 let _ = events.send(Event::FineTune { running: true, text });
             };
-            let result = run_finetune(&dir, &base_dir, &device, &texts, &pool_rows, &pairs, &head, method, &cfg, &say, &cancel);
+            // A panic (a bug) ends it as a failure: the person is told, and
+            // the next fine-tune can start.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_finetune(&dir, &base_dir, &device, &texts, &pool_rows, &pairs, &head, method, &cfg, &say, &cancel)
+            }))
+            .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {} (the log has the details)", super::panic_text(&p))));
             match result {
                 Ok(c) => {
                     let (m, cv) = &*slot;
