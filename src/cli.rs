@@ -538,7 +538,7 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     if let Some(e) = r.model_expected {
         let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
         // (No temperature is fitted below `MIN_LABELS` labels: the model's own.)
-        let how = if r.person + r.seed >= crate::learn::calibration::MIN_LABELS {
+        let how = if r.learnt_from >= crate::learn::calibration::MIN_LABELS {
             "calibrated on your labels".to_string()
         } else {
             format!("the model's own probabilities: calibrated from {} labels on", crate::learn::calibration::MIN_LABELS)
@@ -561,6 +561,9 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     } else if r.formula_cells > 0 {
         let (cells, start) = if r.formula_cells == 1 { ("cell", "starts") } else { ("cells", "start") };
         say!("{} {cells} that {start} like formulas were neutralised with a leading quote", crate::data::thousands(r.formula_cells));
+    }
+    if r.model > 0 {
+        note_if_model_behind(&s);
     }
     Ok(())
 }
@@ -951,20 +954,44 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
     crate::predict::output_is_jsonl(&a.out)?;
     data::require_file(&a.input)?;
     let s = Session::open_read_only(sessions, &a.name)?;
-    let n = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
-    say!("labelled {n} rows into {}", a.out.display());
+    let p = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
+    say!("labelled {} rows into {}", p.rows, a.out.display());
+    note_if_model_behind(&s);
+    if p.skipped_empty > 0 {
+        let lines: Vec<String> = p.skipped_lines.iter().map(|l| l.to_string()).collect();
+        let more = if p.skipped_empty > p.skipped_lines.len() as u64 { ", ..." } else { "" };
+        say!(
+            "{} record{} with empty text left out (line {}{more}): no label without a text",
+            p.skipped_empty,
+            if p.skipped_empty == 1 { "" } else { "s" },
+            lines.join(", ")
+        );
+    }
     // The output's `label` is the model's: an input column of that name is
     // not carried over, so say so rather than let it vanish.
     if a.text_col != "label" {
         let format = a.format.map(Ok).unwrap_or_else(|| Format::detect(&a.input));
         if format.is_ok_and(|f| data::has_column(&a.input, f, "label")) {
             say!(
-                "note: {} has a column named 'label'; the output's label is the model's, the input's is not copied (join on `line`, the input's record number from 1)",
+                "note: {} has a column named 'label'; the output's label is the model's, the input's is not copied (join on `line`, the line of the input where the record starts)",
                 data::display_safe(&a.input.display().to_string())
             );
         }
     }
     Ok(())
+}
+
+/// Says so when the model in use did not learn from the labels as they
+/// are now (what it labels is from then).
+fn note_if_model_behind(s: &Session) {
+    match crate::worker::model_and_labels(s) {
+        Ok(Some((it, then, now, true))) => say!(
+            "note: the labels changed since the model last learnt (iteration {it}: {then} labels; now {now}), so its labels are from then: `labelrest retrain {}` brings them up to date",
+            data::display_safe(&s.name)
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot compare the model's labels with the session's: {e:#}"),
+    }
 }
 
 fn cmd_simulate(a: SimulateArgs) -> Result<()> {

@@ -15,11 +15,19 @@ pub struct DataError {
     pub line: Option<u64>,
     pub column: Option<u64>,
     pub message: String,
+    /// The file could not be read (an I/O error), rather than read and
+    /// found wrong: trying again may work.
+    pub io: bool,
 }
 
 impl DataError {
     pub fn new(file: &Path, line: Option<u64>, column: Option<u64>, message: impl Into<String>) -> Self {
-        DataError { file: file.to_path_buf(), line, column, message: message.into() }
+        DataError { file: file.to_path_buf(), line, column, message: message.into(), io: false }
+    }
+
+    /// An error reading the file (not in what it holds).
+    pub fn io(file: &Path, line: Option<u64>, message: impl Into<String>) -> Self {
+        DataError { io: true, ..DataError::new(file, line, None, message) }
     }
 }
 
@@ -197,7 +205,7 @@ pub fn require_file(path: &Path) -> Result<(), DataError> {
 fn open(path: &Path) -> Result<File, DataError> {
     File::open(path).map_err(|e| {
         let what = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
-        DataError::new(path, None, None, what)
+        DataError::io(path, None, what)
     })
 }
 
@@ -444,7 +452,7 @@ fn count_quotes_odd(path: &Path, line: u64) -> Result<bool, DataError> {
     let f = open(path)?;
     let mut n = 0u64;
     for (i, l) in BufReader::new(f).split(b'\n').enumerate() {
-        let l = l.map_err(|e| DataError::new(path, None, None, e.to_string()))?;
+        let l = l.map_err(|e| DataError::io(path, None, e.to_string()))?;
         if (i as u64) + 1 >= line {
             n += l.iter().filter(|&&b| b == b'"').count() as u64;
         }
@@ -461,7 +469,7 @@ fn csv_error(path: &Path, e: csv::Error) -> DataError {
             format!("malformed CSV: this record has {len} fields where the header has {expected_len} (an unbalanced quote or a stray delimiter?)"),
         ),
         csv::ErrorKind::Utf8 { pos, err } => (pos.as_ref().map(line_of), format!("invalid UTF-8 in field {}", err.field() + 1)),
-        csv::ErrorKind::Io(err) => (None, err.to_string()),
+        csv::ErrorKind::Io(err) => return DataError::io(path, None, err.to_string()),
         _ => (e.position().map(line_of), e.to_string()),
     };
     DataError::new(path, line, None, msg)
@@ -477,7 +485,7 @@ where
     let mut offset = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| DataError::new(path, Some(line + 1), None, e.to_string()))?;
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| DataError::io(path, Some(line + 1), e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -629,7 +637,7 @@ pub fn parse_label_list(s: &str) -> Result<Vec<LabelDef>, String> {
 /// Blank lines and lines starting with `#` are ignored.
 pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
     let mut s = String::new();
-    open(path)?.read_to_string(&mut s).map_err(|e| DataError::new(path, None, None, format!("cannot read: {e}")))?;
+    open(path)?.read_to_string(&mut s).map_err(|e| DataError::io(path, None, format!("cannot read: {e}")))?;
     let mut out: Vec<LabelDef> = Vec::new();
     for (i, line) in s.lines().enumerate() {
         let line = line.trim_end_matches('\r');

@@ -109,6 +109,9 @@ pub struct ExportReport {
     pub formula_cells: usize,
     /// Model labels left empty (or rows dropped) below `min_confidence`.
     pub below: usize,
+    /// The labels the model learns from (resolved across annotators: not
+    /// an overlap row's first label, nor a dispute).
+    pub learnt_from: usize,
     /// Expected accuracy of the model's labels written (the mean of their
     /// calibrated probabilities); None when none were written.
     pub model_expected: Option<f64>,
@@ -117,23 +120,29 @@ pub struct ExportReport {
 /// A CSV, JSONL or JSON-array writer of serialisable records, to a
 /// temporary file that `finish` puts at the target (see `output`).
 pub(crate) enum Out {
-    Csv(Box<csv::Writer<AtomicWriter>>),
+    /// CSV, its header (written at the end if no row was: the csv crate
+    /// writes it with the first row) and whether a row was written.
+    Csv(Box<csv::Writer<AtomicWriter>>, &'static [&'static str], bool),
     Json(AtomicWriter),
     /// One JSON array, an element a line; `bool`: an element was written.
     Array(AtomicWriter, bool),
 }
 
 impl Out {
-    pub(crate) fn create(path: &Path, jsonl: bool) -> Result<Out> {
+    /// JSONL, or CSV with `header` (the fields of the rows written).
+    pub(crate) fn create(path: &Path, jsonl: bool, header: &'static [&'static str]) -> Result<Out> {
         let w = AtomicWriter::create(path)?;
-        Ok(if jsonl { Out::Json(w) } else { Out::Csv(Box::new(csv::Writer::from_writer(w))) })
+        Ok(if jsonl { Out::Json(w) } else { Out::Csv(Box::new(csv::Writer::from_writer(w)), header, false) })
     }
     pub(crate) fn create_array(path: &Path) -> Result<Out> {
         Ok(Out::Array(AtomicWriter::create(path)?, false))
     }
     pub(crate) fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
         let r: Result<()> = match self {
-            Out::Csv(c) => c.serialize(v).map_err(Into::into),
+            Out::Csv(c, _, wrote) => {
+                *wrote = true;
+                c.serialize(v).map_err(Into::into)
+            }
             Out::Json(w) => serde_json::to_writer(&mut *w, v).map_err(Into::into).and_then(|_| w.write_all(b"\n").map_err(Into::into)),
             Out::Array(w, started) => {
                 let sep: &[u8] = if *started { b",\n" } else { b"[\n" };
@@ -145,14 +154,17 @@ impl Out {
     }
     fn target(&self) -> &Path {
         match self {
-            Out::Csv(c) => c.get_ref().target(),
+            Out::Csv(c, _, _) => c.get_ref().target(),
             Out::Json(w) | Out::Array(w, _) => w.target(),
         }
     }
     pub(crate) fn finish(self) -> Result<()> {
         let w = match self {
-            Out::Csv(c) => {
+            Out::Csv(mut c, header, wrote) => {
                 let t = c.get_ref().target().to_path_buf();
+                if !wrote {
+                    c.write_record(header).with_context(|| format!("cannot write {}", t.display()))?;
+                }
                 c.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {}", t.display(), e.error()))?
             }
             Out::Json(w) => w,
@@ -165,6 +177,9 @@ impl Out {
         w.commit()
     }
 }
+
+/// `OutRow`'s fields, the header of a CSV export.
+const OUT_ROW_FIELDS: &[&str] = &["id", "text", "label", "source", "probability", "entropy", "annotator"];
 
 #[derive(serde::Serialize)]
 struct OutRow<'a> {
@@ -348,6 +363,9 @@ fn hf_dataset_info(names: &[String], session: &Session) -> serde_json::Value {
 /// A dataset card whose YAML header gives `load_dataset(FOLDER)` the
 /// features (`label` a class label) and the data file. Names are written as
 /// JSON strings, which YAML reads as double-quoted scalars.
+/// Words of the card that say labelrest wrote it (a later export may replace it).
+const HF_CARD_MARK: &str = "Labels exported by labelrest";
+
 fn hf_card(names: &[String], session: &Session) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let mut y = String::from("---\ndataset_info:\n  features:\n  - name: text\n    dtype: string\n  - name: label\n    dtype:\n      class_label:\n        names:\n");
@@ -357,7 +375,7 @@ fn hf_card(names: &[String], session: &Session) -> String {
     y.push_str("  - name: label_id\n    dtype: int64\n  - name: source\n    dtype: string\n  - name: probability\n    dtype: float32\n");
     y.push_str("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data.jsonl\n---\n\n");
     y.push_str(&format!(
-        "# {}\n\nLabels exported by labelrest: the person's where given (`source` person or seed), the model's elsewhere \
+        "# {}\n\n{HF_CARD_MARK}: the person's where given (`source` person or seed), the model's elsewhere \
          (`source` model, with its calibrated `probability`). `label_id` is -1 where a row has no label.\n\n\
          ```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")\n```\n",
         crate::data::display_safe(&session.name)
@@ -377,11 +395,11 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         ExportFormat::Csv | ExportFormat::Jsonl => {
             crate::output::check_not_input(out, &[&session.db_path()])?;
             let csv = format == ExportFormat::Csv;
-            Sink::Plain { out: Out::create(out, !csv)?, csv, spreadsheet_safe: opts.spreadsheet_safe }
+            Sink::Plain { out: Out::create(out, !csv, OUT_ROW_FIELDS)?, csv, spreadsheet_safe: opts.spreadsheet_safe }
         }
         ExportFormat::Prodigy => {
             crate::output::check_not_input(out, &[&session.db_path()])?;
-            Sink::Prodigy(Out::create(out, true)?)
+            Sink::Prodigy(Out::create(out, true, &[])?)
         }
         ExportFormat::LabelStudio => {
             crate::output::check_not_input(out, &[&session.db_path()])?;
@@ -395,10 +413,21 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
                     out.display()
                 );
             }
+            // The card is README.md: one that labelrest did not write (a
+            // repository's own, say) is not replaced.
+            let card = out.join("README.md");
+            if let Ok(old) = std::fs::read(&card) {
+                if !String::from_utf8_lossy(&old).contains(HF_CARD_MARK) {
+                    bail!(
+                        "cannot write {}: a README.md that labelrest did not write is there; give --out a folder of its own for the dataset",
+                        card.display()
+                    );
+                }
+            }
             std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
             let data = out.join("data.jsonl");
             crate::output::check_not_input(&data, &[&session.db_path()])?;
-            Sink::Hf { out: Out::create(&data, true)?, dir: out.to_path_buf() }
+            Sink::Hf { out: Out::create(&data, true, &[])?, dir: out.to_path_buf() }
         }
     };
     tracing::debug!("export of session {} as {} to {}", session.name, format.name(), out.display());
@@ -406,6 +435,7 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
     // label while it waits for a second annotator; a disagreement nobody
     // adjudicated yet has none (source `disputed`).
     let resolved = session.resolved()?;
+    let mut report = ExportReport { learnt_from: resolved.labels.len(), ..Default::default() };
     let mut labels: std::collections::HashMap<i64, (Option<u32>, RowSource, Option<&str>)> = std::collections::HashMap::new();
     for l in resolved.labels.iter().chain(&resolved.waiting) {
         labels.insert(l.row_id, (Some(l.label), RowSource::from(l.source), l.annotator.as_deref()));
@@ -416,7 +446,6 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         labels.insert(*row, (None, RowSource::Disputed, Some(who.as_str())));
     }
     let preds = session.predictions()?;
-    let mut report = ExportReport::default();
     let mut model_prob_sum = 0f64;
     for row in session.rows()? {
         if row.split != Split::Pool {

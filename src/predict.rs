@@ -49,6 +49,12 @@ struct Progress {
     model: String,
     head: String,
     jsonl: bool,
+    /// The text column and the input's format (absent in progress notes
+    /// written before they were recorded: such a run is not resumed).
+    #[serde(default)]
+    text_col: String,
+    #[serde(default)]
+    format: String,
     /// Records written (in input order) and the bytes they take.
     rows: usize,
     bytes: u64,
@@ -56,8 +62,17 @@ struct Progress {
 
 impl Progress {
     fn same_run(&self, other: &Progress) -> bool {
-        (&self.input, self.input_len, self.input_modified_ns, &self.model, &self.head, self.jsonl)
-            == (&other.input, other.input_len, other.input_modified_ns, &other.model, &other.head, other.jsonl)
+        (&self.input, self.input_len, self.input_modified_ns, &self.model, &self.head, self.jsonl, &self.text_col, &self.format)
+            == (
+                &other.input,
+                other.input_len,
+                other.input_modified_ns,
+                &other.model,
+                &other.head,
+                other.jsonl,
+                &other.text_col,
+                &other.format,
+            )
     }
 }
 
@@ -119,14 +134,22 @@ impl Sink {
     }
 }
 
+/// What `predict_file` wrote: the rows labelled, and the records left out
+/// because their text is empty (their count and their first lines).
+pub struct Predicted {
+    pub rows: usize,
+    pub skipped_empty: u64,
+    pub skipped_lines: Vec<u64>,
+}
+
 /// Labels every record of `input` and writes CSV or JSONL to `out`, in
 /// input order, a chunk at a time (memory does not grow with the input);
-/// returns the row count. The rows go to `OUT.partial` and what is on disk
+/// records with empty text are left out and counted. The rows go to `OUT.partial` and what is on disk
 /// to `OUT.partial.json` after every chunk; the output takes its name only
 /// when complete. Run again after an interruption (a crash, `kill -9`, a
 /// full disk), it picks up after the last chunk on disk, as long as the
 /// input and the model are the same.
-pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, text_col: &str, out: &Path) -> Result<usize> {
+pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, text_col: &str, out: &Path) -> Result<Predicted> {
     crate::output::check_not_input(out, &[input, &session.db_path()])?;
     if out.is_dir() {
         bail!("cannot write {}: it is a folder", out.display());
@@ -139,7 +162,10 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     if !head_path.exists() {
         bail!("session '{}' has no trained model yet; label some rows or run `labelrest retrain {}` first", session.name, session.name);
     }
-    let head = Head::load(&head_path)?;
+    // Loaded from the bytes that are hashed: a head saved in between cannot
+    // label rows under another's name.
+    let head_bytes = std::fs::read(&head_path).with_context(|| format!("cannot read {}", head_path.display()))?;
+    let head = Head::from_bytes(&head_bytes, &head_path)?;
     if head.k != names.len() {
         bail!("the saved model has {} labels but the session has {}", head.k, names.len());
     }
@@ -155,8 +181,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
     let head_hash = {
         use sha2::{Digest, Sha256};
-        let bytes = std::fs::read(&head_path).with_context(|| format!("cannot read {}", head_path.display()))?;
-        Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+        Sha256::digest(&head_bytes).iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
     };
     let mut progress = Progress {
         input: input.canonicalize().unwrap_or_else(|_| input.to_path_buf()).display().to_string(),
@@ -165,6 +190,8 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         model: encoder.hash.clone(),
         head: head_hash,
         jsonl,
+        text_col: text_col.to_string(),
+        format: format!("{format:?}"),
         rows: 0,
         bytes: 0,
     };
@@ -174,7 +201,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     let resume = match earlier {
         Some(e) if e.same_run(&progress) && std::fs::metadata(&partial).map(|m| m.len() >= e.bytes).unwrap_or(false) => Some(e),
         Some(_) => {
-            say!("{} is from another run (the input or the model changed): starting again", state.display());
+            say!("{} is from another run (the input, its text column or format, or the model changed): starting again", state.display());
             None
         }
         None => None,
@@ -191,7 +218,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
                 .open(&partial)
                 .with_context(|| format!("cannot write {}", partial.display()))?;
             // Whatever a crash left after the last chunk on disk goes.
-            f.set_len(e.bytes)?;
+            f.set_len(e.bytes).with_context(|| format!("cannot write {}", partial.display()))?;
             say!("resuming: {} rows were already labelled into {}", e.rows, partial.display());
             progress.rows = e.rows;
             progress.bytes = e.bytes;
@@ -200,7 +227,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         None => create_fresh(&partial)?,
     };
     let mut file = file;
-    file.seek(std::io::SeekFrom::End(0))?;
+    file.seek(std::io::SeekFrom::End(0)).with_context(|| format!("cannot write {}", partial.display()))?;
     let buf = std::io::BufWriter::with_capacity(1 << 16, file);
     let mut sink =
         if jsonl { Sink::Json(buf) } else { Sink::Csv(Box::new(csv::WriterBuilder::new().has_headers(resume.is_none()).from_writer(buf))) };
@@ -225,7 +252,8 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         let x = Tensor::from_vec(emb, (texts.len(), encoder.dim), &Device::Cpu)?;
         let s = Scores::from_probs(head.predict_calibrated(&x)?, head.k);
         for (i, (line, text)) in chunk.iter().enumerate() {
-            sink.write(&Out { line: *line, text, label: &names[s.pred[i] as usize], probability: s.prob[i], entropy: s.entropy[i] })?;
+            sink.write(&Out { line: *line, text, label: &names[s.pred[i] as usize], probability: s.prob[i], entropy: s.entropy[i] })
+                .with_context(|| format!("cannot write {}", partial.display()))?;
         }
         // The rows first, then the note of how far they go.
         progress.bytes = sink.sync().with_context(|| format!("cannot write {}", partial.display()))?;
@@ -241,7 +269,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     };
     let mut err: Option<anyhow::Error> = None;
     let mut seen = 0usize;
-    data::read_records(input, format, &Columns::new(text_col, None), |r| {
+    let stats = data::read_records(input, format, &Columns::new(text_col, None), |r| {
         seen += 1;
         if seen <= skip {
             return Ok(());
@@ -259,13 +287,25 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         Some(inner) => inner,
         None => {
             // The input itself is wrong: it must change before a run can
-            // finish, and a changed input is not resumed from.
-            let _ = std::fs::remove_file(&partial);
-            let _ = std::fs::remove_file(&state);
+            // finish, and a changed input is not resumed from. (One that
+            // could not be read is kept: run again, it resumes.)
+            if !e.io {
+                let _ = std::fs::remove_file(&partial);
+                let _ = std::fs::remove_file(&state);
+            }
             e.into()
         }
     })?;
     flush(&mut chunk, &mut sink, &mut progress)?;
+    if progress.rows == 0 {
+        // The csv crate writes the header with the first row: an input with
+        // none still gets one (an empty file is no CSV to most readers).
+        if let Sink::Csv(w) = &mut sink {
+            w.write_record(["line", "text", "label", "probability", "entropy"])
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+        }
+        sink.sync().with_context(|| format!("cannot write {}", partial.display()))?;
+    }
     bar.finish_and_clear();
     if seen < skip {
         bail!("{} has {seen} records but {} says {skip} were labelled: remove both and run again", input.display(), state.display());
@@ -273,5 +313,5 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     drop(sink);
     std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
     let _ = std::fs::remove_file(&state);
-    Ok(progress.rows)
+    Ok(Predicted { rows: progress.rows, skipped_empty: stats.skipped_empty, skipped_lines: stats.skipped_lines })
 }

@@ -147,6 +147,7 @@ fn export_every_row_with_its_source() {
     let out = d.path().join("all.csv");
     let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("labels changed since the model last learnt"), "{}", stdout(&o));
     let mut r = csv::Reader::from_path(&out).unwrap();
     assert_eq!(
         r.headers().unwrap().iter().collect::<Vec<_>>(),
@@ -243,6 +244,27 @@ fn predict_a_new_file_with_the_session_model() {
     assert!(labelrest(d.path(), &["new", "fresh", "--data", f.to_str().unwrap(), "--labels", "a,b"]).status.success());
     let o = labelrest(d.path(), &["predict", "fresh", "--input", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("retrain"), "{}", stderr(&o));
+    // Records with empty text are left out, and it says which.
+    let gaps = write(d.path(), "gaps.csv", b"text\nmy card was charged twice\n   \nwhere is my refund\n\"\"\n");
+    let o = labelrest(d.path(), &["predict", "s", "--input", gaps.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("labelled 2 rows") && stdout(&o).contains("2 records with empty text left out (line 3, 5)"),
+        "{}",
+        stdout(&o)
+    );
+    let lines: Vec<String> = csv::Reader::from_path(&out).unwrap().records().map(|r| r.unwrap()[0].to_string()).collect();
+    assert_eq!(lines, ["2", "4"], "`line` is where the record starts in the input");
+    // An input with no records gives a CSV with its header (an empty file is no CSV to most readers).
+    let none = write(d.path(), "none.csv", b"text\n");
+    let o = labelrest(d.path(), &["predict", "s", "--input", none.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "line,text,label,probability,entropy\n");
+    // So does an export with no row to write.
+    let e = d.path().join("none-exported.csv");
+    let o = labelrest(d.path(), &["export", "fresh", "--only-labelled", "--out", e.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&e).unwrap(), "id,text,label,source,probability,entropy,annotator\n");
 }
 
 /// `predict` killed part-way (a crash after its second chunk, as `kill -9`
@@ -307,6 +329,19 @@ fn predict_resumes_after_a_crash() {
     assert!(stdout(&o).contains("another run"), "{}", stdout(&o));
     assert_eq!(records(&out), records(&input));
     assert!(records(&input) < records(&whole));
+    // Nor one of another text column: the rows after the resume would be
+    // another column's predictions.
+    let o = run(&out, Some("predict-chunk-1"));
+    assert!(!o.status.success());
+    let o =
+        labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--text-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("another run"), "{}", stdout(&o));
+    let labels: std::collections::HashSet<String> =
+        csv::Reader::from_path(&input).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
+    let texts: Vec<String> = csv::Reader::from_path(&out).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
+    assert_eq!(texts.len(), records(&input));
+    assert!(texts.iter().all(|t| labels.contains(t)), "every text is from the label column");
 }
 
 /// The demo's first `n_train` rows as `train.csv`, and as `test.csv` the
@@ -609,4 +644,30 @@ fn stats_gives_each_labels_held_out_scores() {
     let o = labelrest(d.path(), &["stats", "s"]);
     let out = stdout(&o);
     assert!(out.contains("held out: the model of iteration 1 (3 labels)") && out.contains("precision"), "{out}");
+}
+
+/// Labels given after the model last learnt (the workstation closed before
+/// its retrain, or `annotate` with no trainer at work): export and predict
+/// say the model's labels are from before, and how to bring them up to date.
+#[test]
+fn export_says_when_the_model_is_behind_the_labels() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = session_with_model(d.path());
+    let out = d.path().join("all.csv");
+    let input = write(d.path(), "new.csv", b"text\nmy card was charged twice\n");
+    let pred = d.path().join("pred.csv");
+    let note = "labels changed since the model last learnt (iteration 1: 2 labels; now 3)";
+    let w = Session::open(d.path(), "s").unwrap();
+    w.add_label(3, 1, 0, None).unwrap();
+    drop(w);
+    let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains(note) && stdout(&o).contains("labelrest retrain s"), "{}", stdout(&o));
+    let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", pred.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains(note), "{}", stdout(&o));
+    // An export with no model label has nothing from the model to date.
+    let o = labelrest(d.path(), &["export", "s", "--only-labelled", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success() && !stdout(&o).contains("since the model last learnt"), "{}", stdout(&o));
+    assert!(labelrest(d.path(), &["retrain", "s"]).status.success());
+    let o = labelrest(d.path(), &["export", "s", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success() && !stdout(&o).contains("since the model last learnt"), "{}", stdout(&o));
 }

@@ -238,6 +238,16 @@ fn hugging_face_folder() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("taken") && stderr(&o).contains("folder") && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
     assert_eq!(std::fs::read(&f).unwrap(), b"keep me");
+    // A folder with a README.md of its own (a repository's): refused,
+    // nothing written, the README kept.
+    let repo = d.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let readme = write(&repo, "README.md", b"# my project\n");
+    let o = labelrest(d, &["export", "s", "--out", repo.to_str().unwrap(), "--format", "hf"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("README.md that labelrest did not write") && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
+    assert_eq!(std::fs::read(&readme).unwrap(), b"# my project\n");
+    assert!(!repo.join("data.jsonl").exists() && !repo.join("dataset_info.json").exists());
 }
 
 const PRODIGY: &str = r#"{"text":"my card has not arrived","label":"card_arrival","answer":"accept","meta":{"source":"tickets"},"_input_hash":1,"_task_hash":2}

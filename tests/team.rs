@@ -510,6 +510,10 @@ fn overlap_rows_go_to_two_annotators_and_disagreements_wait_for_the_adjudicator(
         assert_eq!(learnt[r], (idx(&gold[r]), labelrest::store::Source::Adjudicated));
     }
     s.check_integrity().unwrap();
+    // What the export's note on calibration counts: the labels the model
+    // learns from (adjudicated ones too, no dispute).
+    let rep = labelrest::export::export(&s, &d.path().join("t.counted.csv"), &Default::default()).unwrap();
+    assert_eq!(rep.learnt_from, learnt.len());
     drop(s);
     let out = d.path().join("t.out.csv");
     let o = labelrest(d.path(), &["export", "t", "--out", out.to_str().unwrap()]);

@@ -5,7 +5,7 @@
 //! zero-shot temperature, so before any label (and for classes that have no
 //! label yet) it scores a text by its cosine similarity to each label.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
@@ -232,7 +232,14 @@ impl Head {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Head> {
-        let m = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Head::from_bytes(&bytes, path)
+    }
+
+    /// A head from the bytes of its safetensors file (`path` names it in errors).
+    pub fn from_bytes(bytes: &[u8], path: &std::path::Path) -> Result<Head> {
+        let m = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .with_context(|| format!("{}: not a saved model head (damaged?)", path.display()))?;
         let w = m.get("head.weight").ok_or_else(|| anyhow::anyhow!("{}: no head.weight", path.display()))?;
         let b = m.get("head.bias").ok_or_else(|| anyhow::anyhow!("{}: no head.bias", path.display()))?;
         let (dim, k) = w.dims2()?;
