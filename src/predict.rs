@@ -157,6 +157,15 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let dir = crate::worker::encoder_dir(session)?;
+    if let Some((tuned, _)) = session.tuned_encoder()? {
+        if tuned != dir {
+            say!(
+                "note: the fine-tuned encoder {} is missing: the base encoder's model labels the file (it may have learnt from fewer labels; `labelrest retrain {}` trains it on them all)",
+                tuned.display(),
+                crate::data::display_safe(&session.name)
+            );
+        }
+    }
     let encoder = Encoder::load(&dir, &model::device(settings.device)?)?;
     let head_path = session.head_path(&encoder.hash);
     if !head_path.exists() {

@@ -664,6 +664,14 @@ fn export_says_when_the_model_is_behind_the_labels() {
     assert!(o.status.success() && stdout(&o).contains(note) && stdout(&o).contains("labelrest retrain s"), "{}", stdout(&o));
     let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", pred.to_str().unwrap()]);
     assert!(o.status.success() && stdout(&o).contains(note), "{}", stdout(&o));
+    // A fine-tuned encoder in use whose folder is gone: the base one's model
+    // labels the file, and it says so.
+    let db = rusqlite::Connection::open(d.path().join("s").join("session.db")).unwrap();
+    db.execute("INSERT INTO meta(key, value) VALUES ('encoder', 'encoder-finetune-gone')", []).unwrap();
+    let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", pred.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("encoder-finetune-gone is missing"), "{}", stdout(&o));
+    db.execute("DELETE FROM meta WHERE key = 'encoder'", []).unwrap();
+    drop(db);
     // An export with no model label has nothing from the model to date.
     let o = labelrest(d.path(), &["export", "s", "--only-labelled", "--out", out.to_str().unwrap()]);
     assert!(o.status.success() && !stdout(&o).contains("since the model last learnt"), "{}", stdout(&o));
