@@ -956,7 +956,6 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
     let s = Session::open_read_only(sessions, &a.name)?;
     let p = crate::predict::predict_file(&s, &a.input, a.format, &a.text_col, &a.out)?;
     say!("labelled {} rows into {}", p.rows, a.out.display());
-    note_if_model_behind(&s);
     if p.skipped_empty > 0 {
         let lines: Vec<String> = p.skipped_lines.iter().map(|l| l.to_string()).collect();
         let more = if p.skipped_empty > p.skipped_lines.len() as u64 { ", ..." } else { "" };
@@ -966,6 +965,9 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
             if p.skipped_empty == 1 { "" } else { "s" },
             lines.join(", ")
         );
+    }
+    if p.rows > 0 {
+        note_if_model_behind(&s);
     }
     // The output's `label` is the model's: an input column of that name is
     // not carried over, so say so rather than let it vanish.
