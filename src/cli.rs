@@ -796,7 +796,10 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line?;
+        let line = line.map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::InvalidData { "not UTF-8".to_string() } else { e.to_string() };
+            anyhow::anyhow!("<stdin>:{}: {what}", n + 1)
+        })?;
         let t = line.trim();
         if t.is_empty() {
             continue;
@@ -921,8 +924,22 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             out.flush()?;
             continue;
         }
-        let (_, replaced) =
-            s.add_label_replacing(id, l, iteration, preds.get(&id).map(|p| p.label)).with_context(|| format!("<stdin>:{}", n + 1))?;
+        // (The same checks again in the label's write transaction: another
+        // process may have got there since the looks above.)
+        let (_, replaced) = match s.add_label_replacing(id, l, iteration, preds.get(&id).map(|p| p.label)) {
+            Ok(r) => r,
+            Err(e) => {
+                let answer = match e.downcast_ref::<store::Refused>() {
+                    Some(store::Refused::Adjudicated { by, .. }) => format!("adjudicated {id} {}", data::display_safe(by)),
+                    Some(store::Refused::Closed { by, .. }) => format!("labelled {id} {}", data::display_safe(&by.replace(" and ", ","))),
+                    Some(store::Refused::Held { by, .. }) => format!("held {id} {}", data::display_safe(by)),
+                    None => return Err(e.context(format!("<stdin>:{}", n + 1))),
+                };
+                writeln!(out, "{answer}")?;
+                out.flush()?;
+                continue;
+            }
+        };
         labelled_since_next = true;
         match replaced {
             // The row had a label (this annotator's, or on a row not sent to

@@ -546,6 +546,16 @@ fn annotate_lists_the_label_set_for_an_unknown_label() {
     assert_eq!(code(&o), 1);
     assert_eq!(stdout(&o), "ok 1\n");
     assert!(stderr(&o).starts_with("error: <stdin>:2: ") && stderr(&o).contains("no row 99999 in session 't'"), "{}", stderr(&o));
+    // A line that is not UTF-8 names its line (the lines before it are on disk).
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"));
+    c.arg("--sessions").arg(d.path()).args(["annotate", "t"]).env("LABELREST_LOG", d.path().join("test.log"));
+    let mut child =
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"2\tbug\n1\tb\xffg\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1);
+    assert_eq!(stdout(&o), "ok 2\n");
+    assert_eq!(stderr(&o).trim(), "error: <stdin>:2: not UTF-8");
 }
 
 /// `annotate` says when a label replaced the row's earlier one: which,

@@ -232,6 +232,31 @@ fn session_names() {
     let o = labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--labels", "x,y", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(Session::open_read_only(d.path(), "s").unwrap().label_set().unwrap()[0].name, "x");
+    // Two `new` of one name at once, without --force: the one that finishes
+    // second does not replace the first's session (nor the labels given in it).
+    let slow = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .arg("--sessions")
+        .arg(d.path())
+        .args(["new", "race", "--data", f.to_str().unwrap(), "--labels", "slow,one"])
+        .env("LABELREST_PAUSE_AT", "built")
+        .env("LABELREST_LOG", d.path().join("log"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let o = labelrest(d.path(), &["new", "race", "--data", f.to_str().unwrap(), "--labels", "fast,one"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Session::open(d.path(), "race").unwrap();
+    let row = s.rows().unwrap()[0].id;
+    s.add_label(row, 0, 0, None).unwrap();
+    drop(s);
+    let o = slow.wait_with_output().unwrap();
+    // (Refused at the swap; or at its start, on a machine so loaded that the
+    // first one finished before the second looked.)
+    assert!(!o.status.success() && stderr(&o).contains("exists already"), "{}", stderr(&o));
+    let s = Session::open_read_only(d.path(), "race").unwrap();
+    assert_eq!(s.label_set().unwrap()[0].name, "fast");
+    assert_eq!(s.labels().unwrap().len(), 1, "the label given meanwhile is there");
 }
 
 #[test]

@@ -144,6 +144,15 @@ fn annotators_reserve_apart_and_one_trains() {
         assert_eq!(passed, ids[..10].to_vec(), "{kind}");
         assert_eq!(bob.reserved_by_others().unwrap(), a.iter().copied().collect(), "{kind}");
         assert_eq!(bob.held_by_other(a[0]).unwrap().as_deref(), Some("alice"), "{kind}");
+        // A label on a row in another's batch is refused in the label's own
+        // transaction (a look before it can be overtaken), nothing written.
+        let e = bob.add_label(a[1], 1, 0, None).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<labelrest::store::Refused>(),
+            Some(&labelrest::store::Refused::Held { row: a[1], by: "alice".into() }),
+            "{kind}: {e:#}"
+        );
+        assert!(bob.labels().unwrap().iter().all(|l| l.row_id != a[1]), "{kind}");
         // A label moves the marks another process polls, and frees its row.
         let before = bob.marks().unwrap();
         alice.add_label(a[0], 1, 0, None).unwrap();

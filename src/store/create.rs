@@ -36,9 +36,14 @@ fn exchange(a: &Path, b: &Path) -> Result<bool> {
 
 /// For crash tests: `LABELREST_CRASH_AT=STEP` makes the process abort at
 /// that step of replacing a session, as a `kill -9` there would.
+/// `LABELREST_PAUSE_AT=STEP` waits there 5 s instead (for tests of what
+/// another process does meanwhile).
 fn crash_point(step: &str) {
     if std::env::var("LABELREST_CRASH_AT").map(|s| s == step).unwrap_or(false) {
         std::process::abort();
+    }
+    if std::env::var("LABELREST_PAUSE_AT").map(|s| s == step).unwrap_or(false) {
+        std::thread::sleep(std::time::Duration::from_secs(5));
     }
 }
 
@@ -140,7 +145,7 @@ impl Session {
         };
         let res = Self::build_file(&tmp, spec).and_then(|report| {
             crash_point("built");
-            Self::put_in_place(&tmp, &final_dir, name).map(|_| report)
+            Self::put_in_place(&tmp, &final_dir, name, force).map(|_| report)
         });
         drop(new_lock);
         if res.is_err() {
@@ -155,10 +160,19 @@ impl Session {
     /// file system cannot exchange two folders atomically, the old one is
     /// set aside and put back by `clean_stale` if the process dies between
     /// the two renames.
-    fn put_in_place(tmp: &Path, final_dir: &Path, name: &str) -> Result<()> {
+    fn put_in_place(tmp: &Path, final_dir: &Path, name: &str, force: bool) -> Result<()> {
         if !final_dir.exists() {
+            // (A folder that appears meanwhile and is not empty fails the rename.)
             std::fs::rename(tmp, final_dir).with_context(|| format!("cannot create {}", final_dir.display()))?;
             return Ok(());
+        }
+        // Without --force, a session made while this one was built (another
+        // `new` of the same name) is not replaced.
+        if !force && final_dir.join(DB_FILE).exists() {
+            bail!(
+                "session '{name}' exists already in {} (made while this one was built); use --force to replace it, or another name",
+                final_dir.parent().unwrap_or(Path::new(".")).display()
+            );
         }
         // --force: the old session's lock is held until it is gone.
         let old_lock = Lock::acquire(final_dir, name)?;

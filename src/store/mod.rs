@@ -39,6 +39,7 @@ use db::{p, Db};
 pub use lock::{pid_alive, Lock};
 pub use overlap::{in_overlap_share, resolve, Adjudication, Dispute, Resolved};
 pub use pg::display_url;
+pub use queries::Refused;
 use schema::{configure, SCHEMA};
 pub use team::{host_name, Marks, RESERVATION_TTL};
 

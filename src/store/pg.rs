@@ -412,6 +412,14 @@ pub(super) fn create<T>(url: &str, name: &str, force: bool, build: impl FnOnce(&
                 let (schema, name) = (schema.clone(), name.to_string());
                 return Err(db.run_pg(move |st| Ok(open_elsewhere(&mut st.client, &schema, &name)))?);
             }
+            // Without --force a session made meanwhile (another `new` of the
+            // same name) is not replaced.
+            if !force {
+                let there: i64 = db.one("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?1", p![schema.clone()])?;
+                if there > 0 {
+                    bail!("session '{name}' exists already in the store (made while this one was built); use --force to replace it, or another name");
+                }
+            }
             db.batch(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE; ALTER SCHEMA {} RENAME TO {}",
                 quote_ident(&schema),

@@ -209,6 +209,20 @@ impl Session {
         if label as i64 >= nlabels {
             bail!("label {label} is not in the label set of session '{}'", self.name);
         }
+        // Decided here, in the write transaction: another process may have
+        // adjudicated the row or taken it into its batch since a look.
+        if let Some(r) = tx.row("SELECT annotator FROM annotations WHERE row_id=?1 AND active=1 AND source='adjudicated'", p![row_id])? {
+            let who: Option<String> = r.get(0)?;
+            return Err(Refused::Adjudicated { row: row_id, by: who.unwrap_or_default() }.into());
+        }
+        if let Some(r) =
+            tx.row("SELECT annotator, pid, host, until FROM reservations WHERE row_id=?1 AND annotator<>?2", p![row_id, &self.annotator])?
+        {
+            let (who, pid, host, until): (String, i64, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            if super::team::held(pid, &host, &until, &super::team::host_name(), &now()) {
+                return Err(Refused::Held { row: row_id, by: who }.into());
+            }
+        }
         // An overlap row keeps each annotator's label; any other row has one.
         let prev: Option<i64> = if overlap > 0 {
             let mine: Option<i64> = tx.opt(
@@ -218,7 +232,7 @@ impl Session {
             // Two annotators' labels (or an adjudication) close it to a third.
             if mine.is_none() {
                 if let Some(who) = super::overlap::full(&super::overlap::given_labels(&tx, row_id)?) {
-                    bail!("row {row_id} was labelled by {who} (it is sent to two annotators): not yours to label");
+                    return Err(Refused::Closed { row: row_id, by: who }.into());
                 }
             }
             mine
@@ -532,3 +546,27 @@ fn insert_predictions(tx: &Db, iteration: i64, preds: &[Prediction]) -> Result<(
     }
     Ok(())
 }
+
+/// Why `add_label` wrote nothing on a row that is not this annotator's to
+/// label, decided in its write transaction (`annotate` answers it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The adjudicator settled the row.
+    Adjudicated { row: i64, by: String },
+    /// A row sent to two that two others labelled (`by`: "A and B").
+    Closed { row: i64, by: String },
+    /// In another annotator's batch.
+    Held { row: i64, by: String },
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Adjudicated { row, by } => write!(f, "row {row} was adjudicated by {by}: it keeps the adjudicator's label"),
+            Refused::Closed { row, by } => write!(f, "row {row} was labelled by {by} (it is sent to two annotators): not yours to label"),
+            Refused::Held { row, by } => write!(f, "row {row} is in {by}'s batch: left to them"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}

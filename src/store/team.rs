@@ -22,7 +22,7 @@ pub fn host_name() -> String {
 /// Whether a reservation is still held: on this machine while its process
 /// lives (however long the person reads), on another until its time runs
 /// out.
-fn held(pid: i64, host: &str, until: &str, this_host: &str, now: &str) -> bool {
+pub(super) fn held(pid: i64, host: &str, until: &str, this_host: &str, now: &str) -> bool {
     if host == this_host {
         pid == std::process::id() as i64 || pid_alive(pid as i32)
     } else {
