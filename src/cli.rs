@@ -800,6 +800,11 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             let what = if e.kind() == std::io::ErrorKind::InvalidData { "not UTF-8".to_string() } else { e.to_string() };
             anyhow::anyhow!("<stdin>:{}: {what}", n + 1)
         })?;
+        // (A byte-order mark that an editor or PowerShell put first is not input.)
+        let line = match line.strip_prefix('\u{feff}') {
+            Some(rest) if n == 0 => rest.to_string(),
+            _ => line,
+        };
         let t = line.trim();
         if t.is_empty() {
             continue;

@@ -556,6 +556,10 @@ fn annotate_lists_the_label_set_for_an_unknown_label() {
     assert_eq!(code(&o), 1);
     assert_eq!(stdout(&o), "ok 2\n");
     assert_eq!(stderr(&o).trim(), "error: <stdin>:2: not UTF-8");
+    // A byte-order mark before the first line is not part of it.
+    let o = annotate(d.path(), "t", &[], &[], "\u{feff}1\tbug\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("ok 1"), "{}", stdout(&o));
 }
 
 /// `annotate` says when a label replaced the row's earlier one: which,

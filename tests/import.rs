@@ -220,6 +220,7 @@ fn fewer_than_two_labels() {
 fn session_names() {
     refused(&["new", "a/b", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text\none\n")], &["path separator"]);
     refused(&["new", "..", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text\none\n")], &["starts with a dot"]);
+    refused(&["new", "a\u{202e}b", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", b"text\none\n")], &["invisible characters"]);
     let d = tempfile::tempdir().unwrap();
     let f = write(d.path(), "a.csv", b"text\none\ntwo\n");
     let o = labelrest(d.path(), &["new", "s", "--data", f.to_str().unwrap(), "--labels", "a,b"]);
@@ -318,7 +319,7 @@ fn label_names_empty_twice_or_with_control_characters() {
     assert!(!o.stderr.contains(&0x1b) && !o.stderr.contains(&0x07), "raw control bytes printed: {e:?}");
     let o = labelrest(d.path(), &["new", "bad\x1b[31mname", "--data", f.to_str().unwrap(), "--labels", "a,b"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("control characters") && !o.stderr.contains(&0x1b), "{}", stderr(&o));
+    assert!(stderr(&o).contains("control or invisible characters") && !o.stderr.contains(&0x1b), "{}", stderr(&o));
 }
 
 /// Messages that say what went wrong and how to fix it.

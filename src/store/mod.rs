@@ -223,8 +223,17 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.contains('/') || name.contains('\\') || name.contains('\0') {
         return bad(format!("session name '{}' contains a path separator; use a plain name like 'banking'", data::display_safe(name)));
     }
-    if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
-        return bad(format!("session name '{}' holds control characters; use a plain name like 'banking'", data::display_safe(name)));
+    // (Invisible format characters too: a bidirectional override would
+    // reorder every line that names the session.)
+    if name.chars().any(|c| {
+        c.is_control()
+            || ('\u{80}'..'\u{a0}').contains(&c)
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    }) {
+        return bad(format!(
+            "session name '{}' holds control or invisible characters; use a plain name like 'banking'",
+            data::display_safe(name)
+        ));
     }
     if name.starts_with('.') {
         return bad(format!("session name '{name}' starts with a dot; use a plain name like 'banking'"));
