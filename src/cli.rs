@@ -773,7 +773,7 @@ fn confirm(question: &str) -> Result<bool> {
 
 fn cmd_rm(sessions: &store::Store, name: &str, yes: bool) -> Result<()> {
     store::validate_name(name)?;
-    if !store::exists(sessions, name) {
+    if !store::exists(sessions, name)? {
         bail!("no session '{name}' in {}", sessions.describe());
     }
     if !yes && !confirm(&format!("delete session '{name}' and all its labels?"))? {
@@ -1098,11 +1098,11 @@ pub fn ensure_demo(sessions: &store::Store, reset: bool) -> Result<Option<String
 /// labels a reset would delete; asked only when there are some).
 pub fn ensure_demo_asking(sessions: &store::Store, reset: bool, ask: impl FnOnce(usize) -> Result<bool>) -> Result<Option<String>> {
     let name = "demo";
-    if store::exists(sessions, name) && !reset {
+    if store::exists(sessions, name)? && !reset {
         return Ok(Some(name.into()));
     }
     // Starting afresh throws the demo's labels away: only when the person says so.
-    if reset && store::exists(sessions, name) {
+    if reset && store::exists(sessions, name)? {
         let n = Session::open_read_only(sessions, name).and_then(|s| s.labels()).map(|l| l.len()).unwrap_or(0);
         if n > 0 && !ask(n)? {
             say!("kept the demo session and its {n} labels");

@@ -88,7 +88,7 @@ fn quiet_and_verbose_are_global() {
         assert_eq!(stdout(&o), "", "{args:?}");
         assert_eq!(stderr(&o), "", "{args:?}");
     }
-    assert!(labelrest::store::exists(d.path(), "b") && !labelrest::store::exists(d.path(), "c"));
+    assert!(labelrest::store::exists(d.path(), "b").unwrap() && !labelrest::store::exists(d.path(), "c").unwrap());
     // What a command is for is printed under --quiet too.
     let o = labelrest(d.path(), &["sessions", "-q"]);
     assert!(stdout(&o).contains("a ") && stdout(&o).contains("b "), "{}", stdout(&o));
@@ -598,4 +598,14 @@ fn predict_and_new_say_a_missing_input_alike() {
     let out = d.path().join("out.csv");
     let o = labelrest(d.path(), &["predict", "p", "--input", missing, "--out", out.to_str().unwrap()]);
     assert_eq!((code(&o), stderr(&o).trim()), (1, want.as_str()));
+}
+
+/// A store that cannot be reached is said to be so, not taken for one
+/// without the session.
+#[test]
+fn an_unreachable_store_is_not_an_empty_one() {
+    let d = tempfile::tempdir().unwrap();
+    let o = labelrest(d.path(), &["--store", "postgres://u@127.0.0.1:1/db", "sessions", "rm", "x"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("cannot connect to the store") && !stderr(&o).contains("no session"), "{}", stderr(&o));
 }

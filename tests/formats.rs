@@ -329,7 +329,7 @@ fn prodigy_errors_name_the_line() {
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         let e = stderr(&o);
         assert!(e.contains(want) && e.trim().lines().count() == 1, "want '{want}': {e}");
-        assert!(!labelrest::store::exists(&d.join("sessions"), "b"));
+        assert!(!labelrest::store::exists(&d.join("sessions"), "b").unwrap());
     }
 }
 

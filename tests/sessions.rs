@@ -32,10 +32,10 @@ fn list_and_remove() {
     c.stdin.take().unwrap().write_all(b"n\n").unwrap();
     let o = c.wait_with_output().unwrap();
     assert!(o.status.success());
-    assert!(store::exists(d.path(), "one"));
+    assert!(store::exists(d.path(), "one").unwrap());
     let o = labelrest(d.path(), &["sessions", "rm", "one", "--yes"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!store::exists(d.path(), "one"));
+    assert!(!store::exists(d.path(), "one").unwrap());
     let o = labelrest(d.path(), &["sessions", "rm", "one", "--yes"]);
     assert!(stderr(&o).contains("no session 'one'"));
 }

@@ -63,7 +63,7 @@ fn labels_undo_iterations_and_predictions() {
     for (kind, st) in backends(d.path()) {
         let name = unique("basics");
         make(&st, d.path(), &name);
-        assert!(store::exists(&st, &name), "{kind}");
+        assert!(store::exists(&st, &name).unwrap(), "{kind}");
         let s = Session::open_as(&st, &name, "alice").unwrap();
         let sum = s.summary().unwrap();
         assert_eq!((sum.rows, sum.test_rows, sum.labelled, sum.iterations), (200, 40, 0, 0), "{kind}");
@@ -183,7 +183,7 @@ fn annotators_reserve_apart_and_one_trains() {
         assert!(e.contains("open in another process"), "{kind}: {e}");
         drop((bob, other));
         store::remove(&st, &name).unwrap();
-        assert!(!store::exists(&st, &name), "{kind}");
+        assert!(!store::exists(&st, &name).unwrap(), "{kind}");
     }
 }
 
@@ -250,7 +250,7 @@ fn new_force_replaces_only_a_session_nobody_works_on() {
         };
         let other = unique("bad");
         assert!(Session::create(&st, &other, &spec, false).unwrap_err().to_string().contains("not in the label set"), "{kind}");
-        assert!(!store::exists(&st, &other), "{kind}");
+        assert!(!store::exists(&st, &other).unwrap(), "{kind}");
     }
 }
 

@@ -64,7 +64,7 @@ pub fn clean_stale(sessions: &Path) {
         if Lock::holder(&path).is_some() || pid_alive(pid) {
             continue; // a run of `new` is still building or replacing it
         }
-        if kind == "old" && !exists(sessions, &name) && path.join(DB_FILE).exists() {
+        if kind == "old" && matches!(exists(sessions, &name), Ok(false)) && path.join(DB_FILE).exists() {
             // The replace stopped between setting the old one aside and putting the new one in.
             match std::fs::rename(&path, session_dir(sessions, &name)) {
                 Ok(()) => {

@@ -248,11 +248,13 @@ pub fn session_dir(sessions: &Path, name: &str) -> PathBuf {
     sessions.join(name)
 }
 
-pub fn exists(sessions: &(impl Sessions + ?Sized), name: &str) -> bool {
+/// Whether the session is there; a store that cannot be asked is an error
+/// (not a "no").
+pub fn exists(sessions: &(impl Sessions + ?Sized), name: &str) -> Result<bool> {
     let store = sessions.store();
     match &store.pg {
-        Some(url) => pg::connect(url).and_then(|c| pg::schema_exists(&c, &pg::schema_of(name))).unwrap_or(false),
-        None => session_dir(&store.local, name).join(DB_FILE).exists(),
+        Some(url) => pg::connect(url).and_then(|c| pg::schema_exists(&c, &pg::schema_of(name))),
+        None => Ok(session_dir(&store.local, name).join(DB_FILE).exists()),
     }
 }
 

@@ -51,7 +51,7 @@ pub fn run(sessions: &crate::store::Store, name: &str, role: &Role) -> Result<()
     if !std::io::stdout().is_terminal() {
         // A name that names nothing is the first thing to say.
         let store = crate::store::Sessions::store(sessions);
-        if store.pg.is_none() && !crate::store::exists(sessions, name) {
+        if store.pg.is_none() && !crate::store::exists(sessions, name)? {
             anyhow::bail!("no session '{name}' in {} (see `labelrest sessions`)", store.local.display());
         }
         anyhow::bail!("`labelrest label` needs a terminal; for headless work see `labelrest annotate`, `retrain` and `export`");
