@@ -982,9 +982,10 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
         let lines: Vec<String> = p.skipped_lines.iter().map(|l| l.to_string()).collect();
         let more = if p.skipped_empty > p.skipped_lines.len() as u64 { ", ..." } else { "" };
         say!(
-            "{} record{} with empty text left out (line {}{more}): no label without a text",
+            "{} record{} with empty text left out ({} {}{more}): no label without a text",
             p.skipped_empty,
             if p.skipped_empty == 1 { "" } else { "s" },
+            if lines.len() == 1 { "line" } else { "lines" },
             lines.join(", ")
         );
     }

@@ -249,7 +249,7 @@ fn predict_a_new_file_with_the_session_model() {
     let o = labelrest(d.path(), &["predict", "s", "--input", gaps.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("labelled 2 rows") && stdout(&o).contains("2 records with empty text left out (line 3, 5)"),
+        stdout(&o).contains("labelled 2 rows") && stdout(&o).contains("2 records with empty text left out (lines 3, 5)"),
         "{}",
         stdout(&o)
     );

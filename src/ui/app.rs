@@ -1111,7 +1111,7 @@ impl App {
     /// Refuses a decision on a row that changed by itself a moment ago.
     fn settled(&mut self) -> bool {
         if self.settling() {
-            self.message = Some("the row under the cursor just changed: read it, then press again".into());
+            self.message = Some("the row under the cursor (or what it suggests) just changed: read it, then press again".into());
             return false;
         }
         true
