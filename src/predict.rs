@@ -233,7 +233,13 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
             progress.bytes = e.bytes;
             f
         }
-        None => create_fresh(&partial)?,
+        None => {
+            let f = create_fresh(&partial)?;
+            // The note of an earlier run goes with its rows: a run stopped
+            // before its first chunk leaves no note of another run behind.
+            let _ = std::fs::remove_file(&state);
+            f
+        }
     };
     let mut file = file;
     file.seek(std::io::SeekFrom::End(0)).with_context(|| format!("cannot write {}", partial.display()))?;
