@@ -4,64 +4,25 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn tmux(args: &[&str]) -> String {
-    let o = Command::new("tmux").args(args).output().expect("tmux");
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
 
 #[test]
 fn label_a_batch_quit_resume_hangup() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
-        eprintln!("tmux not installed; skipping the end-to-end test");
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     let o = new_demo_session(d.path(), "e2e");
     assert!(o.status.success(), "{}", stderr(&o));
+    let Some(tm) = Tmux::new(d.path()) else { return };
     let name = format!("lr-e2e-{}", std::process::id());
-    let sock = d.path().join("tmux.sock");
-    let sock = sock.to_str().unwrap();
     let bin = env!("CARGO_BIN_EXE_labelrest");
     let cmd = format!(
         "LABELREST_LOG={}/log NO_COLOR=1 {bin} --sessions {} label e2e; echo EXITED $?; sleep 60",
         d.path().display(),
         d.path().display()
     );
-    let run = |cmd: &str| {
-        let st = Command::new("tmux").args(["-S", sock, "new-session", "-d", "-s", &name, "-x", "100", "-y", "30", cmd]).status().unwrap();
-        assert!(st.success());
-    };
-    let t = |args: &[&str]| {
-        let mut a = vec!["-S", sock];
-        a.extend_from_slice(args);
-        tmux(&a)
-    };
-    // Whatever happens, the tmux server (and the labelrest in it) goes away.
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("tmux").args(["-S", &self.0, "kill-server"]).output();
-        }
-    }
-    let _kill = Kill(sock.to_string());
-    let cap = || t(&["capture-pane", "-p", "-t", &name]);
-    let wait = |what: &[&str], secs: u64| -> String {
-        let start = Instant::now();
-        loop {
-            let s = cap();
-            if what.iter().all(|w| s.contains(w)) {
-                return s;
-            }
-            if start.elapsed() > Duration::from_secs(secs) {
-                panic!("waited {secs}s for {what:?}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let run = |cmd: &str| tm.start(&name, 100, 30, cmd);
+    let t = |args: &[&str]| tm.cmd(args);
+    let cap = || tm.screen(&name);
+    let wait = |what: &[&str], secs: u64| tm.wait(&name, what, secs);
 
     run(&cmd);
     // The worker embeds the 2,500 rows, then shows the zero-shot ranking.
@@ -115,12 +76,65 @@ fn label_a_batch_quit_resume_hangup() {
     assert!(!log.contains("panic"), "{log}");
 
     // At 80x24 the essentials show: the footer keeps help and quit.
-    let st = Command::new("tmux").args(["-S", sock, "new-session", "-d", "-s", &name, "-x", "80", "-y", "24", &cmd]).status().unwrap();
-    assert!(st.success());
+    tm.start(&name, 80, 24, &cmd);
     let s = wait(&["13 labelled / 2,000", "ready"], 60);
     let footer = s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
     assert!(footer.contains("? help") && footer.contains("q quit"), "{footer}\n{s}");
     t(&["send-keys", "-t", &name, "q"]);
     wait(&["EXITED 0"], 20);
-    let _ = t(&["kill-server"]);
+}
+
+/// Keys pressed at a screen that did not answer (before its first frame,
+/// or during a stall as a batch ends) never act: they are left out and the
+/// person is told; keys pressed after it act as usual.
+#[test]
+fn keys_pressed_while_the_screen_stalls_do_not_act() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(tm) = Tmux::new(d.path()) else { return };
+    small_demo_session(d.path(), "stall", 150);
+    let bin = env!("CARGO_BIN_EXE_labelrest");
+    let cmd = |pause: &str| {
+        format!(
+            "LABELREST_LOG={dir}/log NO_COLOR=1 LABELREST_PAUSE_AT={pause} {bin} --sessions {dir} label stall; echo EXITED $?; sleep 60",
+            dir = d.path().display()
+        )
+    };
+    let labels = || labelrest::store::Session::open_shared(d.path(), "stall").unwrap().labels().unwrap().len();
+
+    // Before the first frame (the screen held back 5 s): three keys typed ahead.
+    tm.start("a", 100, 30, &cmd("ui-first-frame"));
+    std::thread::sleep(Duration::from_millis(2500));
+    for k in ["Enter", "a", "j"] {
+        tm.keys("a", k);
+    }
+    let s = tm.wait("a", &["3 keys pressed before the screen showed: not applied"], 30);
+    assert!(s.contains("0 labelled"), "{s}");
+    tm.wait("a", &["ready"], 120);
+    tm.keys("a", "q");
+    tm.wait("a", &["EXITED 0"], 20);
+    tm.cmd(&["kill-session", "-t", "a"]);
+    assert_eq!(labels(), 0);
+
+    // The key that ends a batch stalls the screen 5 s: keys pressed meanwhile do nothing.
+    tm.start("b", 100, 30, &cmd("ui-retrain"));
+    tm.wait("b", &["ready", "it 1 "], 120);
+    std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
+    for _ in 0..10 {
+        tm.keys("b", "Enter");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for k in ["Enter", "Enter", "2"] {
+        tm.keys("b", k);
+    }
+    let s = tm.wait("b", &["3 keys pressed meanwhile not applied"], 30);
+    assert!(s.contains("10 labelled"), "{s}");
+    assert_eq!(labels(), 10);
+    // Once the new batch has been on screen a moment, a key labels again.
+    tm.wait("b", &["it 2 ", "ready"], 60);
+    std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
+    tm.keys("b", "Enter");
+    tm.wait("b", &["11 labelled"], 20);
+    tm.keys("b", "q");
+    tm.wait("b", &["EXITED 0"], 20);
+    assert_eq!(labels(), 11);
 }

@@ -1655,3 +1655,34 @@ fn a_fine_tune_cancelled_as_it_finishes_is_not_swapped_in() {
     assert!(s.tuned_encoder().unwrap().is_none(), "the base encoder stays in use");
     assert!(!tuned.exists(), "the cancelled encoder's folder is removed");
 }
+
+/// The moment a changed row is given to be read starts when it is drawn:
+/// a screen that stalls between the change and its frame does not spend it.
+#[test]
+fn the_moment_to_read_starts_when_the_row_is_drawn() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    app.changed_at = None;
+    app.shown(std::time::Instant::now());
+    let before = app.selected();
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    retrain(&mut app);
+    assert_ne!(app.selected(), before, "the new batch put another row under the cursor");
+    assert!(app.changed_at.is_some());
+    // Nothing drawn for longer than the moment (a stall), then the frame.
+    std::thread::sleep(labelrest::ui::app::SETTLE + std::time::Duration::from_millis(100));
+    assert!(!app.settling());
+    app.shown(std::time::Instant::now());
+    assert!(app.settling(), "the row was not on screen until now");
+    let n = app.session.labels().unwrap().len();
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), n, "refused while the row settles");
+    // Later frames of the same row do not start it again.
+    std::thread::sleep(labelrest::ui::app::SETTLE + std::time::Duration::from_millis(100));
+    app.shown(std::time::Instant::now());
+    assert!(!app.settling());
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), n + 1);
+}

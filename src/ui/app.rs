@@ -158,6 +158,11 @@ pub struct App {
     pub changed_at: Option<Instant>,
     /// When the open overlay (which covers the table) was opened.
     overlay_opened: Option<Instant>,
+    /// When the event loop last put a frame on the terminal.
+    drawn_at: Option<Instant>,
+    /// Keys were left out (`ignored_keys`): said in the status line, before
+    /// any other message, until the next key.
+    pub ignored: Option<String>,
     /// The person finished a batch and has not moved since: the refresh that
     /// answers it puts the cursor at the top of the new batch.
     pub jump_to_batch: bool,
@@ -309,6 +314,8 @@ impl App {
             geometry: Geometry::default(),
             changed_at: None,
             overlay_opened: None,
+            drawn_at: None,
+            ignored: None,
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
@@ -602,6 +609,30 @@ impl App {
             (Some((r0, s0)), Some((r1, s1))) => r0 == r1 && s0.iter().zip(&s1).any(|(a, b)| a != b),
             _ => false,
         }
+    }
+
+    /// The event loop drew a frame at `at`. A change under the cursor made
+    /// after the frame before it was not on screen until now: its moment to
+    /// be read starts now, however long the work before this frame took (a
+    /// screen that stalls must not spend the moment while it shows nothing).
+    pub fn shown(&mut self, at: Instant) {
+        if let Some(changed) = self.changed_at {
+            if self.drawn_at.map_or(true, |d| changed > d) && changed < at {
+                self.changed_at = Some(at);
+            }
+        }
+        self.drawn_at = Some(at);
+    }
+
+    /// The event loop left out `n` keys pressed while the screen did not
+    /// answer: before its first frame (`busy` None), or during `busy` of
+    /// work. They were pressed at a screen that is no longer there.
+    pub fn ignored_keys(&mut self, n: usize, busy: Option<Duration>) {
+        let keys = if n == 1 { "1 key".to_string() } else { format!("{n} keys") };
+        self.ignored = Some(match busy {
+            None => format!("{keys} pressed before the screen showed: not applied, press again"),
+            Some(d) => format!("screen stalled {:.1} s: {keys} pressed meanwhile not applied, press again", d.as_secs_f32()),
+        });
     }
 
     /// True while the row under the cursor has just changed by itself.
@@ -1450,6 +1481,7 @@ impl App {
         // A message lasts until the next key (which may set its own); the
         // footer's hints come back.
         self.message = None;
+        self.ignored = None;
         // An error a key caused lasts until the next key too (the worker's
         // last until its next result).
         if std::mem::take(&mut self.key_error) {

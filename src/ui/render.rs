@@ -585,7 +585,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         f.render_widget(Paragraph::new(cut(&error_line(e, w), w)).style(theme.error()), area);
         return;
     }
-    if let Some(m) = &app.message {
+    if let Some(m) = app.ignored.as_ref().or(app.message.as_ref()) {
         f.render_widget(Paragraph::new(cut(&format!(" {m}"), w)).style(theme.fg(Color::Green)), area);
         return;
     }

@@ -7,9 +7,48 @@ use crossterm::{execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
-use super::app::{Action, App};
+use super::app::{Action, App, SETTLE};
 use super::render::{self, Theme};
 use crate::worker::{self, Worker};
+use std::time::{Duration, Instant};
+
+/// Longer than this without an answer (a frame after a key or the
+/// worker's news), the screen the person was typing at is gone: keys
+/// pressed meanwhile are left out (`App::ignored_keys`).
+pub const STALL: Duration = SETTLE;
+
+/// What woke the event loop.
+enum Input {
+    Term(Option<std::io::Result<TermEvent>>),
+    Worker(worker::Event),
+    /// A hang-up, SIGTERM or SIGINT.
+    Gone,
+}
+
+/// Reads what the terminal has already sent (keys typed ahead) and drops
+/// it: the key presses counted, and whether the size changed.
+fn pending_keys() -> std::io::Result<(usize, bool)> {
+    let (mut n, mut resized) = (0, false);
+    // A short wait, not none: crossterm's own waiting thread may hold the
+    // reader a moment as it hands an event over.
+    while event::poll(Duration::from_millis(5))? {
+        match event::read()? {
+            TermEvent::Key(k) if k.kind == KeyEventKind::Press => n += 1,
+            TermEvent::Resize(..) => resized = true,
+            _ => {}
+        }
+    }
+    Ok((n, resized))
+}
+
+/// For tests of the above: `LABELREST_PAUSE_AT=STEP` stalls the screen 5 s
+/// at that step: `ui-first-frame` (before the first frame is drawn) or
+/// `ui-retrain` (after a key that asks for a retrain).
+fn pause_at(step: &str) {
+    if std::env::var("LABELREST_PAUSE_AT").is_ok_and(|s| s == step) {
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
 
 /// Maps a key to an action: the key table of the open overlay, else the views'.
 pub fn keymap(k: KeyEvent, app: &App) -> Action {
@@ -64,7 +103,14 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
     let theme = Theme::from_env();
     let mut keys = event::EventStream::new();
     let mut dirty = true;
+    // When the loop last took up work the person waits on (a key, the
+    // worker's events), and whether the first frame is still to come.
+    let mut woke = Instant::now();
+    let mut before_first_frame = true;
     loop {
+        if before_first_frame {
+            pause_at("ui-first-frame");
+        }
         if dirty {
             // The terminal is gone (SIGHUP, closed SSH): leave as on a hang-up
             // (the place is kept, the worker stopped within its limit).
@@ -81,13 +127,46 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
                 tracing::warn!("draw failed: {e}");
                 break;
             }
+            app.shown(Instant::now());
             dirty = false;
+        }
+        // Keys pressed before the first frame, or while the screen did not
+        // answer for longer than `STALL`, were pressed at a screen that is
+        // not there any more: they are left out, and the person told.
+        let busy = woke.elapsed();
+        if before_first_frame || busy > STALL {
+            let first = std::mem::replace(&mut before_first_frame, false);
+            match pending_keys() {
+                Ok((n, resized)) => {
+                    if n > 0 {
+                        tracing::info!("{n} keys pressed {} left out", if first { "before the first frame" } else { "during a stall" });
+                        app.ignored_keys(n, (!first).then_some(busy));
+                    }
+                    dirty |= n > 0 || resized;
+                }
+                Err(e) => {
+                    tracing::warn!("reading the terminal failed: {e}");
+                    break;
+                }
+            }
+            woke = Instant::now();
+            if dirty {
+                continue;
+            }
         }
         if app.quit {
             break;
         }
-        tokio::select! {
-            ev = keys.next() => match ev {
+        let input = tokio::select! {
+            ev = keys.next() => Input::Term(ev),
+            Some(ev) = ev_rx.recv() => Input::Worker(ev),
+            _ = hup.recv() => Input::Gone,
+            _ = term_sig.recv() => Input::Gone,
+            _ = int.recv() => Input::Gone,
+        };
+        woke = Instant::now();
+        match input {
+            Input::Term(ev) => match ev {
                 Some(Ok(TermEvent::Key(k))) => {
                     if k.kind == KeyEventKind::Press {
                         let a = keymap(k, &app);
@@ -105,7 +184,7 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
                 }
                 None => break,
             },
-            Some(ev) = ev_rx.recv() => {
+            Input::Worker(ev) => {
                 app.on_event(ev);
                 // Take what else the worker sent meanwhile before drawing.
                 while let Ok(ev) = ev_rx.try_recv() {
@@ -113,9 +192,10 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
                 }
                 dirty = true;
             }
-            _ = hup.recv() => break,
-            _ = term_sig.recv() => break,
-            _ = int.recv() => break,
+            Input::Gone => break,
+        }
+        if app.outbox.iter().any(|j| matches!(j, worker::Job::Retrain { .. })) {
+            pause_at("ui-retrain");
         }
         for job in app.outbox.drain(..) {
             worker.request(job);

@@ -144,3 +144,68 @@ pub fn test_pg(what: &str) -> Option<String> {
     }
     url
 }
+
+/// A tmux server of its own, for the real binary in a terminal; the server
+/// (and what runs in it) goes away when this is dropped.
+pub struct Tmux {
+    pub sock: String,
+}
+
+impl Tmux {
+    /// None where tmux is not installed (on CI it must be: `.ci/run` installs it).
+    pub fn new(dir: &Path) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "tmux is missing on CI: .ci/run installs it");
+            eprintln!("tmux not installed; skipping");
+            return None;
+        }
+        Some(Tmux { sock: dir.join("tmux.sock").to_str().unwrap().to_string() })
+    }
+
+    /// tmux with these arguments, on this server; its standard output.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux").arg("-S").arg(&self.sock).args(args).output().expect("tmux");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// A detached window `name` of `w`x`h` running the shell command `cmd`.
+    pub fn start(&self, name: &str, w: u16, h: u16, cmd: &str) {
+        let (w, h) = (w.to_string(), h.to_string());
+        let st = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.sock)
+            .args(["new-session", "-d", "-s", name, "-x", &w, "-y", &h, cmd])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    pub fn keys(&self, name: &str, key: &str) {
+        self.cmd(&["send-keys", "-t", name, key]);
+    }
+
+    pub fn screen(&self, name: &str) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", name])
+    }
+
+    /// The screen once it shows every one of `what` (a failure after `secs`).
+    pub fn wait(&self, name: &str, what: &[&str], secs: u64) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.screen(name);
+            if what.iter().all(|w| s.contains(w)) {
+                return s;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(secs) {
+                panic!("waited {secs}s for {what:?}; screen:\n{s}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-S", &self.sock, "kill-server"]).output();
+    }
+}
