@@ -919,7 +919,7 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             continue;
         }
         if let Some(who) = s.overlap_closed(id)? {
-            writeln!(out, "labelled {id} {}", data::display_safe(&who.replace(" and ", ",")))?;
+            writeln!(out, "labelled {id} {}", data::display_safe(&who.names()))?;
             out.flush()?;
             continue;
         }
@@ -936,7 +936,7 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
             Err(e) => {
                 let answer = match e.downcast_ref::<store::Refused>() {
                     Some(store::Refused::Adjudicated { by, .. }) => format!("adjudicated {id} {}", data::display_safe(by)),
-                    Some(store::Refused::Closed { by, .. }) => format!("labelled {id} {}", data::display_safe(&by.replace(" and ", ","))),
+                    Some(store::Refused::Closed { by, .. }) => format!("labelled {id} {}", data::display_safe(&by.names())),
                     Some(store::Refused::Held { by, .. }) => format!("held {id} {}", data::display_safe(by)),
                     None => return Err(e.context(format!("<stdin>:{}", n + 1))),
                 };

@@ -37,7 +37,7 @@ mod team;
 pub use create::{clean_stale, ImportReport, ImportSpec, LabelColIs};
 use db::{p, Db};
 pub use lock::{pid_alive, Lock};
-pub use overlap::{in_overlap_share, resolve, Adjudication, Dispute, Resolved};
+pub use overlap::{in_overlap_share, resolve, Adjudication, ClosedBy, Dispute, Resolved};
 pub use pg::display_url;
 pub use queries::Refused;
 use schema::{configure, SCHEMA};

@@ -250,7 +250,7 @@ impl Session {
 
     /// Who closed an overlap row this annotator has not labelled (two
     /// annotators did, or it was adjudicated); None for any other row.
-    pub fn overlap_closed(&self, row_id: i64) -> Result<Option<String>> {
+    pub fn overlap_closed(&self, row_id: i64) -> Result<Option<ClosedBy>> {
         if !self.ctx(is_overlap(&self.db, row_id))? {
             return Ok(None);
         }
@@ -317,16 +317,45 @@ pub(super) fn is_overlap(db: &Db, row_id: i64) -> Result<bool> {
     Ok(db.one::<i64>("SELECT count(*) FROM overlap WHERE row_id=?1", p![row_id])? > 0)
 }
 
+/// Who closed an overlap row to another annotator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The adjudicator settled it.
+    Adjudicator(String),
+    /// Two (or more) annotators labelled it, by name.
+    Annotators(Vec<String>),
+}
+
+impl ClosedBy {
+    /// The names for a line a program reads (`annotate`): joined by `,`
+    /// (which no annotator name may hold).
+    pub fn names(&self) -> String {
+        match self {
+            ClosedBy::Adjudicator(a) => a.clone(),
+            ClosedBy::Annotators(v) => v.join(","),
+        }
+    }
+}
+
+impl std::fmt::Display for ClosedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClosedBy::Adjudicator(a) => write!(f, "{a} (adjudicated)"),
+            ClosedBy::Annotators(v) => write!(f, "{}", v.join(" and ")),
+        }
+    }
+}
+
 /// Who closed an overlap row to another annotator: the two (or more) who
 /// labelled it, or the adjudicator. None while it is open.
-pub(super) fn full(given: &[(Option<String>, String)]) -> Option<String> {
+pub(super) fn full(given: &[(Option<String>, String)]) -> Option<ClosedBy> {
     if let Some((a, _)) = given.iter().find(|(_, s)| s == "adjudicated") {
-        return Some(format!("{} (adjudicated)", a.as_deref().unwrap_or("?")));
+        return Some(ClosedBy::Adjudicator(a.clone().unwrap_or_else(|| "?".into())));
     }
-    let mut names: Vec<&str> = given.iter().filter_map(|(a, _)| a.as_deref()).collect();
+    let mut names: Vec<String> = given.iter().filter_map(|(a, _)| a.clone()).collect();
     names.sort_unstable();
     names.dedup();
-    (names.len() >= 2).then(|| names.join(" and "))
+    (names.len() >= 2).then_some(ClosedBy::Annotators(names))
 }
 
 /// Whether a row with these labels in use asks annotator `me` for a label:
@@ -392,5 +421,17 @@ mod tests {
         assert!((1..=10_000).filter(|&id| in_overlap_share(id, 0.1)).all(|id| in_overlap_share(id, 0.3)));
         assert!(!(1..=1000).any(|id| in_overlap_share(id, 0.0)));
         assert!((1..=1000).all(|id| in_overlap_share(id, 1.0)));
+    }
+
+    /// Names with " and " in them stay whole: a program reads them split at `,`.
+    #[test]
+    fn closed_by_names_are_not_split() {
+        let given = vec![(Some("Ann and Bo".to_string()), "person".to_string()), (Some("Cy".to_string()), "person".to_string())];
+        let by = full(&given).unwrap();
+        assert_eq!(by.names(), "Ann and Bo,Cy");
+        assert_eq!(by.to_string(), "Ann and Bo and Cy");
+        let adj = vec![(Some("Dee".to_string()), "adjudicated".to_string())];
+        assert_eq!(full(&adj).unwrap().to_string(), "Dee (adjudicated)");
+        assert_eq!(full(&given[..1]), None);
     }
 }

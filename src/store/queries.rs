@@ -553,8 +553,8 @@ fn insert_predictions(tx: &Db, iteration: i64, preds: &[Prediction]) -> Result<(
 pub enum Refused {
     /// The adjudicator settled the row.
     Adjudicated { row: i64, by: String },
-    /// A row sent to two that two others labelled (`by`: "A and B").
-    Closed { row: i64, by: String },
+    /// A row sent to two that two others labelled.
+    Closed { row: i64, by: super::overlap::ClosedBy },
     /// In another annotator's batch.
     Held { row: i64, by: String },
 }

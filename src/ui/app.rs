@@ -1179,7 +1179,8 @@ impl App {
         }
         // A row sent to two that two others labelled is theirs.
         if let Some(who) = self.session.overlap_closed(id)? {
-            self.message = Some(format!("row {id} was labelled by {} (sent to two annotators): not yours to label", display_safe(&who)));
+            self.message =
+                Some(format!("row {id} was labelled by {} (sent to two annotators): not yours to label", display_safe(&who.to_string())));
             return Ok(());
         }
         let predicted = self.prediction(i).map(|p| p.0);
