@@ -59,8 +59,15 @@ pub fn run(sessions: &crate::store::Store, name: &str, role: &Role) -> Result<()
     let keys = keys::KeyMap::load(keys::KeyMap::path().as_deref())?;
     let session = role.open(sessions, name)?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let worker = Worker::start(&session, tx)?;
-    let mut app = app::App::load(session)?;
+    let mut worker = Worker::start(&session, tx)?;
+    let mut app = match app::App::load(session) {
+        Ok(app) => app,
+        Err(e) => {
+            // The error is said at once, whatever the worker is doing.
+            worker.shutdown_within(std::time::Duration::from_millis(800));
+            return Err(e);
+        }
+    };
     app.keys = keys;
     app.adjudicator = role.adjudicator;
     app.refresh_panel_team();

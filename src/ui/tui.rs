@@ -74,12 +74,18 @@ impl Drop for Guard {
 /// a tokio channel), and SIGHUP/SIGTERM/SIGINT in one `select!`. A frame is
 /// drawn when something changed (a key, a worker event, a resize), never on
 /// a timer. Training stays on the worker's OS threads.
-pub fn run(app: App, worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(event_loop(app, worker, rx))
+pub fn run(app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
+    let ran = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(event_loop(app, &worker, rx)));
+    // Quitting (or an error) returns within a second, whatever the worker is doing.
+    worker.shutdown_within(Duration::from_millis(800));
+    ran
 }
 
-async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
+async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver<worker::Event>) -> Result<()> {
     use futures::StreamExt;
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
@@ -207,7 +213,5 @@ async fn event_loop(mut app: App, mut worker: Worker, rx: std::sync::mpsc::Recei
     // the cursor, which panics when the terminal is gone (a killed SSH
     // session); `restore` (the guard) shows the cursor instead.
     std::mem::forget(term);
-    // Quitting returns within a second, whatever the worker is doing.
-    worker.shutdown_within(std::time::Duration::from_millis(800));
     Ok(())
 }

@@ -221,7 +221,12 @@ impl Drop for Hold<'_> {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.shutdown();
+        if std::thread::panicking() {
+            // Unwinding from a bug: leave within a second, as quitting does.
+            self.shutdown_within(std::time::Duration::from_millis(800));
+        } else {
+            self.shutdown();
+        }
     }
 }
 
