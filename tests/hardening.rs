@@ -320,3 +320,64 @@ fn label_names_are_drawn_inert() {
     let app = labelrest::ui::app::App::load(Session::open(d.path(), "s").unwrap()).unwrap();
     assert!(app.label_names.iter().all(|n| !n.chars().any(|c| c.is_control())), "{:?}", app.label_names);
 }
+
+/// Fine-tunes that ended without a verdict (a crash mid-way, a quit while a
+/// candidate waited) leave ~90 MB folders: the trainer removes them, with
+/// their caches and heads, when it starts; the encoders in use keep theirs,
+/// and a folder another live process is still bringing in stays.
+#[test]
+fn fine_tunes_left_behind_are_swept_when_the_trainer_starts() {
+    let d = tempfile::tempdir().unwrap();
+    small_demo_session(d.path(), "s", 60);
+    let dir = d.path().join("s");
+    let base = root().join("assets/models/all-MiniLM-L6-v2");
+    let base_hash = labelrest::model::model_hash(&base).unwrap();
+    // A whole folder left behind (other weights: another hash), with its cache and head.
+    let whole = dir.join("encoder-contrastive-20260101000000000");
+    std::fs::create_dir_all(&whole).unwrap();
+    for f in std::fs::read_dir(&base).unwrap().flatten() {
+        if f.path().is_file() {
+            std::fs::copy(f.path(), whole.join(f.file_name())).unwrap();
+        }
+    }
+    let mut cfg = std::fs::read_to_string(whole.join("config.json")).unwrap();
+    cfg.push('\n');
+    std::fs::write(whole.join("config.json"), cfg).unwrap();
+    let h = labelrest::model::model_hash(&whole).unwrap();
+    assert_ne!(h, base_hash);
+    let planted = [format!("emb-{h}.f32"), format!("emb-{h}.done"), format!("head-{h}.safetensors")];
+    for f in &planted {
+        std::fs::write(dir.join(f), b"x").unwrap();
+    }
+    // One stopped before its weights were written; parts being brought in
+    // by a process that is gone, and by one that is alive (this one).
+    let cut = dir.join("encoder-contrastive-20260101000000001");
+    std::fs::create_dir_all(&cut).unwrap();
+    std::fs::write(cut.join("config.json"), b"{}").unwrap();
+    let gone = dir.join(".encoder-x.part-2147483000");
+    let alive = dir.join(format!(".encoder-y.part-{}", std::process::id()));
+    std::fs::create_dir_all(&gone).unwrap();
+    std::fs::create_dir_all(&alive).unwrap();
+
+    let s = Session::open(d.path(), "s").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = labelrest::worker::Worker::start(&s, tx).unwrap();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)).expect("the worker answers") {
+            labelrest::worker::Event::Update(_) => break,
+            labelrest::worker::Event::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    // (The sweep runs before the worker takes its first job.)
+    let start = Instant::now();
+    while whole.exists() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.shutdown();
+    assert!(!whole.exists() && !cut.exists() && !gone.exists(), "left behind: swept");
+    assert!(planted.iter().all(|f| !dir.join(f).exists()), "its cache and head went with it");
+    assert!(alive.exists(), "a live process's part stays");
+    // The base encoder's cache is untouched.
+    assert!(dir.join(format!("emb-{base_hash}.f32")).exists());
+}

@@ -355,6 +355,13 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     if let Some(c) = stale {
         tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
     }
+    // What fine-tunes that ended without a verdict left behind (a crash, a
+    // quit while a candidate waited): about 90 MB a folder.
+    if team.is_trainer() {
+        if let Err(e) = tuning::sweep(&session) {
+            tracing::warn!("cannot look for fine-tuned encoders left behind: {e:#}");
+        }
+    }
     // The encoder in use learnt from this many labels: the schedule goes on from there.
     tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
     let mut first_pass = true;

@@ -358,6 +358,68 @@ pub fn judge(current: &Engine, candidate: &Engine, seen: &[(usize, u32)], now: &
     })
 }
 
+/// Removes what fine-tunes that ended without a verdict left in the session
+/// folder (a crash, a kill, a quit while a candidate waited for labels to
+/// be judged on): `encoder-*` folders other than the one in use, with their
+/// embedding caches and heads, and `.encoder-*.part-PID` folders of
+/// processes that are gone. Only the trainer calls it, when its run
+/// starts and no fine-tune of its own is under way; followers use only the
+/// folder in use. Returns the folders removed.
+pub fn sweep(session: &Session) -> Result<Vec<std::path::PathBuf>> {
+    let in_use = session.tuned_encoder()?.map(|(d, _)| d);
+    // The caches and heads of the encoders in use are never touched (a
+    // folder left behind with the same weights shares their hash).
+    let mut keep: Vec<String> = Vec::new();
+    let kept = |h: &str, keep: &mut Vec<String>| -> Result<bool> {
+        if keep.is_empty() {
+            keep.push(model::model_hash(&model::assets::model_dir(&session.settings()?.model))?);
+            if let Some(d) = &in_use {
+                keep.extend(model::model_hash(d).ok());
+            }
+        }
+        Ok(keep.iter().any(|k| k == h))
+    };
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(&session.dir)?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !path.is_dir() || Some(&path) == in_use.as_ref() {
+            continue;
+        }
+        if name.starts_with("encoder-") {
+            match model::model_hash(&path) {
+                Ok(h) if !kept(&h, &mut keep)? => {
+                    let _ = std::fs::remove_file(session.dir.join(format!("head-{h}.safetensors")));
+                    discard(&session.dir, &path, &h);
+                }
+                Ok(_) => {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+                // Stopped before its weights were whole: nothing was cached for it.
+                Err(_) => {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        } else if let Some(pid) =
+            name.strip_prefix(".encoder-").and_then(|n| n.rsplit_once(".part-")).and_then(|(_, p)| p.parse::<i32>().ok())
+        {
+            if crate::store::pid_alive(pid) {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            continue;
+        }
+        if path.exists() {
+            tracing::warn!("cannot remove {}", path.display());
+        } else {
+            tracing::info!("removed {} (a fine-tune that ended without a verdict)", path.display());
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes a fine-tuned encoder's folder and its embedding cache.
 pub fn discard(session_dir: &std::path::Path, dir: &std::path::Path, hash: &str) {
     let _ = std::fs::remove_dir_all(dir);
