@@ -390,6 +390,9 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         }
     }
     let format = ExportFormat::resolve(out, opts.format).map_err(crate::term::usage)?;
+    // One snapshot: labels, overlap rows, predictions and rows as they were
+    // together, whatever annotators commit while the export is written.
+    let _snapshot = session.snapshot()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let mut sink = match format {
         ExportFormat::Csv | ExportFormat::Jsonl => {

@@ -419,3 +419,31 @@ fn work_goes_on_after_a_server_restart() {
         }
     }
 }
+
+/// A snapshot (what `export` reads through) sees the session as at its
+/// first read: labels another annotator commits meanwhile are not half in
+/// it; once it ends, they are read.
+#[test]
+fn a_snapshot_reads_one_moment() {
+    let d = tempfile::tempdir().unwrap();
+    for (kind, st) in backends(d.path()) {
+        let name = unique("snap");
+        make(&st, d.path(), &name);
+        let far = elsewhere(&st, d.path());
+        let alice = Session::open_as(&st, &name, "alice").unwrap();
+        let bob = Session::open_as(&far, &name, "bob").unwrap();
+        let ids = pool_ids(&alice);
+        alice.add_label(ids[0], 1, 0, None).unwrap();
+        {
+            let _snap = alice.snapshot().unwrap();
+            assert_eq!(alice.labels().unwrap().len(), 1, "{kind}");
+            bob.add_label(ids[1], 2, 0, None).unwrap();
+            assert_eq!(alice.labels().unwrap().len(), 1, "{kind}: the snapshot does not see bob's label");
+            assert_eq!(alice.resolved().unwrap().labels.len(), 1, "{kind}");
+        }
+        assert_eq!(alice.labels().unwrap().len(), 2, "{kind}: after it, it does");
+        // Writing goes on as before once it ended.
+        alice.add_label(ids[2], 0, 0, None).unwrap();
+        assert_eq!(bob.labels().unwrap().len(), 3, "{kind}");
+    }
+}

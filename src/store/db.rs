@@ -578,6 +578,23 @@ impl Db {
     }
 }
 
+impl Db {
+    /// A read transaction: every query in it sees the store as it was at
+    /// its first (one snapshot, whatever others commit meanwhile); it ends
+    /// (rolled back: it wrote nothing) when dropped.
+    pub fn read_tx(&self) -> Result<Tx<'_>> {
+        match self {
+            Db::Sqlite(c) => c.execute_batch("BEGIN DEFERRED")?,
+            Db::Pg(pg) => pg.conn.run(move |st| {
+                st.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                st.in_tx = true;
+                Ok(())
+            })?,
+        }
+        Ok(Tx { db: self, done: false })
+    }
+}
+
 /// A transaction: rolled back when dropped before `commit`.
 pub struct Tx<'a> {
     db: &'a Db,

@@ -320,6 +320,9 @@ pub fn new_encoder_dir(dir: &Path, method: &str) -> PathBuf {
     dir.join(format!("encoder-{method}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f")))
 }
 
+/// See `Session::snapshot`.
+pub struct Snapshot<'a>(#[allow(dead_code)] db::Tx<'a>);
+
 /// Deletes a session folder. Refused while another process has it open.
 pub fn remove(sessions: &(impl Sessions + ?Sized), name: &str) -> Result<()> {
     validate_name(name)?;
@@ -609,6 +612,14 @@ impl Session {
             );
         }
         Ok(())
+    }
+
+    /// Until the guard is dropped, every read of this session sees it as at
+    /// the first read (one snapshot; others' commits meanwhile are not
+    /// seen): for outputs that read it in several queries (`export`).
+    /// Nothing may be written through this session meanwhile.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        Ok(Snapshot(self.ctx(self.db.read_tx())?))
     }
 
     /// Whether the session is kept in PostgreSQL.
