@@ -137,4 +137,23 @@ fn keys_pressed_while_the_screen_stalls_do_not_act() {
     tm.keys("b", "q");
     tm.wait("b", &["EXITED 0"], 20);
     assert_eq!(labels(), 11);
+    tm.cmd(&["kill-session", "-t", "b"]);
+
+    // The worker's first model woke the loop, which stalls 5 s on it: keys
+    // pressed meanwhile are left out, but a quit among them still quits.
+    let log = d.path().join("log");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let pauses = logged().matches("pausing at ui-first-model").count();
+    tm.start("c", 100, 30, &cmd("ui-first-model"));
+    let start = Instant::now();
+    while logged().matches("pausing at ui-first-model").count() == pauses {
+        assert!(start.elapsed() < Duration::from_secs(120), "no pause in the log:\n{}", logged());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for k in ["Enter", "2", "q"] {
+        tm.keys("c", k);
+    }
+    tm.wait("c", &["EXITED 0"], 30);
+    assert!(logged().contains("2 keys pressed during a stall left out"), "{}", logged());
+    assert_eq!(labels(), 11);
 }

@@ -163,6 +163,8 @@ pub struct App {
     /// Keys were left out (`ignored_keys`): said in the status line, before
     /// any other message, until the next key.
     pub ignored: Option<String>,
+    /// How many keys `ignored` counts.
+    ignored_n: usize,
     /// The person finished a batch and has not moved since: the refresh that
     /// answers it puts the cursor at the top of the new batch.
     pub jump_to_batch: bool,
@@ -316,6 +318,7 @@ impl App {
             overlay_opened: None,
             drawn_at: None,
             ignored: None,
+            ignored_n: 0,
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
@@ -628,6 +631,9 @@ impl App {
     /// answer: before its first frame (`busy` None), or during `busy` of
     /// work. They were pressed at a screen that is no longer there.
     pub fn ignored_keys(&mut self, n: usize, busy: Option<Duration>) {
+        // Keys left out by an earlier look that no key has cleared yet: counted in.
+        let n = n + std::mem::take(&mut self.ignored_n);
+        self.ignored_n = n;
         let keys = if n == 1 { "1 key".to_string() } else { format!("{n} keys") };
         self.ignored = Some(match busy {
             None => format!("{keys} pressed before the screen showed: not applied, press again"),
@@ -1483,6 +1489,7 @@ impl App {
         // footer's hints come back.
         self.message = None;
         self.ignored = None;
+        self.ignored_n = 0;
         // An error a key caused lasts until the next key too (the worker's
         // last until its next result).
         if std::mem::take(&mut self.key_error) {

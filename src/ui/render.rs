@@ -581,11 +581,16 @@ pub fn fit_hints(hints: &[(String, String)], w: usize) -> String {
 
 fn draw_footer(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let w = area.width as usize;
+    // Keys left out are said even over an error: the person must press them again.
+    if let Some(m) = &app.ignored {
+        f.render_widget(Paragraph::new(cut(&format!(" {m}"), w)).style(theme.fg(Color::Green)), area);
+        return;
+    }
     if let Some(e) = &app.error {
         f.render_widget(Paragraph::new(cut(&error_line(e, w), w)).style(theme.error()), area);
         return;
     }
-    if let Some(m) = app.ignored.as_ref().or(app.message.as_ref()) {
+    if let Some(m) = &app.message {
         f.render_widget(Paragraph::new(cut(&format!(" {m}"), w)).style(theme.fg(Color::Green)), area);
         return;
     }

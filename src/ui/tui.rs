@@ -25,27 +25,41 @@ enum Input {
     Gone,
 }
 
-/// Reads what the terminal has already sent (keys typed ahead) and drops
-/// it: the key presses counted, and whether the size changed.
-fn pending_keys() -> std::io::Result<(usize, bool)> {
-    let (mut n, mut resized) = (0, false);
+/// What the terminal had already sent when it was read (keys typed ahead).
+#[derive(Default)]
+struct Pending {
+    /// Key presses left out.
+    keys: usize,
+    resized: bool,
+    /// A quit among them: kept (it puts nothing on disk).
+    quit: bool,
+}
+
+/// Reads what the terminal has already sent and drops it, but for a quit.
+fn pending_keys(app: &App) -> std::io::Result<Pending> {
+    let mut p = Pending::default();
     // A short wait, not none: crossterm's own waiting thread may hold the
     // reader a moment as it hands an event over.
     while event::poll(Duration::from_millis(5))? {
         match event::read()? {
-            TermEvent::Key(k) if k.kind == KeyEventKind::Press => n += 1,
-            TermEvent::Resize(..) => resized = true,
+            TermEvent::Key(k) if k.kind == KeyEventKind::Press => match keymap(k, app) {
+                Action::Quit => p.quit = true,
+                _ => p.keys += 1,
+            },
+            TermEvent::Resize(..) => p.resized = true,
             _ => {}
         }
     }
-    Ok((n, resized))
+    Ok(p)
 }
 
 /// For tests of the above: `LABELREST_PAUSE_AT=STEP` stalls the screen 5 s
-/// at that step: `ui-first-frame` (before the first frame is drawn) or
-/// `ui-retrain` (after a key that asks for a retrain).
+/// at that step: `ui-first-frame` (before the first frame is drawn),
+/// `ui-retrain` (after a key that asks for a retrain) or `ui-first-model`
+/// (after the worker's first model came, the loop woken by the worker).
 fn pause_at(step: &str) {
     if std::env::var("LABELREST_PAUSE_AT").is_ok_and(|s| s == step) {
+        tracing::info!("pausing at {step} (LABELREST_PAUSE_AT)");
         std::thread::sleep(Duration::from_secs(5));
     }
 }
@@ -113,6 +127,7 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
     // worker's events), and whether the first frame is still to come.
     let mut woke = Instant::now();
     let mut before_first_frame = true;
+    let mut first_model = true;
     loop {
         if before_first_frame {
             pause_at("ui-first-frame");
@@ -142,13 +157,20 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
         let busy = woke.elapsed();
         if before_first_frame || busy > STALL {
             let first = std::mem::replace(&mut before_first_frame, false);
-            match pending_keys() {
-                Ok((n, resized)) => {
-                    if n > 0 {
-                        tracing::info!("{n} keys pressed {} left out", if first { "before the first frame" } else { "during a stall" });
-                        app.ignored_keys(n, (!first).then_some(busy));
+            match pending_keys(&app) {
+                Ok(p) => {
+                    if p.keys > 0 {
+                        tracing::info!(
+                            "{} keys pressed {} left out",
+                            p.keys,
+                            if first { "before the first frame" } else { "during a stall" }
+                        );
+                        app.ignored_keys(p.keys, (!first).then_some(busy));
                     }
-                    dirty |= n > 0 || resized;
+                    if p.quit {
+                        app.handle(Action::Quit);
+                    }
+                    dirty |= p.keys > 0 || p.resized || p.quit;
                 }
                 Err(e) => {
                     tracing::warn!("reading the terminal failed: {e}");
@@ -191,12 +213,16 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                 None => break,
             },
             Input::Worker(ev) => {
+                let model = matches!(ev, worker::Event::Update(_));
                 app.on_event(ev);
                 // Take what else the worker sent meanwhile before drawing.
                 while let Ok(ev) = ev_rx.try_recv() {
                     app.on_event(ev);
                 }
                 dirty = true;
+                if model && std::mem::take(&mut first_model) {
+                    pause_at("ui-first-model");
+                }
             }
             Input::Gone => break,
         }
