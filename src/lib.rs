@@ -21,3 +21,15 @@ pub mod store;
 pub mod term;
 pub mod ui;
 pub mod worker;
+
+/// For tests of what happens while a process waits at a step:
+/// `LABELREST_PAUSE_AT=STEP` makes it wait 5 s there (logged). Steps:
+/// `built` (`new`, before its session is put in place), `retrain-locked`
+/// (`retrain`, holding the trainer lock), `ui-first-frame`, `ui-retrain`,
+/// `ui-first-model` (the workstation's loop, `ui::tui`).
+pub fn pause_at(step: &str) {
+    if std::env::var("LABELREST_PAUSE_AT").is_ok_and(|s| s == step) {
+        tracing::info!("pausing at {step} (LABELREST_PAUSE_AT)");
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+}

@@ -447,3 +447,45 @@ fn a_snapshot_reads_one_moment() {
         assert_eq!(bob.labels().unwrap().len(), 3, "{kind}");
     }
 }
+
+/// What only the trainer writes (an iteration, the predictions, the
+/// encoder in use) is refused in its transaction while another live
+/// process holds the trainer lock: a process that lost the lock when the
+/// store restarted cannot write its model over the new trainer's.
+#[test]
+fn only_the_trainer_stores_a_model() {
+    let d = tempfile::tempdir().unwrap();
+    for (kind, st) in backends(d.path()) {
+        let name = unique("trainer");
+        make(&st, d.path(), &name);
+        let s = Session::open_as(&st, &name, "alice").unwrap();
+        let mut args = vec!["--sessions".to_string(), st.local.to_str().unwrap().to_string()];
+        if let Some(url) = &st.pg {
+            args.extend(["--store".to_string(), url.clone()]);
+        }
+        args.extend(["retrain".to_string(), name.clone()]);
+        // Another process takes the trainer lock and holds it (5 s).
+        let mut other = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
+            .args(&args)
+            .env("LABELREST_PAUSE_AT", "retrain-locked")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while s.trainer_holder().is_none() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(30), "{kind}: the other process took the trainer lock");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let preds = vec![Prediction { row_id: pool_ids(&s)[0], label: 1, prob: 0.5, entropy: 1.0, margin: 0.1, rank: None }];
+        let e = format!("{:#}", s.record_iteration(1, |id| Ok::<_, std::io::Error>(serde_json::json!({ "id": id })), &preds).unwrap_err());
+        assert!(e.contains("another process (pid") && e.contains("trains session"), "{kind}: {e}");
+        assert!(s.replace_predictions(0, &preds).is_err(), "{kind}");
+        assert!(s.iterations::<serde_json::Value>().unwrap().is_empty(), "{kind}: nothing stored");
+        assert!(other.wait().unwrap().success(), "{kind}");
+        // The other process's iteration is there; this one stores once it trains.
+        assert_eq!(s.iterations::<serde_json::Value>().unwrap().len(), 1, "{kind}");
+        let _lock = s.trainer_lock().unwrap().expect("free now");
+        s.record_iteration(1, |id| Ok::<_, std::io::Error>(serde_json::json!({ "id": id })), &preds).unwrap();
+    }
+}

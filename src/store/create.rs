@@ -36,15 +36,12 @@ fn exchange(a: &Path, b: &Path) -> Result<bool> {
 
 /// For crash tests: `LABELREST_CRASH_AT=STEP` makes the process abort at
 /// that step of replacing a session, as a `kill -9` there would.
-/// `LABELREST_PAUSE_AT=STEP` waits there 5 s instead (for tests of what
-/// another process does meanwhile).
+/// `LABELREST_PAUSE_AT=STEP` waits there 5 s instead (`crate::pause_at`).
 fn crash_point(step: &str) {
     if std::env::var("LABELREST_CRASH_AT").map(|s| s == step).unwrap_or(false) {
         std::process::abort();
     }
-    if std::env::var("LABELREST_PAUSE_AT").map(|s| s == step).unwrap_or(false) {
-        std::thread::sleep(std::time::Duration::from_secs(5));
-    }
+    crate::pause_at(step);
 }
 
 /// Removes what crashed runs of `new` left in a sessions folder: folders

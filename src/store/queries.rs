@@ -336,7 +336,7 @@ impl Session {
             }
         }
         // All three or none: another process reads them together.
-        let tx = self.write_tx()?;
+        let tx = self.trainer_tx()?;
         for (f, data) in files {
             pg::store_file(&tx, &f, data)?;
         }
@@ -378,10 +378,36 @@ impl Session {
         Ok(v.into_iter().map(|(id, b)| (id, b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())).collect())
     }
 
+    /// A write transaction for what only the trainer writes (iterations,
+    /// predictions, honest probabilities, the encoder in use): refused while
+    /// another live process holds the session's trainer lock, decided in
+    /// the transaction (a process that lost the lock when the store
+    /// restarted must not write its model over the new trainer's).
+    fn trainer_tx(&self) -> Result<db::Tx<'_>> {
+        let tx = self.write_tx()?;
+        let other = match &self.pg {
+            Some(_) => {
+                let r =
+                    tx.row("SELECT pid, host FROM holders WHERE key = 'trainer' AND backend IN (SELECT pid FROM pg_stat_activity)", p![])?;
+                let holder = r.map(|r| -> Result<(i64, String)> { Ok((r.get(0)?, r.get(1)?)) }).transpose()?;
+                holder
+                    .filter(|(pid, host)| !(*pid == std::process::id() as i64 && *host == super::team::host_name()))
+                    .map(|(pid, host)| format!("pid {pid} on {}", data::display_safe(&host)))
+            }
+            None => Lock::trainer_holder(&self.dir)
+                .filter(|(pid, _)| *pid as i64 != std::process::id() as i64)
+                .map(|(pid, _)| format!("pid {pid}")),
+        };
+        if let Some(who) = other {
+            bail!("another process ({who}) trains session '{}' now: this model was not stored", self.name);
+        }
+        Ok(tx)
+    }
+
     /// Stores rows' honest probabilities (replacing what they had).
     pub fn set_honest_probs(&self, probs: &[(i64, &[f32])]) -> Result<()> {
         let r = (|| -> Result<()> {
-            let tx = self.write_tx()?;
+            let tx = self.trainer_tx()?;
             for (id, probs) in probs {
                 let b: Vec<u8> = probs.iter().flat_map(|x| x.to_le_bytes()).collect();
                 tx.exec(
@@ -442,7 +468,7 @@ impl Session {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let tx = self.write_tx()?;
+        let tx = self.trainer_tx()?;
         let id: i64 = tx.one("INSERT INTO iterations(n_labels, at, metrics) VALUES (?1, ?2, '{}') RETURNING id", p![n_labels, now()])?;
         let m = metrics(id)?;
         tx.exec("UPDATE iterations SET metrics = ?1 WHERE id = ?2", p![serde_json::to_string(&m)?, id])?;
@@ -453,7 +479,7 @@ impl Session {
 
     /// Replaces the stored predictions of the current iteration (a new ranking, no new model).
     pub fn replace_predictions(&self, iteration: i64, preds: &[Prediction]) -> Result<()> {
-        let tx = self.write_tx()?;
+        let tx = self.trainer_tx()?;
         insert_predictions(&tx, iteration, preds)?;
         tx.commit()?;
         Ok(())

@@ -53,17 +53,6 @@ fn pending_keys(app: &App) -> std::io::Result<Pending> {
     Ok(p)
 }
 
-/// For tests of the above: `LABELREST_PAUSE_AT=STEP` stalls the screen 5 s
-/// at that step: `ui-first-frame` (before the first frame is drawn),
-/// `ui-retrain` (after a key that asks for a retrain) or `ui-first-model`
-/// (after the worker's first model came, the loop woken by the worker).
-fn pause_at(step: &str) {
-    if std::env::var("LABELREST_PAUSE_AT").is_ok_and(|s| s == step) {
-        tracing::info!("pausing at {step} (LABELREST_PAUSE_AT)");
-        std::thread::sleep(Duration::from_secs(5));
-    }
-}
-
 /// Maps a key to an action: the key table of the open overlay, else the views'.
 pub fn keymap(k: KeyEvent, app: &App) -> Action {
     app.keys.action(app.key_mode(), &k)
@@ -130,7 +119,7 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
     let mut first_model = true;
     loop {
         if before_first_frame {
-            pause_at("ui-first-frame");
+            crate::pause_at("ui-first-frame");
         }
         if dirty {
             // The terminal is gone (SIGHUP, closed SSH): leave as on a hang-up
@@ -221,13 +210,13 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                 }
                 dirty = true;
                 if model && std::mem::take(&mut first_model) {
-                    pause_at("ui-first-model");
+                    crate::pause_at("ui-first-model");
                 }
             }
             Input::Gone => break,
         }
         if app.outbox.iter().any(|j| matches!(j, worker::Job::Retrain { .. })) {
-            pause_at("ui-retrain");
+            crate::pause_at("ui-retrain");
         }
         for job in app.outbox.drain(..) {
             worker.request(job);

@@ -569,6 +569,7 @@ pub fn retrain_headless(session: &Session, progress: &mut dyn FnMut(&str, usize,
             crate::data::display_safe(&session.name)
         )
     })?;
+    crate::pause_at("retrain-locked");
     let cancel = AtomicBool::new(false);
     let p = prepare(session, progress, &cancel)?;
     let settings = session.settings()?;
