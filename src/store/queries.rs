@@ -379,10 +379,11 @@ impl Session {
     }
 
     /// A write transaction for what only the trainer writes (iterations,
-    /// predictions, honest probabilities, the encoder in use): refused while
-    /// another live process holds the session's trainer lock, decided in
-    /// the transaction (a process that lost the lock when the store
-    /// restarted must not write its model over the new trainer's).
+    /// predictions, honest probabilities, the encoder in use): in
+    /// PostgreSQL, refused while another live process holds the session's
+    /// trainer lock, decided in the transaction (a process that lost the
+    /// lock when the server restarted must not write its model over the new
+    /// trainer's).
     fn trainer_tx(&self) -> Result<db::Tx<'_>> {
         let tx = self.write_tx()?;
         let other = match &self.pg {
@@ -394,9 +395,8 @@ impl Session {
                     .filter(|(pid, host)| !(*pid == std::process::id() as i64 && *host == super::team::host_name()))
                     .map(|(pid, host)| format!("pid {pid} on {}", data::display_safe(&host)))
             }
-            None => Lock::trainer_holder(&self.dir)
-                .filter(|(pid, _)| *pid as i64 != std::process::id() as i64)
-                .map(|(pid, _)| format!("pid {pid}")),
+            // A lock file is never lost: only its holder trains.
+            None => None,
         };
         if let Some(who) = other {
             bail!("another process ({who}) trains session '{}' now: this model was not stored", self.name);
