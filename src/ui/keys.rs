@@ -344,10 +344,8 @@ impl KeyMap {
     pub fn help(&self, adjudicator: bool) -> Vec<(String, String)> {
         let k = |a: &Action| self.keys_of(Mode::Views, a).join(" ");
         let mut v = vec![(format!("{} {}", k(&Action::Down), k(&Action::Up)), "move".to_string())];
-        v.push((
-            format!("{} {} {} {}", k(&Action::Top), k(&Action::Bottom), k(&Action::PageDown), k(&Action::PageUp)),
-            "first, last row; page down, up".into(),
-        ));
+        v.push((format!("{} {}", k(&Action::Top), k(&Action::Bottom)), "first, last row".into()));
+        v.push((format!("{} {}", k(&Action::PageDown), k(&Action::PageUp)), "page down, up".into()));
         for bd in VIEWS {
             if matches!(
                 bd.action,
