@@ -620,7 +620,7 @@ impl App {
     /// screen that stalls must not spend the moment while it shows nothing).
     pub fn shown(&mut self, at: Instant) {
         if let Some(changed) = self.changed_at {
-            if self.drawn_at.map_or(true, |d| changed > d) && changed < at {
+            if self.drawn_at.is_none_or(|d| changed > d) && changed < at {
                 self.changed_at = Some(at);
             }
         }
