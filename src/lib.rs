@@ -33,3 +33,14 @@ pub fn pause_at(step: &str) {
         std::thread::sleep(std::time::Duration::from_secs(5));
     }
 }
+
+/// For tests of what a bug does: `LABELREST_PANIC_AT=STEP` panics once, the
+/// first time this process reaches that step: `iterate` (the worker's
+/// retrain, `worker::pipeline::iterate`) or `finetune` (the fine-tune's
+/// thread).
+pub fn panic_at(step: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("LABELREST_PANIC_AT").is_ok_and(|s| s == step) && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        panic!("LABELREST_PANIC_AT={step}");
+    }
+}

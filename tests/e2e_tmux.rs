@@ -157,3 +157,80 @@ fn keys_pressed_while_the_screen_stalls_do_not_act() {
     assert!(logged().contains("2 keys pressed during a stall left out"), "{}", logged());
     assert_eq!(labels(), 11);
 }
+
+/// A bug in training (a panic, injected once with `LABELREST_PANIC_AT`)
+/// is told on the status line and training goes on: the workstation keeps
+/// the terminal, the worker starts again, a fine-tune that panicked ends as
+/// a failure and the next one runs.
+#[test]
+fn a_panic_in_training_is_told_and_training_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(tm) = Tmux::new(d.path()) else { return };
+    // (77 intents: a fine-tune from 20 labels, one epoch, so that one runs here.)
+    let f = write(d.path(), "p-data.csv", demo_head(150).as_bytes());
+    let o = labelrest(
+        d.path(),
+        &[
+            "new",
+            "p",
+            "--data",
+            f.to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--ft-from",
+            "20",
+            "--ft-epochs",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bin = env!("CARGO_BIN_EXE_labelrest");
+    let cmd = |at: &str| {
+        format!(
+            "LABELREST_LOG={dir}/log NO_COLOR=1 LABELREST_PANIC_AT={at} {bin} --sessions {dir} label p; echo EXITED $?; sleep 60",
+            dir = d.path().display()
+        )
+    };
+    // The first retrain panics: said, then the worker starts again (after 5 s) and ranks.
+    tm.start("a", 100, 30, &cmd("iterate"));
+    let s = tm.wait("a", &["internal error: LABELREST_PANIC_AT=iterate"], 120);
+    assert!(s.contains("labelrest · p"), "the workstation is still on screen: {s}");
+    tm.wait("a", &["it 1 ", "the model's first ranking"], 60);
+    std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
+    tm.keys("a", "Enter");
+    tm.wait("a", &["1 labelled"], 20);
+    tm.keys("a", "q");
+    tm.wait("a", &["EXITED 0"], 20);
+    tm.cmd(&["kill-session", "-t", "a"]);
+
+    // Enough labels for the fine-tune that opening starts: it panics, ends
+    // as a failure, and `F` starts the next one, which runs.
+    {
+        let s = labelrest::store::Session::open(d.path(), "p").unwrap();
+        let pool: Vec<_> = s.rows().unwrap().into_iter().filter(|r| s.labels().unwrap().iter().all(|l| l.row_id != r.id)).collect();
+        for r in pool.iter().take(29) {
+            s.add_label(r.id, r.gold.unwrap(), 1, None).unwrap();
+        }
+    }
+    tm.start("b", 100, 30, &cmd("finetune"));
+    let log = || std::fs::read_to_string(d.path().join("log")).unwrap_or_default();
+    let until = |what: &str, n: usize| {
+        let start = Instant::now();
+        while log().matches(what).count() < n {
+            assert!(start.elapsed() < Duration::from_secs(180), "waited for {what:?} in the log:\n{}\n{}", tm.screen("b"), log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until("fine-tune failed: internal error: LABELREST_PANIC_AT=finetune", 1);
+    assert!(tm.screen("b").contains("labelrest · p"), "the workstation is still on screen");
+    tm.keys("b", "F");
+    until("fine-tune (", 1);
+    tm.keys("b", "q");
+    tm.wait("b", &["EXITED 0"], 20);
+    let log = log();
+    assert_eq!(log.matches("ERROR labelrest: panic: ").count(), 2, "each panic logged once, with its backtrace: {log}");
+    let s = labelrest::store::Session::open_shared(d.path(), "p").unwrap();
+    assert_eq!(s.labels().unwrap().len(), 30, "no label lost");
+}

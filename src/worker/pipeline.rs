@@ -328,6 +328,7 @@ pub fn iterate(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Update> {
     let t0 = Instant::now();
+    crate::panic_at("iterate");
     let settings = session.settings()?;
     let (pairs, elig, labels) = eligible(session, p)?;
     // Nothing the model learns from changed: rank again (a new strategy), record nothing.

@@ -183,6 +183,7 @@ impl Tuner {
             // A panic (a bug) ends it as a failure: the person is told, and
             // the next fine-tune can start.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::panic_at("finetune");
                 run_finetune(&dir, &base_dir, &device, &texts, &pool_rows, &pairs, &head, method, &cfg, &say, &cancel)
             }))
             .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {} (the log has the details)", super::panic_text(&p))));
