@@ -57,6 +57,8 @@ fn label_a_batch_quit_resume_hangup() {
     run(&cmd);
     let s = wait(&["it 2 ", "12 labelled / 2,000", "ready"], 60);
     assert!(s.contains("batch 2/10"), "the batch count resumes: {s}");
+    // (The row shown on opening was not read yet: keys wait their moment.)
+    std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
     // A hang-up (what a dropped SSH connection sends) ends it cleanly.
     t(&["send-keys", "-t", &name, "Enter"]);
     wait(&["13 labelled"], 10);
@@ -155,6 +157,27 @@ fn keys_pressed_while_the_screen_stalls_do_not_act() {
     }
     tm.wait("c", &["EXITED 0"], 30);
     assert!(logged().contains("2 keys pressed during a stall left out"), "{}", logged());
+    assert_eq!(labels(), 11);
+    tm.cmd(&["kill-session", "-t", "c"]);
+
+    // Opening on a stored model: the row the first frame shows was not read
+    // yet, so a key the moment it appears labels nothing (left out before
+    // the frame, or refused after it).
+    tm.start(
+        "d",
+        100,
+        30,
+        &format!(
+            "LABELREST_LOG={dir}/log NO_COLOR=1 {bin} --sessions {dir} label stall; echo EXITED $?; sleep 60",
+            dir = d.path().display()
+        ),
+    );
+    tm.wait("d", &["labelrest · stall"], 30);
+    tm.keys("d", "Enter");
+    let s = tm.wait("d", &["press again"], 10);
+    assert!(s.contains("11 labelled"), "{s}");
+    tm.keys("d", "q");
+    tm.wait("d", &["EXITED 0"], 20);
     assert_eq!(labels(), 11);
 }
 

@@ -685,7 +685,7 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
     app.handle(Action::Accept);
     app.handle(Action::Pick(1));
     assert_eq!(app.session.labels().unwrap().len(), n, "no label while the row settles");
-    assert!(app.message.as_deref().unwrap().contains("just changed"));
+    assert!(app.message.as_deref().unwrap().contains("read it, then press again"));
     // After the moment has passed, the same key works on the row on screen.
     app.changed_at = std::time::Instant::now().checked_sub(labelrest::ui::app::SETTLE * 2);
     app.handle(Action::Accept);
@@ -1109,9 +1109,15 @@ fn the_first_ranking_starts_at_its_top_and_labels_list_newest_first() {
 fn the_new_batch_starts_at_the_top_and_a_restart_keeps_the_place() {
     let d = tempfile::tempdir().unwrap();
     let mut app = app_with_model(d.path(), 150, true);
-    for _ in 0..11 {
+    for _ in 0..10 {
         app.handle(Action::Accept);
     }
+    // The next batch's first row came by itself: a key at once is refused.
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), 10, "the next batch's first row waits its moment");
+    assert_eq!(app.cursor[0], 0, "the next batch starts at its top");
+    app.changed_at = None;
+    app.handle(Action::Accept);
     assert_eq!(app.session.labels().unwrap().len(), 11, "the eleventh decision counts towards the next batch");
     retrain(&mut app);
     assert_eq!(app.cursor[0], 0, "the new batch starts at its top");
@@ -1685,4 +1691,28 @@ fn the_moment_to_read_starts_when_the_row_is_drawn() {
     assert!(!app.settling());
     app.handle(Action::Accept);
     assert_eq!(app.session.labels().unwrap().len(), n + 1);
+}
+
+/// `u` after `x` takes the skip back (the row back in its place in the
+/// batch, the row that came in its place out of it), not the label before it.
+#[test]
+fn undo_after_a_skip_takes_the_skip_back() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    let labelled = app.session.labels().unwrap().len();
+    let batch = app.reserved.clone();
+    let row = app.selected().unwrap();
+    app.handle(Action::Skip);
+    assert!(app.skipped.contains(&(row as u32)) && !app.reserved.contains(&(row as u32)));
+    app.handle(Action::Undo);
+    assert_eq!(app.session.labels().unwrap().len(), labelled, "the label before the skip stays");
+    assert!(!app.skipped.contains(&(row as u32)));
+    assert_eq!(app.reserved, batch, "the batch as it was, the row in its place");
+    assert_eq!(app.selected(), Some(row), "the cursor on it");
+    assert!(app.message.as_deref().unwrap().contains("skip undone"), "{:?}", app.message);
+    // Again: now the label is undone.
+    app.handle(Action::Undo);
+    assert_eq!(app.session.labels().unwrap().len(), labelled - 1);
 }

@@ -163,8 +163,12 @@ pub struct App {
     /// Keys were left out (`ignored_keys`): said in the status line, before
     /// any other message, until the next key.
     pub ignored: Option<String>,
-    /// How many keys `ignored` counts.
+    /// The last thing done was a skip: the row, and the batch and its
+    /// order before it (`u` takes the skip back).
+    last_skip: Option<(u32, Vec<u32>, Vec<u32>)>,
+    /// How many keys `ignored` counts, and when it was said.
     ignored_n: usize,
+    ignored_at: Option<Instant>,
     /// The person finished a batch and has not moved since: the refresh that
     /// answers it puts the cursor at the top of the new batch.
     pub jump_to_batch: bool,
@@ -319,6 +323,8 @@ impl App {
             drawn_at: None,
             ignored: None,
             ignored_n: 0,
+            ignored_at: None,
+            last_skip: None,
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
@@ -627,6 +633,17 @@ impl App {
         self.drawn_at = Some(at);
     }
 
+    /// The event loop drew the first frame: the row it shows under the
+    /// cursor was never read (a key typed ahead of the screen would label
+    /// it), so decision keys wait their moment, as for a row that came by
+    /// itself.
+    pub fn first_shown(&mut self, at: Instant) {
+        if self.selected().is_some() {
+            self.changed_at = Some(at);
+        }
+        self.drawn_at = Some(at);
+    }
+
     /// The event loop left out `n` keys pressed while the screen did not
     /// answer: before its first frame (`busy` None), or during `busy` of
     /// work. They were pressed at a screen that is no longer there.
@@ -634,6 +651,7 @@ impl App {
         // Keys left out by an earlier look that no key has cleared yet: counted in.
         let n = n + std::mem::take(&mut self.ignored_n);
         self.ignored_n = n;
+        self.ignored_at = Some(Instant::now());
         let keys = if n == 1 { "1 key".to_string() } else { format!("{n} keys") };
         self.ignored = Some(match busy {
             None => format!("{keys} pressed before the screen showed: not applied, press again"),
@@ -805,6 +823,8 @@ impl App {
     /// queue that nobody else holds (the session decides, atomically). A
     /// store that cannot reserve leaves the queue as it is, with a message.
     fn reserve_batch(&mut self, to_top: bool) {
+        // Another batch: a skip before it is not taken back into it.
+        self.last_skip = None;
         let before = self.selected();
         // What is left of this batch (all of it at a batch's start).
         self.hold_from_queue(self.batch_remaining().max(1), "could not reserve this batch for you (see the log)");
@@ -1148,7 +1168,8 @@ impl App {
     /// Refuses a decision on a row that changed by itself a moment ago.
     fn settled(&mut self) -> bool {
         if self.settling() {
-            self.message = Some("the row under the cursor (or what it suggests) just changed: read it, then press again".into());
+            // (At most 79 columns: the status line of an 80-column terminal.)
+            self.message = Some("the row under the cursor just came or changed: read it, then press again".into());
             return false;
         }
         true
@@ -1174,6 +1195,7 @@ impl App {
     }
 
     fn decide_row_inner(&mut self, i: usize, label: u32) -> Result<()> {
+        self.last_skip = None;
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
         }
@@ -1262,6 +1284,18 @@ impl App {
             self.batch_order.retain(|&r| labels[r as usize].is_some() || reserved.contains(&r));
             self.keep_batch();
         }
+        // The batch is done: the next one (held from this ranking until the
+        // retrained one lands) starts at its top, a row the person has not
+        // read: decision keys wait a moment (a key pressed with the last
+        // one's rhythm would label it).
+        if batch_end && self.view == View::Queue && !self.review {
+            self.cursor[0] = 0;
+            self.scroll_into_view();
+            if self.selected().is_some() {
+                self.changed_at = Some(Instant::now());
+                self.message = Some("batch done: retraining; the next batch is at the top".into());
+            }
+        }
         // The batch's last row decided while rows of it wait above: the
         // cursor goes back to the first of them, not on to the rows below
         // the batch.
@@ -1344,6 +1378,10 @@ impl App {
     }
 
     fn undo(&mut self) -> Result<()> {
+        // A skip was the last thing done: `u` takes it back (not the label before it).
+        if let Some((r, held, order)) = self.last_skip.take() {
+            return self.unskip(r, held, order);
+        }
         match self.session.undo_last()? {
             None => self.message = Some("nothing to undo".into()),
             Some(row_id) => {
@@ -1367,6 +1405,39 @@ impl App {
                 self.message = Some(format!("undone: row {row_id}"));
             }
         }
+        Ok(())
+    }
+
+    /// Takes back the skip of row `r`: it leaves the skipped rows and, when
+    /// the batch held it, the batch is what it was before (its place
+    /// included; the row that came in its place goes back to the queue).
+    fn unskip(&mut self, r: u32, held: Vec<u32>, order: Vec<u32>) -> Result<()> {
+        self.skipped.retain(|&x| x != r);
+        self.keep_skipped();
+        if held.contains(&r) {
+            let ids: Vec<i64> = held.iter().map(|&x| self.row_ids[x as usize]).collect();
+            match self.session.reserve(&ids, self.batch_remaining()) {
+                Ok(got) => {
+                    let got: HashSet<i64> = got.into_iter().collect();
+                    self.reserved = held.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                }
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+            let (labels, reserved) = (&self.labels, &self.reserved);
+            self.batch_order = order.into_iter().filter(|&x| labels[x as usize].is_some() || reserved.contains(&x)).collect();
+            for &x in &self.reserved {
+                if !self.batch_order.contains(&x) {
+                    self.batch_order.push(x);
+                }
+            }
+            self.keep_batch();
+        }
+        self.rebuild_lists();
+        if let Some(p) = self.current_list().iter().position(|&x| x == r) {
+            self.cursor[self.view.index()] = p;
+            self.scroll_into_view();
+        }
+        self.message = Some(format!("skip undone: row {} is back in its place", self.row_ids[r as usize]));
         Ok(())
     }
 
@@ -1488,8 +1559,12 @@ impl App {
         // A message lasts until the next key (which may set its own); the
         // footer's hints come back.
         self.message = None;
-        self.ignored = None;
-        self.ignored_n = 0;
+        // Keys left out are said for a moment at least, over what the keys
+        // that follow say (the first of them often comes at once).
+        if self.ignored_at.is_none_or(|t| t.elapsed() >= SETTLE) {
+            self.ignored = None;
+            self.ignored_n = 0;
+        }
         // An error a key caused lasts until the next key too (the worker's
         // last until its next result).
         if std::mem::take(&mut self.key_error) {
@@ -1797,6 +1872,7 @@ impl App {
                 if self.view == View::Queue {
                     if let Some(i) = self.selected() {
                         let at = self.cursor[0];
+                        self.last_skip = Some((i as u32, self.reserved.clone(), self.batch_order.clone()));
                         self.skipped.retain(|&r| r as usize != i);
                         self.skipped.push(i as u32);
                         self.keep_skipped();

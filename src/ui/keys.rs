@@ -97,7 +97,7 @@ pub const VIEWS: &[Binding] = &[
     b(Action::OpenPicker, "picker", &["/", "l"], "label picker (type to filter; Tab describes a label)", "label"),
     b(Action::Read, "read", &["v"], "read the whole text", "read"),
     b(Action::Skip, "skip", &["x"], "skip the row until you come back to it", "skip"),
-    b(Action::Undo, "undo", &["u"], "undo the last decision", "undo"),
+    b(Action::Undo, "undo", &["u"], "undo the last decision (right after x: the skip)", "undo"),
     b(Action::Retrain, "retrain", &["r"], "retrain now", "retrain"),
     b(Action::NextView, "next-view", &["Tab"], "views: queue, labelled, all rows", "view"),
     b(Action::Search, "search", &["t"], "search the texts (all rows view; again: clear)", "search"),

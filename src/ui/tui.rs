@@ -137,7 +137,11 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                 tracing::warn!("draw failed: {e}");
                 break;
             }
-            app.shown(Instant::now());
+            if before_first_frame {
+                app.first_shown(Instant::now());
+            } else {
+                app.shown(Instant::now());
+            }
             dirty = false;
         }
         // Keys pressed before the first frame, or while the screen did not
