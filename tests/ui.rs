@@ -1716,3 +1716,18 @@ fn undo_after_a_skip_takes_the_skip_back() {
     app.handle(Action::Undo);
     assert_eq!(app.session.labels().unwrap().len(), labelled - 1);
 }
+
+/// A text longer than the row pane's lines says so on its last line: a
+/// person never labels a text believing they read all of it.
+#[test]
+fn a_cut_text_says_there_is_more() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 30, false);
+    let i = app.selected().unwrap();
+    set_text(&mut app, i, &"a long account of what happened at the bank counter today ".repeat(12));
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains("… (v: all)"), "{s}");
+    set_text(&mut app, i, "short text");
+    let s = screen(&mut app, 80, 24);
+    assert!(!s.contains("(v: all)"), "{s}");
+}

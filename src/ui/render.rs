@@ -488,7 +488,20 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let layout = app.suggestion_layout(i);
     let sugg_h = layout.len().max(1) as u16;
     let [text_area, sugg_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(sugg_h)]).areas(inner);
-    f.render_widget(Paragraph::new(app.texts[i].as_str()).wrap(Wrap { trim: false }), text_area);
+    // A text longer than its lines says so on its last one (the reader shows it all).
+    let (w, h) = (text_area.width as usize, text_area.height as usize);
+    let wrapped = super::layout::wrap(&app.texts[i], w);
+    if wrapped.len() > h && h > 0 && w > 0 {
+        let read = app.keys.keys_of(KeyMode::Views, &Action::Read).first().cloned().unwrap_or_else(|| "v".into());
+        let more = format!(" … ({read}: all)");
+        let mut shown: Vec<Line> = wrapped[..h - 1].iter().map(|l| Line::raw(l.clone())).collect();
+        let last = cut(&wrapped[h - 1], w.saturating_sub(more.width()));
+        let last = last.trim_end_matches('…').trim_end().to_string();
+        shown.push(Line::from(vec![Span::raw(last), Span::styled(more, theme.dim())]));
+        f.render_widget(Paragraph::new(shown), text_area);
+    } else {
+        f.render_widget(Paragraph::new(app.texts[i].as_str()).wrap(Wrap { trim: false }), text_area);
+    }
     let mut lines: Vec<Line> = Vec::new();
     for row in &layout {
         let mut spans = Vec::new();
