@@ -464,10 +464,19 @@ fn csv_error(path: &Path, e: csv::Error) -> DataError {
     let starts = Starts::of(path);
     let line_of = |p: &csv::Position| starts.at(p).0;
     let (line, msg) = match e.kind() {
-        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => (
-            pos.as_ref().map(line_of),
-            format!("malformed CSV: this record has {len} fields where the header has {expected_len} (an unbalanced quote or a stray delimiter?)"),
-        ),
+        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => {
+            let line = pos.as_ref().map(line_of);
+            // A quote opened in this record and never closed swallowed the
+            // rest of the file into one field: say so, at the line it opened.
+            let unclosed = *len < *expected_len && line.is_some_and(|l| count_quotes_odd(path, l).unwrap_or(false));
+            let fields = if *len == 1 { "1 field".to_string() } else { format!("{len} fields") };
+            let msg = if unclosed {
+                "malformed CSV: a quoted field opened here is never closed (unbalanced quote)".to_string()
+            } else {
+                format!("malformed CSV: this record has {fields} where the header has {expected_len} (an unbalanced quote or a stray delimiter?)")
+            };
+            (line, msg)
+        }
         csv::ErrorKind::Utf8 { pos, err } => (pos.as_ref().map(line_of), format!("invalid UTF-8 in field {}", err.field() + 1)),
         csv::ErrorKind::Io(err) => return DataError::io(path, None, err.to_string()),
         _ => (e.position().map(line_of), e.to_string()),

@@ -112,7 +112,13 @@ fn unbalanced_quote() {
     refused(
         &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
         &[("a.csv", b"text,label\nfine,a\n\"broken,a\nmore,b\nlast,a\n")],
-        &["a.csv:3", "malformed CSV"],
+        &["a.csv:3", "malformed CSV: a quoted field opened here is never closed"],
+    );
+    // A record short of fields with no quote open: that, in the singular.
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"text,label\nfine,a\nshort\n")],
+        &["a.csv:3", "has 1 field where"],
     );
     // At the end: the quote runs to the end of the file.
     refused(
