@@ -450,7 +450,9 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         let name = &app.label_names[l];
         if name.chars().count() > room && lines.len() + 2 <= inner_h {
             lines.push(Line::raw(cut(head.trim_end(), w)));
-            lines.push(Line::raw(cut(&format!("  {name}"), w)));
+            // Indented as far as a name that fits leaves room for.
+            let indent = " ".repeat(if name.width() > w { 2 } else { (w - name.width()).min(2) });
+            lines.push(Line::raw(cut(&format!("{indent}{name}"), w)));
         } else {
             lines.push(Line::raw(cut(&format!("{head}{}", cut(name, room.max(1))), w)));
         }
