@@ -1715,6 +1715,24 @@ fn undo_after_a_skip_takes_the_skip_back() {
     // Again: now the label is undone.
     app.handle(Action::Undo);
     assert_eq!(app.session.labels().unwrap().len(), labelled - 1);
+    // A row skipped twice: undoing the second skip leaves it skipped, as
+    // the first left it.
+    let row = app.selected().unwrap();
+    app.handle(Action::Skip);
+    app.handle(Action::Bottom);
+    assert_eq!(app.selected(), Some(row), "a skipped row waits at the end of the queue");
+    app.handle(Action::Skip);
+    app.handle(Action::Undo);
+    assert!(app.skipped.contains(&(row as u32)), "still skipped once");
+    // A refused decision is not a decision: `u` still takes the skip back.
+    app.handle(Action::Top);
+    let next = app.selected().unwrap();
+    app.handle(Action::Skip);
+    app.changed_at = Some(std::time::Instant::now());
+    app.handle(Action::Accept);
+    app.handle(Action::Undo);
+    assert!(!app.skipped.contains(&(next as u32)), "{:?}", app.message);
+    assert_eq!(app.session.labels().unwrap().len(), labelled - 1);
 }
 
 /// A text longer than the row pane's lines says so on its last line: a

@@ -309,6 +309,31 @@ impl Conn {
 }
 
 impl Conn {
+    /// Whether a job sent has not answered yet (it ran past its time).
+    pub fn behind(&self) -> bool {
+        self.sent.get() > self.finished.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ends the transaction in progress without waiting: the ROLLBACK goes
+    /// in the queue behind a statement that has not answered yet (which
+    /// then cannot be committed by the next transaction's COMMIT, nor keep
+    /// the connection inside the old transaction).
+    pub fn rollback_queued(&self) {
+        let finished = self.finished.clone();
+        let job: Job = Box::new(move |st| {
+            if let Err(e) = st.client.batch_execute("ROLLBACK") {
+                tracing::warn!("cannot roll back: {e}");
+            }
+            st.in_tx = false;
+            finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        if let Some(jobs) = self.jobs.as_ref() {
+            if jobs.send(job).is_ok() {
+                self.sent.set(self.sent.get() + 1);
+            }
+        }
+    }
+
     /// Marks the connection as holding locks, taken again by `relock` after
     /// a server restart (`lost` when they cannot be).
     pub fn hold(&self, relock: Relock) -> Result<()> {
@@ -606,9 +631,22 @@ impl Tx<'_> {
         self.done = true;
         let r = self.db.batch("COMMIT");
         if r.is_err() {
-            let _ = self.db.batch("ROLLBACK");
+            self.rollback();
         }
         r
+    }
+
+    fn rollback(&self) {
+        match self.db {
+            // Behind a statement still under way (it did not answer in
+            // time): queued after it, not refused.
+            Db::Pg(pg) if pg.conn.behind() => pg.conn.rollback_queued(),
+            _ => {
+                if let Err(e) = self.db.batch("ROLLBACK") {
+                    tracing::warn!("cannot roll back: {e:#}");
+                }
+            }
+        }
     }
 }
 
@@ -622,9 +660,7 @@ impl std::ops::Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
-            if let Err(e) = self.db.batch("ROLLBACK") {
-                tracing::warn!("cannot roll back: {e:#}");
-            }
+            self.rollback();
         }
     }
 }

@@ -14,9 +14,11 @@ use super::*;
 pub const RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// This machine's name (reservations name it: only processes on this
-/// machine can be checked for life).
+/// machine can be checked for life), as it was when this process first
+/// asked: what it wrote under that name stays its own if the name changes.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()).clone()
 }
 
 /// Whether a reservation is still held: on this machine while its process

@@ -163,9 +163,9 @@ pub struct App {
     /// Keys were left out (`ignored_keys`): said in the status line, before
     /// any other message, until the next key.
     pub ignored: Option<String>,
-    /// The last thing done was a skip: the row, and the batch and its
-    /// order before it (`u` takes the skip back).
-    last_skip: Option<(u32, Vec<u32>, Vec<u32>)>,
+    /// The last thing done was a skip: the row, and the batch, its order
+    /// and the skipped rows before it (`u` takes the skip back).
+    last_skip: Option<(u32, Vec<u32>, Vec<u32>, Vec<u32>)>,
     /// How many keys `ignored` counts, and when it was said.
     ignored_n: usize,
     ignored_at: Option<Instant>,
@@ -1195,7 +1195,6 @@ impl App {
     }
 
     fn decide_row_inner(&mut self, i: usize, label: u32) -> Result<()> {
-        self.last_skip = None;
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
         }
@@ -1231,6 +1230,8 @@ impl App {
             }
         }
         self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
+        // A decision since the skip: `u` undoes it, not the skip.
+        self.last_skip = None;
         let before = self.labels[i];
         self.labels[i] = Some((label, Source::Person));
         self.seq += 1;
@@ -1288,12 +1289,14 @@ impl App {
         // retrained one lands) starts at its top, a row the person has not
         // read: decision keys wait a moment (a key pressed with the last
         // one's rhythm would label it).
-        if batch_end && self.view == View::Queue && !self.review {
+        if batch_end && self.view == View::Queue {
             self.cursor[0] = 0;
             self.scroll_into_view();
             if self.selected().is_some() {
                 self.changed_at = Some(Instant::now());
-                self.message = Some("batch done: retraining; the next batch is at the top".into());
+                if self.message.is_none() {
+                    self.message = Some("batch done: retraining; the next batch is at the top".into());
+                }
             }
         }
         // The batch's last row decided while rows of it wait above: the
@@ -1368,6 +1371,7 @@ impl App {
         if outcome != Adjudication::Done {
             return Ok(());
         }
+        self.last_skip = None;
         // An adjudication is a decision: it counts towards the batch that retrains.
         self.batch_done += 1;
         if self.batch_done >= self.batch_size {
@@ -1379,8 +1383,8 @@ impl App {
 
     fn undo(&mut self) -> Result<()> {
         // A skip was the last thing done: `u` takes it back (not the label before it).
-        if let Some((r, held, order)) = self.last_skip.take() {
-            return self.unskip(r, held, order);
+        if let Some((r, held, order, skipped)) = self.last_skip.take() {
+            return self.unskip(r, held, order, skipped);
         }
         match self.session.undo_last()? {
             None => self.message = Some("nothing to undo".into()),
@@ -1408,20 +1412,31 @@ impl App {
         Ok(())
     }
 
-    /// Takes back the skip of row `r`: it leaves the skipped rows and, when
-    /// the batch held it, the batch is what it was before (its place
-    /// included; the row that came in its place goes back to the queue).
-    fn unskip(&mut self, r: u32, held: Vec<u32>, order: Vec<u32>) -> Result<()> {
-        self.skipped.retain(|&x| x != r);
+    /// Takes back the skip of row `r`: the skipped rows are what they were
+    /// and, when the batch held it, the batch is what it was before (its
+    /// place included; the row that came in its place goes back to the
+    /// queue), unless another annotator took it meanwhile.
+    fn unskip(&mut self, r: u32, held: Vec<u32>, order: Vec<u32>, skipped: Vec<u32>) -> Result<()> {
+        self.skipped = skipped;
         self.keep_skipped();
+        let id = self.row_ids[r as usize];
+        let mut taken = false;
         if held.contains(&r) {
-            let ids: Vec<i64> = held.iter().map(|&x| self.row_ids[x as usize]).collect();
+            // The batch before the skip first, then what holds now (which
+            // stays held should the row not come back).
+            let mut want = held.clone();
+            want.extend(self.reserved.iter().copied().filter(|x| !held.contains(x)));
+            let ids: Vec<i64> = want.iter().map(|&x| self.row_ids[x as usize]).collect();
             match self.session.reserve(&ids, self.batch_remaining()) {
                 Ok(got) => {
                     let got: HashSet<i64> = got.into_iter().collect();
-                    self.reserved = held.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                    self.reserved = want.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                    taken = !got.contains(&id);
                 }
-                Err(e) => tracing::warn!("{e:#}"),
+                Err(e) => {
+                    tracing::warn!("{e:#}");
+                    taken = true;
+                }
             }
             let (labels, reserved) = (&self.labels, &self.reserved);
             self.batch_order = order.into_iter().filter(|&x| labels[x as usize].is_some() || reserved.contains(&x)).collect();
@@ -1437,7 +1452,11 @@ impl App {
             self.cursor[self.view.index()] = p;
             self.scroll_into_view();
         }
-        self.message = Some(format!("skip undone: row {} is back in its place", self.row_ids[r as usize]));
+        self.message = Some(if taken {
+            format!("skip undone, but row {id} could not come back into your batch (another annotator took it, or see the log)")
+        } else {
+            format!("skip undone: row {id} is back in its place")
+        });
         Ok(())
     }
 
@@ -1559,8 +1578,9 @@ impl App {
         // A message lasts until the next key (which may set its own); the
         // footer's hints come back.
         self.message = None;
-        // Keys left out are said for a moment at least, over what the keys
-        // that follow say (the first of them often comes at once).
+        // Keys left out are said for a moment at least: a key that follows
+        // at once (a move) does not wipe it, one that has something to say
+        // (an error, a refusal, a label changed) does, below.
         if self.ignored_at.is_none_or(|t| t.elapsed() >= SETTLE) {
             self.ignored = None;
             self.ignored_n = 0;
@@ -1574,6 +1594,10 @@ impl App {
         if let Err(e) = self.try_handle(a) {
             self.error = Some(format!("{e:#}"));
             self.key_error = true;
+        }
+        if self.key_error || self.message.is_some() {
+            self.ignored = None;
+            self.ignored_n = 0;
         }
         match (covered, self.overlay != Overlay::None) {
             (false, true) => self.overlay_opened = Some(Instant::now()),
@@ -1872,7 +1896,7 @@ impl App {
                 if self.view == View::Queue {
                     if let Some(i) = self.selected() {
                         let at = self.cursor[0];
-                        self.last_skip = Some((i as u32, self.reserved.clone(), self.batch_order.clone()));
+                        self.last_skip = Some((i as u32, self.reserved.clone(), self.batch_order.clone(), self.skipped.clone()));
                         self.skipped.retain(|&r| r as usize != i);
                         self.skipped.push(i as u32);
                         self.keep_skipped();

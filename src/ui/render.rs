@@ -502,7 +502,8 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         shown.push(Line::from(vec![Span::raw(last), Span::styled(more, theme.dim())]));
         f.render_widget(Paragraph::new(shown), text_area);
     } else {
-        f.render_widget(Paragraph::new(app.texts[i].as_str()).wrap(Wrap { trim: false }), text_area);
+        // The lines counted are the lines drawn.
+        f.render_widget(Paragraph::new(wrapped.into_iter().map(Line::raw).collect::<Vec<_>>()), text_area);
     }
     let mut lines: Vec<Line> = Vec::new();
     for row in &layout {
