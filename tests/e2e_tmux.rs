@@ -102,10 +102,22 @@ fn keys_pressed_while_the_screen_stalls_do_not_act() {
         )
     };
     let labels = || labelrest::store::Session::open_shared(d.path(), "stall").unwrap().labels().unwrap().len();
+    let log = d.path().join("log");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Starts `name` pausing at `step`; returns once the pause has begun.
+    let start_paused = |name: &str, step: &str, then: &dyn Fn()| {
+        let pauses = logged().matches(&format!("pausing at {step}")).count();
+        tm.start(name, 100, 30, &cmd(step));
+        then();
+        let start = Instant::now();
+        while logged().matches(&format!("pausing at {step}")).count() == pauses {
+            assert!(start.elapsed() < Duration::from_secs(120), "no pause at {step} in the log:\n{}", logged());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
 
     // Before the first frame (the screen held back 5 s): three keys typed ahead.
-    tm.start("a", 100, 30, &cmd("ui-first-frame"));
-    std::thread::sleep(Duration::from_millis(2500));
+    start_paused("a", "ui-first-frame", &|| {});
     for k in ["Enter", "a", "j"] {
         tm.keys("a", k);
     }
@@ -118,13 +130,13 @@ fn keys_pressed_while_the_screen_stalls_do_not_act() {
     assert_eq!(labels(), 0);
 
     // The key that ends a batch stalls the screen 5 s: keys pressed meanwhile do nothing.
-    tm.start("b", 100, 30, &cmd("ui-retrain"));
-    tm.wait("b", &["ready", "it 1 "], 120);
-    std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
-    for _ in 0..10 {
-        tm.keys("b", "Enter");
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    start_paused("b", "ui-retrain", &|| {
+        tm.wait("b", &["ready", "it 1 "], 120);
+        std::thread::sleep(labelrest::ui::app::SETTLE + Duration::from_millis(300));
+        for _ in 0..10 {
+            tm.keys("b", "Enter");
+        }
+    });
     for k in ["Enter", "Enter", "2"] {
         tm.keys("b", k);
     }
@@ -143,15 +155,7 @@ fn keys_pressed_while_the_screen_stalls_do_not_act() {
 
     // The worker's first model woke the loop, which stalls 5 s on it: keys
     // pressed meanwhile are left out, but a quit among them still quits.
-    let log = d.path().join("log");
-    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
-    let pauses = logged().matches("pausing at ui-first-model").count();
-    tm.start("c", 100, 30, &cmd("ui-first-model"));
-    let start = Instant::now();
-    while logged().matches("pausing at ui-first-model").count() == pauses {
-        assert!(start.elapsed() < Duration::from_secs(120), "no pause in the log:\n{}", logged());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    start_paused("c", "ui-first-model", &|| {});
     for k in ["Enter", "2", "q"] {
         tm.keys("c", k);
     }

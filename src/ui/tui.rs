@@ -206,10 +206,11 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                 None => break,
             },
             Input::Worker(ev) => {
-                let model = matches!(ev, worker::Event::Update(_));
+                let mut model = matches!(ev, worker::Event::Update(_));
                 app.on_event(ev);
                 // Take what else the worker sent meanwhile before drawing.
                 while let Ok(ev) = ev_rx.try_recv() {
+                    model |= matches!(ev, worker::Event::Update(_));
                     app.on_event(ev);
                 }
                 dirty = true;
