@@ -145,6 +145,13 @@ pub fn test_pg(what: &str) -> Option<String> {
     url
 }
 
+/// The count of labelled rows in a workstation's header ("· N labelled").
+pub fn labelled_count(screen: &str) -> Option<usize> {
+    let head = screen.lines().next()?;
+    let at = head.find(" labelled")?;
+    head[..at].rsplit(' ').next()?.replace(',', "").parse().ok()
+}
+
 /// A tmux server of its own, for the real binary in a terminal; the server
 /// (and what runs in it) goes away when this is dropped.
 pub struct Tmux {
