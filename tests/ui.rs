@@ -1749,3 +1749,33 @@ fn a_cut_text_says_there_is_more() {
     let s = screen(&mut app, 80, 24);
     assert!(!s.contains("(v: all)"), "{s}");
 }
+
+/// A relabel counts towards the batch (the batch lets a row go); its undo
+/// gives the decision back and the batch its row: live and after a
+/// reopening, what the batch holds and what was decided make one batch.
+#[test]
+fn undoing_a_relabel_keeps_the_batch_whole_across_a_reopening() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    app.handle(Action::Accept);
+    assert_eq!((app.batch_done, app.reserved.len()), (2, 8));
+    // Relabel the first row in the labelled view, then undo it.
+    app.handle(Action::NextView);
+    app.handle(Action::Bottom);
+    let row = app.selected().unwrap();
+    let (old, _) = app.labels[row].unwrap();
+    let other = app.suggestions(row).into_iter().map(|s| s.0).find(|&l| l != old).unwrap();
+    let digit = app.suggestions(row).iter().position(|s| s.0 == other).unwrap() + 1;
+    app.handle(Action::Pick(digit));
+    assert_eq!(app.labels[row].unwrap().0, other, "{:?}", app.message);
+    assert_eq!((app.batch_done, app.reserved.len()), (3, 7), "the relabel counts; the batch let a row go");
+    app.handle(Action::Undo);
+    assert_eq!(app.labels[row].unwrap().0, old);
+    assert_eq!((app.batch_done, app.reserved.len()), (2, 8), "the decision and the row are back");
+    app.remember_position();
+    drop(app);
+    let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert_eq!((app.batch_done, app.reserved.len()), (2, 8), "as a reopening counts them");
+}

@@ -1400,6 +1400,15 @@ impl App {
                 }
                 self.batch_done = self.batch_done.saturating_sub(1);
                 self.back_into_batch(i);
+                // A relabel undone (the row keeps a label) gave back a
+                // decision but no row: the batch holds one more from the
+                // queue again (the one it let go of, where still free), so
+                // that what it holds and what was decided make a batch, also
+                // as a reopening counts them.
+                if self.labels[i].is_some() && self.reserved.len() < self.batch_remaining() {
+                    self.rebuild_lists();
+                    self.refill_batch();
+                }
                 self.rebuild_lists();
                 // Put the cursor on the row that came back.
                 if let Some(p) = self.current_list().iter().position(|&r| r as usize == i) {
