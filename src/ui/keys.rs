@@ -359,16 +359,15 @@ impl KeyMap {
                 v.push(("1-9".into(), "take the suggestion with that number, if shown".into()));
             }
         }
+        let pk = |a: &Action| self.key(Mode::Picker, a);
         v.push((
+            "in the picker".into(),
             format!(
-                "picker: {}",
-                [Action::Confirm, Action::EditDescription, Action::Cancel]
-                    .iter()
-                    .map(|a| self.key(Mode::Picker, a))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                "{} picks · {} describes the label · {} closes",
+                pk(&Action::Confirm),
+                pk(&Action::EditDescription),
+                pk(&Action::Cancel)
             ),
-            "pick, describe the label, close".into(),
         ));
         v
     }
