@@ -194,25 +194,7 @@ fn a_panic_in_training_is_told_and_training_goes_on() {
     let d = tempfile::tempdir().unwrap();
     let Some(tm) = Tmux::new(d.path()) else { return };
     // (77 intents: a fine-tune from 20 labels, one epoch, so that one runs here.)
-    let f = write(d.path(), "p-data.csv", demo_head(150).as_bytes());
-    let o = labelrest(
-        d.path(),
-        &[
-            "new",
-            "p",
-            "--data",
-            f.to_str().unwrap(),
-            "--label-col",
-            "label",
-            "--label-col-is",
-            "gold",
-            "--ft-from",
-            "20",
-            "--ft-epochs",
-            "1",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    small_demo_session_with(d.path(), "p", 150, &["--ft-from", "20", "--ft-epochs", "1"]);
     let bin = env!("CARGO_BIN_EXE_labelrest");
     let cmd = |at: &str| {
         format!(

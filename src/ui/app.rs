@@ -125,6 +125,15 @@ pub struct PanelTeam {
     pub waiting: usize,
 }
 
+/// A skip `u` can take back: the row, and the batch, its order and the
+/// skipped rows as they were before it.
+struct Skip {
+    row: u32,
+    held: Vec<u32>,
+    order: Vec<u32>,
+    skipped: Vec<u32>,
+}
+
 pub struct App {
     pub name: String,
     pub session: Session,
@@ -160,12 +169,12 @@ pub struct App {
     overlay_opened: Option<Instant>,
     /// When the event loop last put a frame on the terminal.
     drawn_at: Option<Instant>,
-    /// Keys were left out (`ignored_keys`): said in the status line, before
-    /// any other message, until the next key.
+    /// Keys were left out (`ignored_keys`): said in the status line over
+    /// the worker's messages and errors, for `SETTLE` at least, until a key
+    /// that has something to say of its own (`handle`).
     pub ignored: Option<String>,
-    /// The last thing done was a skip: the row, and the batch, its order
-    /// and the skipped rows before it (`u` takes the skip back).
-    last_skip: Option<(u32, Vec<u32>, Vec<u32>, Vec<u32>)>,
+    /// The last thing done was a skip (`u` takes it back).
+    last_skip: Option<Skip>,
     /// How many keys `ignored` counts, and when it was said.
     ignored_n: usize,
     ignored_at: Option<Instant>,
@@ -657,6 +666,11 @@ impl App {
             None => format!("{keys} pressed before the screen showed: not applied, press again"),
             Some(d) => format!("screen stalled {:.1} s: {keys} pressed meanwhile not applied, press again", d.as_secs_f32()),
         });
+    }
+
+    fn clear_ignored(&mut self) {
+        self.ignored = None;
+        self.ignored_n = 0;
     }
 
     /// True while the row under the cursor has just changed by itself.
@@ -1383,8 +1397,8 @@ impl App {
 
     fn undo(&mut self) -> Result<()> {
         // A skip was the last thing done: `u` takes it back (not the label before it).
-        if let Some((r, held, order, skipped)) = self.last_skip.take() {
-            return self.unskip(r, held, order, skipped);
+        if let Some(skip) = self.last_skip.take() {
+            return self.unskip(skip);
         }
         match self.session.undo_last()? {
             None => self.message = Some("nothing to undo".into()),
@@ -1425,7 +1439,8 @@ impl App {
     /// and, when the batch held it, the batch is what it was before (its
     /// place included; the row that came in its place goes back to the
     /// queue), unless another annotator took it meanwhile.
-    fn unskip(&mut self, r: u32, held: Vec<u32>, order: Vec<u32>, skipped: Vec<u32>) -> Result<()> {
+    fn unskip(&mut self, skip: Skip) -> Result<()> {
+        let Skip { row: r, held, order, skipped } = skip;
         self.skipped = skipped;
         self.keep_skipped();
         let id = self.row_ids[r as usize];
@@ -1591,8 +1606,7 @@ impl App {
         // at once (a move) does not wipe it, one that has something to say
         // (an error, a refusal, a label changed) does, below.
         if self.ignored_at.is_none_or(|t| t.elapsed() >= SETTLE) {
-            self.ignored = None;
-            self.ignored_n = 0;
+            self.clear_ignored();
         }
         // An error a key caused lasts until the next key too (the worker's
         // last until its next result).
@@ -1605,8 +1619,7 @@ impl App {
             self.key_error = true;
         }
         if self.key_error || self.message.is_some() {
-            self.ignored = None;
-            self.ignored_n = 0;
+            self.clear_ignored();
         }
         match (covered, self.overlay != Overlay::None) {
             (false, true) => self.overlay_opened = Some(Instant::now()),
@@ -1905,7 +1918,12 @@ impl App {
                 if self.view == View::Queue {
                     if let Some(i) = self.selected() {
                         let at = self.cursor[0];
-                        self.last_skip = Some((i as u32, self.reserved.clone(), self.batch_order.clone(), self.skipped.clone()));
+                        self.last_skip = Some(Skip {
+                            row: i as u32,
+                            held: self.reserved.clone(),
+                            order: self.batch_order.clone(),
+                            skipped: self.skipped.clone(),
+                        });
                         self.skipped.retain(|&r| r as usize != i);
                         self.skipped.push(i as u32);
                         self.keep_skipped();

@@ -39,9 +39,16 @@ pub fn labelrest_env(sessions: &Path, args: &[&str], env: &[(&str, &str)]) -> Ou
 
 /// A small session from the first `rows` demo rows (gold labels), with no model yet.
 pub fn small_demo_session(sessions: &Path, name: &str, rows: usize) {
+    small_demo_session_with(sessions, name, rows, &[]);
+}
+
+/// `small_demo_session` with more arguments for `new` (settings).
+pub fn small_demo_session_with(sessions: &Path, name: &str, rows: usize, more: &[&str]) {
     std::fs::create_dir_all(sessions).unwrap();
     let f = write(sessions, &format!("{name}-data.csv"), demo_head(rows).as_bytes());
-    let o = labelrest(sessions, &["new", name, "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"]);
+    let mut args = vec!["new", name, "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold"];
+    args.extend_from_slice(more);
+    let o = labelrest(sessions, &args);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
