@@ -185,13 +185,24 @@ impl Tmux {
     /// A detached window `name` of `w`x`h` running the shell command `cmd`.
     pub fn start(&self, name: &str, w: u16, h: u16, cmd: &str) {
         let (w, h) = (w.to_string(), h.to_string());
-        let st = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.sock)
-            .args(["new-session", "-d", "-s", name, "-x", &w, "-y", &h, cmd])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        // A server whose last session just ended is on its way out, and a
+        // new session asked of it then fails ("server exited
+        // unexpectedly"): asked again, a new server starts.
+        let mut last = String::new();
+        for _ in 0..10 {
+            let o = Command::new("tmux")
+                .arg("-S")
+                .arg(&self.sock)
+                .args(["new-session", "-d", "-s", name, "-x", &w, "-y", &h, cmd])
+                .output()
+                .unwrap();
+            if o.status.success() {
+                return;
+            }
+            last = String::from_utf8_lossy(&o.stderr).to_string();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        panic!("tmux new-session {name}: {last}");
     }
 
     pub fn keys(&self, name: &str, key: &str) {
