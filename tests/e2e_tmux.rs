@@ -48,6 +48,13 @@ fn label_a_batch_quit_resume_hangup() {
     t(&["send-keys", "-t", &name, "2"]);
     t(&["send-keys", "-t", &name, "Enter"]);
     wait(&["12 labelled"], 10);
+    // A paste is one event, not keys (the workstation asks the terminal
+    // for bracketed paste, and tmux brackets it): none of its `a`s, digits
+    // or line breaks labels a row.
+    t(&["set-buffer", "-b", "lr", "a\na2\naaaa\n"]);
+    t(&["paste-buffer", "-p", "-b", "lr", "-t", &name]);
+    let s = wait(&["pasted text not applied"], 10);
+    assert!(s.contains("12 labelled"), "{s}");
     t(&["send-keys", "-t", &name, "q"]);
     let s = wait(&["EXITED 0"], 20);
     assert!(!s.contains("Queue"), "terminal restored (alternate screen left): {s}");

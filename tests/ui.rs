@@ -783,6 +783,31 @@ fn search_the_texts_and_label_a_match() {
     assert_eq!(app.all_list.len(), 150);
 }
 
+/// A paste is one event (bracketed paste): in the search it is typed, its
+/// line break a space; at the table it is not applied at all, though an
+/// `a`, a digit or a line break in it would each have labelled a row.
+#[test]
+fn a_paste_is_typed_into_a_field_and_never_labels() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, true);
+    screen(&mut app, 80, 24);
+    let before = app.session.labels().unwrap().len();
+    let at = app.selected();
+    app.paste("a1\naaaa 2\r\n");
+    assert_eq!(app.session.labels().unwrap().len(), before, "a paste labelled a row");
+    assert_eq!(app.selected(), at);
+    assert_eq!(app.message.as_deref(), Some("pasted text not applied: keys act one at a time (11 characters)"));
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains("pasted text not applied"), "{s}");
+    // Typed into the search.
+    app.handle(Action::Search);
+    app.paste("refund\nmy");
+    app.handle(Action::Confirm);
+    assert_eq!(app.view, View::All);
+    assert!(app.message.as_deref().unwrap().contains("hold 'refund my'"), "{:?}", app.message);
+    assert_eq!(app.session.labels().unwrap().len(), before);
+}
+
 /// An iteration is recorded only when what the model learns from changed:
 /// a strategy change or a retrain with nothing new ranks again.
 #[test]

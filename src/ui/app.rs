@@ -19,6 +19,9 @@ use super::layout::{self, Geometry};
 /// row's text before a key can put a label on it.
 pub const SETTLE: Duration = Duration::from_millis(1200);
 
+/// The most characters of one paste typed into a text field.
+pub const PASTE_MAX: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     /// Unlabelled rows, ranked by the strategy.
@@ -666,6 +669,25 @@ impl App {
             None => format!("{keys} pressed before the screen showed: not applied, press again"),
             Some(d) => format!("screen stalled {:.1} s: {keys} pressed meanwhile not applied, press again", d.as_secs_f32()),
         });
+    }
+
+    /// Text pasted into the terminal (bracketed paste, which the
+    /// workstation asks the terminal for): typed into the search, the
+    /// picker's filter or a description, its line breaks and tabs as
+    /// spaces. Anywhere else it is not applied: each of its characters
+    /// would be a key, and an `a`, a digit or a line break in it would
+    /// label rows the person never read.
+    pub fn paste(&mut self, text: &str) {
+        if self.key_mode().takes_text() {
+            for c in text.chars().take(PASTE_MAX) {
+                self.handle(Action::Input(if c.is_control() { ' ' } else { c }));
+            }
+            return;
+        }
+        self.handle(Action::None);
+        let n = text.chars().count();
+        self.message = Some(format!("pasted text not applied: keys act one at a time ({n} character{})", if n == 1 { "" } else { "s" }));
+        self.clear_ignored();
     }
 
     fn clear_ignored(&mut self) {

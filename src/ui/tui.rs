@@ -46,6 +46,7 @@ fn pending_keys(app: &App) -> std::io::Result<Pending> {
                 Action::Quit => p.quit = true,
                 _ => p.keys += 1,
             },
+            TermEvent::Paste(_) => p.keys += 1,
             TermEvent::Resize(..) => p.resized = true,
             _ => {}
         }
@@ -58,10 +59,19 @@ pub fn keymap(k: KeyEvent, app: &App) -> Action {
     app.keys.action(app.key_mode(), &k)
 }
 
-/// Leaves raw mode and the alternate screen (harmless when not in them).
+/// Whether the terminal is in the workstation's hands (raw mode, the
+/// alternate screen): only then has `restore` anything to undo.
+static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Leaves raw mode and the alternate screen, when the workstation entered
+/// them; otherwise writes nothing (a panic in `annotate` or in a command
+/// whose output a script reads must not add escape codes to it).
 pub fn restore() {
+    if !ENTERED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let _ = terminal::disable_raw_mode();
-    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = execute!(std::io::stdout(), event::DisableBracketedPaste, terminal::LeaveAlternateScreen, crossterm::cursor::Show);
 }
 
 /// Restores the terminal when dropped (normal return, `?` or unwinding).
@@ -104,9 +114,11 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
             }
         }
     })?;
+    ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
     terminal::enable_raw_mode()?;
     let _guard = Guard;
-    execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
+    // Bracketed paste: a paste comes as one event, not as keys (`App::paste`).
+    execute!(std::io::stdout(), terminal::EnterAlternateScreen, event::EnableBracketedPaste)?;
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
     let theme = Theme::from_env();
@@ -195,6 +207,11 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                         app.handle(a);
                         dirty = true;
                     }
+                }
+                Some(Ok(TermEvent::Paste(text))) => {
+                    tracing::debug!("paste of {} bytes", text.len());
+                    app.paste(&text);
+                    dirty = true;
                 }
                 Some(Ok(TermEvent::Resize(..))) => dirty = true,
                 Some(Ok(_)) => {}
