@@ -32,7 +32,7 @@ pub enum BenchWhat {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Rows of the made-up CSV (without --data).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = crate::settings::parse_count)]
         rows: usize,
         /// The label set, comma-separated (needed with --data).
         #[arg(long)]
@@ -62,7 +62,7 @@ pub enum BenchWhat {
         #[arg(long)]
         data: PathBuf,
         /// Texts to embed (the file's first ones).
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, value_parser = crate::settings::parse_count)]
         limit: usize,
         /// Encoder: a model folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
         #[arg(long)]
@@ -74,7 +74,7 @@ pub enum BenchWhat {
         /// Session to copy (it is not changed).
         name: String,
         /// Keys to time.
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = 40, value_parser = crate::settings::parse_count)]
         keys: usize,
         /// Time the keys while the encoder is fine-tuned in the background.
         #[arg(long)]
@@ -91,10 +91,10 @@ pub enum BenchWhat {
         #[arg(long, value_enum, default_value = "cuda")]
         device: crate::settings::DeviceSetting,
         /// Rows embedded again after the fine-tune.
-        #[arg(long, default_value_t = 10000)]
+        #[arg(long, default_value_t = 10000, value_parser = crate::settings::parse_count)]
         rows: usize,
         /// Labels the fine-tune learns from.
-        #[arg(long, default_value_t = 150)]
+        #[arg(long, default_value_t = 150, value_parser = crate::settings::parse_count)]
         labels: usize,
         /// Encoder: a model folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
         #[arg(long)]
@@ -109,10 +109,10 @@ pub enum BenchWhat {
         #[arg(long)]
         data: PathBuf,
         /// Rows embedded again after the fine-tune.
-        #[arg(long, default_value_t = 10000)]
+        #[arg(long, default_value_t = 10000, value_parser = crate::settings::parse_count)]
         rows: usize,
         /// Labels the fine-tune learns from.
-        #[arg(long, default_value_t = 150)]
+        #[arg(long, default_value_t = 150, value_parser = crate::settings::parse_count)]
         labels: usize,
         /// Encoder: a model folder (Hugging Face BERT layout); default the bundled all-MiniLM-L6-v2.
         #[arg(long)]
@@ -128,10 +128,10 @@ pub enum BenchWhat {
     /// labels per second over all of them, for each N.
     Team {
         /// Numbers of concurrent annotators, one run each.
-        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16", value_parser = crate::settings::parse_count)]
         annotators: Vec<usize>,
         /// Labels each annotator gives.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = crate::settings::parse_count)]
         labels: usize,
     },
     /// Refresh latency on a session with gold labels: train the head on N
@@ -140,10 +140,10 @@ pub enum BenchWhat {
         /// Session (embedded already, or embedded first).
         name: String,
         /// Labels the head trains on.
-        #[arg(long, default_value_t = 150)]
+        #[arg(long, default_value_t = 150, value_parser = crate::settings::parse_count)]
         labels: usize,
         /// Refreshes timed (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = crate::settings::parse_count)]
         repeat: usize,
         /// Self-training (default: the session's setting).
         #[arg(long, value_enum)]

@@ -222,7 +222,7 @@ pub struct NewArgs {
     #[arg(long, value_enum, default_value = "margin")]
     pub strategy: Strategy,
     /// Decisions per batch before a retrain.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::settings::parse_count)]
     pub batch: usize,
     /// Self-training on the unlabelled pool.
     #[arg(long, value_enum, default_value = "auto")]
@@ -302,7 +302,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "margin")]
     pub strategy: String,
     /// Labels per batch: the model retrains after each.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::settings::parse_count)]
     pub batch: usize,
     /// Labels the simulated person gives before the run stops.
     #[arg(long, default_value_t = 150)]
@@ -368,7 +368,7 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: crate::model::finetune::Mode,
     /// Seconds the simulated person takes per label: decides at which batch a CPU fine-tune lands.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, value_parser = crate::settings::parse_positive)]
     pub pace: f64,
     /// Threads (default: the machine's cores).
     #[arg(long)]
@@ -544,6 +544,16 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
             format!("the model's own probabilities: calibrated from {} labels on", crate::learn::calibration::MIN_LABELS)
         };
         say!("the model's {} labels{above}: about {:.0}% expected right ({how})", r.model, e * 100.0);
+        // The calibration sees only mistakes among the labels given: the
+        // rows of a label nobody gave are out of its sight.
+        if r.labels_used < r.label_set {
+            let unused = r.label_set - r.labels_used;
+            say!(
+                "note: your labels use {} of the {} labels; the model's mistakes on rows of the other {unused} cannot be seen, so the estimate may be high",
+                r.labels_used,
+                r.label_set
+            );
+        }
     }
     if let Some(p) = a.min_confidence {
         if a.drop_below {

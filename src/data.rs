@@ -216,7 +216,8 @@ pub fn read_records<F>(path: &Path, format: Format, cols: &Columns, mut sink: F)
 where
     F: FnMut(Record) -> Result<(), DataError>,
 {
-    let file = open(path)?;
+    let mut file = open(path)?;
+    refuse_utf16(path, &mut file)?;
     let mut stats = ReadStats::default();
     let mut emit = |rec: Record, stats: &mut ReadStats| -> Result<(), DataError> {
         if rec.text.trim().is_empty() {
@@ -235,6 +236,23 @@ where
         Format::Prodigy => read_jsonl(path, file, cols, true, &mut stats, &mut emit)?,
     }
     Ok(stats)
+}
+
+/// A file saved as UTF-16 (Excel's and Notepad's "Unicode") is named as
+/// such, not read as UTF-8 with garbled column names. Only a regular file
+/// is looked at: a pipe cannot be read twice.
+fn refuse_utf16(path: &Path, file: &mut File) -> Result<(), DataError> {
+    use std::io::{Seek, SeekFrom};
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let mut bom = [0u8; 2];
+    let n = file.read(&mut bom).unwrap_or(0);
+    if n == 2 && (bom == [0xff, 0xfe] || bom == [0xfe, 0xff]) {
+        return Err(DataError::new(path, Some(1), None, "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"));
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| DataError::io(path, None, format!("cannot read: {e}")))?;
+    Ok(())
 }
 
 /// Whether the file has a column `name`: in the header of a CSV or TSV
@@ -613,15 +631,26 @@ pub fn preview_labels(labels: &[LabelDef]) -> String {
     }
 }
 
+/// Invisible format characters: zero-width ones, bidirectional controls,
+/// the soft hyphen and the byte-order mark. A name holding one looks like
+/// another name, or reorders the line it is drawn on.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Why a label name cannot be used, if it cannot: empty, or holding
-/// control characters (which would reach the terminal). Labels are
-/// case-sensitive: `Billing` and `billing` are two labels.
+/// control characters (which would reach the terminal) or invisible ones
+/// (a label that could never be typed: `\u{feff}a` is drawn as `a`).
+/// Labels are case-sensitive: `Billing` and `billing` are two labels.
 pub fn label_name_problem(name: &str) -> Option<String> {
     if name.trim().is_empty() {
         return Some("an empty label name".into());
     }
     if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c)) {
         return Some(format!("label '{}' holds control characters", display_safe(name)));
+    }
+    if name.chars().any(is_invisible) {
+        return Some(format!("label '{}' holds invisible characters (zero-width, bidirectional or a byte-order mark)", display_safe(name)));
     }
     None
 }
@@ -647,6 +676,8 @@ pub fn parse_label_list(s: &str) -> Result<Vec<LabelDef>, String> {
 pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
     let mut s = String::new();
     open(path)?.read_to_string(&mut s).map_err(|e| DataError::io(path, None, format!("cannot read: {e}")))?;
+    // A byte-order mark (Notepad's UTF-8) is not part of the first label.
+    let s = s.strip_prefix('\u{feff}').unwrap_or(&s);
     let mut out: Vec<LabelDef> = Vec::new();
     for (i, line) in s.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -701,7 +732,7 @@ pub fn display_safe(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\u{7f}' => out.push('\u{fffd}'),
             c if (0x80..0xa0).contains(&(c as u32)) => out.push('\u{fffd}'),
             // Bidirectional overrides and other invisible format characters.
-            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}' => {}
+            c if is_invisible(c) => {}
             c => out.push(c),
         }
     }

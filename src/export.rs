@@ -112,6 +112,10 @@ pub struct ExportReport {
     /// The labels the model learns from (resolved across annotators: not
     /// an overlap row's first label, nor a dispute).
     pub learnt_from: usize,
+    /// How many labels of the set those labels use, and the set's size: a
+    /// label nobody gave yet is one whose rows the calibration cannot check.
+    pub labels_used: usize,
+    pub label_set: usize,
     /// Expected accuracy of the model's labels written (the mean of their
     /// calibrated probabilities); None when none were written.
     pub model_expected: Option<f64>,
@@ -438,7 +442,12 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
     // label while it waits for a second annotator; a disagreement nobody
     // adjudicated yet has none (source `disputed`).
     let resolved = session.resolved()?;
-    let mut report = ExportReport { learnt_from: resolved.labels.len(), ..Default::default() };
+    let mut report = ExportReport {
+        learnt_from: resolved.labels.len(),
+        labels_used: resolved.labels.iter().map(|l| l.label).collect::<std::collections::HashSet<_>>().len(),
+        label_set: names.len(),
+        ..Default::default()
+    };
     let mut labels: std::collections::HashMap<i64, (Option<u32>, RowSource, Option<&str>)> = std::collections::HashMap::new();
     for l in resolved.labels.iter().chain(&resolved.waiting) {
         labels.insert(l.row_id, (Some(l.label), RowSource::from(l.source), l.annotator.as_deref()));

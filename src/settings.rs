@@ -42,29 +42,47 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, clap::Args)]
 pub struct FinetuneOverrides {
     /// Fine-tune: passes over the labels (finetune) or the pairs (contrastive).
-    #[arg(long = "ft-epochs", id = "ft_epochs")]
+    #[arg(long = "ft-epochs", id = "ft_epochs", value_parser = parse_count)]
     #[serde(default)]
     pub epochs: Option<usize>,
     /// Fine-tune: encoder learning rate.
-    #[arg(long = "ft-lr", id = "ft_lr")]
+    #[arg(long = "ft-lr", id = "ft_lr", value_parser = parse_positive)]
     #[serde(default)]
     pub lr: Option<f64>,
     /// Fine-tune: texts (finetune) or pairs (contrastive) per step.
-    #[arg(long = "ft-batch", id = "ft_batch")]
+    #[arg(long = "ft-batch", id = "ft_batch", value_parser = parse_count)]
     #[serde(default)]
     pub batch: Option<usize>,
     /// Fine-tune (contrastive): rounds of one positive and one negative pair per label.
-    #[arg(long = "ft-pair-rounds", id = "ft_pair_rounds")]
+    #[arg(long = "ft-pair-rounds", id = "ft_pair_rounds", value_parser = parse_count)]
     #[serde(default)]
     pub pair_rounds: Option<usize>,
     /// Fine-tune: how many of the encoder's top layers learn (the others stay frozen).
-    #[arg(long = "ft-layers", id = "ft_layers")]
+    #[arg(long = "ft-layers", id = "ft_layers", value_parser = parse_count)]
     #[serde(default)]
     pub layers: Option<usize>,
     /// Fine-tune: labels before the first one (default: 20, and one a class; two a class above 50 classes).
-    #[arg(long = "ft-from", id = "ft_from")]
+    #[arg(long = "ft-from", id = "ft_from", value_parser = parse_count)]
     #[serde(default)]
     pub from: Option<usize>,
+}
+
+/// A count flag (batch sizes, epochs, layers): a whole number of at least 1.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0: give a whole number of at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number of at least 1")),
+    }
+}
+
+/// A rate or a duration flag: a finite number above 0.
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v}: give a number above 0")),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
 }
 
 impl Default for Settings {

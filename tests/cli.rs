@@ -122,9 +122,23 @@ fn exit_codes_ok_error_usage() {
         assert!(stderr(o).starts_with("error: "), "{}", stderr(o));
     };
     // 2: clap's own usage errors ...
-    for args in [vec!["frobnicate"], vec!["export", "ok"], vec!["new", "x", "--data", good, "--nope"], vec![]] {
+    for args in [
+        vec!["frobnicate"],
+        vec!["export", "ok"],
+        vec!["new", "x", "--data", good, "--nope"],
+        vec![],
+        // Settings that could only fail later, or be changed without a word.
+        vec!["new", "x", "--data", good, "--labels", "a,b", "--ft-lr", "nan"],
+        vec!["new", "x", "--data", good, "--labels", "a,b", "--ft-lr=-5"],
+        vec!["new", "x", "--data", good, "--labels", "a,b", "--ft-epochs", "0"],
+        vec!["new", "x", "--data", good, "--labels", "a,b", "--batch", "0"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--pace", "0"],
+        vec!["bench", "team", "--labels", "0"],
+        vec!["bench", "team", "--annotators", "1,0"],
+    ] {
         let o = labelrest(d.path(), &args);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("error: "), "{args:?}: {}", stderr(&o));
     }
     // ... and ours, in one line.
     for args in [
@@ -139,6 +153,9 @@ fn exit_codes_ok_error_usage() {
         vec!["predict", "nosuch", "--input", good, "--out", "p.xml"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--strategy", "margin,best"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--noise", "1.5"],
+        // A blank name, or spaces at its ends: `sessions` would list a name that names nothing.
+        vec!["new", " x", "--data", good, "--labels", "a,b"],
+        vec!["new", "  ", "--data", good, "--labels", "a,b"],
     ] {
         let o = labelrest(d.path(), &args);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
@@ -152,6 +169,8 @@ fn exit_codes_ok_error_usage() {
         vec!["new", "x", "--data", bad.to_str().unwrap(), "--label-col", "label"],
         vec!["new", "x", "--data", "missing.csv", "--labels", "a,b"],
         vec!["new", "ok", "--data", good, "--labels", "a,b"],
+        // The label set would come from a first pass over a pipe.
+        vec!["new", "x", "--data", "/dev/null", "--format", "csv", "--label-col", "label"],
     ] {
         let o = labelrest(d.path(), &args);
         assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
@@ -608,4 +627,62 @@ fn an_unreachable_store_is_not_an_empty_one() {
     let o = labelrest(d.path(), &["--store", "postgres://u@127.0.0.1:1/db", "sessions", "rm", "x"]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("cannot connect to the store") && !stderr(&o).contains("no session"), "{}", stderr(&o));
+}
+
+/// Inputs that are odd but ordinary: a file name that is not UTF-8, a
+/// labels file saved with a byte-order mark, a label that holds an
+/// invisible character, a panic in a command whose output a script reads,
+/// and an estimate made from labels that use only part of the set.
+#[test]
+fn odd_but_ordinary_inputs() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let sessions = d.path().join("sessions");
+    let csv = b"text,label\nthe card is lost,a\nwhere is my refund,a\nhello there,a\nthe app crashed,b\n";
+    // A file name that is not UTF-8 (ordinary on Linux): no panic.
+    let odd = d.path().join(std::ffi::OsStr::from_bytes(b"d\xff.csv"));
+    std::fs::write(&odd, csv).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .arg("--sessions")
+        .arg(&sessions)
+        .args(["new", "odd", "--label-col", "label", "--data"])
+        .arg(&odd)
+        .env("LABELREST_LOG", d.path().join("log"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A labels file with a byte-order mark: its first label is 'a', not '\u{feff}a'.
+    let data = write(d.path(), "d.csv", csv);
+    let labels = write(d.path(), "labels.txt", "\u{feff}a\tthe first\nb\n".as_bytes());
+    let o = labelrest(
+        &sessions,
+        &["new", "bom", "--data", data.to_str().unwrap(), "--labels-file", labels.to_str().unwrap(), "--label-col", "label"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = labelrest::store::Session::open_read_only(&sessions, "bom").unwrap();
+    assert_eq!(s.label_set().unwrap().iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    drop(s);
+    // A label with a zero-width space is drawn like another, and could never be typed.
+    let o = labelrest(&sessions, &["new", "zw", "--data", data.to_str().unwrap(), "--labels", "a,\u{200b}b"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("invisible characters"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    // Labels that use one label of two: the estimate says what it cannot see.
+    let one = write(d.path(), "one.csv", b"text,label\nthe card is lost,a\nwhere is my refund,a\nhello there,\nthe app crashed,\n");
+    let o = labelrest(&sessions, &["new", "one", "--data", one.to_str().unwrap(), "--labels", "a,b", "--label-col", "label"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(code(&labelrest(&sessions, &["retrain", "one"])), 0);
+    let out = d.path().join("one.csv.out.csv");
+    let o = labelrest(&sessions, &["export", "one", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("note: your labels use 1 of the 2 labels") || stderr(&o).contains("note: your labels use 1 of the 2 labels"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // A panic outside the workstation writes no terminal codes to the output a script reads.
+    let o = labelrest_env(&sessions, &["retrain", "one"], &[("LABELREST_PANIC_AT", "iterate")]);
+    assert!(stderr(&o).contains("internal error"), "{}", stderr(&o));
+    assert!(!o.stdout.contains(&ESC) && !o.stderr.contains(&ESC), "{:?}\n{}", stdout(&o), stderr(&o));
 }

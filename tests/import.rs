@@ -156,6 +156,13 @@ fn invalid_utf8_names_line_and_offset() {
     );
 }
 
+/// A file saved as UTF-16 (Excel's "Unicode text") is named as such.
+#[test]
+fn utf16_is_named() {
+    let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain("text,label\nhi,a\n".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+    refused(&["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"], &[("a.csv", &utf16)], &["a.csv:1", "UTF-16", "save it as UTF-8"]);
+}
+
 /// Files with CRLF line ends (Windows, Python's csv module) name the same
 /// lines and bytes as with LF ones, and so do records after blank lines
 /// (the csv crate reports a record after a `\r\n` a line early, rust-csv

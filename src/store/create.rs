@@ -115,7 +115,7 @@ impl Session {
     /// Creates a session from a data file. Nothing is left behind on error:
     /// the session is built in a temporary folder and moved into place at the end.
     pub fn create(sessions: &(impl Sessions + ?Sized), name: &str, spec: &ImportSpec, force: bool) -> Result<ImportReport> {
-        validate_name(name)?;
+        validate_new_name(name)?;
         let store = sessions.store();
         if let Some(url) = &store.pg {
             return pg::create(url, name, force, |db| Self::build(db, spec));
@@ -231,6 +231,12 @@ impl Session {
         let labels: Vec<LabelDef> = match &spec.labels {
             Some(l) => l.clone(),
             None => match &spec.columns.label {
+                // The label set comes from a first pass over the file: a
+                // pipe (`<(...)`, /dev/stdin) would be empty the second time.
+                Some(_) if !spec.data.is_file() => bail!(
+                    "{}: not a regular file (a pipe?), and the labels would come from a first pass over it; give --labels a,b,c or --labels-file, or save the data to a file first",
+                    spec.data.display()
+                ),
                 Some(_) => data::labels_from_column(&spec.data, data_format, &spec.columns)?,
                 None => bail!("no label set: give --labels a,b,c, --labels-file FILE, or a --label-col to take them from"),
             },

@@ -225,7 +225,8 @@ impl Lock {
     fn write_holder(&mut self, annotator: &str) -> std::io::Result<()> {
         use std::io::{Seek, Write};
         let Some(file) = self.file.as_mut() else { return Ok(()) };
-        let cmd = std::env::args().collect::<Vec<_>>().join(" ");
+        // (args_os: a path that is not UTF-8 is a file name like any other.)
+        let cmd = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
         file.set_len(0)?;
         file.seek(std::io::SeekFrom::Start(0))?;
         writeln!(file, "{}\n{cmd}\n{annotator}", std::process::id())?;

@@ -225,11 +225,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
     // (Invisible format characters too: a bidirectional override would
     // reorder every line that names the session.)
-    if name.chars().any(|c| {
-        c.is_control()
-            || ('\u{80}'..'\u{a0}').contains(&c)
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-    }) {
+    if name.chars().any(|c| c.is_control() || ('\u{80}'..'\u{a0}').contains(&c) || data::is_invisible(c)) {
         return bad(format!(
             "session name '{}' holds control or invisible characters; use a plain name like 'banking'",
             data::display_safe(name)
@@ -240,6 +236,23 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
     if name.len() > 100 {
         return bad(format!("session name '{name}' is longer than 100 bytes"));
+    }
+    Ok(())
+}
+
+/// A name for a new session: as `validate_name`, and neither blank nor
+/// with spaces at its ends (`sessions` would list 'x ' as 'x', which
+/// then names no session). Sessions made before this rule open as before.
+pub fn validate_new_name(name: &str) -> Result<()> {
+    validate_name(name)?;
+    if name.trim().is_empty() {
+        return Err(crate::term::usage("the session name is blank; use a plain name like 'banking'"));
+    }
+    if name.trim() != name {
+        return Err(crate::term::usage(format!(
+            "session name '{}' starts or ends with a space; use a plain name like 'banking'",
+            data::display_safe(name)
+        )));
     }
     Ok(())
 }
@@ -412,7 +425,7 @@ fn login_name() -> Option<String> {
 
 /// An annotator name: 1 to 64 characters, no control characters.
 pub fn validate_annotator(name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control() || data::is_invisible(c)) {
         bail!("annotator name '{}': use 1 to 64 printable characters", data::display_safe(name));
     }
     // Exports join two annotators' names with `+` (agreed) or `,` (disputed).

@@ -163,7 +163,7 @@ pub(super) fn open_db(url: &str, name: &str, read_only: bool) -> Result<Db> {
 /// store's address without its password.
 fn this_cmd() -> String {
     let mut out = Vec::new();
-    let mut args = std::env::args();
+    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
     while let Some(a) = args.next() {
         if a == "--store" {
             out.push(a);

@@ -149,7 +149,9 @@ pub const HELP: &[Binding] = &[b(Action::Cancel, "close", &["Esc", "?", "q", "En
 pub fn parse_key(s: &str) -> Option<KeyCode> {
     let mut chars = s.chars();
     if let (Some(c), None) = (chars.next(), chars.next()) {
-        return Some(KeyCode::Char(c));
+        // A control character ("\t") never comes as a character key: the
+        // terminal sends Tab, Enter or Esc, named as such.
+        return (!c.is_control()).then_some(KeyCode::Char(c));
     }
     Some(match s.to_ascii_lowercase().as_str() {
         "enter" | "return" => KeyCode::Enter,
@@ -256,7 +258,8 @@ impl KeyMap {
                 })?;
                 let mut codes = Vec::new();
                 for k in &keys {
-                    let code = parse_key(k).ok_or_else(|| anyhow!("{p}: [{section}] action '{name}': unknown key '{k}'"))?;
+                    let code =
+                        parse_key(k).ok_or_else(|| anyhow!("{p}: [{section}] action '{name}': unknown key '{}'", k.escape_debug()))?;
                     if mode == Mode::Views && matches!(code, KeyCode::Char('1'..='9')) {
                         bail!("{p}: [{section}] action '{name}': keys 1-9 take suggestions and cannot be bound");
                     }
@@ -421,6 +424,8 @@ mod tests {
         let e = |t: &str| load(t).unwrap_err().to_string();
         assert!(e("[keys]\nacept = [\"y\"]\n").contains("unknown action 'acept'"));
         assert!(e("[keys]\naccept = [\"Hyper\"]\n").contains("unknown key 'Hyper'"));
+        // A control character is no key the terminal sends (Tab comes as Tab).
+        assert!(e("[keys]\nquit = [\"\\t\"]\n").contains("unknown key '\\t'"), "{}", e("[keys]\nquit = [\"\\t\"]\n"));
         assert!(e("[keys]\naccept = [\"1\"]\n").contains("1-9"));
         // One key for two actions: both named (x is skip by default).
         let m = e("[keys]\naccept = [\"x\"]\n");
