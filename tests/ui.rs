@@ -213,6 +213,41 @@ fn undo_puts_the_row_back_in_its_place_in_the_batch() {
     assert_labelled_exactly(&app, &batch);
 }
 
+/// `u` right after a batch's last label, once the next batch has begun:
+/// the row comes first in the new batch (whose last row goes back to the
+/// queue), the cursor on it; it is not left wherever the new ranking put
+/// it, at the bottom among the model's surest, with the cursor there.
+#[test]
+fn undo_across_a_batch_end_puts_the_row_first_in_the_new_batch() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    let first: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    retrain(&mut app);
+    assert_eq!(app.batch_done, 0);
+    let second: Vec<u32> = app.queue[..10].to_vec();
+    assert!(second.iter().all(|r| !first.contains(r)));
+    app.handle(Action::Undo);
+    let back = first[9];
+    assert_eq!(app.selected(), Some(back as usize), "the cursor is on the row that came back");
+    assert_eq!(app.queue[0], back);
+    assert_eq!(app.queue[1..10], second[..9], "the batch holds it and the first nine of the new batch");
+    assert_eq!((app.batch_done, app.batch_remaining()), (0, 10));
+    // Deciding it counts in this batch, and the keys go on down the batch.
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    assert_eq!(app.selected(), Some(second[0] as usize));
+    assert_eq!(app.batch_done, 1);
+    // A reopening finds the same batch.
+    app.remember_position();
+    drop(app);
+    let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
+    assert_eq!(app.queue[..9], second[..9]);
+    assert_eq!((app.batch_done, app.batch_remaining()), (1, 9));
+}
+
 /// Reopened, the workstation holds the batch the person left, what is left
 /// of it, even where a new ranking was stored since (a fine-tune swapped in
 /// after the last batch, a retrain elsewhere).

@@ -1511,24 +1511,36 @@ impl App {
     /// the batch), at the place the ranking gives it among the batch's
     /// rows: the keys that follow keep working down the batch, never on the
     /// rows below it.
+    ///
+    /// A batch that is full already began after the row's label: the label
+    /// was its batch's last (or the batch before's). The row then comes
+    /// first in this batch, whose last row goes back to the queue, so that
+    /// the person decides it again before going on, rather than finding it
+    /// wherever the new ranking put it (as the model's surest, at the bottom).
     fn back_into_batch(&mut self, i: usize) {
         let r = i as u32;
-        if self.labels[i].is_some() || self.reserved.contains(&r) || self.reserved.len() >= self.batch_remaining() {
+        if self.labels[i].is_some() || self.reserved.contains(&r) {
+            return;
+        }
+        let earlier = self.reserved.len() >= self.batch_remaining();
+        if earlier && (self.reserved.is_empty() || self.batch_done > 0) {
             return;
         }
         // Its place in the batch's order; a row that was not in the batch, by the ranking.
-        let at = match self.batch_order.iter().position(|&y| y == r) {
-            Some(p) => {
-                let place = |x: u32| self.batch_order.iter().position(|&y| y == x).unwrap_or(usize::MAX);
-                self.reserved.iter().position(|&x| place(x) > p)
-            }
-            None => {
-                let rank = |x: u32| self.ranking.iter().position(|&y| y == x).unwrap_or(usize::MAX);
-                let p = rank(r);
-                self.reserved.iter().position(|&x| rank(x) > p)
-            }
-        }
-        .unwrap_or(self.reserved.len());
+        let at = if earlier { Some(0) } else { None };
+        let at = at
+            .or_else(|| match self.batch_order.iter().position(|&y| y == r) {
+                Some(p) => {
+                    let place = |x: u32| self.batch_order.iter().position(|&y| y == x).unwrap_or(usize::MAX);
+                    self.reserved.iter().position(|&x| place(x) > p)
+                }
+                None => {
+                    let rank = |x: u32| self.ranking.iter().position(|&y| y == x).unwrap_or(usize::MAX);
+                    let p = rank(r);
+                    self.reserved.iter().position(|&x| rank(x) > p)
+                }
+            })
+            .unwrap_or(self.reserved.len());
         let mut batch = self.reserved.clone();
         batch.insert(at, r);
         let ids: Vec<i64> = batch.iter().map(|&x| self.row_ids[x as usize]).collect();
@@ -1536,6 +1548,13 @@ impl App {
             Ok(got) => {
                 let got: HashSet<i64> = got.into_iter().collect();
                 self.reserved = batch.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                if earlier && self.reserved.contains(&r) {
+                    // The row let go leaves the batch's order; the row back heads it.
+                    let (labels, reserved) = (&self.labels, &self.reserved);
+                    self.batch_order.retain(|&x| labels[x as usize].is_some() || reserved.contains(&x));
+                    self.batch_order.retain(|&x| x != r);
+                    self.batch_order.insert(0, r);
+                }
                 self.keep_batch();
             }
             Err(e) => tracing::warn!("{e:#}"),
