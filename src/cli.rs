@@ -267,7 +267,7 @@ pub struct ExportArgs {
     /// With --min-confidence: leave those rows out instead.
     #[arg(long, requires = "min_confidence")]
     pub drop_below: bool,
-    /// CSV: put a quote before cells that start with =, +, -, @, a tab or a carriage return, so that a spreadsheet shows them as text instead of running them (texts then differ from the input).
+    /// CSV: put a quote before cells that start with =, +, -, @, a tab or a carriage return, so that a spreadsheet shows them as text instead of running them (texts and labels then differ from the input). CSV only.
     #[arg(long)]
     pub spreadsheet_safe: bool,
 }
@@ -499,6 +499,9 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
             return Err(usage(format!("--min-confidence must be between 0 and 1, not {p}")));
         }
     }
+    if a.spreadsheet_safe && format != ExportFormat::Csv {
+        return Err(usage(format!("--spreadsheet-safe is for CSV (a spreadsheet opens it); this export is {}", format.name())));
+    }
     let s = Session::open_read_only(sessions, &a.name)?;
     tracing::debug!("session {} at {}", a.name, s.dir.display());
     let opts = ExportOptions {
@@ -527,6 +530,12 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
         r.model,
         r.none
     );
+    if format == ExportFormat::Prodigy && r.model > 0 {
+        say!(
+            "Prodigy: the model's {} labels are tasks to review, with no answer; `prodigy db-in` would store them as accepted (--only-labelled writes yours alone)",
+            r.model
+        );
+    }
     if format == ExportFormat::LabelStudio {
         say!(
             "Label Studio: the labels are for <Choices name=\"{}\" toName=\"{}\"> on <Text name=\"{}\" value=\"$text\"/> (README.md, \"Formats\")",
@@ -535,10 +544,23 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
             export::LABEL_STUDIO_TO
         );
     }
+    // The model whose labels were written: the last retrain's, and the
+    // labels it learnt from (labels given since have not reached it).
+    let model = crate::worker::model_and_labels(&s).unwrap_or_else(|e| {
+        tracing::warn!("cannot read the last iteration: {e:#}");
+        None
+    });
+    if model.is_none() && r.none > 0 && r.model == 0 {
+        say!(
+            "note: no model has labelled the rows yet: `labelrest retrain {}` (or the workstation) trains one",
+            data::display_safe(&s.name)
+        );
+    }
     if let Some(e) = r.model_expected {
         let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
         // (No temperature is fitted below `MIN_LABELS` labels: the model's own.)
-        let how = if r.learnt_from >= crate::learn::calibration::MIN_LABELS {
+        let learnt = model.map_or(r.learnt_from, |(_, then, _, _)| then);
+        let how = if learnt >= crate::learn::calibration::MIN_LABELS {
             "calibrated on your labels".to_string()
         } else {
             format!("the model's own probabilities: calibrated from {} labels on", crate::learn::calibration::MIN_LABELS)
@@ -546,7 +568,7 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
         say!("the model's {} labels{above}: about {:.0}% expected right ({how})", r.model, e * 100.0);
         // The calibration sees only mistakes among the labels given: the
         // rows of a label nobody gave are out of its sight.
-        if r.labels_used < r.label_set {
+        if learnt >= crate::learn::calibration::MIN_LABELS && r.labels_used < r.label_set {
             let unused = r.label_set - r.labels_used;
             say!(
                 "note: your labels use {} of the {} labels; the model's mistakes on rows of the other {unused} cannot be seen, so the estimate may be high",
@@ -659,7 +681,7 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let (r, truncated) = crate::worker::create_session(sessions, &a.name, &spec, a.force)?;
     say!(
-        "session '{}': {} rows, {} labels{}{}{}{}{}{} in {:.1}s -> {}",
+        "session '{}': {} rows, {} labels{}{}{}{}{}{}{} in {:.1}s -> {}",
         a.name,
         r.pool_rows,
         r.labels,
@@ -668,6 +690,11 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
         if r.test_rows > 0 { format!(", {} held-out test rows", r.test_rows) } else { String::new() },
         if r.skipped_empty > 0 { format!(", {} empty texts skipped", r.skipped_empty) } else { String::new() },
         if r.multi_label > 0 { format!(", {} rows with several accepted labels (the first taken)", r.multi_label) } else { String::new() },
+        if r.model_labels > 0 {
+            format!(", {} rows with labelrest's model's label read unlabelled (guesses, not answers)", r.model_labels)
+        } else {
+            String::new()
+        },
         match truncated {
             Some((n, limit)) if n > 0 => {
                 format!(", {n} text{} longer than the model's {limit} tokens (read up to there)", if n == 1 { "" } else { "s" })
@@ -680,6 +707,15 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
             None => store::session_dir(&sessions.local, &a.name).display().to_string(),
         }
     );
+    if r.test_in_pool > 0 {
+        say!(
+            "note: {} of the {} test rows have the same text as a pool row (the first at {}:{}): held-out scores count them as unseen, though the model may learn them",
+            r.test_in_pool,
+            r.test_rows,
+            data::display_safe(&a.test.as_ref().map(|t| t.display().to_string()).unwrap_or_default()),
+            r.test_in_pool_line.unwrap_or(0)
+        );
+    }
     // A `label` column is read only when asked for: say so, since its
     // labels would otherwise be lost without a word.
     if a.label_col.is_none() && a.text_col != "label" {

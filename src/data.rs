@@ -190,6 +190,9 @@ pub struct ReadStats {
     /// Prodigy: accepted records with more than one label in `accept`
     /// (the first is taken).
     pub multi_label: u64,
+    /// Prodigy: records labelrest exported with the model's label
+    /// (`meta.source` "model"): read unlabelled, as guesses, not answers.
+    pub model_labels: u64,
 }
 
 /// An input file named on the command line, refused in the words every
@@ -374,6 +377,21 @@ where
 {
     let starts = Starts::of(path);
     let mut rdr = delimited_reader(file, format, false);
+    // A header that is not UTF-8 is named as such, not read as column names
+    // that match nothing.
+    let raw = rdr.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+    for (i, f) in raw.iter().enumerate() {
+        let f = if i == 0 { f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f) } else { f };
+        if let Err(e) = std::str::from_utf8(f) {
+            let before: usize = (0..i).map(|j| raw.get(j).map_or(0, |f| f.len() + 1)).sum();
+            return Err(DataError::new(
+                path,
+                Some(1),
+                Some(i as u64 + 1),
+                format!("invalid UTF-8 in the header at byte offset {} (field {})", before + e.valid_up_to(), i + 1),
+            ));
+        }
+    }
     let headers = header_names(&mut rdr).map_err(|e| csv_error(path, e))?;
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(DataError::new(path, Some(1), None, "the file is empty: expected a header line"));
@@ -588,6 +606,11 @@ fn prodigy_label(
     };
     match obj.get("answer") {
         None | Some(Value::Null) => return Ok(String::new()),
+        // labelrest's own export of a model's label: a guess, not an answer.
+        Some(Value::String(a)) if a == "accept" && obj.get("meta").and_then(|m| m.get("source")).is_some_and(|s| s == "model") => {
+            stats.model_labels += 1;
+            return Ok(String::new());
+        }
         Some(Value::String(a)) if a == "accept" => {}
         Some(Value::String(a)) if a == "reject" || a == "ignore" => return Ok(String::new()),
         Some(other) => return Err(err(format!("answer {} is not \"accept\", \"reject\" or \"ignore\"", display_safe(&other.to_string())))),
@@ -674,8 +697,16 @@ pub fn parse_label_list(s: &str) -> Result<Vec<LabelDef>, String> {
 /// Reads a labels file: one label a line, optionally `label<TAB>description`.
 /// Blank lines and lines starting with `#` are ignored.
 pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
-    let mut s = String::new();
-    open(path)?.read_to_string(&mut s).map_err(|e| DataError::io(path, None, format!("cannot read: {e}")))?;
+    let mut bytes = Vec::new();
+    open(path)?.read_to_end(&mut bytes).map_err(|e| DataError::io(path, None, format!("cannot read: {e}")))?;
+    let s = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            return Err(DataError::new(path, Some(line), None, format!("invalid UTF-8 at byte offset {at}")));
+        }
+    };
     // A byte-order mark (Notepad's UTF-8) is not part of the first label.
     let s = s.strip_prefix('\u{feff}').unwrap_or(&s);
     let mut out: Vec<LabelDef> = Vec::new();

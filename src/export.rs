@@ -18,9 +18,10 @@ pub enum ExportFormat {
     Csv,
     /// The same fields, one JSON object a line (`.jsonl`, `.ndjson`).
     Jsonl,
-    /// Prodigy's JSONL: `text`, `label`, `answer` (`accept`; `ignore` for a
-    /// row left without a label) and `meta` (`id`, `source`, `probability`,
-    /// `annotator`).
+    /// Prodigy's JSONL: `text`, `label`, `answer` (`accept`, on the
+    /// person's and seed labels only: the model's labels and rows without
+    /// one are tasks to review, with no answer) and `meta` (`id`, `source`,
+    /// `probability`, `annotator`).
     Prodigy,
     /// Label Studio's tasks, one JSON array (`.json`): `data.text`, the
     /// model's labels as `predictions`, the person's (and seed labels) as
@@ -189,7 +190,8 @@ const OUT_ROW_FIELDS: &[&str] = &["id", "text", "label", "source", "probability"
 struct OutRow<'a> {
     id: i64,
     text: &'a str,
-    label: &'a str,
+    /// None: no label (an empty CSV cell, JSON null).
+    label: Option<&'a str>,
     source: &'a str,
     probability: Option<f32>,
     entropy: Option<f32>,
@@ -267,7 +269,7 @@ impl Sink {
                 out.write(&OutRow {
                     id: it.id,
                     text: &text,
-                    label: &label,
+                    label: it.label.map(|_| label.as_ref()),
                     source: it.source,
                     // As in every format: the probability of the label written, where the model chose it.
                     probability: it.label_probability().map(|p| p as f32),
@@ -283,14 +285,23 @@ impl Sink {
                 if let Some(p) = it.label_probability() {
                     meta["probability"] = json!(p);
                 }
+                // An answer is a person's (or a seed's): the model's labels and
+                // rows left without one are tasks to review, with no answer
+                // (an `ignore` would be stored as an annotator's decision).
+                let answered = matches!(it.source, "person" | "seed" | "adjudicated");
                 let v = match label {
-                    Some(l) => json!({ "text": it.text, "label": l, "answer": "accept", "meta": meta }),
-                    None => json!({ "text": it.text, "answer": "ignore", "meta": meta }),
+                    Some(l) if answered => json!({ "text": it.text, "label": l, "answer": "accept", "meta": meta }),
+                    Some(l) => json!({ "text": it.text, "label": l, "meta": meta }),
+                    None => json!({ "text": it.text, "meta": meta }),
                 };
                 out.write(&v)
             }
             Sink::LabelStudio { out, model_version } => {
                 let mut task = json!({ "data": { "text": it.text, "row_id": it.id, "source": it.source } });
+                // Label Studio credits every imported annotation to the importing user: who gave it stays in the data.
+                if let Some(a) = it.annotator {
+                    task["data"]["annotator"] = json!(a);
+                }
                 if let Some(l) = label {
                     let result = json!([{
                         "from_name": LABEL_STUDIO_FROM,
@@ -377,7 +388,9 @@ fn hf_card(names: &[String], session: &Session) -> String {
         y.push_str(&format!("          '{i}': {}\n", q(n)));
     }
     y.push_str("  - name: label_id\n    dtype: int64\n  - name: source\n    dtype: string\n  - name: probability\n    dtype: float32\n");
-    y.push_str("configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data.jsonl\n---\n\n");
+    // No `configs:` block: with one, `datasets` keys its cache on the card
+    // alone, and a folder exported again would load as it was the first time.
+    y.push_str("---\n\n");
     y.push_str(&format!(
         "# {}\n\n{HF_CARD_MARK}: the person's where given (`source` person or seed), the model's elsewhere \
          (`source` model, with its calibrated `probability`). `label_id` is -1 where a row has no label.\n\n\

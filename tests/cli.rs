@@ -148,6 +148,7 @@ fn exit_codes_ok_error_usage() {
         vec!["export", "ok", "--out", "labels.xml"],
         vec!["export", "ok", "--out", "labels"],
         vec!["export", "ok", "--out", "labels.csv", "--min-confidence", "1.5"],
+        vec!["export", "ok", "--out", "labels.jsonl", "--spreadsheet-safe"],
         vec!["export", "nosuch", "--out", "labels.xml"],
         vec!["predict", "ok", "--input", odd.to_str().unwrap(), "--out", "p.csv"],
         vec!["predict", "nosuch", "--input", good, "--out", "p.xml"],
@@ -668,7 +669,13 @@ fn odd_but_ordinary_inputs() {
     assert!(stderr(&o).contains("invisible characters"), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     // Labels that use one label of two: the estimate says what it cannot see.
-    let one = write(d.path(), "one.csv", b"text,label\nthe card is lost,a\nwhere is my refund,a\nhello there,\nthe app crashed,\n");
+    // (12 labels: the calibration starts at `MIN_LABELS`, 10.)
+    let mut one = String::from("text,label\n");
+    for i in 0..12 {
+        one.push_str(&format!("my card number {i} is lost,a\n"));
+    }
+    one.push_str("hello there,\nthe app crashed,\n");
+    let one = write(d.path(), "one.csv", one.as_bytes());
     let o = labelrest(&sessions, &["new", "one", "--data", one.to_str().unwrap(), "--labels", "a,b", "--label-col", "label"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(code(&labelrest(&sessions, &["retrain", "one"])), 0);
@@ -681,6 +688,12 @@ fn odd_but_ordinary_inputs() {
         stdout(&o),
         stderr(&o)
     );
+    // Before any retrain, the export says how to get the model's labels.
+    let o = labelrest(&sessions, &["new", "fresh", "--data", data.to_str().unwrap(), "--labels", "a,b"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = labelrest(&sessions, &["export", "fresh", "--out", d.path().join("fresh.csv").to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("note: no model has labelled the rows yet: `labelrest retrain fresh`"), "{}", stdout(&o));
     // A panic outside the workstation writes no terminal codes to the output a script reads.
     let o = labelrest_env(&sessions, &["retrain", "one"], &[("LABELREST_PANIC_AT", "iterate")]);
     assert!(stderr(&o).contains("internal error"), "{}", stderr(&o));

@@ -71,10 +71,11 @@ fn close(a: &Value, b: Option<f64>) -> bool {
     }
 }
 
-/// Prodigy out and back in: every row `accept`ed with its label and meta;
-/// `labelrest new` recognises the file by its content and takes the labels
-/// as seed labels; rows left without a label go out as `ignore` and come
-/// back unlabelled.
+/// Prodigy out and back in: the person's labels `accept`ed with their
+/// meta; the model's labels and rows left without one are tasks with no
+/// answer (Prodigy would store an `accept` or an `ignore` as an annotator's
+/// decision); `labelrest new` recognises the file by its content, takes the
+/// answered labels as seed labels and the tasks unlabelled.
 #[test]
 fn prodigy_export_round_trip() {
     let d = tempfile::tempdir().unwrap();
@@ -86,28 +87,33 @@ fn prodigy_export_round_trip() {
     let o = labelrest(d, &["export", "s", "--out", p.to_str().unwrap(), "--format", "prodigy"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("as prodigy (2 person, 0 seed, 58 model"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("the model's 58 labels are tasks to review, with no answer"), "{}", stdout(&o));
     let lines = jsonl(&p);
     assert_eq!(lines.len(), 60);
     for (l, r) in lines.iter().zip(&refs) {
         assert_eq!(l["text"], r.text.as_str());
         assert_eq!(l["label"], r.label.as_str());
-        assert_eq!(l["answer"], "accept");
         assert_eq!(l["meta"]["id"], r.id);
         assert_eq!(l["meta"]["source"], r.source.as_str());
         if r.source == "model" {
+            assert!(l.get("answer").is_none(), "a model's label is no answer: {l}");
             assert!(close(&l["meta"]["probability"], r.prob), "{l} vs {r:?}");
+        } else {
+            assert_eq!(l["answer"], "accept");
         }
     }
-    // Back in, told by its content: each row with its label, as a seed label.
-    let o = labelrest(d, &["new", "back", "--data", p.to_str().unwrap()]);
+    // Back in, told by its content: the answered rows with their labels, as
+    // seed labels; the model's guesses unlabelled.
+    let o = labelrest(d, &["new", "back", "--data", p.to_str().unwrap(), "--labels-file", demo_labels(d).to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("60 rows") && stdout(&o).contains("60 seed labels"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("60 rows") && stdout(&o).contains("2 seed labels"), "{}", stdout(&o));
     let back = labels_of(d, "back");
+    assert_eq!(back.len(), 2);
     for (i, r) in refs.iter().enumerate() {
-        assert_eq!(back[&(i as i64 + 1)], (r.label.clone(), Source::Seed), "row {}", i + 1);
+        assert_eq!(back.get(&(i as i64 + 1)), (r.source == "person").then(|| (r.label.clone(), Source::Seed)).as_ref(), "row {}", i + 1);
     }
 
-    // Below --min-confidence: out as `ignore` without a label, back unlabelled.
+    // Below --min-confidence: a task without a label or an answer, back unlabelled.
     let mut probs: Vec<f64> = refs.iter().filter(|r| r.source == "model").filter_map(|r| r.prob).collect();
     probs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let t = format!("{:.4}", probs[probs.len() / 2]);
@@ -119,19 +125,35 @@ fn prodigy_export_round_trip() {
     let lines = jsonl(&p);
     for (l, r) in lines.iter().zip(&refs) {
         if r.source == "none" {
-            assert_eq!(l["answer"], "ignore");
-            assert!(l.get("label").is_none(), "{l}");
+            assert!(l.get("answer").is_none() && l.get("label").is_none(), "{l}");
         } else {
             assert_eq!(l["label"], r.label.as_str());
         }
     }
-    let o = labelrest(d, &["new", "back2", "--data", p.to_str().unwrap()]);
+    let o = labelrest(d, &["new", "back2", "--data", p.to_str().unwrap(), "--labels-file", demo_labels(d).to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let back = labels_of(d, "back2");
-    assert_eq!(back.len(), 60 - unlabelled);
+    assert_eq!(back.len(), 2);
     for (i, r) in refs.iter().enumerate() {
-        assert_eq!(back.get(&(i as i64 + 1)).map(|x| x.0.as_str()), if r.source == "none" { None } else { Some(r.label.as_str()) });
+        assert_eq!(back.get(&(i as i64 + 1)).map(|x| x.0.as_str()), (r.source == "person").then_some(r.label.as_str()));
     }
+    // An export of an older labelrest (the model's labels `accept`ed, with
+    // `meta.source` model) comes back in with them unlabelled too.
+    let old = d.join("old.jsonl");
+    std::fs::write(
+        &old,
+        "{\"text\":\"a\",\"label\":\"card_arrival\",\"answer\":\"accept\",\"meta\":{\"id\":1,\"source\":\"person\"}}\n\
+         {\"text\":\"b\",\"label\":\"top_up_failed\",\"answer\":\"accept\",\"meta\":{\"id\":2,\"source\":\"seed\"}}\n\
+         {\"text\":\"c\",\"label\":\"card_arrival\",\"answer\":\"accept\",\"meta\":{\"id\":3,\"source\":\"model\",\"probability\":0.4}}\n",
+    )
+    .unwrap();
+    let o = labelrest(d, &["new", "old", "--data", old.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("2 seed labels") && stdout(&o).contains("1 rows with labelrest's model's label read unlabelled"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// Label Studio's tasks: one JSON array (chosen by `.json`), the text in
@@ -156,6 +178,8 @@ fn label_studio_tasks() {
         if r.source == "person" {
             assert_eq!(t["annotations"][0]["result"], result(&r.label), "{t}");
             assert!(t.get("predictions").is_none());
+            // Label Studio credits imports to the importer: who gave it is in the data.
+            assert!(t["data"]["annotator"].as_str().is_some_and(|a| !a.is_empty()), "{t}");
         } else {
             assert_eq!(r.source, "model");
             let p = &t["predictions"][0];
@@ -163,6 +187,7 @@ fn label_studio_tasks() {
             assert!(close(&p["score"], r.prob), "{t} vs {r:?}");
             assert_eq!(p["model_version"], "labelrest s iteration 1");
             assert!(t.get("annotations").is_none());
+            assert!(t["data"].get("annotator").is_none(), "{t}");
         }
     }
     // --format wins over the extension.
@@ -214,7 +239,10 @@ fn hugging_face_folder() {
     }
     // The card's header: the class names in order, and the data file.
     let card = std::fs::read_to_string(dir.join("README.md")).unwrap();
-    assert!(card.starts_with("---\ndataset_info:\n") && card.contains("class_label:") && card.contains("path: data.jsonl"), "{card}");
+    assert!(card.starts_with("---\ndataset_info:\n") && card.contains("class_label:"), "{card}");
+    // No `configs:` block: `datasets` would key its cache on the card alone,
+    // and a folder exported again would load as it was the first time.
+    assert!(!card.contains("configs:"), "{card}");
     for (i, n) in names.iter().enumerate() {
         assert!(card.contains(&format!("'{i}': {}\n", serde_json::to_string(n).unwrap())), "{n} in {card}");
     }
@@ -230,6 +258,15 @@ fn hugging_face_folder() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = jsonl(&dir.join("data.jsonl"));
     let none: Vec<&Value> = rows.iter().filter(|r| r["source"] == "none").collect();
+    // In our JSONL too, a row without a label has `label: null`, not "" (a
+    // class of its own to `datasets` and pandas).
+    let jl = d.join("none.jsonl");
+    let o = labelrest(d, &["export", "s", "--out", jl.to_str().unwrap(), "--min-confidence", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = jsonl(&jl);
+    assert!(plain.iter().any(|r| r["source"] == "none"));
+    assert!(plain.iter().filter(|r| r["source"] == "none").all(|r| r["label"].is_null()), "{plain:?}");
+    assert!(plain.iter().filter(|r| r["source"] != "none").all(|r| r["label"].is_string()));
     assert_eq!(none.len(), 58);
     assert!(none.iter().all(|r| r["label"].is_null() && r["label_id"] == -1 && r["probability"].is_null()));
     // A file where the folder should be: one line, exit 1, the file untouched.

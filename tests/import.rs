@@ -156,6 +156,67 @@ fn invalid_utf8_names_line_and_offset() {
     );
 }
 
+/// A header or a labels file that is not UTF-8 is named as such, with its
+/// place; the label column cannot be the text column; a test file's
+/// missing label column names the test file's own flag.
+#[test]
+fn encodings_and_columns_named() {
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b"],
+        &[("a.csv", b"te\xffxt,label\nhi,a\n")],
+        &["a.csv:1", "invalid UTF-8 in the header at byte offset 2 (field 1)"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels-file", "DIR/l.txt"],
+        &[("a.csv", b"text\nhi\n"), ("l.txt", b"a\nb\xff\n")],
+        &["l.txt:2", "invalid UTF-8 at byte offset 3"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "text"],
+        &[("a.csv", b"text,label\nhi,a\n")],
+        &["--label-col and --text-col name the same column 'text'"],
+    );
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--label-col", "y", "--test", "DIR/t.csv"],
+        &[("a.csv", b"text,y\nhi,a\nho,b\n"), ("t.csv", b"text,gold\nhi,a\n")],
+        &["t.csv:1", "no label column 'y'", "--test-label-col"],
+    );
+}
+
+/// Test rows that are also pool rows are counted and named: held-out
+/// scores would count them as unseen.
+#[test]
+fn test_rows_in_the_pool_are_told() {
+    let d = tempfile::tempdir().unwrap();
+    let data = write(d.path(), "a.csv", b"text,label\nthe card is lost,a\nhello there,b\nmy refund,a\n");
+    let test = write(d.path(), "t.csv", b"text,label\nsomething new,a\n hello there ,b\n");
+    let o = labelrest(
+        d.path(),
+        &["new", "s", "--data", data.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--test", test.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("note: 1 of the 2 test rows have the same text as a pool row (the first at"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("t.csv:3)"), "{}", stdout(&o));
+    let test2 = write(d.path(), "t2.csv", b"text,label\nsomething new,a\n");
+    let o = labelrest(
+        d.path(),
+        &[
+            "new",
+            "s2",
+            "--data",
+            data.to_str().unwrap(),
+            "--label-col",
+            "label",
+            "--label-col-is",
+            "gold",
+            "--test",
+            test2.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("same text as a pool row"), "{}", stdout(&o));
+}
+
 /// A file saved as UTF-16 (Excel's "Unicode text") is named as such.
 #[test]
 fn utf16_is_named() {

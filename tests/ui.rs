@@ -843,6 +843,38 @@ fn a_paste_is_typed_into_a_field_and_never_labels() {
     assert_eq!(app.session.labels().unwrap().len(), before);
 }
 
+/// A key for a row where the view has none says so, and does nothing.
+#[test]
+fn keys_on_an_empty_view_say_so() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 60, false);
+    app.handle(Action::Search);
+    for c in "zzqqxx".chars() {
+        app.handle(Action::Input(c));
+    }
+    app.handle(Action::Confirm);
+    assert_eq!((app.view, app.all_list.len()), (View::All, 0));
+    for a in [Action::Accept, Action::Pick(1), Action::OpenPicker, Action::Read] {
+        app.handle(a.clone());
+        assert_eq!(app.message.as_deref(), Some("no row here: this view is empty"), "{a:?}");
+    }
+    // Every row labelled (seed labels): the queue is empty, and says so.
+    let e = tempfile::tempdir().unwrap();
+    let f = write(e.path(), "data.csv", demo_head(12).as_bytes());
+    let o = labelrest(
+        e.path(),
+        &["new", "s", "--data", f.to_str().unwrap(), "--label-col", "label", "--labels-file", demo_labels(e.path()).to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut app = App::load(Session::open(e.path(), "s").unwrap()).unwrap();
+    assert!(app.queue.is_empty());
+    for a in [Action::Accept, Action::Skip] {
+        app.handle(a);
+        assert_eq!(app.message.as_deref(), Some("the queue is empty: no row waits for a label from you (Tab: the other views)"));
+    }
+    assert_eq!(app.session.labels().unwrap().len(), 12);
+}
+
 /// An iteration is recorded only when what the model learns from changed:
 /// a strategy change or a retrain with nothing new ranks again.
 #[test]

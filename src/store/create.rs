@@ -109,6 +109,13 @@ pub struct ImportReport {
     pub labels: usize,
     /// Prodigy: accepted rows with several labels in `accept` (the first taken).
     pub multi_label: u64,
+    /// Prodigy: rows labelrest exported with its model's label, read unlabelled.
+    pub model_labels: u64,
+    /// Test rows whose text is also a pool row's (the same after trimming):
+    /// held-out scores count them as unseen, and the model may learn them.
+    pub test_in_pool: u64,
+    /// The first such test row's line.
+    pub test_in_pool_line: Option<u64>,
 }
 
 impl Session {
@@ -224,6 +231,12 @@ impl Session {
             spec.to_mut().columns.label = Some("label".into());
         }
         let spec = spec.as_ref();
+        if spec.columns.label.as_deref() == Some(spec.columns.text.as_str()) {
+            return Err(crate::term::usage(format!(
+                "--label-col and --text-col name the same column '{}': the labels would be the texts",
+                data::display_safe(&spec.columns.text)
+            )));
+        }
         data::require_file(&spec.data)?;
         if let Some(t) = &spec.test {
             data::require_file(t)?;
@@ -267,7 +280,18 @@ impl Session {
                 )
             };
             let file = spec.data.clone();
+            // The pool's texts (hashed: a test set's rows are checked against them).
+            let mut pool_texts: std::collections::HashSet<u64> = Default::default();
+            let text_hash = |t: &str| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                t.trim().hash(&mut h);
+                h.finish()
+            };
             let stats = data::read_records(&spec.data, data_format, &spec.columns, |r| {
+                if spec.test.is_some() {
+                    pool_texts.insert(text_hash(&r.text));
+                }
                 let label = match r.label.as_deref() {
                     None | Some("") => None,
                     Some(l) => Some(*index.get(l).ok_or_else(|| {
@@ -295,6 +319,7 @@ impl Session {
             })?;
             report.skipped_empty += stats.skipped_empty;
             report.multi_label += stats.multi_label;
+            report.model_labels += stats.model_labels;
             if report.pool_rows == 0 {
                 return Err(DataError::new(&spec.data, None, None, "no rows with text").into());
             }
@@ -324,7 +349,16 @@ impl Session {
                     ins_row("test", &r.text, Some(gold), r.line as i64)
                         .map_err(|e| DataError::new(test, Some(r.line), None, format!("cannot store: {e:#}")))?;
                     report.test_rows += 1;
+                    if pool_texts.contains(&text_hash(&r.text)) {
+                        report.test_in_pool += 1;
+                        report.test_in_pool_line.get_or_insert(r.line);
+                    }
                     Ok(())
+                })
+                // The test file's label column has a flag of its own.
+                .map_err(|mut e| {
+                    e.message = e.message.replace("(choose it with --label-col)", "(choose it with --test-label-col)");
+                    e
                 })?;
                 report.skipped_empty += stats.skipped_empty;
             }

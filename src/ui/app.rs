@@ -1787,6 +1787,18 @@ impl App {
             }
             Overlay::None => {}
         }
+        // A key for a row where the view has none says so (it did nothing, silently).
+        if self.selected().is_none()
+            && matches!(a, Action::Accept | Action::Confirm | Action::Pick(_) | Action::OpenPicker | Action::Skip | Action::Read)
+        {
+            self.message = Some(match self.view {
+                View::Queue if self.queue.is_empty() => {
+                    format!("the queue is empty: no row waits for a label from you ({}: the other views)", self.key(&Action::NextView))
+                }
+                _ => "no row here: this view is empty".into(),
+            });
+            return Ok(());
+        }
         match a {
             Action::Up => self.move_cursor(-1),
             Action::Down => self.move_cursor(1),
