@@ -91,13 +91,19 @@ impl Format {
 
 /// Whether the first record of a JSONL file is a Prodigy annotation: an
 /// object with an `answer` of `accept`, `reject` or `ignore`, and a `label`
-/// or an `accept` field. A file that cannot be read or parsed is not (the
-/// JSONL reader then names the problem).
+/// or an `accept` field; or a line of labelrest's own Prodigy export, whose
+/// tasks (the model's labels) have no answer: a `meta` with the row's `id`
+/// and a labelrest `source`. A file that cannot be read or parsed is not
+/// (the JSONL reader then names the problem).
 pub fn looks_like_prodigy(path: &Path) -> bool {
     let Ok(f) = File::open(path) else { return false };
     let Some(o) = first_json_object(f) else { return false };
     let answered = matches!(o.get("answer").and_then(|a| a.as_str()), Some("accept" | "reject" | "ignore"));
-    answered && (o.contains_key("label") || o.contains_key("accept"))
+    let ours = o.get("meta").and_then(|m| m.as_object()).is_some_and(|m| {
+        m.get("id").is_some_and(|v| v.is_i64())
+            && matches!(m.get("source").and_then(|s| s.as_str()), Some("person" | "seed" | "adjudicated" | "model" | "disputed" | "none"))
+    });
+    (answered && (o.contains_key("label") || o.contains_key("accept"))) || (ours && o.contains_key("text"))
 }
 
 /// The first non-blank line of a JSONL file (within its first 16 MiB), when

@@ -154,6 +154,18 @@ fn prodigy_export_round_trip() {
         "{}",
         stdout(&o)
     );
+    // An export whose first row is the model's (a task, no answer) is told by its content too.
+    let first = d.join("first.jsonl");
+    std::fs::write(
+        &first,
+        "{\"text\":\"c\",\"label\":\"card_arrival\",\"meta\":{\"id\":3,\"source\":\"model\",\"probability\":0.4}}\n\
+         {\"text\":\"a\",\"label\":\"card_arrival\",\"answer\":\"accept\",\"meta\":{\"id\":1,\"source\":\"person\"}}\n\
+         {\"text\":\"b\",\"label\":\"top_up_failed\",\"answer\":\"accept\",\"meta\":{\"id\":2,\"source\":\"seed\"}}\n",
+    )
+    .unwrap();
+    let o = labelrest(d, &["new", "first", "--data", first.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("3 rows, 2 labels, 2 seed labels"), "{}", stdout(&o));
 }
 
 /// Label Studio's tasks: one JSON array (chosen by `.json`), the text in
