@@ -81,6 +81,48 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{name}{suffix}"))
 }
 
+/// `OUT.lock`, held (`flock`) while a run writes OUT: a second run on the
+/// same output is refused, rather than taking over the first one's
+/// `OUT.partial` as if resuming it. Removed when the run ends; one left by
+/// a killed run is taken again (the lock went with the process).
+struct OutLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl OutLock {
+    fn take(out: &Path) -> Result<OutLock> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::io::AsRawFd;
+        let path = sibling(out, ".lock");
+        loop {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                bail!("{}: another `labelrest predict` is writing it now; wait for it to end, or give another --out", out.display());
+            }
+            // The run before may have removed the file between our open and
+            // our lock: only the file at the path counts.
+            let ino = f.metadata().with_context(|| format!("cannot read {}", path.display()))?.ino();
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == ino) {
+                return Ok(OutLock { path, _file: f });
+            }
+        }
+    }
+}
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// For crash tests: `LABELREST_CRASH_AT=predict-chunk-N` aborts right after
 /// the N-th chunk is on disk, as a `kill -9` there would.
 fn crash_after_chunk(n: usize) {
@@ -204,6 +246,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
         rows: 0,
         bytes: 0,
     };
+    let _lock = OutLock::take(out)?;
     let partial = sibling(out, ".partial");
     let state = sibling(out, ".partial.json");
     let earlier: Option<Progress> = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice(&b).ok());

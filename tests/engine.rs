@@ -230,6 +230,23 @@ fn predict_a_new_file_with_the_session_model() {
         assert!((pp - ep).abs() < 1e-3, "{pp} vs {ep}");
     }
     assert!(!stdout(&o).contains("column named 'label'"), "{}", stdout(&o));
+    assert!(!d.path().join("pred.csv.lock").exists(), "the lock goes when the run ends");
+    // A run on an output another run is writing is refused (it would take
+    // over that run's rows as if resuming them); the other run's files stay.
+    {
+        use std::os::unix::io::AsRawFd;
+        let held = std::fs::File::create(d.path().join("pred.csv.lock")).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("pred.csv: another `labelrest predict` is writing it now"), "{}", stderr(&o));
+        assert!(d.path().join("pred.csv.lock").exists() && out.exists());
+    }
+    // Its lock gone (the process ended), the next run takes it.
+    let o = labelrest(d.path(), &["predict", "s", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!d.path().join("pred.csv.lock").exists());
     // An input with a label column of its own is told that the output's label is the model's.
     let mut lab = String::from("text,label\n");
     for r in &exported[2..5] {
