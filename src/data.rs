@@ -270,7 +270,9 @@ fn refuse_utf16(path: &Path, file: &mut File) -> Result<(), DataError> {
 pub fn has_column(path: &Path, format: Format, name: &str) -> bool {
     let Ok(file) = open(path) else { return false };
     match format {
-        Format::Csv | Format::Tsv => header_names(&mut delimited_reader(file, format, true)).is_ok_and(|h| h.iter().any(|h| h == name)),
+        Format::Csv | Format::Tsv => {
+            header_names(&mut delimited_reader(file, format, true, tsv_quoted(path, format))).is_ok_and(|h| h.iter().any(|h| h == name))
+        }
         Format::Jsonl => first_json_object(file).is_some_and(|o| o.contains_key(name)),
         Format::Prodigy => false,
     }
@@ -308,13 +310,54 @@ fn utf8_field(path: &Path, bytes: &[u8], line: u64, record_byte: u64, record: &c
 }
 
 /// A CSV or TSV reader over `file` (headers on; `flexible`: rows of any length).
-fn delimited_reader(file: File, format: Format, flexible: bool) -> csv::Reader<BufReader<File>> {
+/// A TSV file is read as written, quotes and all, unless `quoted` (see `tsv_quoted`).
+fn delimited_reader(file: File, format: Format, flexible: bool, quoted: bool) -> csv::Reader<BufReader<File>> {
     let mut builder = csv::ReaderBuilder::new();
     builder.has_headers(true).flexible(flexible);
     if format == Format::Tsv {
-        builder.delimiter(b'\t').quoting(false);
+        builder.delimiter(b'\t').quoting(quoted);
     }
     builder.from_reader(BufReader::with_capacity(1 << 20, file))
+}
+
+/// Whether a TSV file quotes its fields as CSV does (the TSV of pandas and
+/// of Python's csv module: a field holding a quote, a tab or a line break
+/// is put in quotes, a quote in it doubled): some field starts with a
+/// quote, and every field that does is such a quoted field, closed right
+/// before a tab or a line end. Otherwise (`"Hi" she said`, a lone quote)
+/// the file is plain TSV, read as written, quotes and all; so is a pipe,
+/// which cannot be read twice.
+pub fn tsv_quoted(path: &Path, format: Format) -> bool {
+    if format != Format::Tsv || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let Ok(f) = File::open(path) else { return false };
+    let mut bytes = BufReader::with_capacity(1 << 20, f).bytes().map_while(|b| b.ok()).peekable();
+    let (mut start, mut any) = (true, false);
+    while let Some(b) = bytes.next() {
+        if start && b == b'"' {
+            any = true;
+            // To the closing quote: a quote not doubled.
+            loop {
+                match bytes.next() {
+                    None => return false,
+                    Some(b'"') if bytes.peek() == Some(&b'"') => {
+                        bytes.next();
+                    }
+                    Some(b'"') => break,
+                    Some(_) => {}
+                }
+            }
+            match bytes.peek() {
+                None | Some(b'\t' | b'\n' | b'\r') => {}
+                Some(_) => return false,
+            }
+            start = false;
+            continue;
+        }
+        start = matches!(b, b'\t' | b'\n');
+    }
+    any
 }
 
 /// The header's names, a UTF-8 byte order mark stripped from the first.
@@ -382,7 +425,11 @@ where
     E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
 {
     let starts = Starts::of(path);
-    let mut rdr = delimited_reader(file, format, false);
+    let quoted = tsv_quoted(path, format);
+    if quoted {
+        tracing::info!("{}: TSV with quoted fields (as pandas and Python's csv module write it)", path.display());
+    }
+    let mut rdr = delimited_reader(file, format, false, quoted);
     // A header that is not UTF-8 is named as such, not read as column names
     // that match nothing.
     let raw = rdr.byte_headers().map_err(|e| csv_error(path, e))?.clone();

@@ -217,6 +217,28 @@ fn test_rows_in_the_pool_are_told() {
     assert!(!stdout(&o).contains("same text as a pool row"), "{}", stdout(&o));
 }
 
+/// TSV as pandas and Python's csv module write it (a field holding a
+/// quote or a tab in quotes, its quotes doubled) reads back the texts
+/// written; plain TSV, where a text may start with a quote, is read as
+/// written.
+#[test]
+fn tsv_quoted_as_pandas_writes_it() {
+    let d = tempfile::tempdir().unwrap();
+    let pd =
+        write(d.path(), "pd.tsv", b"text\tlabel\n\"Wow. happy about \"\"the cave\"\". sorry\"\tham\n\"a\tb\"\tspam\nplain text\tham\r\n");
+    let o = labelrest(d.path(), &["new", "pd", "--data", pd.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Session::open_read_only(d.path(), "pd").unwrap();
+    let texts: Vec<String> = s.rows().unwrap().into_iter().map(|r| r.text).collect();
+    assert_eq!(texts, ["Wow. happy about \"the cave\". sorry", "a\tb", "plain text"]);
+    let plain = write(d.path(), "plain.tsv", b"text\tlabel\n\"Hi\" she said\tham\n\"\"\"\tspam\nok \"quoted\" inside\tham\n");
+    let o = labelrest(d.path(), &["new", "plain", "--data", plain.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Session::open_read_only(d.path(), "plain").unwrap();
+    let texts: Vec<String> = s.rows().unwrap().into_iter().map(|r| r.text).collect();
+    assert_eq!(texts, ["\"Hi\" she said", "\"\"\"", "ok \"quoted\" inside"]);
+}
+
 /// A file saved as UTF-16 (Excel's "Unicode text") is named as such.
 #[test]
 fn utf16_is_named() {
