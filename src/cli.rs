@@ -688,7 +688,17 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
         if r.seed_labels > 0 { format!(", {} seed labels", r.seed_labels) } else { String::new() },
         if r.gold_labels > 0 { format!(", {} gold labels (never shown to the model)", r.gold_labels) } else { String::new() },
         if r.test_rows > 0 { format!(", {} held-out test rows", r.test_rows) } else { String::new() },
-        if r.skipped_empty > 0 { format!(", {} empty texts skipped", r.skipped_empty) } else { String::new() },
+        match (r.skipped_empty, r.skipped_lines.as_slice()) {
+            (0, _) => String::new(),
+            (n, []) => format!(", {n} empty texts skipped"),
+            (n, lines) => format!(
+                ", {n} empty text{} skipped (line{} {}{})",
+                if n == 1 { "" } else { "s" },
+                if lines.len() == 1 { "" } else { "s" },
+                lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "),
+                if n as usize > lines.len() { ", ..." } else { "" }
+            ),
+        },
         if r.multi_label > 0 { format!(", {} rows with several accepted labels (the first taken)", r.multi_label) } else { String::new() },
         if r.model_labels > 0 {
             format!(", {} rows with labelrest's model's label read unlabelled (guesses, not answers)", r.model_labels)
@@ -707,6 +717,16 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
             None => store::session_dir(&sessions.local, &a.name).display().to_string(),
         }
     );
+    if r.seed_conflicts > 0 {
+        say!(
+            "note: {} seed label{} on a text that came earlier with another label (the first at {}:{}): the model learns both; `labelrest review {}` lists the labels it doubts",
+            r.seed_conflicts,
+            if r.seed_conflicts == 1 { " is" } else { "s are" },
+            data::display_safe(&a.data.display().to_string()),
+            r.seed_conflict_line.unwrap_or(0),
+            data::display_safe(&a.name)
+        );
+    }
     if r.test_in_pool > 0 {
         say!(
             "note: {} of the {} test rows have the same text as a pool row (the first at {}:{}): held-out scores count them as unseen, though the model may learn them",

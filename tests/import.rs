@@ -35,7 +35,7 @@ fn imports_seed_labels_tsv_jsonl_and_labels_file() {
     let o = labelrest(d.path(), &["new", "t", "--data", tsv.to_str().unwrap(), "--label-col", "label", "--labels", "ham,spam"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("2 seed labels"), "{}", stdout(&o));
-    assert!(stdout(&o).contains("1 empty texts skipped"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 empty text skipped (line 4)"), "{}", stdout(&o));
     let s = Session::open_read_only(d.path(), "t").unwrap();
     let rows = s.rows().unwrap();
     assert_eq!(rows.len(), 3);
@@ -181,6 +181,22 @@ fn encodings_and_columns_named() {
         &[("a.csv", b"text,y\nhi,a\nho,b\n"), ("t.csv", b"text,gold\nhi,a\n")],
         &["t.csv:1", "no label column 'y'", "--test-label-col"],
     );
+}
+
+/// A text that comes again with another seed label is told (the model
+/// learns both).
+#[test]
+fn conflicting_seed_labels_are_told() {
+    let d = tempfile::tempdir().unwrap();
+    let data = write(d.path(), "a.csv", b"text,label\nhello,a\nbye,b\nhello ,b\nbye,b\nhello,a\n");
+    let o = labelrest(d.path(), &["new", "s", "--data", data.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("note: 1 seed label is on a text that came earlier with another label (the first at"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("a.csv:4)"), "{}", stdout(&o));
+    let data = write(d.path(), "b.csv", b"text,label\nhello,a\nbye,b\nhello,a\n");
+    let o = labelrest(d.path(), &["new", "t", "--data", data.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("another label"), "{}", stdout(&o));
 }
 
 /// Test rows that are also pool rows are counted and named: held-out

@@ -248,6 +248,23 @@ fn undo_across_a_batch_end_puts_the_row_first_in_the_new_batch() {
     assert_eq!((app.batch_done, app.batch_remaining()), (1, 9));
 }
 
+/// `u` in the labelled view, for a label given in the queue: the row,
+/// unlabelled again, is shown in the queue with the cursor on it, not left
+/// out of sight.
+#[test]
+fn undo_from_the_labelled_view_shows_the_row_in_the_queue() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 60, false);
+    let row = app.selected().unwrap();
+    app.handle(Action::Accept);
+    app.handle(Action::NextView);
+    assert_eq!(app.view, View::Labelled);
+    app.handle(Action::Undo);
+    assert_eq!(app.view, View::Queue);
+    assert_eq!(app.selected(), Some(row));
+    assert!(app.labels[row].is_none());
+}
+
 /// Reopened, the workstation holds the batch the person left, what is left
 /// of it, even where a new ranking was stored since (a fine-tune swapped in
 /// after the last batch, a retrain elsewhere).

@@ -111,6 +111,13 @@ pub struct ImportReport {
     pub multi_label: u64,
     /// Prodigy: rows labelrest exported with its model's label, read unlabelled.
     pub model_labels: u64,
+    /// The first few lines of the data file whose empty texts were skipped
+    /// (empty when some were the test file's).
+    pub skipped_lines: Vec<u64>,
+    /// Seed labels on a text that came earlier with another seed label (the
+    /// same text after trimming), and the first such line.
+    pub seed_conflicts: u64,
+    pub seed_conflict_line: Option<u64>,
     /// Test rows whose text is also a pool row's (the same after trimming):
     /// held-out scores count them as unseen, and the model may learn them.
     pub test_in_pool: u64,
@@ -282,6 +289,8 @@ impl Session {
             let file = spec.data.clone();
             // The pool's texts (hashed: a test set's rows are checked against them).
             let mut pool_texts: std::collections::HashSet<u64> = Default::default();
+            // Each text's first seed label (by the text's hash).
+            let mut seeded: HashMap<u64, u32> = HashMap::new();
             let text_hash = |t: &str| {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -308,6 +317,10 @@ impl Session {
                     .map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e:#}")))?;
                 if spec.label_col_is == LabelColIs::Seed {
                     if let Some(l) = label {
+                        if *seeded.entry(text_hash(&r.text)).or_insert(l) != l {
+                            report.seed_conflicts += 1;
+                            report.seed_conflict_line.get_or_insert(r.line);
+                        }
                         ins_ann(id, l).map_err(|e| DataError::new(&file, Some(r.line), None, format!("cannot store: {e:#}")))?;
                         report.seed_labels += 1;
                     }
@@ -318,6 +331,7 @@ impl Session {
                 Ok(())
             })?;
             report.skipped_empty += stats.skipped_empty;
+            report.skipped_lines = stats.skipped_lines.clone();
             report.multi_label += stats.multi_label;
             report.model_labels += stats.model_labels;
             if report.pool_rows == 0 {
@@ -360,6 +374,10 @@ impl Session {
                     e.message = e.message.replace("(choose it with --label-col)", "(choose it with --test-label-col)");
                     e
                 })?;
+                if stats.skipped_empty > 0 {
+                    // Lines of two files: not named.
+                    report.skipped_lines.clear();
+                }
                 report.skipped_empty += stats.skipped_empty;
             }
         }

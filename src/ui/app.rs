@@ -1446,7 +1446,12 @@ impl App {
                     self.refill_batch();
                 }
                 self.rebuild_lists();
-                // Put the cursor on the row that came back.
+                // Put the cursor on the row that came back; a view that no
+                // longer lists it (the labelled view, for a row unlabelled
+                // again) gives way to the queue, where it is.
+                if !self.current_list().iter().any(|&r| r as usize == i) && self.queue.iter().any(|&r| r as usize == i) {
+                    self.view = View::Queue;
+                }
                 if let Some(p) = self.current_list().iter().position(|&r| r as usize == i) {
                     self.cursor[self.view.index()] = p;
                     self.scroll_into_view();
