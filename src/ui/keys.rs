@@ -233,6 +233,26 @@ impl KeyMap {
 
     fn apply(&mut self, path: &Path, text: &str) -> Result<()> {
         let p = path.display();
+        // `FILE:LINE` of a section's header, or of an action's line in it
+        // (the place a message names; just `FILE` where the file has none).
+        let at = |section: &str, action: Option<&str>| -> String {
+            let mut current = String::new();
+            for (i, line) in text.lines().enumerate() {
+                let l = line.trim();
+                if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                    current = h.trim().to_string();
+                    if action.is_none() && current == section {
+                        return format!("{p}:{}", i + 1);
+                    }
+                } else if let Some(a) = action {
+                    let key = l.split('=').next().unwrap_or("").trim().trim_matches('"');
+                    if current == section && l.contains('=') && key == a {
+                        return format!("{p}:{}", i + 1);
+                    }
+                }
+            }
+            p.to_string()
+        };
         let file: BTreeMap<String, BTreeMap<String, Vec<String>>> = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| {
                 let before = &text[..s.start.min(text.len())];
@@ -245,26 +265,29 @@ impl KeyMap {
         for (section, entries) in file {
             let mode = Mode::ALL.into_iter().find(|m| m.section() == section).ok_or_else(|| {
                 anyhow!(
-                    "{p}: unknown section [{section}]; the sections are: {}",
+                    "{}: unknown section [{section}]; the sections are: {}",
+                    at(&section, None),
                     Mode::ALL.iter().map(|m| format!("[{}]", m.section())).collect::<Vec<_>>().join(", ")
                 )
             })?;
             for (name, keys) in entries {
                 let bd = mode.table().iter().find(|b| b.name == name).ok_or_else(|| {
                     anyhow!(
-                        "{p}: [{section}] unknown action '{name}'; the actions are: {}",
+                        "{}: [{section}] unknown action '{name}'; the actions are: {}",
+                        at(&section, Some(&name)),
                         mode.table().iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
                     )
                 })?;
                 let mut codes = Vec::new();
                 for k in &keys {
-                    let code =
-                        parse_key(k).ok_or_else(|| anyhow!("{p}: [{section}] action '{name}': unknown key '{}'", k.escape_debug()))?;
+                    let here = || at(&section, Some(&name));
+                    let code = parse_key(k)
+                        .ok_or_else(|| anyhow!("{}: [{section}] action '{name}': unknown key '{}'", here(), k.escape_debug()))?;
                     if mode == Mode::Views && matches!(code, KeyCode::Char('1'..='9')) {
-                        bail!("{p}: [{section}] action '{name}': keys 1-9 take suggestions and cannot be bound");
+                        bail!("{}: [{section}] action '{name}': keys 1-9 take suggestions and cannot be bound", here());
                     }
                     if mode.takes_text() && matches!(code, KeyCode::Char(_)) {
-                        bail!("{p}: [{section}] action '{name}': '{k}' is typed as text there; bind a key like Enter or Tab");
+                        bail!("{}: [{section}] action '{name}': '{k}' is typed as text there; bind a key like Enter or Tab", here());
                     }
                     codes.push(code);
                 }
@@ -282,11 +305,16 @@ impl KeyMap {
             for bd in mode.table() {
                 let codes = &self.order[&(mode, bd.name)];
                 if codes.is_empty() {
-                    bail!("{p}: [{}] action '{}' has no key left; give it one", mode.section(), bd.name);
+                    bail!("{}: [{}] action '{}' has no key left; give it one", at(mode.section(), Some(bd.name)), mode.section(), bd.name);
                 }
                 for c in codes {
                     if let Some(other) = owner.insert(*c, bd.name) {
-                        bail!("{p}: [{}] key '{}' is bound to both '{other}' and '{}'", mode.section(), key_name(c), bd.name);
+                        // The line that bound it: of the one action the file names, where only one is.
+                        let place = [at(mode.section(), Some(bd.name)), at(mode.section(), Some(other))]
+                            .into_iter()
+                            .find(|s| s.as_str() != p.to_string())
+                            .unwrap_or_else(|| p.to_string());
+                        bail!("{place}: [{}] key '{}' is bound to both '{other}' and '{}'", mode.section(), key_name(c), bd.name);
                     }
                 }
             }
@@ -439,5 +467,14 @@ mod tests {
         assert!(e("[nope]\nx = []\n").contains("unknown section [nope]"));
         assert!(e("[picker]\npick = [\"p\"]\n").contains("typed as text"));
         assert!(KeyMap::load(Some(Path::new("/nonexistent/keys.toml"))).is_ok());
+        // Each names the line it found wrong.
+        let m = e("# mine\n[keys]\n\nacept = [\"y\"]\n");
+        assert!(m.starts_with("keys.toml:4: [keys] unknown action 'acept'"), "{m}");
+        let m = e("[keys]\ndown = [\"j\"]\naccept = [\"x\"]\n");
+        assert!(m.starts_with("keys.toml:3: [keys] key 'x'"), "{m}");
+        let m = e("\n[nope]\nx = []\n");
+        assert!(m.starts_with("keys.toml:2: unknown section"), "{m}");
+        let m = e("[keys]\ndown = [\"j\"]\n[picker]\n\"pick\" = [\"p\"]\n");
+        assert!(m.starts_with("keys.toml:4: [picker] action 'pick'"), "{m}");
     }
 }
