@@ -1327,7 +1327,7 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
     // (the model's labels are export's).
     match &held_out {
         Some((it, n, acc, _)) => {
-            println!("held out: the model of iteration {it} ({n} labels), accuracy {:.1}%", acc * 100.0);
+            println!("held out: the model of iteration {it} ({n} labels), accuracy {acc:.3}");
             println!("{:<wl$} {:>8} {:>9} {:>7} {:>6} {:>9}", "label", "labelled", "precision", "recall", "F1", "held-out");
             for (c, (l, n)) in names.iter().zip(&per_label).enumerate() {
                 match scores_of(c) {
