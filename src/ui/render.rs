@@ -110,7 +110,13 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
                 PickerPurpose::Label { row } => app.suggestions(row),
                 PickerPurpose::Filter => Vec::new(),
             };
-            p.draw(f, area, app.picker_labels(), &probs, &app.keys, theme)
+            // Labelling, the picker stays above the row pane: the text being
+            // labelled stays in sight (where there is room for both).
+            let over = match (p.purpose, a.detail) {
+                (PickerPurpose::Label { .. }, Some(d)) if d.y.saturating_sub(area.y) >= 9 => Rect { height: d.y - area.y, ..area },
+                _ => area,
+            };
+            p.draw(f, over, app.picker_labels(), &probs, &app.keys, theme)
         }
         Overlay::Describe { label, text } => draw_describe(f, app, area, *label, text, theme),
         Overlay::Reader { row, scroll } => draw_reader(f, app, area, *row, *scroll, theme),
