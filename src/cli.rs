@@ -530,6 +530,13 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
         r.model,
         r.none
     );
+    if !r.other_data_files.is_empty() {
+        say!(
+            "note: {} holds other data files ({}): `load_dataset` reads every data file of a folder; give the export a folder of its own",
+            a.out.display(),
+            r.other_data_files.iter().take(3).map(|n| data::display_safe(n)).collect::<Vec<_>>().join(", ")
+        );
+    }
     if format == ExportFormat::Prodigy && r.model > 0 {
         say!(
             "Prodigy: the model's {} labels are tasks to review, with no answer; `prodigy db-in` would store them as accepted (--only-labelled writes yours alone)",
@@ -546,11 +553,12 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     }
     // The model whose labels were written: the last retrain's, and the
     // labels it learnt from (labels given since have not reached it).
-    let model = crate::worker::model_and_labels(&s).unwrap_or_else(|e| {
-        tracing::warn!("cannot read the last iteration: {e:#}");
-        None
+    let last = s.iterations::<serde::de::IgnoredAny>().unwrap_or_else(|e| {
+        tracing::warn!("cannot read the iterations: {e:#}");
+        Vec::new()
     });
-    if model.is_none() && r.none > 0 && r.model == 0 {
+    let last = last.last();
+    if last.is_none() && r.none > 0 && r.model == 0 {
         say!(
             "note: no model has labelled the rows yet: `labelrest retrain {}` (or the workstation) trains one",
             data::display_safe(&s.name)
@@ -559,7 +567,7 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     if let Some(e) = r.model_expected {
         let above = a.min_confidence.map(|p| format!(" (probability at least {p})")).unwrap_or_default();
         // (No temperature is fitted below `MIN_LABELS` labels: the model's own.)
-        let learnt = model.map_or(r.learnt_from, |(_, then, _, _)| then);
+        let learnt = last.map_or(r.learnt_from, |it| it.n_labels.max(0) as usize);
         let how = if learnt >= crate::learn::calibration::MIN_LABELS {
             "calibrated on your labels".to_string()
         } else {

@@ -337,7 +337,9 @@ pub fn tsv_quoted(path: &Path, format: Format) -> bool {
     while let Some(b) = bytes.next() {
         if start && b == b'"' {
             any = true;
-            // To the closing quote: a quote not doubled.
+            // To the closing quote: a quote not doubled. A tab on a line the
+            // field ran on to is another record's: a stray quote, not this.
+            let mut crossed = false;
             loop {
                 match bytes.next() {
                     None => return false,
@@ -345,6 +347,8 @@ pub fn tsv_quoted(path: &Path, format: Format) -> bool {
                         bytes.next();
                     }
                     Some(b'"') => break,
+                    Some(b'\n') => crossed = true,
+                    Some(b'\t') if crossed => return false,
                     Some(_) => {}
                 }
             }
@@ -480,9 +484,10 @@ where
         let (line, byte) = starts.at(&rec.position().cloned().unwrap_or_else(csv::Position::new));
         last_start_line = line;
         last_multiline = rec.iter().any(|f| f.contains(&b'\n') || f.contains(&b'\r'));
-        if last_multiline && format == Format::Csv && !cols.allow_multiline {
+        if last_multiline && (format == Format::Csv || quoted) && !cols.allow_multiline {
+            let delim = if format == Format::Csv { b',' } else { b'\t' };
             for (fi, f) in rec.iter().enumerate() {
-                if let Some(why) = swallowed_record(f, headers.len(), b',') {
+                if let Some(why) = swallowed_record(f, headers.len(), delim) {
                     return Err(DataError::new(
                         path,
                         Some(line),
@@ -659,8 +664,14 @@ fn prodigy_label(
     };
     match obj.get("answer") {
         None | Some(Value::Null) => return Ok(String::new()),
-        // labelrest's own export of a model's label: a guess, not an answer.
-        Some(Value::String(a)) if a == "accept" && obj.get("meta").and_then(|m| m.get("source")).is_some_and(|s| s == "model") => {
+        // labelrest's own export of a model's label (an older one, answered
+        // `accept`): a guess, not an answer. Once a person answered it in
+        // Prodigy, its `_` fields (`_task_hash`, `_annotator_id`, ...) say so.
+        Some(Value::String(a))
+            if a == "accept"
+                && obj.get("meta").and_then(|m| m.get("source")).is_some_and(|s| s == "model")
+                && !obj.keys().any(|k| k.starts_with('_')) =>
+        {
             stats.model_labels += 1;
             return Ok(String::new());
         }
@@ -707,11 +718,13 @@ pub fn preview_labels(labels: &[LabelDef]) -> String {
     }
 }
 
-/// Invisible format characters: zero-width ones, bidirectional controls,
-/// the soft hyphen and the byte-order mark. A name holding one looks like
-/// another name, or reorders the line it is drawn on.
+/// Invisible format characters: the zero-width space, bidirectional
+/// controls, the word joiner and its kin, and the byte-order mark. A name
+/// holding one looks like another name, or reorders the line it is drawn
+/// on. (The zero-width joiner and non-joiner are not among them: Persian
+/// and Indic words and emoji need them.)
 pub fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    matches!(c, '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Why a label name cannot be used, if it cannot: empty, or holding

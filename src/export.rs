@@ -117,6 +117,9 @@ pub struct ExportReport {
     /// label nobody gave yet is one whose rows the calibration cannot check.
     pub labels_used: usize,
     pub label_set: usize,
+    /// hf: other data files in the folder, which `load_dataset(FOLDER)`
+    /// reads too (the first few).
+    pub other_data_files: Vec<String>,
     /// Expected accuracy of the model's labels written (the mean of their
     /// calibrated probabilities); None when none were written.
     pub model_expected: Option<f64>,
@@ -411,6 +414,7 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
     // together, whatever annotators commit while the export is written.
     let _snapshot = session.snapshot()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
+    let mut other_data: Vec<String> = Vec::new();
     let mut sink = match format {
         ExportFormat::Csv | ExportFormat::Jsonl => {
             crate::output::check_not_input(out, &[&session.db_path()])?;
@@ -445,6 +449,25 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
                 }
             }
             std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+            other_data = std::fs::read_dir(out)
+                .map(|d| {
+                    let mut v: Vec<String> = d
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n != "data.jsonl" && n != "dataset_info.json" && !n.starts_with('.'))
+                        .filter(|n| {
+                            let ext = n.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+                            n.contains('.')
+                                && matches!(
+                                    ext.as_str(),
+                                    "csv" | "tsv" | "json" | "jsonl" | "ndjson" | "parquet" | "arrow" | "txt" | "gz" | "zip"
+                                )
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                })
+                .unwrap_or_default();
             let data = out.join("data.jsonl");
             crate::output::check_not_input(&data, &[&session.db_path()])?;
             Sink::Hf { out: Out::create(&data, true, &[])?, dir: out.to_path_buf() }
@@ -459,6 +482,7 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         learnt_from: resolved.labels.len(),
         labels_used: resolved.labels.iter().map(|l| l.label).collect::<std::collections::HashSet<_>>().len(),
         label_set: names.len(),
+        other_data_files: std::mem::take(&mut other_data),
         ..Default::default()
     };
     let mut labels: std::collections::HashMap<i64, (Option<u32>, RowSource, Option<&str>)> = std::collections::HashMap::new();

@@ -177,6 +177,8 @@ fn exit_codes_ok_error_usage() {
         assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
         one_line(&o);
     }
+    let o = labelrest(d.path(), &["new", "x", "--data", "/dev/null", "--format", "csv", "--label-col", "label"]);
+    assert!(stderr(&o).contains("/dev/null: not a regular file (a pipe?)"), "{}", stderr(&o));
     // 0: --help and --version.
     assert_eq!(code(&labelrest(d.path(), &["--help"])), 0);
     assert_eq!(code(&labelrest(d.path(), &["--version"])), 0);
@@ -664,6 +666,12 @@ fn odd_but_ordinary_inputs() {
     assert_eq!(s.label_set().unwrap().iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     drop(s);
     // A label with a zero-width space is drawn like another, and could never be typed.
+    // (The zero-width non-joiner belongs to Persian words: kept.)
+    let o = labelrest(
+        &sessions,
+        &["new", "fa", "--data", data.to_str().unwrap(), "--labels", "a,\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = labelrest(&sessions, &["new", "zw", "--data", data.to_str().unwrap(), "--labels", "a,\u{200b}b"]);
     assert_ne!(code(&o), 0);
     assert!(stderr(&o).contains("invisible characters"), "{}", stderr(&o));

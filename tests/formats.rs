@@ -154,6 +154,18 @@ fn prodigy_export_round_trip() {
         "{}",
         stdout(&o)
     );
+    // The same rows after a person answered them in Prodigy (`db-out` adds
+    // its `_` fields): every accept is a label.
+    let dbout = d.join("dbout.jsonl");
+    std::fs::write(
+        &dbout,
+        "{\"text\":\"a\",\"label\":\"card_arrival\",\"answer\":\"accept\",\"meta\":{\"id\":1,\"source\":\"person\"},\"_task_hash\":1}\n\
+         {\"text\":\"c\",\"label\":\"top_up_failed\",\"answer\":\"accept\",\"meta\":{\"id\":3,\"source\":\"model\"},\"_task_hash\":2,\"_annotator_id\":\"x\"}\n",
+    )
+    .unwrap();
+    let o = labelrest(d, &["new", "dbout", "--data", dbout.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 seed labels") && !stdout(&o).contains("read unlabelled"), "{}", stdout(&o));
     // An export whose first row is the model's (a task, no answer) is told by its content too.
     let first = d.join("first.jsonl");
     std::fs::write(
@@ -265,6 +277,12 @@ fn hugging_face_folder() {
     for (i, r) in refs.iter().enumerate() {
         assert_eq!(back[&(i as i64 + 1)].0, r.label);
     }
+    // Another data file in the folder: `load_dataset` would read it too, and export says so.
+    std::fs::write(dir.join("notes.csv"), "a,b\n").unwrap();
+    let o = labelrest(d, &["export", "s", "--out", dir.to_str().unwrap(), "--format", "hf"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("holds other data files (notes.csv)"), "{}", stdout(&o));
+    std::fs::remove_file(dir.join("notes.csv")).unwrap();
     // Rows left without a label: null and -1.
     let o = labelrest(d, &["export", "s", "--out", dir.to_str().unwrap(), "--format", "hf", "--min-confidence", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));

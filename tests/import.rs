@@ -247,6 +247,13 @@ fn tsv_quoted_as_pandas_writes_it() {
     let s = Session::open_read_only(d.path(), "pd").unwrap();
     let texts: Vec<String> = s.rows().unwrap().into_iter().map(|r| r.text).collect();
     assert_eq!(texts, ["Wow. happy about \"the cave\". sorry", "a\tb", "plain text"]);
+    // A stray quote in plain TSV (a text that opens with one, and a later
+    // one that ends with one) is no quoted field running over records.
+    let merge =
+        write(d.path(), "merge.tsv", b"text\tlabel\n\"Best pizza in town\tpos\nok service\tneg\nordered the 12\"\tneg\nanother row\tpos\n");
+    let o = labelrest(d.path(), &["new", "merge", "--data", merge.to_str().unwrap(), "--label-col", "label"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4 rows"), "{}", stdout(&o));
     let plain = write(d.path(), "plain.tsv", b"text\tlabel\n\"Hi\" she said\tham\n\"\"\"\tspam\nok \"quoted\" inside\tham\n");
     let o = labelrest(d.path(), &["new", "plain", "--data", plain.to_str().unwrap(), "--label-col", "label"]);
     assert!(o.status.success(), "{}", stderr(&o));

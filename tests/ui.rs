@@ -248,6 +248,45 @@ fn undo_across_a_batch_end_puts_the_row_first_in_the_new_batch() {
     assert_eq!((app.batch_done, app.batch_remaining()), (1, 9));
 }
 
+/// The same when the `u` comes before the new ranking does (a quick undo
+/// of a slip, a retrain behind a fine-tune): the ranking that lands keeps
+/// the row at the head of its batch. Two undos bring back two rows, in
+/// their order; a batch of one grows rather than let a row brought back go.
+#[test]
+fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    let first: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    app.handle(Action::Undo);
+    app.handle(Action::Undo);
+    assert_eq!(app.queue[..2], [first[8], first[9]]);
+    retrain(&mut app);
+    assert_eq!(app.queue[..2], [first[8], first[9]], "the ranking that landed kept them first");
+    assert_eq!(app.selected(), Some(first[8] as usize));
+    assert_eq!((app.batch_done, app.batch_remaining()), (0, 10));
+    assert!(app.queue[2..10].iter().all(|r| !first.contains(r)));
+
+    // A batch of one: two undos across its end bring back both rows.
+    let e = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(e.path(), 60, false);
+    app.batch_size = 1;
+    let a = app.selected().unwrap() as u32;
+    app.handle(Action::Accept);
+    retrain(&mut app);
+    app.changed_at = None;
+    let b = app.selected().unwrap() as u32;
+    app.handle(Action::Accept);
+    retrain(&mut app);
+    app.handle(Action::Undo);
+    app.handle(Action::Undo);
+    assert!(app.labels[a as usize].is_none() && app.labels[b as usize].is_none());
+    assert_eq!(app.queue[..2], [a, b], "both held, in their order");
+    assert_eq!(app.selected(), Some(a as usize));
+}
+
 /// `u` in the labelled view, for a label given in the queue: the row,
 /// unlabelled again, is shown in the queue with the cursor on it, not left
 /// out of sight.

@@ -178,6 +178,11 @@ pub struct App {
     pub ignored: Option<String>,
     /// The last thing done was a skip (`u` takes it back).
     last_skip: Option<Skip>,
+    /// Rows an undo put back at the head of a batch that began after their
+    /// labels (`back_into_batch`), first first: a new ranking that answers
+    /// the finished batch keeps them at its head, and a batch made only of
+    /// them grows rather than let one go.
+    reheaded: Vec<u32>,
     /// How many keys `ignored` counts, and when it was said.
     ignored_n: usize,
     ignored_at: Option<Instant>,
@@ -337,6 +342,7 @@ impl App {
             ignored_n: 0,
             ignored_at: None,
             last_skip: None,
+            reheaded: Vec::new(),
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
@@ -1171,9 +1177,17 @@ impl App {
         // first one): the next batch is its top. One that another
         // annotator's batch brought leaves this annotator's batch as it is.
         if (newer || reranked || first) && self.batch_done == 0 && (self.jump_to_batch || first || reranked || self.reserved.is_empty()) {
+            // Rows an undo put back at the head of this batch stay there.
+            let heads: Vec<u32> = self.reheaded.iter().copied().filter(|&x| self.labels[x as usize].is_none()).collect();
             self.reserved.clear();
             self.rebuild_lists();
             self.reserve_batch(false);
+            for &h in heads.iter().rev() {
+                self.back_into_batch(h as usize);
+            }
+            if !heads.is_empty() {
+                self.rebuild_lists();
+            }
         }
         if (newer || reranked) && (self.jump_to_batch || first) && self.view == View::Queue {
             self.jump_to_batch = false;
@@ -1295,6 +1309,7 @@ impl App {
         if batch_end {
             self.batch_done = 0;
             self.jump_to_batch = true;
+            self.reheaded.clear();
             self.outbox.push(Job::Retrain { strategy: self.strategy });
         }
         let held = self.reserved.contains(&(i as u32));
@@ -1549,10 +1564,23 @@ impl App {
         let mut batch = self.reserved.clone();
         batch.insert(at, r);
         let ids: Vec<i64> = batch.iter().map(|&x| self.row_ids[x as usize]).collect();
-        match self.session.reserve(&ids, self.batch_remaining()) {
+        // A full batch lets its last row go, unless every row it holds came
+        // back by an undo: then it grows (they are all to be decided again).
+        let n = if earlier && self.reserved.iter().all(|x| self.reheaded.contains(x)) {
+            self.reserved.len() + 1
+        } else {
+            self.batch_remaining()
+        };
+        match self.session.reserve(&ids, n) {
             Ok(got) => {
                 let got: HashSet<i64> = got.into_iter().collect();
                 self.reserved = batch.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                // A row of the batch before (none of this one is decided
+                // yet): a ranking that answers that batch keeps it first.
+                if (earlier || self.batch_done == 0) && self.reserved.contains(&r) {
+                    self.reheaded.retain(|&x| x != r);
+                    self.reheaded.insert(0, r);
+                }
                 if earlier && self.reserved.contains(&r) {
                     // The row let go leaves the batch's order; the row back heads it.
                     let (labels, reserved) = (&self.labels, &self.reserved);
