@@ -229,6 +229,8 @@ fn undo_across_a_batch_end_puts_the_row_first_in_the_new_batch() {
     assert_eq!(app.batch_done, 0);
     let second: Vec<u32> = app.queue[..10].to_vec();
     assert!(second.iter().all(|r| !first.contains(r)));
+    // (The person read the new batch's top row first: `u` too waits that moment.)
+    app.changed_at = None;
     app.handle(Action::Undo);
     let back = first[9];
     assert_eq!(app.selected(), Some(back as usize), "the cursor is on the row that came back");
@@ -260,6 +262,7 @@ fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
     for _ in 0..10 {
         app.handle(Action::Accept);
     }
+    app.changed_at = None;
     app.handle(Action::Undo);
     app.handle(Action::Undo);
     assert_eq!(app.queue[..2], [first[8], first[9]]);
@@ -280,11 +283,38 @@ fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
     let b = app.selected().unwrap() as u32;
     app.handle(Action::Accept);
     retrain(&mut app);
+    app.changed_at = None;
     app.handle(Action::Undo);
     app.handle(Action::Undo);
     assert!(app.labels[a as usize].is_none() && app.labels[b as usize].is_none());
     assert_eq!(app.queue[..2], [a, b], "both held, in their order");
     assert_eq!(app.selected(), Some(a as usize));
+}
+
+/// Typed ahead right after a batch's last label (`/hum`, to pick HUM for a
+/// row not read yet): the `/` waits its moment, and so do the letters that
+/// follow it, which would otherwise undo the label just given (`u`) and
+/// change the session's mode for everyone (`m`). Moving still works.
+#[test]
+fn keys_typed_ahead_of_a_new_batch_do_nothing_but_move() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    assert!(app.settling(), "the next batch's top row came by itself");
+    let mode = app.mode;
+    for a in [Action::OpenPicker, Action::Undo, Action::CycleMode, Action::CycleStrategy, Action::Skip, Action::Export] {
+        app.handle(a.clone());
+        assert_eq!(app.message.as_deref(), Some("the row under the cursor just came or changed: read it, then press again"), "{a:?}");
+    }
+    assert_eq!(app.session.labels().unwrap().len(), 10, "no label undone");
+    assert_eq!(app.mode, mode);
+    assert_eq!(app.overlay, labelrest::ui::app::Overlay::None);
+    assert!(!d.path().join("s").join("s-labels.csv").exists());
+    let at = app.cursor[0];
+    app.handle(Action::Down);
+    assert_eq!(app.cursor[0], at + 1, "moving works meanwhile");
 }
 
 /// `u` in the labelled view, for a label given in the queue: the row,
@@ -1049,6 +1079,7 @@ fn small_wrongs() {
     let s = screen(&mut app, 100, 30);
     assert!(s.contains(&format!("{p:>4.2}")), "the label's probability {p:.2} shown:\n{s}");
     // Export: beside the session, said with its absolute path.
+    app.changed_at = None;
     app.handle(Action::Export);
     let m = app.message.clone().unwrap();
     let path = d.path().join("s").join("s-labels.csv");
@@ -1879,6 +1910,10 @@ fn undo_after_a_skip_takes_the_skip_back() {
     app.handle(Action::Skip);
     app.changed_at = Some(std::time::Instant::now());
     app.handle(Action::Accept);
+    // (`u` too waits the moment out.)
+    app.handle(Action::Undo);
+    assert!(app.skipped.contains(&(next as u32)), "{:?}", app.message);
+    app.changed_at = None;
     app.handle(Action::Undo);
     assert!(!app.skipped.contains(&(next as u32)), "{:?}", app.message);
     assert_eq!(app.session.labels().unwrap().len(), labelled - 1);

@@ -1820,6 +1820,30 @@ impl App {
             }
             Overlay::None => {}
         }
+        // While the row under the cursor has just changed by itself, keys
+        // that do more than move or show wait their moment too: typed ahead
+        // of the screen (`/hum` right after a batch's last label, the `/`
+        // refused), `u` would undo a label and `m` or `s` change the
+        // session's mode or strategy for everyone.
+        if self.settling()
+            && !matches!(
+                a,
+                Action::Up
+                    | Action::Down
+                    | Action::PageUp
+                    | Action::PageDown
+                    | Action::Top
+                    | Action::Bottom
+                    | Action::NextView
+                    | Action::Read
+                    | Action::ToggleHelp
+                    | Action::Quit
+                    | Action::None
+            )
+        {
+            self.settled();
+            return Ok(());
+        }
         // A key for a row where the view has none says so (it did nothing, silently).
         if self.selected().is_none()
             && matches!(a, Action::Accept | Action::Confirm | Action::Pick(_) | Action::OpenPicker | Action::Skip | Action::Read)
