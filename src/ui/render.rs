@@ -328,7 +328,8 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         let msg = match app.view {
             View::Queue => format!("every row is labelled: {} exports", app.key(&Action::Export)),
             View::Labelled if app.adjudicating => {
-                format!("no disagreements to adjudicate ({} shows every label)", app.key(&Action::Disputes))
+                // (It fits the table of an 80-column terminal.)
+                format!("no disputes to settle ({}: every label)", app.key(&Action::Disputes))
             }
             View::Labelled if app.review => {
                 format!("no disputed label left ({} shows every label)", app.key(&Action::Review))
