@@ -270,9 +270,8 @@ fn refuse_utf16(path: &Path, file: &mut File) -> Result<(), DataError> {
 pub fn has_column(path: &Path, format: Format, name: &str) -> bool {
     let Ok(file) = open(path) else { return false };
     match format {
-        Format::Csv | Format::Tsv => {
-            header_names(&mut delimited_reader(file, format, true, tsv_quoted(path, format))).is_ok_and(|h| h.iter().any(|h| h == name))
-        }
+        Format::Csv | Format::Tsv => header_names(&mut delimited_reader(file, format, true, tsv_quoted(path, format, false)))
+            .is_ok_and(|h| h.iter().any(|h| h == name)),
         Format::Jsonl => first_json_object(file).is_some_and(|o| o.contains_key(name)),
         Format::Prodigy => false,
     }
@@ -327,7 +326,7 @@ fn delimited_reader(file: File, format: Format, flexible: bool, quoted: bool) ->
 /// before a tab or a line end. Otherwise (`"Hi" she said`, a lone quote)
 /// the file is plain TSV, read as written, quotes and all; so is a pipe,
 /// which cannot be read twice.
-pub fn tsv_quoted(path: &Path, format: Format) -> bool {
+pub fn tsv_quoted(path: &Path, format: Format, multiline: bool) -> bool {
     if format != Format::Tsv || !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return false;
     }
@@ -348,7 +347,8 @@ pub fn tsv_quoted(path: &Path, format: Format) -> bool {
                     }
                     Some(b'"') => break,
                     Some(b'\n') => crossed = true,
-                    Some(b'\t') if crossed => return false,
+                    // (Unless texts may span lines: an indented line of code.)
+                    Some(b'\t') if crossed && !multiline => return false,
                     Some(_) => {}
                 }
             }
@@ -429,7 +429,7 @@ where
     E: FnMut(Record, &mut ReadStats) -> Result<(), DataError>,
 {
     let starts = Starts::of(path);
-    let quoted = tsv_quoted(path, format);
+    let quoted = tsv_quoted(path, format, cols.allow_multiline);
     if quoted {
         tracing::info!("{}: TSV with quoted fields (as pandas and Python's csv module write it)", path.display());
     }
@@ -666,11 +666,13 @@ fn prodigy_label(
         None | Some(Value::Null) => return Ok(String::new()),
         // labelrest's own export of a model's label (an older one, answered
         // `accept`): a guess, not an answer. Once a person answered it in
-        // Prodigy, its `_` fields (`_task_hash`, `_annotator_id`, ...) say so.
+        // Prodigy's app, it has the annotator's fields (`_annotator_id`,
+        // `_session_id`; `db-in` adds only hashes, and the `accept`).
         Some(Value::String(a))
             if a == "accept"
                 && obj.get("meta").and_then(|m| m.get("source")).is_some_and(|s| s == "model")
-                && !obj.keys().any(|k| k.starts_with('_')) =>
+                && !obj.contains_key("_annotator_id")
+                && !obj.contains_key("_session_id") =>
         {
             stats.model_labels += 1;
             return Ok(String::new());
@@ -828,8 +830,9 @@ pub fn display_safe(s: &str) -> String {
             '\u{96}' | '\u{97}' => out.push('-'),
             c if (c as u32) < 0x20 || c == '\u{7f}' => out.push('\u{fffd}'),
             c if (0x80..0xa0).contains(&(c as u32)) => out.push('\u{fffd}'),
-            // Bidirectional overrides and other invisible format characters.
-            c if is_invisible(c) => {}
+            // Bidirectional overrides and other invisible format characters
+            // (the joiners too: terminals disagree on the cells they take).
+            c if is_invisible(c) || matches!(c, '\u{ad}' | '\u{200c}' | '\u{200d}') => {}
             c => out.push(c),
         }
     }

@@ -254,6 +254,13 @@ fn tsv_quoted_as_pandas_writes_it() {
     let o = labelrest(d.path(), &["new", "merge", "--data", merge.to_str().unwrap(), "--label-col", "label"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("4 rows"), "{}", stdout(&o));
+    // A quoted text over lines with a tab in them (indented code) reads
+    // as written where texts may span lines.
+    let code = write(d.path(), "code.tsv", b"text\tlabel\n\"def f():\n\treturn 1\"\tcode\r\nplain\tprose\r\n");
+    let o = labelrest(d.path(), &["new", "code", "--data", code.to_str().unwrap(), "--label-col", "label", "--allow-multiline"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Session::open_read_only(d.path(), "code").unwrap();
+    assert_eq!(s.rows().unwrap()[0].text, "def f():\n\treturn 1");
     let plain = write(d.path(), "plain.tsv", b"text\tlabel\n\"Hi\" she said\tham\n\"\"\"\tspam\nok \"quoted\" inside\tham\n");
     let o = labelrest(d.path(), &["new", "plain", "--data", plain.to_str().unwrap(), "--label-col", "label"]);
     assert!(o.status.success(), "{}", stderr(&o));

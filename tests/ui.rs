@@ -288,6 +288,7 @@ fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
     app.handle(Action::Undo);
     assert!(app.labels[a as usize].is_none() && app.labels[b as usize].is_none());
     assert_eq!(app.queue[..2], [a, b], "both held, in their order");
+    assert_eq!(app.reserved, [a, b], "the batch grew to hold both");
     assert_eq!(app.selected(), Some(a as usize));
 }
 
@@ -315,6 +316,26 @@ fn keys_typed_ahead_of_a_new_batch_do_nothing_but_move() {
     let at = app.cursor[0];
     app.handle(Action::Down);
     assert_eq!(app.cursor[0], at + 1, "moving works meanwhile");
+    // The moment over, a key that comes in the same burst of typing as a
+    // refused one is refused too (`/card`'s `a` would accept); once the
+    // typing paused, keys act.
+    app.changed_at = std::time::Instant::now().checked_sub(labelrest::ui::app::SETTLE * 2);
+    app.refused_at = Some(std::time::Instant::now());
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), 10, "the burst's key did nothing");
+    app.refused_at = std::time::Instant::now().checked_sub(labelrest::ui::app::BURST * 2);
+    app.handle(Action::Accept);
+    assert_eq!(app.session.labels().unwrap().len(), 11);
+    // Under the label picker, the row pane shows the row the picker labels,
+    // also when a new ranking moved the cursor behind it.
+    let row = app.selected().unwrap();
+    app.changed_at = None;
+    app.handle(Action::OpenPicker);
+    assert!(matches!(app.overlay, labelrest::ui::app::Overlay::Picker(_)));
+    app.cursor[0] += 1;
+    assert_ne!(app.selected(), Some(row));
+    let s = screen(&mut app, 80, 24);
+    assert!(s.contains(&format!("Row {} ", app.row_ids[row])), "{s}");
 }
 
 /// `u` in the labelled view, for a label given in the queue: the row,
@@ -810,6 +831,7 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
     assert!(app.message.as_deref().unwrap().contains("read it, then press again"));
     // After the moment has passed, the same key works on the row on screen.
     app.changed_at = std::time::Instant::now().checked_sub(labelrest::ui::app::SETTLE * 2);
+    app.refused_at = None;
     app.handle(Action::Accept);
     let last = app.session.labels().unwrap().last().cloned().unwrap();
     assert_eq!(last.row_id, app.row_ids[top]);
@@ -1711,6 +1733,7 @@ fn changed_suggestions_settle_before_a_key_acts() {
     app.handle(Action::Pick(1));
     assert_eq!(app.session.labels().unwrap().len(), n, "no label while the row settles");
     app.changed_at = std::time::Instant::now().checked_sub(labelrest::ui::app::SETTLE * 2);
+    app.refused_at = None;
     app.handle(Action::Accept);
     let last = app.session.labels().unwrap().last().cloned().unwrap();
     assert_eq!((last.row_id, last.label), (app.row_ids[i], new), "the label on screen");

@@ -19,6 +19,14 @@ use super::layout::{self, Geometry};
 /// row's text before a key can put a label on it.
 pub const SETTLE: Duration = Duration::from_millis(1200);
 
+/// What a key the settle guard refused says (at most 79 columns: the
+/// status line of an 80-column terminal).
+const REFUSED: &str = "the row under the cursor just came or changed: read it, then press again";
+
+/// Keys closer together than this are one burst of typing: one refused
+/// by the settle guard takes the rest of its burst with it.
+pub const BURST: Duration = Duration::from_millis(400);
+
 /// The most characters of one paste typed into a text field.
 pub const PASTE_MAX: usize = 1000;
 
@@ -183,6 +191,9 @@ pub struct App {
     /// the finished batch keeps them at its head, and a batch made only of
     /// them grows rather than let one go.
     reheaded: Vec<u32>,
+    /// When the settle guard last refused a key: keys that follow it closer
+    /// than `BURST` are the same typing (`/hum`), refused with it.
+    pub refused_at: Option<Instant>,
     /// How many keys `ignored` counts, and when it was said.
     ignored_n: usize,
     ignored_at: Option<Instant>,
@@ -343,6 +354,7 @@ impl App {
             ignored_at: None,
             last_skip: None,
             reheaded: Vec::new(),
+            refused_at: None,
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
@@ -1178,14 +1190,13 @@ impl App {
         // annotator's batch brought leaves this annotator's batch as it is.
         if (newer || reranked || first) && self.batch_done == 0 && (self.jump_to_batch || first || reranked || self.reserved.is_empty()) {
             // Rows an undo put back at the head of this batch stay there.
-            let heads: Vec<u32> = self.reheaded.iter().copied().filter(|&x| self.labels[x as usize].is_none()).collect();
+            let heads: Vec<u32> =
+                self.reheaded.iter().copied().filter(|&x| self.labels[x as usize].is_none() && !self.skipped.contains(&x)).collect();
             self.reserved.clear();
             self.rebuild_lists();
             self.reserve_batch(false);
-            for &h in heads.iter().rev() {
-                self.back_into_batch(h as usize);
-            }
             if !heads.is_empty() {
+                self.head_batch(&heads);
                 self.rebuild_lists();
             }
         }
@@ -1218,8 +1229,8 @@ impl App {
     /// Refuses a decision on a row that changed by itself a moment ago.
     fn settled(&mut self) -> bool {
         if self.settling() {
-            // (At most 79 columns: the status line of an 80-column terminal.)
-            self.message = Some("the row under the cursor just came or changed: read it, then press again".into());
+            self.refused_at = Some(Instant::now());
+            self.message = Some(REFUSED.into());
             return false;
         }
         true
@@ -1594,6 +1605,24 @@ impl App {
         }
     }
 
+    /// Puts `heads` first in the batch just reserved (rows an undo brought
+    /// back from the batch before), the batch's last rows going back to the
+    /// queue to keep its size (it grows where it holds only such rows).
+    fn head_batch(&mut self, heads: &[u32]) {
+        let mut want: Vec<u32> = heads.to_vec();
+        want.extend(self.reserved.iter().copied().filter(|x| !heads.contains(x)));
+        let ids: Vec<i64> = want.iter().map(|&x| self.row_ids[x as usize]).collect();
+        match self.session.reserve(&ids, self.batch_remaining().max(heads.len())) {
+            Ok(got) => {
+                let got: HashSet<i64> = got.into_iter().collect();
+                self.reserved = want.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                self.batch_order = self.reserved.clone();
+                self.keep_batch();
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+
     /// Holds the first `n` rows of the queue (skipped rows aside) that
     /// nobody else holds for this annotator (the session decides,
     /// atomically), and lists them first; rows others took since the last
@@ -1825,7 +1854,14 @@ impl App {
         // of the screen (`/hum` right after a batch's last label, the `/`
         // refused), `u` would undo a label and `m` or `s` change the
         // session's mode or strategy for everyone.
-        if self.settling()
+        // The rest of a burst of typing that began with a refused key goes
+        // the same way, also once the moment is over (`/card`'s `a` would accept).
+        // (A row that did not change by itself, `changed_at` None, refuses nothing.)
+        let burst = self.changed_at.is_some() && self.refused_at.is_some_and(|t| t.elapsed() < BURST);
+        if burst {
+            self.refused_at = Some(Instant::now());
+        }
+        if (self.settling() || burst)
             && !matches!(
                 a,
                 Action::Up
@@ -1841,7 +1877,8 @@ impl App {
                     | Action::None
             )
         {
-            self.settled();
+            self.refused_at = Some(Instant::now());
+            self.message = Some(REFUSED.into());
             return Ok(());
         }
         // A key for a row where the view has none says so (it did nothing, silently).
@@ -2027,6 +2064,8 @@ impl App {
             Action::Skip => {
                 if self.view == View::Queue {
                     if let Some(i) = self.selected() {
+                        // A skipped row is no longer one to keep at the batch's head.
+                        self.reheaded.retain(|&x| x as usize != i);
                         let at = self.cursor[0];
                         self.last_skip = Some(Skip {
                             row: i as u32,

@@ -469,7 +469,16 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
 }
 
 fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
-    let Some(i) = app.selected() else {
+    // Under a label picker, the row it labels (a new ranking may have moved
+    // the cursor to another row behind it): the text is the one Enter labels.
+    let row = match &app.overlay {
+        Overlay::Picker(p) => match p.purpose {
+            PickerPurpose::Label { row } => Some(row),
+            PickerPurpose::Filter => app.selected(),
+        },
+        _ => app.selected(),
+    };
+    let Some(i) = row else {
         f.render_widget(Block::default().borders(Borders::ALL).title(" Row "), area);
         return;
     };
