@@ -332,13 +332,25 @@ fn two_workstations(store: Option<&str>) {
     let s = wait("bob", &["it 1 ", "ready"], 60);
     // Neither is shown the other's batch: each queue lacks the other's ten rows.
     assert!(s.contains("Queue (margin, 289 rows)") || s.contains("Queue (margin, 290 rows)"), "{s}");
-    // The mode is the team's: bob's change reaches alice's panel.
-    tmux(&sock, &["send-keys", "-t", "bob", "m"]);
+    // The mode is the team's: bob's change reaches alice's panel. (Each `m`
+    // as a person presses it: again only where his panel does not show it
+    // taken, since a key that acts waits its moment after a new model.)
+    let press = |key: &str, shown: &str| {
+        for _ in 0..20 {
+            tmux(&sock, &["send-keys", "-t", "bob", key]);
+            std::thread::sleep(Duration::from_millis(500));
+            if cap("bob").contains(shown) {
+                return;
+            }
+            std::thread::sleep(labelrest::ui::app::SETTLE);
+        }
+        panic!("bob's {key} never showed {shown}:\n{}", cap("bob"));
+    };
+    press("m", "mode head");
     wait("alice", &["mode head"], 20);
-    for _ in 0..3 {
-        tmux(&sock, &["send-keys", "-t", "bob", "m"]);
-    }
-    wait("bob", &["mode auto"], 10);
+    press("m", "mode finetune");
+    press("m", "mode contrastive");
+    press("m", "mode auto");
     wait("alice", &["mode auto"], 20);
     std::thread::sleep(Duration::from_millis(1500));
     label("bob", "Enter", 0, 10);
