@@ -1226,16 +1226,6 @@ impl App {
         }
     }
 
-    /// Refuses a decision on a row that changed by itself a moment ago.
-    fn settled(&mut self) -> bool {
-        if self.settling() {
-            self.refused_at = Some(Instant::now());
-            self.message = Some(REFUSED.into());
-            return false;
-        }
-        true
-    }
-
     /// Records a decision on the selected row: on disk first, then on screen.
     fn decide(&mut self, label: u32) -> Result<()> {
         let Some(i) = self.selected() else { return Ok(()) };
@@ -1553,14 +1543,19 @@ impl App {
         if self.labels[i].is_some() || self.reserved.contains(&r) {
             return;
         }
-        let earlier = self.reserved.len() >= self.batch_remaining();
-        if earlier && (self.reserved.is_empty() || self.batch_done > 0) {
-            return;
-        }
-        // Its place in the batch's order; a row that was not in the batch, by the ranking.
-        let at = if earlier { Some(0) } else { None };
-        let at = at
-            .or_else(|| match self.batch_order.iter().position(|&y| y == r) {
+        // Nothing of this batch decided yet: the row is the batch before's.
+        let before = self.batch_done == 0;
+        if self.reserved.len() >= self.batch_remaining() {
+            if self.reserved.is_empty() || !before {
+                return;
+            }
+            // Full: it heads the batch, before the rows undos brought back earlier.
+            let mut heads = vec![r];
+            heads.extend(self.reserved.iter().copied().filter(|x| self.reheaded.contains(x)));
+            self.head_batch(&heads);
+        } else {
+            // Its place in the batch's order; a row that was not in the batch, by the ranking.
+            let at = match self.batch_order.iter().position(|&y| y == r) {
                 Some(p) => {
                     let place = |x: u32| self.batch_order.iter().position(|&y| y == x).unwrap_or(usize::MAX);
                     self.reserved.iter().position(|&x| place(x) > p)
@@ -1570,38 +1565,24 @@ impl App {
                     let p = rank(r);
                     self.reserved.iter().position(|&x| rank(x) > p)
                 }
-            })
-            .unwrap_or(self.reserved.len());
-        let mut batch = self.reserved.clone();
-        batch.insert(at, r);
-        let ids: Vec<i64> = batch.iter().map(|&x| self.row_ids[x as usize]).collect();
-        // A full batch lets its last row go, unless every row it holds came
-        // back by an undo: then it grows (they are all to be decided again).
-        let n = if earlier && self.reserved.iter().all(|x| self.reheaded.contains(x)) {
-            self.reserved.len() + 1
-        } else {
-            self.batch_remaining()
-        };
-        match self.session.reserve(&ids, n) {
-            Ok(got) => {
-                let got: HashSet<i64> = got.into_iter().collect();
-                self.reserved = batch.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
-                // A row of the batch before (none of this one is decided
-                // yet): a ranking that answers that batch keeps it first.
-                if (earlier || self.batch_done == 0) && self.reserved.contains(&r) {
-                    self.reheaded.retain(|&x| x != r);
-                    self.reheaded.insert(0, r);
-                }
-                if earlier && self.reserved.contains(&r) {
-                    // The row let go leaves the batch's order; the row back heads it.
-                    let (labels, reserved) = (&self.labels, &self.reserved);
-                    self.batch_order.retain(|&x| labels[x as usize].is_some() || reserved.contains(&x));
-                    self.batch_order.retain(|&x| x != r);
-                    self.batch_order.insert(0, r);
-                }
-                self.keep_batch();
             }
-            Err(e) => tracing::warn!("{e:#}"),
+            .unwrap_or(self.reserved.len());
+            let mut batch = self.reserved.clone();
+            batch.insert(at, r);
+            let ids: Vec<i64> = batch.iter().map(|&x| self.row_ids[x as usize]).collect();
+            match self.session.reserve(&ids, self.batch_remaining()) {
+                Ok(got) => {
+                    let got: HashSet<i64> = got.into_iter().collect();
+                    self.reserved = batch.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                    self.keep_batch();
+                }
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
+        // A ranking that answers the batch before keeps the row first.
+        if before && self.reserved.contains(&r) {
+            self.reheaded.retain(|&x| x != r);
+            self.reheaded.insert(0, r);
         }
     }
 
@@ -1985,11 +1966,7 @@ impl App {
             Action::Accept | Action::Confirm => {
                 if let Some(i) = self.selected() {
                     match self.prediction(i) {
-                        Some((l, _, _)) => {
-                            if self.settled() {
-                                self.decide(l)?
-                            }
-                        }
+                        Some((l, _, _)) => self.decide(l)?,
                         None => self.message = Some(self.no_prediction(i)),
                     }
                 }
@@ -2008,15 +1985,16 @@ impl App {
                             1 => format!("no suggestion {n} on screen (only 1 is shown): {picker} picks a label"),
                             k => format!("no suggestion {n} on screen (1-{k} are shown): {picker} picks a label"),
                         });
-                    } else if self.settled() {
+                    } else {
                         self.decide(s[n - 1].0)?
                     }
                 }
             }
             Action::OpenPicker => {
-                // The picker labels the row it opens on: not one that came
-                // under the cursor a moment ago (`/` then Enter is quick).
-                if let Some(row) = self.selected().filter(|_| self.settled()) {
+                // The picker labels the row it opens on (the guard above
+                // keeps it from one that came under the cursor a moment ago:
+                // `/` then Enter is quick).
+                if let Some(row) = self.selected() {
                     let suggested = self.suggested();
                     self.overlay = Overlay::Picker(Picker::open(PickerPurpose::Label { row }, self.picker_labels(), &suggested));
                 }
