@@ -667,7 +667,7 @@ fn run_one(
                             eprintln!("{dataset} seed {seed}: fine-tune on {} labels kept out ({new:.2} vs {old:.2})", seen.len());
                         }
                     }
-                    Verdict::Wait { .. } => pending = Some((ready, e, seen, secs)),
+                    Verdict::Wait { .. } | Verdict::Doubt { .. } => pending = Some((ready, e, seen, secs)),
                 }
             }
         }

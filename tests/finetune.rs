@@ -191,7 +191,17 @@ fn background_finetune_schedule_check_and_cancel() {
         s.add_label(r.id, r.gold.unwrap(), 1, None).unwrap();
     }
     // (No retrain asked: the worker's look at the session finds them.)
-    let (text, _) = outcome(&rx);
+    let (mut text, _) = outcome(&rx);
+    let mut given = 29;
+    if text.contains("checked again at 10") {
+        // Worse on those five, not beyond chance: five more decide.
+        assert!(s.meta("encoder").unwrap().is_none(), "not swapped in on labels that say it is worse");
+        for r in pool.iter().skip(29).take(5) {
+            s.add_label(r.id, r.gold.unwrap(), 1, None).unwrap();
+        }
+        given = 34;
+        text = outcome(&rx).0;
+    }
     assert!(text.contains("in use:") || text.contains("dropped:"), "{text}");
     // The check said "checking the fine-tuned encoder": the worker is idle
     // again after it, not left saying so.
@@ -203,7 +213,7 @@ fn background_finetune_schedule_check_and_cancel() {
             Err(e) => panic!("no idle after the check: {e}"),
         }
     }
-    assert_eq!(s.labels().unwrap().len(), 29, "no label touched");
+    assert_eq!(s.labels().unwrap().len(), given, "no label touched");
     drop(w);
     let encoders: Vec<String> = std::fs::read_dir(d.path().join("s"))
         .unwrap()
@@ -221,7 +231,7 @@ fn background_finetune_schedule_check_and_cancel() {
         let seen = s.tuned_encoder_rows().unwrap().unwrap();
         assert_eq!(seen, pool.iter().take(24).map(|r| r.id).collect());
         let honest = s.honest_probs().unwrap();
-        assert_eq!(honest.len(), 29);
+        assert_eq!(honest.len(), given);
         assert!(honest.values().all(|p| p.len() == s.label_set().unwrap().len()));
     } else {
         assert!(s.meta("encoder").unwrap().is_none());

@@ -523,6 +523,24 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                         c
                     });
                 }
+                Ok((Verdict::Doubt { new, old, on }, _, back)) => {
+                    // Said once, then judged again on every new label until `CHECK_MORE`.
+                    if back.as_ref().is_some_and(|c| !c.doubted) {
+                        let text = format!(
+                            "encoder tuned on {seen}: {:.0}% vs {:.0}% on {on} new labels, checked again at {}",
+                            new * 100.0,
+                            old * 100.0,
+                            tuning::CHECK_MORE
+                        );
+                        tracing::info!("fine-tune check: Doubt {{ new: {new}, old: {old}, on: {on} }} ({seen} labels learnt from)");
+                        let _ = events.send(Event::FineTune { running: false, text });
+                    }
+                    tuner.waiting = back.map(|mut c| {
+                        c.told = true;
+                        c.doubted = true;
+                        c
+                    });
+                }
                 Ok((v, update, _)) => {
                     let text = match v {
                         // Short enough for an 80-column footer; the log has it all.
@@ -535,7 +553,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                         Verdict::Keep { new, old, on } => {
                             format!("encoder tuned on {seen} dropped: {:.0}% vs {:.0}% on {on} new labels", new * 100.0, old * 100.0)
                         }
-                        Verdict::Wait { .. } => unreachable!(),
+                        Verdict::Wait { .. } | Verdict::Doubt { .. } => unreachable!(),
                     };
                     tracing::info!("fine-tune check: {v:?} ({seen} labels learnt from)");
                     let _ = events.send(Event::FineTune { running: false, text });
@@ -634,7 +652,13 @@ fn schedule(
         if let Some(c) = &tuner.waiting {
             // Not running: the last one waits for labels it has not seen to be judged on.
             let have = eligible(session, prepared).map(|e| e.0.iter().filter(|s| !c.seen.iter().any(|t| t.0 == s.0)).count()).unwrap_or(0);
-            let text = if have >= tuning::CHECK_LABELS {
+            let text = if c.doubted && have < tuning::CHECK_MORE {
+                format!(
+                    "tuned on {} labels: worse on your first new labels, checked again after {} more",
+                    c.seen.len(),
+                    tuning::CHECK_MORE - have
+                )
+            } else if have >= tuning::CHECK_LABELS {
                 format!("tuned on {} labels: checked on the labels since at the next retrain", c.seen.len())
             } else {
                 format!(
@@ -673,7 +697,7 @@ fn check_candidate(
     let (now, _, _) = eligible(session, p)?;
     let seen_rows: std::collections::HashSet<usize> = c.seen.iter().map(|s| s.0).collect();
     let unseen = now.iter().filter(|s| !seen_rows.contains(&s.0)).count();
-    if unseen < tuning::CHECK_LABELS {
+    if unseen < tuning::CHECK_LABELS || (c.doubted && unseen < tuning::CHECK_MORE) {
         return Ok((Verdict::Wait { have: unseen }, None, Some(c)));
     }
     progress("checking the fine-tuned encoder", 0, 1);
@@ -712,6 +736,11 @@ fn check_candidate(
             Ok((v, None, None))
         }
         Verdict::Wait { .. } => Ok((v, None, Some(c))),
+        // Judged again on more labels: the engine built for it is kept.
+        Verdict::Doubt { .. } => {
+            c.built = Some((engine, prompts));
+            Ok((v, None, Some(c)))
+        }
     }
 }
 

@@ -13,7 +13,8 @@
 //! after it started (which it has not seen; at least `CHECK_LABELS` of
 //! them), with a head trained on the labels it saw, against the current
 //! encoder: it replaces the current one unless it is worse there beyond
-//! chance (`REJECT_P`). Until enough such labels arrive it waits. The
+//! chance (`REJECT_P`). Until enough such labels arrive it waits; one that
+//! does worse on fewer than `CHECK_MORE` waits for that many. The
 //! held-out test split is never used to decide.
 
 use anyhow::{bail, Context, Result};
@@ -48,6 +49,10 @@ pub fn first_at(classes: usize, o: &crate::store::FinetuneOverrides) -> usize {
 }
 /// Unseen labels a fine-tuned encoder is checked on.
 pub const CHECK_LABELS: usize = 5;
+/// Unseen labels a fine-tuned encoder that did worse on the first
+/// `CHECK_LABELS` waits for before its verdict. (`simulate` judges at a
+/// batch's end, on ten or more: there it changes nothing.)
+pub const CHECK_MORE: usize = 10;
 /// A fine-tuned encoder is kept out when the rows it gets wrong and the
 /// current one right outnumber the reverse beyond chance (one-sided sign
 /// test at this level). The newest labels are the hardest rows (the
@@ -66,6 +71,12 @@ pub struct Candidate {
     pub method: Mode,
     /// The person was told it waits for labels to be checked on.
     pub told: bool,
+    /// Its engine and label prompts, once built for a check (kept while a
+    /// `Doubt` waits for more labels: the embeddings moved into it).
+    pub built: Option<(Engine, Vec<String>)>,
+    /// It did worse on its first check (`Verdict::Doubt`): the next one
+    /// waits for `CHECK_MORE` unseen labels.
+    pub doubted: bool,
 }
 
 /// What became of a candidate.
@@ -77,6 +88,10 @@ pub enum Verdict {
     Keep { new: f64, old: f64, on: usize },
     /// Too few unseen labels yet to check it.
     Wait { have: usize },
+    /// Worse on the few unseen labels there are (fewer than `CHECK_MORE`),
+    /// not beyond chance: judged again once `CHECK_MORE` have come, rather
+    /// than swapped in on labels that say it is worse.
+    Doubt { new: f64, old: f64, on: usize },
 }
 
 /// The fine-tune job of a worker.
@@ -322,11 +337,14 @@ fn run_finetune(
         }
     };
     tracing::info!("fine-tune ({}) on {} labels: {:.1}s", method.name(), pairs.len(), t0.elapsed().as_secs_f64());
-    Ok(Candidate { dir: out, encoder, emb, seen: pairs.to_vec(), method, told: false })
+    Ok(Candidate { dir: out, encoder, emb, seen: pairs.to_vec(), method, told: false, built: None, doubted: false })
 }
 
 /// The engine a candidate's encoder gives (same rows, label prompts embedded by it).
 pub fn candidate_engine(session: &Session, p: &Prepared, c: &mut Candidate) -> Result<(Engine, Vec<String>)> {
+    if let Some(b) = c.built.take() {
+        return Ok(b);
+    }
     let labels = session.label_set()?;
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
     let label_emb = c.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
@@ -352,11 +370,20 @@ pub fn judge(current: &Engine, candidate: &Engine, seen: &[(usize, u32)], now: &
     // Where the two disagree: rows only the current one gets right, and rows only the new one does.
     let worse = old_right.iter().zip(&new_right).filter(|(o, n)| **o && !**n).count();
     let better = old_right.iter().zip(&new_right).filter(|(o, n)| !**o && **n).count();
-    Ok(if crate::learn::sign_test(worse, better) < REJECT_P {
-        Verdict::Keep { new, old, on: unseen.len() }
+    Ok(verdict(worse, better, new, old, unseen.len()))
+}
+
+/// The verdict on a candidate from the check labels (`on` of them) where
+/// the two encoders disagree: `worse` rows only the current one gets right,
+/// `better` rows only the candidate does; `new` and `old` their accuracies.
+fn verdict(worse: usize, better: usize, new: f64, old: f64, on: usize) -> Verdict {
+    if crate::learn::sign_test(worse, better) < REJECT_P {
+        Verdict::Keep { new, old, on }
+    } else if worse > better && on < CHECK_MORE {
+        Verdict::Doubt { new, old, on }
     } else {
-        Verdict::Swap { new, old, on: unseen.len() }
-    })
+        Verdict::Swap { new, old, on }
+    }
 }
 
 /// Removes what fine-tunes that ended without a verdict left in the session
@@ -432,6 +459,21 @@ pub fn discard(session_dir: &std::path::Path, dir: &std::path::Path, hash: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_candidate_worse_on_few_labels_waits_for_more() {
+        let v = |worse, better, on| verdict(worse, better, 0.0, 0.0, on);
+        // Worse on 5 (the first check), not beyond chance: judged again at 10.
+        assert!(matches!(v(2, 0, 5), Verdict::Doubt { on: 5, .. }));
+        assert!(matches!(v(3, 2, 9), Verdict::Doubt { .. }));
+        // As good or better on the first 5: in use at once.
+        assert!(matches!(v(1, 1, 5), Verdict::Swap { .. }));
+        assert!(matches!(v(0, 3, 5), Verdict::Swap { .. }));
+        // From 10 on, the sign test alone: swapped in unless worse beyond chance.
+        assert!(matches!(v(3, 1, 10), Verdict::Swap { .. }));
+        assert!(matches!(v(5, 0, 10), Verdict::Keep { .. }));
+        assert!(matches!(v(5, 0, 5), Verdict::Keep { .. }), "beyond chance on 5 already");
+    }
 
     #[test]
     fn the_schedule_never_queues_a_fine_tune_behind_another() {
