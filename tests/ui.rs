@@ -15,6 +15,11 @@ use std::sync::Arc;
 
 /// A session of the first `n` demo rows, with the demo test set when `test`.
 fn session(dir: &std::path::Path, n: usize, test: bool) -> Session {
+    session_with(dir, n, test, &[])
+}
+
+/// The same, with more flags for `new`.
+fn session_with(dir: &std::path::Path, n: usize, test: bool, more: &[&str]) -> Session {
     let f = write(dir, "data.csv", demo_head(n).as_bytes());
     let t = std::fs::read_to_string(demo("test.csv")).unwrap();
     let tf = write(dir, "test.csv", (t.lines().take(81).collect::<Vec<_>>().join("\n") + "\n").as_bytes());
@@ -34,6 +39,7 @@ fn session(dir: &std::path::Path, n: usize, test: bool) -> Session {
     if test {
         args.extend(["--test", tf.to_str().unwrap()]);
     }
+    args.extend(more);
     let o = labelrest(dir, &args);
     assert!(o.status.success(), "{}", stderr(&o));
     Session::open(dir, "s").unwrap()
@@ -48,7 +54,10 @@ fn steady(u: Update) -> Arc<Update> {
 }
 
 fn app_with_model(dir: &std::path::Path, n: usize, test: bool) -> App {
-    let s = session(dir, n, test);
+    app_with_model_in(session(dir, n, test))
+}
+
+fn app_with_model_in(s: Session) -> App {
     let u = worker::retrain_headless(&s, &mut |_, _, _| {}).unwrap();
     let mut app = App::load(s).unwrap();
     for h in &mut app.history {
@@ -119,6 +128,23 @@ fn picker_help_and_tiny_terminals() {
     let s = screen(&mut app, 80, 24);
     assert!(s.lines().any(|l| l.contains("│ D ") && l.contains("annotators' disagreements, to adjudicate")), "{s}");
     app.handle(Action::Cancel);
+    // A small terminal: the keys that do not fit scroll into sight, and the border says so.
+    app.handle(Action::ToggleHelp);
+    let n = app.keys.help(true).len();
+    let s = screen(&mut app, 60, 16);
+    assert!(s.contains(&format!(" 1-14 of {n} · j k scroll")), "{s}");
+    assert!(!s.contains("in the picker"), "the last line is out of sight: {s}");
+    for _ in 0..n {
+        app.handle(Action::Down);
+    }
+    let s = screen(&mut app, 60, 16);
+    assert!(s.contains(&format!(" {}-{n} of {n} ", n - 13)), "as far as the last line, no further: {s}");
+    assert!(s.contains("in the picker"), "{s}");
+    app.handle(Action::Up);
+    let s = screen(&mut app, 60, 16);
+    assert!(s.contains(&format!(" {}-{} of {n} ", n - 14, n - 1)), "one up is one line up: {s}");
+    app.handle(Action::Cancel);
+    assert_eq!(app.overlay, Overlay::None);
     app.adjudicator = false;
     insta::assert_snapshot!("tiny_30x8", screen(&mut app, 30, 8));
     // No size panics.
@@ -274,8 +300,8 @@ fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
 
     // A batch of one: two undos across its end bring back both rows.
     let e = tempfile::tempdir().unwrap();
-    let mut app = app_with_model(e.path(), 60, false);
-    app.batch_size = 1;
+    let mut app = app_with_model_in(session_with(e.path(), 60, false, &["--batch", "1"]));
+    assert_eq!(app.batch_size, 1);
     let a = app.selected().unwrap() as u32;
     app.handle(Action::Accept);
     retrain(&mut app);
@@ -289,6 +315,13 @@ fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
     assert!(app.labels[a as usize].is_none() && app.labels[b as usize].is_none());
     assert_eq!(app.queue[..2], [a, b], "both held, in their order");
     assert_eq!(app.reserved, [a, b], "the batch grew to hold both");
+    assert_eq!(app.selected(), Some(a as usize));
+    // A reopening finds the grown batch whole.
+    app.remember_position();
+    drop(app);
+    let app = App::load(Session::open(e.path(), "s").unwrap()).unwrap();
+    assert_eq!(app.reserved, [a, b], "both still held after reopening");
+    assert_eq!(app.queue[..2], [a, b]);
     assert_eq!(app.selected(), Some(a as usize));
 }
 
@@ -512,6 +545,18 @@ fn pick_skip_undo_relabel_describe_export() {
     app.handle(Action::Confirm);
     assert!(app.outbox.contains(&Job::Retrain { strategy: Strategy::Margin }));
     assert!(app.session.label_set().unwrap().iter().any(|l| l.description.as_deref().map(|d| d.ends_with("money")).unwrap_or(false)));
+    // Saved, the picker it was asked from is back: the label is still to pick.
+    assert!(matches!(app.overlay, Overlay::Picker(_)), "{:?}", app.overlay);
+    // Esc in a description leaves it as it was and goes back to the picker, its filter kept.
+    app.handle(Action::Input('c'));
+    let filtered = app.overlay.clone();
+    app.handle(Action::EditDescription);
+    app.handle(Action::Input('x'));
+    app.handle(Action::Cancel);
+    assert_eq!(app.overlay, filtered, "the picker as it was");
+    assert!(!app.session.label_set().unwrap().iter().any(|l| l.description.as_deref().is_some_and(|d| d.ends_with('x'))));
+    app.handle(Action::Cancel);
+    assert_eq!(app.overlay, Overlay::None);
     // Export.
     app.export_path = d.path().join("out.csv");
     app.handle(Action::Export);
@@ -791,6 +836,8 @@ fn refreshes_never_put_a_label_on_an_unseen_row() {
         app.handle(Action::Input(c));
     }
     app.handle(Action::Confirm);
+    // (Saved, the picker is back: the person closes it.)
+    app.handle(Action::Cancel);
     retrain(&mut app);
     assert_eq!(app.selected(), Some(row), "the cursor followed its row");
     // It waits only if what the row suggests changed.

@@ -69,13 +69,19 @@ pub use super::picker::{Picked, Picker, PickerPurpose};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     None,
-    Help,
+    /// The keys, scrolled by `scroll` lines where they do not all fit.
+    /// (`Help` opens it at the top.)
+    Help {
+        scroll: usize,
+    },
     /// The label picker (see `picker`).
     Picker(Picker),
-    /// Editing a label's description (from the picker, with Tab).
+    /// Editing a label's description (from the picker, with Tab); Enter
+    /// or Esc goes back to the picker it came from (`back`), as it was.
     Describe {
         label: u32,
         text: String,
+        back: Option<Box<Picker>>,
     },
     /// A row's whole text, scrolled by `scroll` lines.
     Reader {
@@ -510,12 +516,12 @@ impl App {
                     && !self.closed.contains(&i)
                     && !self.skipped.contains(&i)
             })
-            .take(self.batch_size)
             .collect();
         if rows.is_empty() {
             return Vec::new();
         }
-        self.batch_done = self.batch_size - rows.len();
+        // (A batch that grew to hold rows undos brought back keeps them all.)
+        self.batch_done = self.batch_size.saturating_sub(rows.len());
         self.reserved = rows;
         self.rebuild_lists();
         order
@@ -722,7 +728,7 @@ impl App {
     pub fn key_mode(&self) -> KeyMode {
         match self.overlay {
             Overlay::None => KeyMode::Views,
-            Overlay::Help => KeyMode::Help,
+            Overlay::Help { .. } => KeyMode::Help,
             Overlay::Picker { .. } => KeyMode::Picker,
             Overlay::Describe { .. } => KeyMode::Describe,
             Overlay::Reader { .. } => KeyMode::Reader,
@@ -880,8 +886,9 @@ impl App {
         // Another batch: a skip before it is not taken back into it.
         self.last_skip = None;
         let before = self.selected();
-        // What is left of this batch (all of it at a batch's start).
-        self.hold_from_queue(self.batch_remaining().max(1), "could not reserve this batch for you (see the log)");
+        // What is left of this batch (all of it at a batch's start), never
+        // fewer rows than it holds (a batch grown by undos, reopened).
+        self.hold_from_queue(self.batch_remaining().max(self.reserved.len()).max(1), "could not reserve this batch for you (see the log)");
         self.batch_order = self.reserved.clone();
         self.keep_batch();
         // A new batch starts at its top (on opening; a refresh moves the
@@ -1726,9 +1733,16 @@ impl App {
 
     fn try_handle(&mut self, a: Action) -> Result<()> {
         match &mut self.overlay {
-            Overlay::Help => {
-                if matches!(a, Action::Cancel | Action::ToggleHelp | Action::Quit | Action::Confirm) {
-                    self.overlay = Overlay::None;
+            Overlay::Help { scroll } => {
+                let shown = self.geometry.help_lines.max(1);
+                let most = self.keys.help(self.adjudicator).len().saturating_sub(shown);
+                match a {
+                    Action::Down => *scroll = (*scroll + 1).min(most),
+                    Action::Up => *scroll = scroll.saturating_sub(1),
+                    Action::PageDown => *scroll = (*scroll + shown).min(most),
+                    Action::PageUp => *scroll = scroll.saturating_sub(shown),
+                    Action::Cancel | Action::ToggleHelp | Action::Quit | Action::Confirm => self.overlay = Overlay::None,
+                    _ => {}
                 }
                 return Ok(());
             }
@@ -1777,7 +1791,10 @@ impl App {
                 }
                 return Ok(());
             }
-            Overlay::Describe { label, text } => {
+            Overlay::Describe { label, text, back } => {
+                // Back to the picker the description was asked from (its
+                // row and filter as they were): the label is still to pick.
+                let to_picker = |b: &mut Option<Box<Picker>>| b.take().map(|p| Overlay::Picker(*p)).unwrap_or(Overlay::None);
                 match a {
                     Action::Input(c) => text.push(c),
                     Action::Backspace => {
@@ -1786,12 +1803,16 @@ impl App {
                     Action::Confirm => {
                         let (l, t) = (*label, text.trim().to_string());
                         self.session.set_label_description(l, Some(&t))?;
+                        self.overlay = to_picker(back);
                         self.label_descriptions[l as usize] = if t.is_empty() { None } else { Some(t) };
-                        self.overlay = Overlay::None;
                         self.message = Some(format!("description of '{}' saved; retraining", self.label_names[l as usize]));
                         self.outbox.push(Job::Retrain { strategy: self.strategy });
                     }
-                    Action::Cancel => self.overlay = Overlay::None,
+                    Action::Cancel => {
+                        let l = *label as usize;
+                        self.overlay = to_picker(back);
+                        self.message = Some(format!("description of '{}' left as it was", self.label_names[l]));
+                    }
                     _ => {}
                 }
                 return Ok(());
@@ -1823,7 +1844,8 @@ impl App {
                     }
                     Picked::Describe(l) => {
                         let text = self.label_descriptions[l as usize].clone().unwrap_or_default();
-                        self.overlay = Overlay::Describe { label: l, text };
+                        let back = Some(Box::new(p.clone()));
+                        self.overlay = Overlay::Describe { label: l, text, back };
                     }
                 }
                 return Ok(());
@@ -2123,7 +2145,7 @@ impl App {
                     m => format!("mode {}: the encoder is fine-tuned this way behind the head", m.name()),
                 });
             }
-            Action::ToggleHelp => self.overlay = Overlay::Help,
+            Action::ToggleHelp => self.overlay = Overlay::Help { scroll: 0 },
             Action::Quit => self.quit = true,
             _ => {}
         }

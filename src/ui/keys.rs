@@ -142,7 +142,14 @@ pub const READER: &[Binding] = &[
     b(Action::Cancel, "close", &["Esc", "v", "q"], "close", "close"),
 ];
 
-pub const HELP: &[Binding] = &[b(Action::Cancel, "close", &["Esc", "?", "q", "Enter"], "close", "close")];
+pub const HELP: &[Binding] = &[
+    // (No footer words: the help's border says how to scroll, when it can.)
+    b(Action::Down, "down", &["j", "Down"], "scroll down (where the keys do not all fit)", ""),
+    b(Action::Up, "up", &["k", "Up"], "scroll up", ""),
+    b(Action::PageDown, "page-down", &["PageDown", "Space"], "page down", ""),
+    b(Action::PageUp, "page-up", &["PageUp"], "page up", ""),
+    b(Action::Cancel, "close", &["Esc", "?", "q", "Enter"], "close", "close"),
+];
 
 /// Parses a key name: one character, or Enter, Tab, Esc, Space, Backspace,
 /// Up, Down, Left, Right, Home, End, PageUp, PageDown, F1-F12.

@@ -14,12 +14,14 @@ pub struct Geometry {
     pub suggestion_width: usize,
     /// Lines the suggestions may use (0: none shown).
     pub suggestion_lines: usize,
+    /// Lines of keys the help shows at once (it scrolls when they are more).
+    pub help_lines: usize,
 }
 
 impl Default for Geometry {
     fn default() -> Self {
         // Before the first frame: assume an 80x24 terminal.
-        Geometry { page: 14, suggestion_width: 78, suggestion_lines: 2 }
+        Geometry { page: 14, suggestion_width: 78, suggestion_lines: 2, help_lines: 22 }
     }
 }
 

@@ -83,7 +83,7 @@ pub fn geometry(area: Rect) -> Geometry {
         }
         _ => (0, 0),
     };
-    Geometry { page: table_page(area), suggestion_width: w, suggestion_lines: lines }
+    Geometry { page: table_page(area), suggestion_width: w, suggestion_lines: lines, help_lines: area.height.saturating_sub(2) as usize }
 }
 
 pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
@@ -104,7 +104,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
     draw_footer(f, app, a.footer, theme);
     match &app.overlay {
         Overlay::None => {}
-        Overlay::Help => draw_help(f, app, area, theme),
+        Overlay::Help { scroll } => draw_help(f, app, area, *scroll, theme),
         Overlay::Picker(p) => {
             let probs = match p.purpose {
                 PickerPurpose::Label { row } => app.suggestions(row),
@@ -118,7 +118,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
             };
             p.draw(f, over, app.picker_labels(), &probs, &app.keys, theme)
         }
-        Overlay::Describe { label, text } => draw_describe(f, app, area, *label, text, theme),
+        Overlay::Describe { label, text, .. } => draw_describe(f, app, area, *label, text, theme),
         Overlay::Reader { row, scroll } => draw_reader(f, app, area, *row, *scroll, theme),
         Overlay::Search { query } => draw_search(f, app, area, query, theme),
     }
@@ -471,11 +471,14 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
 fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     // Under a label picker, the row it labels (a new ranking may have moved
     // the cursor to another row behind it): the text is the one Enter labels.
-    let row = match &app.overlay {
-        Overlay::Picker(p) => match p.purpose {
-            PickerPurpose::Label { row } => Some(row),
-            PickerPurpose::Filter => app.selected(),
-        },
+    // (So too under a description asked from such a picker.)
+    let picker = match &app.overlay {
+        Overlay::Picker(p) => Some(p),
+        Overlay::Describe { back, .. } => back.as_deref(),
+        _ => None,
+    };
+    let row = match picker.map(|p| p.purpose) {
+        Some(PickerPurpose::Label { row }) => Some(row),
         _ => app.selected(),
     };
     let Some(i) = row else {
@@ -668,15 +671,35 @@ fn error_line(e: &str, w: usize) -> String {
     format!(" error: …{}", parts[parts.len() - 1])
 }
 
-fn draw_help(f: &mut Frame, app: &App, area: Rect, _theme: Theme) {
+fn draw_help(f: &mut Frame, app: &App, area: Rect, scroll: usize, _theme: Theme) {
     let help = app.keys.help(app.adjudicator);
     let r = centered(area, 76, help.len() as u16 + 2);
     clear_popup(f, r);
     let w = r.width.saturating_sub(2) as usize;
     let kw = help.iter().map(|(k, _)| k.width()).max().unwrap_or(8).min(18);
-    let lines: Vec<Line> = help.iter().map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
+    // Where the keys do not all fit (a small terminal), the window from
+    // `scroll` (the state keeps it in range), and how to move it.
+    let h = r.height.saturating_sub(2) as usize;
+    let top = scroll.min(help.len().saturating_sub(h));
+    let lines: Vec<Line> = help.iter().skip(top).take(h).map(|(k, d)| Line::raw(cut(&format!(" {k:<kw$} {d}"), w))).collect();
+    let keys = |a: &Action| app.keys.keys_of(KeyMode::Help, a).join(" ");
     // How to close it, on its bottom border: always drawn, however many keys.
-    let close = cut(&format!(" entropy in nats (natural log); {} closes ", app.keys.keys_of(KeyMode::Help, &Action::Cancel).join(" ")), w);
+    let close = if help.len() > h {
+        cut(
+            &format!(
+                " {}-{} of {} · {} {} scroll · {} closes ",
+                top + 1,
+                top + lines.len(),
+                help.len(),
+                app.keys.key(KeyMode::Help, &Action::Down),
+                app.keys.key(KeyMode::Help, &Action::Up),
+                keys(&Action::Cancel)
+            ),
+            w,
+        )
+    } else {
+        cut(&format!(" entropy in nats (natural log); {} closes ", keys(&Action::Cancel)), w)
+    };
     let block = Block::default().borders(Borders::ALL).title(" Keys ").title_bottom(close);
     f.render_widget(Paragraph::new(lines).block(block), r);
 }
