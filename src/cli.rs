@@ -599,8 +599,8 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
             "note: {n} {cells} {start} with =, +, -, @, a tab or a carriage return; a spreadsheet may run them as formulas (--spreadsheet-safe neutralises them)"
         );
     } else if r.formula_cells > 0 {
-        let (cells, start) = if r.formula_cells == 1 { ("cell", "starts") } else { ("cells", "start") };
-        say!("{} {cells} that {start} like formulas were neutralised with a leading quote", crate::data::thousands(r.formula_cells));
+        let (cells, start, were) = if r.formula_cells == 1 { ("cell", "starts", "was") } else { ("cells", "start", "were") };
+        say!("{} {cells} that {start} like a formula {were} neutralised with a leading quote", crate::data::thousands(r.formula_cells));
     }
     if r.model > 0 {
         note_if_model_behind(&s);

@@ -83,7 +83,11 @@ impl Format {
                 path,
                 None,
                 None,
-                format!("cannot tell the format from the extension '.{ext}'; use --format csv|tsv|jsonl|prodigy"),
+                if ext.is_empty() {
+                    "cannot tell the format: the name has no extension; use --format csv|tsv|jsonl|prodigy".to_string()
+                } else {
+                    format!("cannot tell the format from the extension '.{ext}'; use --format csv|tsv|jsonl|prodigy")
+                },
             )),
         }
     }

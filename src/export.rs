@@ -55,9 +55,10 @@ impl ExportFormat {
             "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
             "json" => Ok(ExportFormat::LabelStudio),
             other => Err(format!(
-                "{}: cannot tell the export format from '.{other}'; use .csv or .jsonl (or .json for Label Studio), \
+                "{}: cannot tell the export format from {}; use .csv or .jsonl (or .json for Label Studio), \
                  or --format csv|jsonl|prodigy|label-studio|hf",
-                out.display()
+                out.display(),
+                if other.is_empty() { "a name with no extension".to_string() } else { format!("'.{other}'") }
             )),
         }
     }

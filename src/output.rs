@@ -4,6 +4,12 @@
 //! over the target only when complete. A failed or interrupted run leaves
 //! the target as it was and no temporary file behind (but after `kill -9`,
 //! which removes nothing).
+//!
+//! A target that is not a file (a device, a pipe, a socket: `/dev/null`,
+//! a named pipe) or that names a descriptor (`/dev/stdout`, `/dev/fd/1`,
+//! `/proc/self/fd/N`: links into `/proc`) is written through, as it is:
+//! renamed over, it would be replaced by a file (as root, `/dev/stdout`
+//! itself). A link to a regular file elsewhere is replaced, not followed.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
@@ -38,14 +44,56 @@ fn current_umask() -> u32 {
     }
 }
 
-/// A file being written: a temporary file beside `target` until `commit`.
+/// True when `target` is written through rather than replaced: it exists
+/// and is neither a file nor a folder (following links), or a link on the
+/// way to it leads into `/proc` (a descriptor of this process, whatever it
+/// is open on: `/dev/stdout` redirected to a file too).
+pub fn written_through(target: &Path) -> bool {
+    if let Ok(m) = std::fs::metadata(target) {
+        let t = m.file_type();
+        if !t.is_file() && !t.is_dir() {
+            return true;
+        }
+    }
+    let mut p = target.to_path_buf();
+    // (A bounded walk: a loop of links ends it.)
+    for _ in 0..40 {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let (Ok(dir), Some(name)) = (parent.canonicalize(), p.file_name()) else { return false };
+        p = dir.join(name);
+        if p.starts_with("/proc") {
+            return true;
+        }
+        match std::fs::read_link(&p) {
+            Ok(next) => p = if next.is_absolute() { next } else { dir.join(next) },
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// A file being written: a temporary file beside `target` until `commit`
+/// (or, for a target `written_through`, the target itself).
 pub struct AtomicFile {
     target: PathBuf,
-    tmp: tempfile::NamedTempFile,
+    tmp: Dest,
+}
+
+enum Dest {
+    Temp(tempfile::NamedTempFile),
+    Through(std::fs::File),
 }
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
+        if written_through(target) {
+            // Appending: a descriptor open on a file (`>>`) keeps what it holds.
+            let f = std::fs::OpenOptions::new().append(true).open(target).with_context(|| format!("cannot write {}", target.display()))?;
+            return Ok(AtomicFile { target: target.to_path_buf(), tmp: Dest::Through(f) });
+        }
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -67,18 +115,27 @@ impl AtomicFile {
             let mask = current_umask();
             let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644 & !mask));
         }
-        Ok(AtomicFile { target: target.to_path_buf(), tmp })
+        Ok(AtomicFile { target: target.to_path_buf(), tmp: Dest::Temp(tmp) })
     }
 
     pub fn file(&mut self) -> &mut std::fs::File {
-        self.tmp.as_file_mut()
+        match &mut self.tmp {
+            Dest::Temp(t) => t.as_file_mut(),
+            Dest::Through(f) => f,
+        }
     }
 
     /// Makes the file durable and puts it at its target.
     pub fn commit(self) -> Result<()> {
         let target = self.target;
-        self.tmp.as_file().sync_all().with_context(|| format!("cannot write {}", target.display()))?;
-        self.tmp.persist(&target).map_err(|e| e.error).with_context(|| format!("cannot write {}", target.display()))?;
+        match self.tmp {
+            Dest::Temp(tmp) => {
+                tmp.as_file().sync_all().with_context(|| format!("cannot write {}", target.display()))?;
+                tmp.persist(&target).map_err(|e| e.error).with_context(|| format!("cannot write {}", target.display()))?;
+            }
+            // (A pipe or a terminal cannot be synced; what was written is theirs.)
+            Dest::Through(mut f) => f.flush().with_context(|| format!("cannot write {}", target.display()))?,
+        }
         Ok(())
     }
 }
@@ -144,6 +201,47 @@ mod tests {
         w.write_all(b"new").unwrap();
         w.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&t).unwrap(), "new");
+    }
+
+    /// A named pipe (and a link to one) is written into, not replaced by
+    /// a file; so is a descriptor reached through `/proc` (as `/dev/stdout`
+    /// is), also one open on a file.
+    #[test]
+    fn pipes_and_descriptors_are_written_through() {
+        use std::os::unix::io::AsRawFd;
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path this test owns.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = d.path().join("to-fifo.csv");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        for t in [&fifo, &link] {
+            let reader = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+            };
+            assert!(written_through(t));
+            let mut w = AtomicWriter::create(t).unwrap();
+            w.write_all(b"through").unwrap();
+            w.commit().unwrap();
+            assert_eq!(reader.join().unwrap(), "through");
+        }
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        // A descriptor open on a file, by a link as `/dev/stdout` is one.
+        let file = d.path().join("stdout.txt");
+        let held = std::fs::File::create(&file).unwrap();
+        let fd = d.path().join("stdout");
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{}", held.as_raw_fd()), &fd).unwrap();
+        assert!(written_through(&fd));
+        let mut w = AtomicWriter::create(&fd).unwrap();
+        w.write_all(b"rows").unwrap();
+        w.commit().unwrap();
+        assert!(std::fs::symlink_metadata(&fd).unwrap().file_type().is_symlink(), "the link stays");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "rows");
+        assert!(!written_through(&d.path().join("new.csv")) && !written_through(&file));
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub fn output_is_jsonl(out: &Path) -> Result<bool> {
     match ext.as_str() {
         "csv" => Ok(false),
         "jsonl" | "ndjson" => Ok(true),
+        "" => Err(crate::term::usage(format!(
+            "{}: cannot tell the output format from a name with no extension; use .csv or .jsonl",
+            out.display()
+        ))),
         other => Err(crate::term::usage(format!("{}: cannot tell the output format from '.{other}'; use .csv or .jsonl", out.display()))),
     }
 }
@@ -195,6 +199,17 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     crate::output::check_not_input(out, &[input, &session.db_path()])?;
     if out.is_dir() {
         bail!("cannot write {}: it is a folder", out.display());
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        bail!("cannot write {}: the folder {} does not exist", out.display(), dir.display());
+    }
+    // Written beside as OUT.partial and renamed over it (to resume after an
+    // interruption), a device, pipe or descriptor would become a file.
+    if crate::output::written_through(out) {
+        return Err(crate::term::usage(format!(
+            "--out {}: not a file (a device, a pipe or a descriptor such as /dev/stdout): predict writes a file it can resume after an interruption; give a file path (.csv or .jsonl)",
+            out.display()
+        )));
     }
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();

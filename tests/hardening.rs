@@ -195,6 +195,40 @@ fn outputs_never_clobber_their_input_or_follow_links() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "temporary files left: {hidden:?}");
+
+    // /dev/stdout (a link to a descriptor) is written through, never
+    // replaced by a file (as root it could be); a named pipe too. predict,
+    // which writes a file it can resume, refuses them; a missing folder is named.
+    let kind = |p: &str| std::fs::symlink_metadata(p).map(|m| m.file_type());
+    let before = kind("/dev/stdout").ok();
+    let o = labelrest(&s, &["export", "p", "--out", "/dev/stdout", "--format", "csv", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("id,text,label") && out.lines().count() == 61, "{out}");
+    assert_eq!(kind("/dev/stdout").ok(), before, "/dev/stdout is as it was");
+    let o = labelrest(&s, &["predict", "p", "--input", input.to_str().unwrap(), "--out", "/dev/stdout"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no extension"), "{}", stderr(&o));
+    let fifo = out_dir.join("pipe.csv");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = labelrest(&s, &["predict", "p", "--input", input.to_str().unwrap(), "--out", fifo.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a file (a device, a pipe"), "{}", stderr(&o));
+    let o = labelrest(&s, &["predict", "p", "--input", input.to_str().unwrap(), "--out", out_dir.join("no/x.csv").to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("the folder") && e.contains("does not exist") && !e.contains(".lock"), "{e}");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let o = labelrest(&s, &["export", "p", "--out", fifo.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(reader.join().unwrap().starts_with("id,text,label"));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a pipe");
 }
 
 /// An empty label given headlessly is refused and nothing is stored.
