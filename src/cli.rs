@@ -1012,6 +1012,7 @@ fn cmd_annotate(sessions: &store::Store, name: &str, role: &crate::ui::Role) -> 
                     Some(store::Refused::Adjudicated { by, .. }) => format!("adjudicated {id} {}", data::display_safe(by)),
                     Some(store::Refused::Closed { by, .. }) => format!("labelled {id} {}", data::display_safe(&by.names())),
                     Some(store::Refused::Held { by, .. }) => format!("held {id} {}", data::display_safe(by)),
+                    Some(store::Refused::Taken { by, .. }) => format!("labelled {id} {}", data::display_safe(by)),
                     None => return Err(e.context(format!("<stdin>:{}", n + 1))),
                 };
                 writeln!(out, "{answer}")?;

@@ -745,3 +745,51 @@ fn training_starts_again_after_the_store_stalled() {
     }
     wait("it 2 ", 60);
 }
+
+/// Two workstations label the same free row (in neither's batch) at the
+/// same moment, each having seen it unlabelled: the first label stands and
+/// the second is refused in its write transaction, naming who labelled it,
+/// rather than replacing a label whose annotator believes it stands. A
+/// relabel (a label seen) still replaces, and a row sent to two keeps both.
+#[test]
+fn a_free_row_labelled_by_two_at_once_keeps_the_first_label() {
+    use labelrest::store::{Refused, Session};
+    let d = tempfile::tempdir().unwrap();
+    let f = write(d.path(), "t.csv", demo_head(60).as_bytes());
+    let o = labelrest(
+        d.path(),
+        &["new", "t", "--data", f.to_str().unwrap(), "--label-col", "label", "--label-col-is", "gold", "--overlap", "0.5"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let overlap: HashSet<i64> = {
+        let c = rusqlite::Connection::open(d.path().join("t/session.db")).unwrap();
+        let mut st = c.prepare("SELECT row_id FROM overlap").unwrap();
+        let v = st.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<HashSet<i64>>>().unwrap();
+        v
+    };
+    let alice = Session::open_as(d.path(), "t", "alice").unwrap();
+    let bob = Session::open_as(d.path(), "t", "bob").unwrap();
+    let rows: Vec<i64> = alice.rows().unwrap().iter().map(|r| r.id).collect();
+    let free = *rows.iter().find(|r| !overlap.contains(r)).unwrap();
+    let shared = *rows.iter().find(|r| overlap.contains(r)).unwrap();
+    let active = |row: i64| -> Vec<(i64, String)> {
+        let c = rusqlite::Connection::open(d.path().join("t/session.db")).unwrap();
+        let mut st = c.prepare("SELECT label, annotator FROM annotations WHERE row_id=?1 AND active=1 ORDER BY id").unwrap();
+        let v = st.query_map([row], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
+        v
+    };
+    alice.add_label_unlabelled(free, 0, 0, None).unwrap();
+    let e = bob.add_label_unlabelled(free, 1, 0, None).unwrap_err();
+    assert!(matches!(e.downcast_ref::<Refused>(), Some(Refused::Taken { by, .. }) if by == "alice"), "{e:#}");
+    assert!(format!("{e:#}").contains("was just labelled by alice"), "{e:#}");
+    assert_eq!(active(free), [(0, "alice".to_string())], "the first label stands");
+    // Alice changing her own label, and bob relabelling a label he saw, replace it.
+    alice.add_label_unlabelled(free, 2, 0, None).unwrap();
+    assert_eq!(active(free), [(2, "alice".to_string())]);
+    bob.add_label(free, 1, 0, None).unwrap();
+    assert_eq!(active(free), [(1, "bob".to_string())]);
+    // A row sent to two: each annotator's label is kept.
+    alice.add_label_unlabelled(shared, 0, 0, None).unwrap();
+    bob.add_label_unlabelled(shared, 1, 0, None).unwrap();
+    assert_eq!(active(shared), [(0, "alice".to_string()), (1, "bob".to_string())]);
+}

@@ -186,11 +186,23 @@ impl Session {
 
     /// `add_label`, also returning the label it replaced, if any.
     pub fn add_label_replacing(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<(i64, Replaced)> {
-        self.add_label_tx(row_id, label, iteration, predicted)
+        self.add_label_tx(row_id, label, iteration, predicted, false)
             .with_context(|| format!("the label of row {row_id} was not saved to {}", self.location()))
     }
 
-    fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<(i64, Replaced)> {
+    /// `add_label` on a row the caller saw without a label: where another
+    /// annotator's label came since (two workstations on one free row at
+    /// the same moment), it is refused (`Refused::Taken`), decided in the
+    /// write transaction, rather than replacing a label its annotator
+    /// believes stands. (A row sent to two keeps each annotator's label.)
+    pub fn add_label_unlabelled(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>) -> Result<i64> {
+        Ok(self
+            .add_label_tx(row_id, label, iteration, predicted, true)
+            .with_context(|| format!("the label of row {row_id} was not saved to {}", self.location()))?
+            .0)
+    }
+
+    fn add_label_tx(&self, row_id: i64, label: u32, iteration: i64, predicted: Option<u32>, unlabelled: bool) -> Result<(i64, Replaced)> {
         self.check_held()?;
         let tx = self.write_tx()?;
         // What the checks need, in one round trip.
@@ -245,6 +257,9 @@ impl Session {
                 .row("SELECT label, annotator FROM annotations WHERE id=?1", p![prev])?
                 .ok_or_else(|| anyhow!("no answer from the database"))?;
             let (old, who): (i64, Option<String>) = (r.get(0)?, r.get(1)?);
+            if unlabelled && who.as_deref() != Some(self.annotator.as_str()) {
+                return Err(Refused::Taken { row: row_id, by: who.unwrap_or_else(|| "a seed label".into()) }.into());
+            }
             replaced = Some((old as u32, who));
             tx.exec("UPDATE annotations SET active=0 WHERE id=?1", p![prev])?;
         }
@@ -583,6 +598,8 @@ pub enum Refused {
     Closed { row: i64, by: super::overlap::ClosedBy },
     /// In another annotator's batch.
     Held { row: i64, by: String },
+    /// Labelled by another annotator since the caller saw it unlabelled.
+    Taken { row: i64, by: String },
 }
 
 impl std::fmt::Display for Refused {
@@ -591,6 +608,7 @@ impl std::fmt::Display for Refused {
             Refused::Adjudicated { row, by } => write!(f, "row {row} was adjudicated by {by}: it keeps the adjudicator's label"),
             Refused::Closed { row, by } => write!(f, "row {row} was labelled by {by} (it is sent to two annotators): not yours to label"),
             Refused::Held { row, by } => write!(f, "row {row} is in {by}'s batch: left to them"),
+            Refused::Taken { row, by } => write!(f, "row {row} was just labelled by {by}: left to them"),
         }
     }
 }

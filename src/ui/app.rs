@@ -1252,6 +1252,20 @@ impl App {
         })
     }
 
+    /// Row `i` turned out to be another annotator's (held or labelled by
+    /// them since the last look): it leaves this annotator's batch and
+    /// queue, their label comes in, and `m` says so.
+    fn left_to_others(&mut self, i: usize, m: String) -> Result<()> {
+        self.others_reserved.insert(i as u32);
+        self.reload_labels()?;
+        self.reserved.retain(|&r| r as usize != i);
+        let before = self.selected();
+        self.rebuild_lists();
+        self.note_if_moved(before);
+        self.message = Some(m);
+        Ok(())
+    }
+
     fn decide_row_inner(&mut self, i: usize, label: u32) -> Result<()> {
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
@@ -1277,17 +1291,21 @@ impl App {
                 None => self.session.closed_by_others(id)?.map(|who| format!("row {id} was just labelled by {}", display_safe(&who))),
             };
             if let Some(m) = other {
-                self.others_reserved.insert(i as u32);
-                self.reload_labels()?;
-                self.reserved.retain(|&r| r as usize != i);
-                let before = self.selected();
-                self.rebuild_lists();
-                self.note_if_moved(before);
-                self.message = Some(m);
-                return Ok(());
+                return self.left_to_others(i, m);
             }
+            // The same, decided in the label's write transaction: another
+            // workstation may label this free row at the same moment (the
+            // first label stands; this one is refused, and said so).
+            match self.session.add_label_unlabelled(id, label, self.iteration, predicted) {
+                Ok(_) => {}
+                Err(e) => match e.downcast_ref::<crate::store::Refused>() {
+                    Some(r) => return self.left_to_others(i, display_safe(&r.to_string())),
+                    None => return Err(e),
+                },
+            }
+        } else {
+            self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
         }
-        self.session.add_label(self.row_ids[i], label, self.iteration, predicted)?;
         // A decision since the skip: `u` undoes it, not the skip.
         self.last_skip = None;
         let before = self.labels[i];
