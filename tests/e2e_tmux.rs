@@ -89,6 +89,27 @@ fn label_a_batch_quit_resume_hangup() {
     let s = wait(&["13 labelled / 2,000", "ready"], 60);
     let footer = s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
     assert!(footer.contains("? help") && footer.contains("q quit"), "{footer}\n{s}");
+
+    // A crash (kill -9) after the cursor moved down the batch: reopened,
+    // the cursor is on the row it was left on (kept a moment after it moved).
+    t(&["send-keys", "-t", &name, "j"]);
+    t(&["send-keys", "-t", &name, "j"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let cursor_row = |s: &str| s.lines().find(|l| l.contains('▶')).map(|l| l.split('▶').nth(1).unwrap_or("").trim().to_string());
+    let left_on = cursor_row(&cap()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (pid, _) = labelrest::store::Lock::holder(&dir).expect("the workstation holds the session");
+    // SAFETY: kill on the pid of the workstation this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    // (Killed, it left the terminal as it was: no screen to wait for.)
+    let start = Instant::now();
+    while labelrest::store::Lock::holder(&dir).is_some() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t(&["kill-session", "-t", &name]);
+    tm.start(&name, 80, 24, &cmd);
+    let s = wait(&["13 labelled / 2,000", "ready"], 60);
+    assert_eq!(cursor_row(&s).as_deref(), Some(left_on.as_str()), "{s}");
     t(&["send-keys", "-t", &name, "q"]);
     wait(&["EXITED 0"], 20);
 }

@@ -551,11 +551,16 @@ impl App {
     /// Remembers the queue row under the cursor for the next start (on
     /// every exit: quit, hang-up, signals).
     pub fn remember_position(&self) {
-        if let Some(&i) = self.queue.get(self.cursor[0]) {
-            if let Err(e) = self.session.set_meta(&self.cursor_key(), &self.row_ids[i as usize].to_string()) {
+        if let Some(id) = self.position() {
+            if let Err(e) = self.session.set_meta(&self.cursor_key(), &id.to_string()) {
                 tracing::warn!("cannot remember the cursor: {e:#}");
             }
         }
+    }
+
+    /// The queue row under the cursor (by id): what `remember_position` keeps.
+    pub fn position(&self) -> Option<i64> {
+        self.queue.get(self.cursor[0]).map(|&i| self.row_ids[i as usize])
     }
 
     pub fn scores(&self) -> Option<&Scores> {

@@ -23,7 +23,14 @@ enum Input {
     Worker(worker::Event),
     /// A hang-up, SIGTERM or SIGINT.
     Gone,
+    /// Time to keep the queue row under the cursor (`REST` after it moved).
+    Rest,
 }
+
+/// How soon the queue row under the cursor is kept after it changed: a
+/// crash or `kill -9` reopens on the row left (quitting keeps it at once),
+/// without a write for every key of a quick run down the queue.
+const REST: Duration = Duration::from_millis(1000);
 
 /// What the terminal had already sent when it was read (keys typed ahead).
 #[derive(Default)]
@@ -129,6 +136,9 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
     let mut woke = Instant::now();
     let mut before_first_frame = true;
     let mut first_model = true;
+    // The queue row last kept, and when to keep the one under the cursor.
+    let mut kept = app.position();
+    let mut rest: Option<tokio::time::Instant> = None;
     loop {
         if before_first_frame {
             crate::pause_at("ui-first-frame");
@@ -196,6 +206,7 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
             _ = hup.recv() => Input::Gone,
             _ = term_sig.recv() => Input::Gone,
             _ = int.recv() => Input::Gone,
+            _ = tokio::time::sleep_until(rest.unwrap_or_else(tokio::time::Instant::now)), if rest.is_some() => Input::Rest,
         };
         woke = Instant::now();
         match input {
@@ -236,6 +247,15 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                 }
             }
             Input::Gone => break,
+            Input::Rest => {
+                rest = None;
+                kept = app.position();
+                app.remember_position();
+            }
+        }
+        // The row under the cursor changed: kept `REST` later (at most once a `REST`).
+        if rest.is_none() && app.position() != kept {
+            rest = Some(tokio::time::Instant::now() + REST);
         }
         if app.outbox.iter().any(|j| matches!(j, worker::Job::Retrain { .. })) {
             crate::pause_at("ui-retrain");
