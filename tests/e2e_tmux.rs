@@ -90,6 +90,24 @@ fn label_a_batch_quit_resume_hangup() {
     let footer = s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
     assert!(footer.contains("? help") && footer.contains("q quit"), "{footer}\n{s}");
 
+    // Ctrl-Z: the terminal is handed back and the process stops (as job
+    // control expects); continued (`fg` sends SIGCONT), it draws again.
+    let (pid, _) = labelrest::store::Lock::holder(&dir).expect("the workstation holds the session");
+    let state =
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()));
+    t(&["send-keys", "-t", &name, "C-z"]);
+    let start = Instant::now();
+    while state() != Some(Some('T')) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state(), Some(Some('T')), "stopped");
+    let s = cap();
+    assert!(!s.contains("Queue"), "the alternate screen was left: {s}");
+    // SAFETY: kill on the pid of the workstation this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let s = wait(&["13 labelled / 2,000", "Queue", "ready"], 20);
+    assert!(s.contains("? help"), "the whole screen drawn again: {s}");
+
     // A crash (kill -9) after the cursor moved down the batch: reopened,
     // the cursor is on the row it was left on (kept a moment after it moved).
     t(&["send-keys", "-t", &name, "j"]);

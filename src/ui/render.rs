@@ -399,7 +399,10 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         app.history.iter().filter_map(|h| h.kept_rate()).collect()
     };
     let tail = &series[series.len().saturating_sub(w.saturating_sub(5))..];
-    lines.push(Line::raw(cut(&format!(" {} {}", if gold { "acc" } else { "kept" }, spark(tail)), w)));
+    // (Nothing to draw before the first batch kept or not: no empty line.)
+    if !tail.is_empty() {
+        lines.push(Line::raw(cut(&format!(" {} {}", if gold { "acc" } else { "kept" }, spark(tail)), w)));
+    }
     if let Some(last) = app.history.last() {
         let prev = app.history.len().checked_sub(2).map(|i| app.history[i].mean_entropy);
         let delta = prev.map(|p| {

@@ -25,6 +25,8 @@ enum Input {
     Gone,
     /// Time to keep the queue row under the cursor (`REST` after it moved).
     Rest,
+    /// Ctrl-Z, or SIGTSTP from outside: suspend as a shell's job control expects.
+    Suspend,
 }
 
 /// How soon the queue row under the cursor is kept after it changed: a
@@ -81,6 +83,26 @@ pub fn restore() {
     let _ = execute!(std::io::stdout(), event::DisableBracketedPaste, terminal::LeaveAlternateScreen, crossterm::cursor::Show);
 }
 
+/// Ctrl-Z (or a SIGTSTP from outside, `kill -TSTP`): the terminal is handed
+/// back as on leaving, the process stops (SIGSTOP: the shell says
+/// "Stopped"; the worker's threads stop with it), and on `fg` (SIGCONT) the
+/// workstation takes the terminal again and draws the whole screen anew.
+/// (In raw mode the terminal sends Ctrl-Z as a key, not as a signal.)
+fn suspend(term: &mut Terminal<CrosstermBackend<std::io::Stdout>>) -> Result<()> {
+    tracing::info!("suspended (Ctrl-Z or SIGTSTP)");
+    restore();
+    // SAFETY: raise on this process; it returns once the process is continued.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+    tracing::info!("continued");
+    ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
+    terminal::enable_raw_mode()?;
+    execute!(std::io::stdout(), terminal::EnterAlternateScreen, event::EnableBracketedPaste, crossterm::cursor::Hide)?;
+    term.clear()?;
+    Ok(())
+}
+
 /// Restores the terminal when dropped (normal return, `?` or unwinding).
 struct Guard;
 impl Drop for Guard {
@@ -111,6 +133,7 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
     let mut hup = signal(SignalKind::hangup())?;
     let mut term_sig = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut tstp = signal(SignalKind::from_raw(libc::SIGTSTP))?;
     // The worker sends on a std channel (its thread is not async); one
     // thread moves its events onto the loop's channel as they come.
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -206,11 +229,24 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
             _ = hup.recv() => Input::Gone,
             _ = term_sig.recv() => Input::Gone,
             _ = int.recv() => Input::Gone,
+            _ = tstp.recv() => Input::Suspend,
             _ = tokio::time::sleep_until(rest.unwrap_or_else(tokio::time::Instant::now)), if rest.is_some() => Input::Rest,
         };
         woke = Instant::now();
         match input {
             Input::Term(ev) => match ev {
+                Some(Ok(TermEvent::Key(k)))
+                    if k.kind == KeyEventKind::Press
+                        && k.code == event::KeyCode::Char('z')
+                        && k.modifiers.contains(event::KeyModifiers::CONTROL) =>
+                {
+                    if let Err(e) = suspend(&mut term) {
+                        tracing::warn!("taking the terminal back failed: {e}");
+                        break;
+                    }
+                    woke = Instant::now();
+                    dirty = true;
+                }
                 Some(Ok(TermEvent::Key(k))) => {
                     if k.kind == KeyEventKind::Press {
                         let a = keymap(k, &app);
@@ -247,6 +283,14 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                 }
             }
             Input::Gone => break,
+            Input::Suspend => {
+                if let Err(e) = suspend(&mut term) {
+                    tracing::warn!("taking the terminal back failed: {e}");
+                    break;
+                }
+                woke = Instant::now();
+                dirty = true;
+            }
             Input::Rest => {
                 rest = None;
                 kept = app.position();
