@@ -671,7 +671,18 @@ fn error_line(e: &str, w: usize) -> String {
             return line;
         }
     }
-    format!(" error: …{}", parts[parts.len() - 1])
+    // What failed, as far as it fits beside the last cause (a label not
+    // saved says so first, whatever the cause's length).
+    // A label not saved says so first, then as much of the cause as fits.
+    let last = parts[parts.len() - 1];
+    if let Some(end) = parts[0].find(" not saved").map(|i| i + " not saved".len()) {
+        let said = format!("{}…", &parts[0][..end]);
+        let room = w.saturating_sub(format!(" error: {said}: ").width());
+        if room >= 8 {
+            return format!(" error: {said}: {}", cut(last, room));
+        }
+    }
+    format!(" error: …{last}")
 }
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect, scroll: usize, _theme: Theme) {
@@ -753,5 +764,10 @@ mod tests {
         assert_eq!(super::error_line(e, 80), " error: loading the encoder from /tmp/x/bad: …model type 'gpt2' is not supported");
         assert_eq!(super::error_line(e, 50), " error: …model type 'gpt2' is not supported");
         assert_eq!(super::error_line("short", 80), " error: short");
+        // A long "what failed" keeps its start beside the cause.
+        let e = "the label of row 12 was not saved to session 'trec' (PostgreSQL at db.example.org:5432/labels): db error: FATAL: terminating connection due to administrator command";
+        let l = super::error_line(e, 80);
+        assert!(l.starts_with(" error: the label of row 12 was not saved…: terminating connection"), "{l}");
+        assert!(unicode_width::UnicodeWidthStr::width(l.as_str()) <= 80, "{l}");
     }
 }
