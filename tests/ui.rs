@@ -2033,3 +2033,32 @@ fn undoing_a_relabel_keeps_the_batch_whole_across_a_reopening() {
     let app = App::load(Session::open(d.path(), "s").unwrap()).unwrap();
     assert_eq!((app.batch_done, app.reserved.len()), (2, 8), "as a reopening counts them");
 }
+
+/// A window too small for the row pane shows a few words of each text in
+/// the table: no key labels a row there until the person read it (`v`).
+#[test]
+fn a_window_too_small_for_the_row_pane_labels_only_a_row_read() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 60, false);
+    let s = screen(&mut app, 60, 12);
+    assert!(!s.contains("┌ Row"), "no row pane at 60x12: {s}");
+    app.changed_at = None;
+    let row = app.selected().unwrap();
+    app.handle(Action::Accept);
+    assert!(app.labels[row].is_none(), "not labelled unread");
+    assert!(app.message.as_deref().unwrap_or("").contains("text is not in sight"), "{:?}", app.message);
+    assert!(app.session.labels().unwrap().is_empty());
+    // Read, then decided.
+    app.handle(Action::Read);
+    app.handle(Action::Cancel);
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    assert!(app.labels[row].is_some(), "{:?}", app.message);
+    assert_eq!(app.session.labels().unwrap().len(), 1);
+    // A larger window shows the pane: decisions as usual.
+    screen(&mut app, 80, 24);
+    app.changed_at = None;
+    let next = app.selected().unwrap();
+    app.handle(Action::Accept);
+    assert!(app.labels[next].is_some());
+}

@@ -222,6 +222,9 @@ pub struct App {
     pub error: Option<String>,
     /// `error` came from a key (it clears at the next one).
     key_error: bool,
+    /// The row last opened in the reader (`v`): where the window is too
+    /// small for the row pane, the one row a decision may be made on.
+    read_row: Option<usize>,
     pub message: Option<String>,
     pub overlay: Overlay,
     pub strategy: Strategy,
@@ -370,6 +373,7 @@ impl App {
             worker: WorkerState::Starting,
             error: None,
             key_error: false,
+            read_row: None,
             message: None,
             overlay: Overlay::None,
             strategy: settings.strategy,
@@ -1248,6 +1252,15 @@ impl App {
     /// saved (a read before the write can fail first: a store that does not answer).
     fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
         let id = self.row_ids[i];
+        // A window too small for the row pane shows a few words of the text
+        // in the table: no label on a text the person could not read.
+        if self.geometry.suggestion_width == 0 && self.read_row != Some(i) {
+            self.message = Some(format!(
+                "row {id}'s text is not in sight (the window is too small for the row pane): {} reads it, then decide; or make the window larger",
+                self.key(&Action::Read)
+            ));
+            return Ok(());
+        }
         self.decide_row_inner(i, label).map_err(|e| {
             if format!("{e:#}").contains("not saved") {
                 e
@@ -2047,6 +2060,7 @@ impl App {
             Action::Read => {
                 if let Some(row) = self.selected() {
                     self.overlay = Overlay::Reader { row, scroll: 0 };
+                    self.read_row = Some(row);
                 }
             }
             Action::Search => {
