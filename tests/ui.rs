@@ -1651,6 +1651,10 @@ fn the_adjudicator_settles_a_disagreement_from_the_disputes_view() {
     b.handle(Action::Confirm);
     assert_eq!(b.session.label_of(3).unwrap(), before);
     assert!(b.message.as_deref().unwrap_or("").contains("adjudicated by carol"), "{:?}", b.message);
+    // Enter on it says it keeps its label, without offering a relabel it would refuse.
+    b.handle(Action::Accept);
+    let m = b.message.clone().unwrap_or_default();
+    assert!(m.contains("was adjudicated: it keeps") && !m.contains("relabels"), "{m}");
     drop(b);
     // An adjudicator does not settle a dispute they are part of.
     drop(app);

@@ -1944,13 +1944,18 @@ impl App {
             Action::Accept | Action::Confirm if self.view == View::All && self.selected().is_some_and(|i| self.labels[i].is_some()) => {
                 // A row with a label keeps it here too: the model's guess
                 // does not replace it by the key that accepts it on a new row.
-                if let Some((i, Some((l, _)))) = self.selected().map(|i| (i, self.labels[i])) {
-                    self.message = Some(format!(
-                        "row {} keeps {}; 1-9 or {} relabels",
-                        self.row_ids[i],
-                        self.label_names[l as usize],
-                        self.key(&Action::OpenPicker)
-                    ));
+                if let Some((i, Some((l, src)))) = self.selected().map(|i| (i, self.labels[i])) {
+                    // (An adjudicated label is the row's: no key relabels it here.)
+                    self.message = Some(if src == Source::Adjudicated {
+                        format!("row {} was adjudicated: it keeps {}", self.row_ids[i], self.label_names[l as usize])
+                    } else {
+                        format!(
+                            "row {} keeps {}; 1-9 or {} relabels",
+                            self.row_ids[i],
+                            self.label_names[l as usize],
+                            self.key(&Action::OpenPicker)
+                        )
+                    });
                 }
             }
             Action::Accept | Action::Confirm if self.view == View::Labelled && !self.adjudicating => {
