@@ -2066,3 +2066,39 @@ fn a_window_too_small_for_the_row_pane_labels_only_a_row_read() {
     app.handle(Action::Accept);
     assert!(app.labels[next].is_some());
 }
+
+/// An undo that passes over a label it may not take back (one the
+/// adjudicator ruled on) reaches a label of the batch before, once this
+/// batch has begun: that row comes first in this batch, the cursor on it,
+/// not at the batch's end where the keys after its decision would go on
+/// below the batch.
+#[test]
+fn a_row_undone_from_an_earlier_batch_comes_first_in_this_one() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 150, false);
+    let first: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    retrain(&mut app);
+    app.changed_at = None;
+    let second: Vec<u32> = app.queue[..10].to_vec();
+    app.handle(Action::Accept);
+    assert_eq!(app.batch_done, 1);
+    // That label is out of the undo's reach (as an adjudicated one is).
+    rusqlite::Connection::open(app.session.db_path())
+        .unwrap()
+        .execute("UPDATE annotations SET undone=1 WHERE row_id=?1", [app.row_ids[second[0] as usize]])
+        .unwrap();
+    app.changed_at = None;
+    app.handle(Action::Undo);
+    let back = first[9];
+    assert!(app.labels[back as usize].is_none());
+    assert_eq!(app.queue[0], back, "first in the batch");
+    assert_eq!(app.selected(), Some(back as usize));
+    assert!(app.reserved.contains(&back));
+    // Its decision moves the cursor down the batch.
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    assert_eq!(app.selected(), Some(second[1] as usize));
+}

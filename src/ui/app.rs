@@ -1572,9 +1572,9 @@ impl App {
 
     /// Row `i`, unlabelled again by an undo, goes back into this batch
     /// where the batch has room for it (the label it had counted towards
-    /// the batch), at the place the ranking gives it among the batch's
-    /// rows: the keys that follow keep working down the batch, never on the
-    /// rows below it.
+    /// the batch), at its place in the batch's order (first, when it was
+    /// not in this batch): the keys that follow keep working down the
+    /// batch, never on the rows below it.
     ///
     /// A batch that is full already began after the row's label: the label
     /// was its batch's last (or the batch before's). The row then comes
@@ -1597,17 +1597,18 @@ impl App {
             heads.extend(self.reserved.iter().copied().filter(|x| self.reheaded.contains(x)));
             self.head_batch(&heads);
         } else {
-            // Its place in the batch's order; a row that was not in the batch, by the ranking.
+            // Its place in the batch's order; a row that was not in the
+            // batch (labelled from another view, or in an earlier batch
+            // when the undo passed over labels it may not take back: an
+            // adjudicated one) comes first: the cursor goes to it, and the
+            // keys that follow its decision go on down the batch, not on
+            // the rows below it.
             let at = match self.batch_order.iter().position(|&y| y == r) {
                 Some(p) => {
                     let place = |x: u32| self.batch_order.iter().position(|&y| y == x).unwrap_or(usize::MAX);
                     self.reserved.iter().position(|&x| place(x) > p)
                 }
-                None => {
-                    let rank = |x: u32| self.ranking.iter().position(|&y| y == x).unwrap_or(usize::MAX);
-                    let p = rank(r);
-                    self.reserved.iter().position(|&x| rank(x) > p)
-                }
+                None => Some(0),
             }
             .unwrap_or(self.reserved.len());
             let mut batch = self.reserved.clone();
