@@ -502,6 +502,10 @@ fn cmd_export(sessions: &store::Store, a: ExportArgs) -> Result<()> {
     if a.spreadsheet_safe && format != ExportFormat::Csv {
         return Err(usage(format!("--spreadsheet-safe is for CSV (a spreadsheet opens it); this export is {}", format.name())));
     }
+    // The export on standard output: the summary and notes go to standard error.
+    if crate::output::own_descriptor(&a.out) == Some(1) {
+        crate::term::say_on_stderr();
+    }
     let s = Session::open_read_only(sessions, &a.name)?;
     tracing::debug!("session {} at {}", a.name, s.dir.display());
     let opts = ExportOptions {

@@ -49,12 +49,18 @@ fn current_umask() -> u32 {
 /// way to it leads into `/proc` (a descriptor of this process, whatever it
 /// is open on: `/dev/stdout` redirected to a file too).
 pub fn written_through(target: &Path) -> bool {
-    if let Ok(m) = std::fs::metadata(target) {
-        let t = m.file_type();
-        if !t.is_file() && !t.is_dir() {
-            return true;
-        }
-    }
+    through(target).is_some()
+}
+
+/// This process's descriptor that `target` names (`/dev/stdout` is 1,
+/// `/dev/fd/N` and `/proc/self/fd/N` are N), if it names one.
+pub fn own_descriptor(target: &Path) -> Option<i32> {
+    through(target).flatten()
+}
+
+/// `Some` when `target` is written through (see `written_through`), with
+/// the descriptor of this process it names, if any.
+fn through(target: &Path) -> Option<Option<i32>> {
     let mut p = target.to_path_buf();
     // (A bounded walk: a loop of links ends it.)
     for _ in 0..40 {
@@ -62,17 +68,22 @@ pub fn written_through(target: &Path) -> bool {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let (Ok(dir), Some(name)) = (parent.canonicalize(), p.file_name()) else { return false };
-        p = dir.join(name);
+        let (Ok(dir), Some(name)) = (parent.canonicalize(), p.file_name().map(|n| n.to_owned())) else { break };
+        p = dir.join(&name);
         if p.starts_with("/proc") {
-            return true;
+            let own = Path::new("/proc").join(std::process::id().to_string()).join("fd");
+            let fd = if dir == own { name.to_str().and_then(|n| n.parse::<i32>().ok()) } else { None };
+            return Some(fd);
         }
         match std::fs::read_link(&p) {
             Ok(next) => p = if next.is_absolute() { next } else { dir.join(next) },
-            Err(_) => return false,
+            Err(_) => break,
         }
     }
-    false
+    match std::fs::metadata(target) {
+        Ok(m) if !m.file_type().is_file() && !m.file_type().is_dir() => Some(None),
+        _ => None,
+    }
 }
 
 /// A file being written: a temporary file beside `target` until `commit`
@@ -89,10 +100,30 @@ enum Dest {
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
-        if written_through(target) {
-            // Appending: a descriptor open on a file (`>>`) keeps what it holds.
-            let f = std::fs::OpenOptions::new().append(true).open(target).with_context(|| format!("cannot write {}", target.display()))?;
-            return Ok(AtomicFile { target: target.to_path_buf(), tmp: Dest::Through(f) });
+        match through(target) {
+            // One of this process's descriptors (`/dev/stdout`): written
+            // through a copy of it, which shares its offset (opened anew, a
+            // file behind it would be written from its start, over what
+            // the process writes there itself).
+            Some(Some(fd)) => {
+                use std::os::unix::io::FromRawFd;
+                // SAFETY: dup of a descriptor this process holds; the copy is owned by the File.
+                let copy = unsafe { libc::dup(fd) };
+                if copy < 0 {
+                    return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot write {}", target.display()));
+                }
+                // SAFETY: `copy` is a fresh descriptor nothing else owns.
+                let f = unsafe { std::fs::File::from_raw_fd(copy) };
+                return Ok(AtomicFile { target: target.to_path_buf(), tmp: Dest::Through(f) });
+            }
+            // A device or a pipe: opened as it is (appending, for a file a
+            // descriptor of another process is open on).
+            Some(None) => {
+                let f =
+                    std::fs::OpenOptions::new().append(true).open(target).with_context(|| format!("cannot write {}", target.display()))?;
+                return Ok(AtomicFile { target: target.to_path_buf(), tmp: Dest::Through(f) });
+            }
+            None => {}
         }
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -242,6 +273,9 @@ mod tests {
         assert!(std::fs::symlink_metadata(&fd).unwrap().file_type().is_symlink(), "the link stays");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "rows");
         assert!(!written_through(&d.path().join("new.csv")) && !written_through(&file));
+        assert_eq!(own_descriptor(&fd), Some(held.as_raw_fd()));
+        assert_eq!(own_descriptor(Path::new("/dev/stdout")), Some(1));
+        assert_eq!(own_descriptor(&fifo), None);
     }
 
     #[test]

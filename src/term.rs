@@ -151,13 +151,31 @@ pub fn quiet() -> bool {
     verbosity() == Verbosity::Quiet
 }
 
+/// Summaries go to standard error instead (`say_on_stderr`).
+static SAY_ON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on `say!` writes to standard error: standard output carries
+/// what the command writes (`export --out /dev/stdout`).
+pub fn say_on_stderr() {
+    SAY_ON_STDERR.store(true, Ordering::Relaxed);
+}
+
+pub fn says_on_stderr() -> bool {
+    SAY_ON_STDERR.load(Ordering::Relaxed)
+}
+
 /// `println!` unless `--quiet`: summaries and messages, never the output a
-/// command exists for.
+/// command exists for (on standard error where that output goes to
+/// standard output).
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
         if !$crate::term::quiet() {
-            println!($($arg)*);
+            if $crate::term::says_on_stderr() {
+                eprintln!($($arg)*);
+            } else {
+                println!($($arg)*);
+            }
         }
     };
 }

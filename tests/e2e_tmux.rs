@@ -90,23 +90,16 @@ fn label_a_batch_quit_resume_hangup() {
     let footer = s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
     assert!(footer.contains("? help") && footer.contains("q quit"), "{footer}\n{s}");
 
-    // Ctrl-Z: the terminal is handed back and the process stops (as job
-    // control expects); continued (`fg` sends SIGCONT), it draws again.
+    // Ctrl-Z where no shell with job control could bring it back (`sh -c`,
+    // as here): it does not stop (nothing could continue it), and says so.
     let (pid, _) = labelrest::store::Lock::holder(&dir).expect("the workstation holds the session");
-    let state =
-        || std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()));
+    let state = move || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit(')').next().and_then(|r| r.trim().chars().next()))
+    };
     t(&["send-keys", "-t", &name, "C-z"]);
-    let start = Instant::now();
-    while state() != Some(Some('T')) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(state(), Some(Some('T')), "stopped");
-    let s = cap();
-    assert!(!s.contains("Queue"), "the alternate screen was left: {s}");
-    // SAFETY: kill on the pid of the workstation this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    let s = wait(&["13 labelled / 2,000", "Queue", "ready"], 20);
-    assert!(s.contains("? help"), "the whole screen drawn again: {s}");
+    let s = wait(&["no shell with job control", "13 labelled / 2,000"], 10);
+    assert!(s.contains("Queue"), "{s}");
+    assert_ne!(state(), Some('T'), "not stopped");
 
     // A crash (kill -9) after the cursor moved down the batch: reopened,
     // the cursor is on the row it was left on (kept a moment after it moved).
@@ -130,6 +123,32 @@ fn label_a_batch_quit_resume_hangup() {
     assert_eq!(cursor_row(&s).as_deref(), Some(left_on.as_str()), "{s}");
     t(&["send-keys", "-t", &name, "q"]);
     wait(&["EXITED 0"], 20);
+    t(&["kill-session", "-t", &name]);
+
+    // From an interactive shell (job control): Ctrl-Z hands the terminal
+    // back and stops the process; `fg` takes it again and draws it all.
+    tm.start(&name, 80, 24, "bash --norc --noprofile -i");
+    std::thread::sleep(Duration::from_millis(500));
+    let line = format!("LABELREST_LOG={}/log NO_COLOR=1 {bin} --sessions {} label e2e", d.path().display(), d.path().display());
+    t(&["send-keys", "-t", &name, &line, "Enter"]);
+    wait(&["13 labelled / 2,000", "ready"], 60);
+    let (pid, _) = labelrest::store::Lock::holder(&dir).expect("the workstation holds the session");
+    let state = move || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit(')').next().and_then(|r| r.trim().chars().next()))
+    };
+    t(&["send-keys", "-t", &name, "C-z"]);
+    let s = wait(&["Stopped"], 10);
+    assert!(!s.contains("Queue"), "the alternate screen was left: {s}");
+    assert_eq!(state(), Some('T'), "stopped");
+    t(&["send-keys", "-t", &name, "fg", "Enter"]);
+    let s = wait(&["13 labelled / 2,000", "Queue", "ready"], 20);
+    assert!(s.contains("? help"), "the whole screen drawn again: {s}");
+    t(&["send-keys", "-t", &name, "q"]);
+    let start = Instant::now();
+    while labelrest::store::Lock::holder(&dir).is_some() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t(&["kill-session", "-t", &name]);
 }
 
 /// Keys pressed at a screen that did not answer (before its first frame,

@@ -201,10 +201,29 @@ fn outputs_never_clobber_their_input_or_follow_links() {
     // which writes a file it can resume, refuses them; a missing folder is named.
     let kind = |p: &str| std::fs::symlink_metadata(p).map(|m| m.file_type());
     let before = kind("/dev/stdout").ok();
-    let o = labelrest(&s, &["export", "p", "--out", "/dev/stdout", "--format", "csv", "-q"]);
+    // (Without -q: the summary goes to standard error, the rows alone to standard output.)
+    let o = labelrest(&s, &["export", "p", "--out", "/dev/stdout", "--format", "csv"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("id,text,label") && out.lines().count() == 61, "{out}");
+    assert!(stderr(&o).contains("wrote"), "{}", stderr(&o));
+    assert_eq!(kind("/dev/stdout").ok(), before, "/dev/stdout is as it was");
+    // Standard output sent to a file (`> file`): the file holds the rows, whole.
+    let file = out_dir.join("redirected.csv");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --sessions {} export p --out /dev/stdout --format csv > {}",
+            env!("CARGO_BIN_EXE_labelrest"),
+            s.display(),
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = std::fs::read_to_string(&file).unwrap();
+    assert!(got.starts_with("id,text,label") && got.lines().count() == 61 && !got.contains("wrote"), "{got}");
+    std::fs::remove_file(&file).unwrap();
     assert_eq!(kind("/dev/stdout").ok(), before, "/dev/stdout is as it was");
     let o = labelrest(&s, &["predict", "p", "--input", input.to_str().unwrap(), "--out", "/dev/stdout"]);
     assert!(!o.status.success());

@@ -34,6 +34,9 @@ enum Input {
 /// without a write for every key of a quick run down the queue.
 const REST: Duration = Duration::from_millis(1000);
 
+/// Said when Ctrl-Z cannot suspend (no shell with job control to `fg` from).
+const NO_SUSPEND: &str = "Ctrl-Z: no shell with job control here to come back from (fg), so not suspended; q quits";
+
 /// What the terminal had already sent when it was read (keys typed ahead).
 #[derive(Default)]
 struct Pending {
@@ -84,23 +87,50 @@ pub fn restore() {
 }
 
 /// Ctrl-Z (or a SIGTSTP from outside, `kill -TSTP`): the terminal is handed
-/// back as on leaving, the process stops (SIGSTOP: the shell says
-/// "Stopped"; the worker's threads stop with it), and on `fg` (SIGCONT) the
-/// workstation takes the terminal again and draws the whole screen anew.
-/// (In raw mode the terminal sends Ctrl-Z as a key, not as a signal.)
-fn suspend(term: &mut Terminal<CrosstermBackend<std::io::Stdout>>) -> Result<()> {
-    tracing::info!("suspended (Ctrl-Z or SIGTSTP)");
+/// back as on leaving and the process stops as job control expects (the
+/// shell says "Stopped"; the worker's threads stop with it); on `fg`
+/// (SIGCONT) the workstation takes the terminal again and draws the whole
+/// screen anew. The stop is SIGTSTP at its default action, which the
+/// kernel discards where no shell with job control could continue the
+/// process (a process group without one: `tmux new 'labelrest ...'`,
+/// `ssh -t host labelrest ...`, `sh -c`): there the workstation goes on at
+/// once and returns false, and the person is told. (In raw mode the
+/// terminal sends Ctrl-Z as a key, not as a signal; tokio's handler for
+/// SIGTSTP is set aside for the stop and put back after it.)
+fn suspend(term: &mut Terminal<CrosstermBackend<std::io::Stdout>>) -> Result<bool> {
+    tracing::info!("suspending (Ctrl-Z or SIGTSTP)");
     restore();
-    // SAFETY: raise on this process; it returns once the process is continued.
+    let t = Instant::now();
+    // SAFETY: sigaction and raise on this process's own SIGTSTP; the
+    // handler in place before (tokio's) is put back right after.
     unsafe {
-        libc::raise(libc::SIGSTOP);
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut dfl.sa_mask);
+        let mut before: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGTSTP, &dfl, &mut before);
+        libc::raise(libc::SIGTSTP);
+        libc::sigaction(libc::SIGTSTP, &before, std::ptr::null_mut());
     }
-    tracing::info!("continued");
+    // (Stopped, it comes back here on SIGCONT; discarded, at once.)
+    let stopped = t.elapsed() > Duration::from_millis(100);
+    tracing::info!("{}", if stopped { "continued" } else { "not suspended: no job control to come back with" });
     ENTERED.store(true, std::sync::atomic::Ordering::SeqCst);
     terminal::enable_raw_mode()?;
     execute!(std::io::stdout(), terminal::EnterAlternateScreen, event::EnableBracketedPaste, crossterm::cursor::Hide)?;
     term.clear()?;
-    Ok(())
+    Ok(stopped || is_orphan_free())
+}
+
+/// Whether this process's group has a job-control parent (a shell that
+/// put it in its own group: the group differs from the parent's, in the
+/// same session): only then can Ctrl-Z stop it and `fg` bring it back.
+fn is_orphan_free() -> bool {
+    // SAFETY: plain reads of this process's ids.
+    unsafe {
+        let parent = libc::getppid();
+        libc::getpgid(parent) != libc::getpgrp() && libc::getsid(parent) == libc::getsid(0)
+    }
 }
 
 /// Restores the terminal when dropped (normal return, `?` or unwinding).
@@ -240,9 +270,13 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                         && k.code == event::KeyCode::Char('z')
                         && k.modifiers.contains(event::KeyModifiers::CONTROL) =>
                 {
-                    if let Err(e) = suspend(&mut term) {
-                        tracing::warn!("taking the terminal back failed: {e}");
-                        break;
+                    match suspend(&mut term) {
+                        Ok(true) => {}
+                        Ok(false) => app.message = Some(NO_SUSPEND.into()),
+                        Err(e) => {
+                            tracing::warn!("taking the terminal back failed: {e}");
+                            break;
+                        }
                     }
                     woke = Instant::now();
                     dirty = true;
@@ -284,9 +318,13 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
             }
             Input::Gone => break,
             Input::Suspend => {
-                if let Err(e) = suspend(&mut term) {
-                    tracing::warn!("taking the terminal back failed: {e}");
-                    break;
+                match suspend(&mut term) {
+                    Ok(true) => {}
+                    Ok(false) => app.message = Some(NO_SUSPEND.into()),
+                    Err(e) => {
+                        tracing::warn!("taking the terminal back failed: {e}");
+                        break;
+                    }
                 }
                 woke = Instant::now();
                 dirty = true;
