@@ -2102,3 +2102,36 @@ fn a_row_undone_from_an_earlier_batch_comes_first_in_this_one() {
     app.handle(Action::Accept);
     assert_eq!(app.selected(), Some(second[1] as usize));
 }
+
+/// The picker was opened on a free row; another annotator labels it while
+/// the picker is open (the label comes in with the team's next look): the
+/// label picked then is refused, the other annotator's stands.
+#[test]
+fn a_label_picked_for_a_row_someone_labelled_meanwhile_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    drop(session(d.path(), 40, false));
+    let alice = Session::open_as(d.path(), "s", "alice").unwrap();
+    let mut bob = App::load(Session::open_as(d.path(), "s", "bob").unwrap()).unwrap();
+    bob.changed_at = None;
+    // A free row: in nobody's batch.
+    let row = *bob.all_list.iter().find(|&&r| !bob.reserved.contains(&r)).unwrap() as usize;
+    bob.view = View::All;
+    bob.cursor[2] = bob.all_list.iter().position(|&r| r as usize == row).unwrap();
+    bob.handle(Action::OpenPicker);
+    assert!(matches!(bob.overlay, Overlay::Picker(_)));
+    let id = bob.row_ids[row];
+    alice.add_label_unlabelled(id, 0, 0, None).unwrap();
+    bob.apply_team(&std::collections::HashSet::new(), true);
+    assert!(bob.labels[row].is_some(), "alice's label came in");
+    bob.handle(Action::Confirm);
+    assert_eq!(bob.overlay, Overlay::None, "a label was picked");
+    let m = bob.message.clone().unwrap_or_default();
+    assert!(m.contains("just labelled by alice"), "{m} / {:?}", bob.error);
+    let active: Vec<(i64, String)> = {
+        let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
+        let mut st = c.prepare("SELECT label, annotator FROM annotations WHERE row_id=?1 AND active=1").unwrap();
+        let v = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
+        v
+    };
+    assert_eq!(active, [(0, "alice".to_string())]);
+}

@@ -1251,6 +1251,14 @@ impl App {
     /// Records a decision on pool row `i`; an error says the label was not
     /// saved (a read before the write can fail first: a store that does not answer).
     fn decide_row(&mut self, i: usize, label: u32) -> Result<()> {
+        let unlabelled = self.labels[i].is_none();
+        self.decide_row_seen(i, label, unlabelled)
+    }
+
+    /// `decide_row`, where the person decided on row `i` when it had no
+    /// label (`unlabelled`: the picker was opened on it then), whatever
+    /// came in since.
+    fn decide_row_seen(&mut self, i: usize, label: u32, unlabelled: bool) -> Result<()> {
         let id = self.row_ids[i];
         // A window too small for the row pane shows a few words of the text
         // in the table: no label on a text the person could not read.
@@ -1261,7 +1269,7 @@ impl App {
             ));
             return Ok(());
         }
-        self.decide_row_inner(i, label).map_err(|e| {
+        self.decide_row_inner(i, label, unlabelled).map_err(|e| {
             if format!("{e:#}").contains("not saved") {
                 e
             } else {
@@ -1284,7 +1292,7 @@ impl App {
         Ok(())
     }
 
-    fn decide_row_inner(&mut self, i: usize, label: u32) -> Result<()> {
+    fn decide_row_inner(&mut self, i: usize, label: u32, unlabelled: bool) -> Result<()> {
         if self.adjudicating && self.view == View::Labelled {
             return self.adjudicate_row(i, label);
         }
@@ -1301,8 +1309,9 @@ impl App {
             return Ok(());
         }
         let predicted = self.prediction(i).map(|p| p.0);
-        // Another annotator took this row since the last look: theirs.
-        if self.labels[i].is_none() {
+        // Another annotator took this row since the last look (or since the
+        // picker opened on it): theirs.
+        if unlabelled {
             let id = self.row_ids[i];
             let other = match self.session.held_by_other(id)? {
                 Some(who) => Some(format!("row {id} is in {who}'s batch now: left to them")),
@@ -1858,7 +1867,7 @@ impl App {
                 let purpose = p.purpose;
                 // Labelling: the row's suggestions come first while the query is empty.
                 let suggested = match purpose {
-                    PickerPurpose::Label { row } => self.suggested_for(row),
+                    PickerPurpose::Label { row, .. } => self.suggested_for(row),
                     PickerPurpose::Filter => Vec::new(),
                 };
                 let labels = super::picker::Labels { names: &self.label_names, descriptions: &self.label_descriptions };
@@ -1870,7 +1879,7 @@ impl App {
                         self.overlay = Overlay::None;
                         match purpose {
                             // The row the picker was opened on, whatever is under the cursor now.
-                            PickerPurpose::Label { row } => self.decide_row(row, l)?,
+                            PickerPurpose::Label { row, unlabelled } => self.decide_row_seen(row, l, unlabelled)?,
                             PickerPurpose::Filter => {
                                 self.all_filter = Some(l);
                                 self.rebuild_lists();
@@ -2060,7 +2069,9 @@ impl App {
                 // `/` then Enter is quick).
                 if let Some(row) = self.selected() {
                     let suggested = self.suggested();
-                    self.overlay = Overlay::Picker(Picker::open(PickerPurpose::Label { row }, self.picker_labels(), &suggested));
+                    let unlabelled = self.labels[row].is_none();
+                    self.overlay =
+                        Overlay::Picker(Picker::open(PickerPurpose::Label { row, unlabelled }, self.picker_labels(), &suggested));
                 }
             }
             Action::Read => {

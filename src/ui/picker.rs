@@ -15,8 +15,10 @@ use super::style::{centered, clear_popup, cut, Theme};
 /// What the label picker is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PickerPurpose {
-    /// Label this pool row (the one selected when the picker opened).
-    Label { row: usize },
+    /// Label this pool row (the one selected when the picker opened);
+    /// `unlabelled`: it had no label then (a label another annotator gives
+    /// it while the picker is open is not replaced by this one).
+    Label { row: usize, unlabelled: bool },
     /// Filter the all-rows view by (predicted or given) label.
     Filter,
 }

@@ -107,7 +107,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: Theme) {
         Overlay::Help { scroll } => draw_help(f, app, area, *scroll, theme),
         Overlay::Picker(p) => {
             let probs = match p.purpose {
-                PickerPurpose::Label { row } => app.suggestions(row),
+                PickerPurpose::Label { row, .. } => app.suggestions(row),
                 PickerPurpose::Filter => Vec::new(),
             };
             // Labelling, the picker stays above the row pane: the text being
@@ -481,7 +481,7 @@ fn draw_detail(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
         _ => None,
     };
     let row = match picker.map(|p| p.purpose) {
-        Some(PickerPurpose::Label { row }) => Some(row),
+        Some(PickerPurpose::Label { row, .. }) => Some(row),
         _ => app.selected(),
     };
     let Some(i) = row else {
