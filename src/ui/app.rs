@@ -562,6 +562,12 @@ impl App {
         }
     }
 
+    /// Where `remember_position` keeps the queue row under the cursor, and
+    /// its id, for a writer off the UI thread.
+    pub fn position_entry(&self) -> Option<(String, String)> {
+        self.position().map(|id| (self.cursor_key(), id.to_string()))
+    }
+
     /// The queue row under the cursor (by id): what `remember_position` keeps.
     pub fn position(&self) -> Option<i64> {
         self.queue.get(self.cursor[0]).map(|&i| self.row_ids[i as usize])

@@ -34,6 +34,55 @@ enum Input {
 /// without a write for every key of a quick run down the queue.
 const REST: Duration = Duration::from_millis(1000);
 
+/// Writes the cursor's row to the session on a thread of its own, off the
+/// UI thread (a store write can wait seconds: a busy SQLite, a PostgreSQL
+/// server that does not answer); the newest position waiting wins.
+struct Keeper {
+    tx: Option<std::sync::mpsc::Sender<(String, String)>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Keeper {
+    fn start(reopen: impl Fn() -> Result<crate::store::Session> + Send + 'static) -> Keeper {
+        let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+        let handle = std::thread::Builder::new()
+            .name("labelrest-position".into())
+            .spawn(move || {
+                let mut session = None;
+                while let Ok(mut entry) = rx.recv() {
+                    while let Ok(newer) = rx.try_recv() {
+                        entry = newer;
+                    }
+                    if session.is_none() {
+                        session = reopen().map_err(|e| tracing::warn!("cannot keep the cursor: {e:#}")).ok();
+                    }
+                    if let Some(s) = &session {
+                        if let Err(e) = s.set_meta(&entry.0, &entry.1) {
+                            tracing::warn!("cannot remember the cursor: {e:#}");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| tracing::warn!("cannot start the cursor's writer: {e}"))
+            .ok();
+        Keeper { tx: handle.as_ref().map(|_| tx), handle }
+    }
+
+    fn keep(&self, entry: (String, String)) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(entry);
+        }
+    }
+
+    /// Ends the thread once what was sent is written.
+    fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Said when Ctrl-Z cannot suspend (no shell with job control to `fg` from).
 const NO_SUSPEND: &str = "Ctrl-Z: no shell with job control here to come back from (fg), so not suspended; q quits";
 
@@ -189,9 +238,11 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
     let mut woke = Instant::now();
     let mut before_first_frame = true;
     let mut first_model = true;
-    // The queue row last kept, and when to keep the one under the cursor.
+    // The queue row last kept, and when to keep the one under the cursor
+    // (written by `keeper`'s thread: a store write may wait seconds).
     let mut kept = app.position();
     let mut rest: Option<tokio::time::Instant> = None;
+    let keeper = Keeper::start(app.session.reopener());
     loop {
         if before_first_frame {
             crate::pause_at("ui-first-frame");
@@ -332,7 +383,9 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
             Input::Rest => {
                 rest = None;
                 kept = app.position();
-                app.remember_position();
+                if let Some(entry) = app.position_entry() {
+                    keeper.keep(entry);
+                }
             }
         }
         // The row under the cursor changed: kept `REST` later (at most once a `REST`).
@@ -347,6 +400,8 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
         }
     }
     tracing::info!("leaving session {}", app.name);
+    // (Its last write first: the position on leaving is the one that stays.)
+    keeper.finish();
     app.remember_position();
     // ratatui's Terminal prints to stderr from its Drop when it cannot show
     // the cursor, which panics when the terminal is gone (a killed SSH
