@@ -617,7 +617,11 @@ fn run_one(
     let mut last_it: Option<learn::Iteration> = None;
     // A fine-tune in flight or waiting to be checked: (batch at which it is
     // ready, its engine, the labels it learnt from, seconds).
-    let mut pending: Option<(u64, Arc<Engine>, Vec<(usize, u32)>, f64)> = None;
+    // A fine-tune waiting for its verdict: ready at which batch, its
+    // engine, the labels it learnt from, its seconds, and whether it was
+    // doubted (worse on fewer than `CHECK_MORE` unseen labels: it then
+    // waits for that many, as in the workstation).
+    let mut pending: Option<(u64, Arc<Engine>, Vec<(usize, u32)>, f64, bool)> = None;
     let mut last_start = 0usize;
     // Each label's honest probabilities (calibration, `learn::Honesty`).
     let mut honest: std::collections::HashMap<usize, Vec<f32>> = Default::default();
@@ -651,11 +655,17 @@ fn run_one(
         // A fine-tune that is ready now is judged as the workstation judges
         // it (on the labels it has not seen) and replaces the encoder if it
         // does as well.
-        if let Some((ready, _, _, _)) = &pending {
+        if let Some((ready, _, _, _, _)) = &pending {
             if *ready <= iteration {
-                let (ready, e, seen, secs) = pending.take().expect("pending");
-                let verdict =
-                    if opts.swap_always { Verdict::Swap { new: 0.0, old: 0.0, on: 0 } } else { tuning::judge(&engine, &e, &seen, &pairs)? };
+                let (ready, e, seen, secs, doubted) = pending.take().expect("pending");
+                let unseen = pairs.len() - seen.len();
+                let verdict = if opts.swap_always {
+                    Verdict::Swap { new: 0.0, old: 0.0, on: 0 }
+                } else if doubted && unseen < tuning::CHECK_MORE {
+                    Verdict::Wait { have: unseen }
+                } else {
+                    tuning::judge(&engine, &e, &seen, &pairs)?
+                };
                 match verdict {
                     Verdict::Swap { .. } => {
                         engine = e;
@@ -667,7 +677,8 @@ fn run_one(
                             eprintln!("{dataset} seed {seed}: fine-tune on {} labels kept out ({new:.2} vs {old:.2})", seen.len());
                         }
                     }
-                    Verdict::Wait { .. } | Verdict::Doubt { .. } => pending = Some((ready, e, seen, secs)),
+                    Verdict::Wait { .. } => pending = Some((ready, e, seen, secs, doubted)),
+                    Verdict::Doubt { .. } => pending = Some((ready, e, seen, secs, true)),
                 }
             }
         }
@@ -690,7 +701,7 @@ fn run_one(
                 }
                 // Ready at the batch boundary `lag` batches on (a GPU's at once;
                 // it is then checked on the next batch's labels).
-                pending = Some((iteration + lag, e, pairs.clone(), secs));
+                pending = Some((iteration + lag, e, pairs.clone(), secs, false));
             }
         }
         let t = Instant::now();

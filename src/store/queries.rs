@@ -257,8 +257,10 @@ impl Session {
                 .row("SELECT label, annotator FROM annotations WHERE id=?1", p![prev])?
                 .ok_or_else(|| anyhow!("no answer from the database"))?;
             let (old, who): (i64, Option<String>) = (r.get(0)?, r.get(1)?);
-            if unlabelled && who.as_deref() != Some(self.annotator.as_str()) {
-                return Err(Refused::Taken { row: row_id, by: who.unwrap_or_else(|| "a seed label".into()) }.into());
+            // (A label with no annotator is from before annotators were
+            // recorded: the one person's, as `undo_last` takes it.)
+            if let (true, Some(by)) = (unlabelled, who.as_deref().filter(|w| *w != self.annotator)) {
+                return Err(Refused::Taken { row: row_id, by: by.to_string() }.into());
             }
             replaced = Some((old as u32, who));
             tx.exec("UPDATE annotations SET active=0 WHERE id=?1", p![prev])?;

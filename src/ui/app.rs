@@ -1788,6 +1788,8 @@ impl App {
             Overlay::Help { scroll } => {
                 let shown = self.geometry.help_lines.max(1);
                 let most = self.keys.help(self.adjudicator).len().saturating_sub(shown);
+                // (A window made larger since shows more: the scroll starts from what is shown.)
+                *scroll = (*scroll).min(most);
                 match a {
                     Action::Down => *scroll = (*scroll + 1).min(most),
                     Action::Up => *scroll = scroll.saturating_sub(1),

@@ -51,7 +51,8 @@ pub fn first_at(classes: usize, o: &crate::store::FinetuneOverrides) -> usize {
 pub const CHECK_LABELS: usize = 5;
 /// Unseen labels a fine-tuned encoder that did worse on the first
 /// `CHECK_LABELS` waits for before its verdict. (`simulate` judges at a
-/// batch's end, on ten or more: there it changes nothing.)
+/// batch's end: with its default batch of ten, on ten or more, where this
+/// changes nothing; a smaller `--batch` waits as the workstation does.)
 pub const CHECK_MORE: usize = 10;
 /// A fine-tuned encoder is kept out when the rows it gets wrong and the
 /// current one right outnumber the reverse beyond chance (one-sided sign
@@ -342,11 +343,15 @@ fn run_finetune(
 
 /// The engine a candidate's encoder gives (same rows, label prompts embedded by it).
 pub fn candidate_engine(session: &Session, p: &Prepared, c: &mut Candidate) -> Result<(Engine, Vec<String>)> {
-    if let Some(b) = c.built.take() {
-        return Ok(b);
-    }
     let labels = session.label_set()?;
     let prompts: Vec<String> = labels.iter().map(|l| model::label_prompt(&l.name, l.description.as_deref())).collect();
+    if let Some((mut engine, built)) = c.built.take() {
+        // Built for an earlier check: a description edited since is embedded again.
+        if built != prompts {
+            engine.label_emb = c.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
+        }
+        return Ok((engine, prompts));
+    }
     let label_emb = c.encoder.embed(&prompts.iter().map(|s| s.as_str()).collect::<Vec<_>>(), |_, _| {})?;
     let e = &p.engine;
     let emb = std::mem::replace(&mut c.emb, Matrix::owned(Vec::new(), e.dim));
