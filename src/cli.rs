@@ -206,7 +206,7 @@ pub struct NewArgs {
     /// The label set, comma-separated.
     #[arg(long, conflicts_with = "labels_file")]
     pub labels: Option<String>,
-    /// The label set, one label a line, optionally `label<TAB>description`.
+    /// The label set, one label a line, optionally `label<TAB>description` (`# ...` lines are comments).
     #[arg(long)]
     pub labels_file: Option<PathBuf>,
     /// A held-out file with gold labels, used only for metrics.

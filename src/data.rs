@@ -767,7 +767,8 @@ pub fn parse_label_list(s: &str) -> Result<Vec<LabelDef>, String> {
 }
 
 /// Reads a labels file: one label a line, optionally `label<TAB>description`.
-/// Blank lines and lines starting with `#` are ignored.
+/// Blank lines and comments (`#` alone or followed by a space: `# ...`) are
+/// ignored; `#general` is a label (a channel's name, a hashtag).
 pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
     let mut bytes = Vec::new();
     open(path)?.read_to_end(&mut bytes).map_err(|e| DataError::io(path, None, format!("cannot read: {e}")))?;
@@ -784,7 +785,7 @@ pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
     let mut out: Vec<LabelDef> = Vec::new();
     for (i, line) in s.lines().enumerate() {
         let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
+        if line.trim().is_empty() || line.trim_end() == "#" || line.starts_with("# ") || line.starts_with("#\t") {
             continue;
         }
         let (name, desc) = match line.split_once('\t') {
@@ -798,6 +799,9 @@ pub fn read_labels_file(path: &Path) -> Result<Vec<LabelDef>, DataError> {
             return Err(DataError::new(path, Some(i as u64 + 1), None, format!("label '{}' is given twice", display_safe(name))));
         }
         out.push(LabelDef { name: name.to_string(), description: desc });
+    }
+    if out.is_empty() {
+        return Err(DataError::new(path, None, None, "no labels: every line is blank or a comment ('# ...'); give one label a line"));
     }
     Ok(out)
 }
@@ -864,6 +868,20 @@ mod tests {
     fn display_safe_replaces_controls() {
         assert_eq!(display_safe("I\u{92}m\tok\u{1b}[31m"), "I'm ok\u{fffd}[31m");
         assert_eq!(display_safe("a\u{202e}b"), "ab");
+    }
+
+    /// `# ...` is a comment; `#general` (a channel, a hashtag) is a label.
+    #[test]
+    fn labels_file_comments_and_hash_labels() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("labels.txt");
+        std::fs::write(&f, "# the channels\n#general\tgeneral channel\n\n#\nbug\n#news\n").unwrap();
+        let l = read_labels_file(&f).unwrap();
+        assert_eq!(l.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["#general", "bug", "#news"]);
+        assert_eq!(l[0].description.as_deref(), Some("general channel"));
+        std::fs::write(&f, "# nothing but comments\n\n").unwrap();
+        let e = read_labels_file(&f).unwrap_err().to_string();
+        assert!(e.contains("labels.txt") && e.contains("no labels"), "{e}");
     }
 
     #[test]
