@@ -305,10 +305,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 10, value_parser = crate::settings::parse_count)]
     pub batch: usize,
     /// Labels the simulated person gives before the run stops.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 150, value_parser = crate::settings::parse_count)]
     pub max_labels: usize,
     /// Runs per strategy, each with its own random seed (the table gives mean ± sd over them).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::settings::parse_count)]
     pub seeds: usize,
     /// Start from label-name predictions (on) or a random first batch (off).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
@@ -841,11 +841,16 @@ fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
 }
 
 /// Asks a yes/no question on standard error; only `y` or `yes` is yes.
-fn confirm(question: &str) -> Result<bool> {
+/// No answer at all (standard input at its end: a script, `</dev/null`) is
+/// an error that says how to answer without asking.
+fn confirm(question: &str, unasked: &str) -> Result<bool> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        eprintln!();
+        bail!("no answer (standard input ended): {unasked}");
+    }
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
@@ -854,7 +859,9 @@ fn cmd_rm(sessions: &store::Store, name: &str, yes: bool) -> Result<()> {
     if !store::exists(sessions, name)? {
         bail!("no session '{name}' in {}", sessions.describe());
     }
-    if !yes && !confirm(&format!("delete session '{name}' and all its labels?"))? {
+    if !yes
+        && !confirm(&format!("delete session '{name}' and all its labels?"), &format!("kept '{name}'; --yes removes it without asking"))?
+    {
         say!("kept '{name}'");
         return Ok(());
     }
@@ -1170,7 +1177,7 @@ pub fn ensure_demo(sessions: &store::Store, reset: bool) -> Result<Option<String
         if !std::io::stdin().is_terminal() {
             bail!("demo --reset would delete the demo session's {n} labels; run it in a terminal to confirm (or `labelrest sessions rm demo --yes` first)");
         }
-        confirm(&format!("start the demo afresh and delete its {n} labels?"))
+        confirm(&format!("start the demo afresh and delete its {n} labels?"), "the demo session is kept")
     })
 }
 

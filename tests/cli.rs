@@ -133,6 +133,8 @@ fn exit_codes_ok_error_usage() {
         vec!["new", "x", "--data", good, "--labels", "a,b", "--ft-epochs", "0"],
         vec!["new", "x", "--data", good, "--labels", "a,b", "--batch", "0"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--pace", "0"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--seeds", "0"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--max-labels", "0"],
         vec!["bench", "team", "--labels", "0"],
         vec!["bench", "team", "--annotators", "1,0"],
     ] {

@@ -33,6 +33,15 @@ fn list_and_remove() {
     let o = c.wait_with_output().unwrap();
     assert!(o.status.success());
     assert!(store::exists(d.path(), "one").unwrap());
+    // No answer at all (a script without --yes): kept, and an error that says how.
+    let o = Command::new(env!("CARGO_BIN_EXE_labelrest"))
+        .args(["--sessions", d.path().to_str().unwrap(), "sessions", "rm", "one"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no answer") && stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert!(store::exists(d.path(), "one").unwrap());
     let o = labelrest(d.path(), &["sessions", "rm", "one", "--yes"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!store::exists(d.path(), "one").unwrap());
