@@ -433,18 +433,28 @@ pub fn write_review(out: &Path, reviews: &[ReviewResult]) -> Result<()> {
     }
     md.push_str("---|---|\n");
     let m = |v: Vec<f64>| mean_sd(&v);
-    let (labels, _) = m(reviews.iter().map(|r| r.labels as f64).collect());
-    let (wrong, _) = m(reviews.iter().map(|r| r.wrong as f64).collect());
-    md.push_str(&format!("| {} | {} | {labels:.0} | {wrong:.1} |", reviews[0].dataset, reviews[0].strategy));
-    for (j, _) in REVIEW_AT.iter().enumerate() {
-        let (k, _) = m(reviews.iter().map(|r| r.found[j].1 as f64).collect());
-        let found: usize = reviews.iter().map(|r| r.found[j].2).sum();
-        let total: usize = reviews.iter().map(|r| r.wrong).sum();
-        md.push_str(&format!(" {found} of {total} (k = {k:.0}) |"));
+    // One row a dataset and strategy (in the order run), over its seeds.
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in reviews {
+        if !groups.contains(&(r.dataset.as_str(), r.strategy.as_str())) {
+            groups.push((r.dataset.as_str(), r.strategy.as_str()));
+        }
     }
-    let (a, asd) = m(reviews.iter().map(|r| r.accuracy).collect());
-    let (b, bsd) = m(reviews.iter().map(|r| r.accuracy_fixed).collect());
-    md.push_str(&format!(" {a:.3} ± {asd:.3} | {b:.3} ± {bsd:.3} |\n"));
+    for (dataset, strategy) in groups {
+        let runs: Vec<&ReviewResult> = reviews.iter().filter(|r| r.dataset == dataset && r.strategy == strategy).collect();
+        let (labels, _) = m(runs.iter().map(|r| r.labels as f64).collect());
+        let (wrong, _) = m(runs.iter().map(|r| r.wrong as f64).collect());
+        md.push_str(&format!("| {dataset} | {strategy} | {labels:.0} | {wrong:.1} |"));
+        for (j, _) in REVIEW_AT.iter().enumerate() {
+            let (k, _) = m(runs.iter().map(|r| r.found[j].1 as f64).collect());
+            let found: usize = runs.iter().map(|r| r.found[j].2).sum();
+            let total: usize = runs.iter().map(|r| r.wrong).sum();
+            md.push_str(&format!(" {found} of {total} (k = {k:.0}) |"));
+        }
+        let (a, asd) = m(runs.iter().map(|r| r.accuracy).collect());
+        let (b, bsd) = m(runs.iter().map(|r| r.accuracy_fixed).collect());
+        md.push_str(&format!(" {a:.3} ± {asd:.3} | {b:.3} ± {bsd:.3} |\n"));
+    }
     std::fs::write(out.join("review.md"), md)?;
     Ok(())
 }
@@ -1092,4 +1102,32 @@ pub fn stopping_table(points: &[Point], choices: &[(f64, usize)]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// review.md has a row per strategy, each over its own seeds.
+    #[test]
+    fn the_review_table_has_a_row_per_strategy() {
+        let d = tempfile::tempdir().unwrap();
+        let run = |strategy: &str, seed: usize, wrong: usize, accuracy: f64| ReviewResult {
+            dataset: "data".into(),
+            strategy: strategy.into(),
+            seed,
+            labels: 40,
+            wrong,
+            found: REVIEW_AT.iter().map(|&a| (a, 1, 1)).collect(),
+            accuracy,
+            accuracy_fixed: accuracy + 0.01,
+        };
+        write_review(d.path(), &[run("margin", 0, 4, 0.5), run("margin", 1, 2, 0.7), run("random", 0, 3, 0.2), run("random", 1, 3, 0.4)])
+            .unwrap();
+        let md = std::fs::read_to_string(d.path().join("review.md")).unwrap();
+        let rows: Vec<&str> = md.lines().skip(2).collect();
+        assert_eq!(rows.len(), 2, "{md}");
+        assert!(rows[0].starts_with("| data | margin | 40 | 3.0 | 2 of 6 ") && rows[0].contains(" 0.600 ± "), "{md}");
+        assert!(rows[1].starts_with("| data | random | 40 | 3.0 | 2 of 6 ") && rows[1].contains(" 0.300 ± "), "{md}");
+    }
 }
