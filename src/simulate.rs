@@ -181,11 +181,13 @@ pub struct Calib {
 struct Split {
     texts: Vec<String>,
     labels: Vec<String>,
+    /// Where each record starts in its file.
+    lines: Vec<u64>,
 }
 
 fn read_split(path: &Path, cols: &Columns) -> Result<Split> {
     let f = Format::detect(path)?;
-    let mut s = Split { texts: Vec::new(), labels: Vec::new() };
+    let mut s = Split { texts: Vec::new(), labels: Vec::new(), lines: Vec::new() };
     data::read_records(path, f, cols, |r| {
         let l = r.label.unwrap_or_default();
         if l.is_empty() {
@@ -193,6 +195,7 @@ fn read_split(path: &Path, cols: &Columns) -> Result<Split> {
         }
         s.texts.push(r.text);
         s.labels.push(l);
+        s.lines.push(r.line);
         Ok(())
     })?;
     Ok(s)
@@ -236,15 +239,30 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
         Some(f) => data::read_labels_file(f)?,
         None => Vec::new(),
     };
-    for l in train.labels.iter().chain(test.labels.iter()) {
-        if !labels.iter().any(|x| &x.name == l) {
-            if opts.labels_file.is_some() {
-                bail!(
-                    "label '{l}' is in the data but not in {}",
-                    opts.labels_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-                );
+    let rows = |s: &Split, path: &Path| s.labels.iter().zip(&s.lines).map(|(l, &n)| (l.clone(), path.to_path_buf(), n)).collect::<Vec<_>>();
+    for (l, path, line) in rows(&train, &opts.train).into_iter().chain(rows(&test, &opts.test)) {
+        if !labels.iter().any(|x| x.name == l) {
+            if let Some(f) = &opts.labels_file {
+                bail!("{}:{line}: label '{}' is not in {}", path.display(), data::display_safe(&l), f.display());
             }
             labels.push(LabelDef { name: l.clone(), description: None });
+        }
+    }
+    // A test label the pool never has: none of its rows can be labelled,
+    // so its test rows all count as errors; said, as it may be a typo.
+    if !opts.quiet {
+        let pool: std::collections::HashSet<&String> = train.labels.iter().collect();
+        let mut told = std::collections::HashSet::new();
+        for (l, line) in test.labels.iter().zip(&test.lines) {
+            if !pool.contains(l) && told.insert(l) {
+                let n = test.labels.iter().filter(|x| *x == l).count();
+                eprintln!(
+                    "note: {}:{line}: label '{}' never occurs in {}: its {n} test rows cannot be learnt and count as errors",
+                    opts.test.display(),
+                    data::display_safe(l),
+                    opts.train.display()
+                );
+            }
         }
     }
     let k = labels.len();

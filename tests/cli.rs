@@ -181,6 +181,33 @@ fn exit_codes_ok_error_usage() {
     }
     let o = labelrest(d.path(), &["new", "x", "--data", "/dev/null", "--format", "csv", "--label-col", "label"]);
     assert!(stderr(&o).contains("/dev/null: not a regular file (a pipe?)"), "{}", stderr(&o));
+    // simulate: a label of the data that the labels file lacks is named with its place.
+    let gold = write(
+        d.path(),
+        "gold.csv",
+        b"text,label
+one,a
+two,c
+",
+    );
+    let lf = write(d.path(), "labels.txt", b"a\nb\n");
+    let o = labelrest(
+        d.path(),
+        &[
+            "simulate",
+            "--train",
+            gold.to_str().unwrap(),
+            "--test",
+            gold.to_str().unwrap(),
+            "--labels-file",
+            lf.to_str().unwrap(),
+            "--out",
+            "o",
+        ],
+    );
+    assert_eq!(code(&o), 1);
+    one_line(&o);
+    assert!(stderr(&o).contains("gold.csv:3: label 'c' is not in"), "{}", stderr(&o));
     // 0: --help and --version.
     assert_eq!(code(&labelrest(d.path(), &["--help"])), 0);
     assert_eq!(code(&labelrest(d.path(), &["--version"])), 0);
