@@ -10,6 +10,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // `CLICOLOR_FORCE=0` forces nothing (as `term` decides); clap's own
+    // colour reads any value as "force": it is set aside before clap looks.
+    // (First thing in main: no other thread reads the environment yet.)
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v == "0") {
+        std::env::remove_var("CLICOLOR_FORCE");
+    }
     // Usage errors clap finds itself exit with 2 (term::EXIT_USAGE), --help and --version with 0.
     let cli = labelrest::cli::Cli::parse();
     term::set_verbosity(cli.verbosity());

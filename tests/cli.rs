@@ -293,6 +293,8 @@ fn no_color_and_clicolor_force() {
         assert!(!text(&off).contains(&ESC), "{args:?} NO_COLOR: {:?}", String::from_utf8_lossy(&text(&off)));
         let plain = labelrest_env(d.path(), &args, &[]);
         assert!(!text(&plain).contains(&ESC), "{args:?} piped: {:?}", String::from_utf8_lossy(&text(&plain)));
+        let zero = labelrest_env(d.path(), &args, &[("CLICOLOR_FORCE", "0")]);
+        assert!(!text(&zero).contains(&ESC), "{args:?} CLICOLOR_FORCE=0: {:?}", String::from_utf8_lossy(&text(&zero)));
     }
 }
 
