@@ -711,7 +711,11 @@ fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
                 if n as usize > lines.len() { ", ..." } else { "" }
             ),
         },
-        if r.multi_label > 0 { format!(", {} rows with several accepted labels (the first taken)", r.multi_label) } else { String::new() },
+        match r.multi_label {
+            0 => String::new(),
+            1 => ", 1 row with several accepted labels (the first taken)".to_string(),
+            n => format!(", {n} rows with several accepted labels (the first taken)"),
+        },
         if r.model_labels > 0 {
             format!(", {} rows with labelrest's model's label read unlabelled (guesses, not answers)", r.model_labels)
         } else {
@@ -1081,11 +1085,12 @@ fn cmd_predict(sessions: &store::Store, a: PredictArgs) -> Result<()> {
     // The output's `label` is the model's: an input column of that name is
     // not carried over, so say so rather than let it vanish.
     if a.text_col != "label" {
-        let format = a.format.map(Ok).unwrap_or_else(|| Format::detect(&a.input));
-        if format.is_ok_and(|f| data::has_column(&a.input, f, "label")) {
+        let format = a.format.map(Ok).unwrap_or_else(|| Format::detect(&a.input)).ok();
+        if format.is_some_and(|f| data::has_column(&a.input, f, "label")) {
             say!(
-                "note: {} has a column named 'label'; the output's label is the model's, the input's is not copied (join on `line`, the line of the input where the record starts)",
-                data::display_safe(&a.input.display().to_string())
+                "note: {} has a {} named 'label'; the output's label is the model's, the input's is not copied (join on `line`, the line of the input where the record starts)",
+                data::display_safe(&a.input.display().to_string()),
+                if format == Some(Format::Jsonl) { "field" } else { "column" }
             );
         }
     }

@@ -231,8 +231,10 @@ pub fn run(opts: &SimOptions) -> Result<Vec<Point>> {
     let cols = Columns::new(&opts.text_col, Some(&opts.label_col));
     let train = read_split(&opts.train, &cols)?;
     let test = read_split(&opts.test, &cols)?;
+    // (A train file in the current folder: that folder's name.)
     let dataset = opts.name.clone().unwrap_or_else(|| {
-        opts.train.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "data".into())
+        let train = opts.train.canonicalize().unwrap_or_else(|_| opts.train.clone());
+        train.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "data".into())
     });
     // The label set: the labels file's, else every label of train then test.
     let mut labels: Vec<LabelDef> = match &opts.labels_file {

@@ -625,7 +625,8 @@ fn truncated_texts(sessions: &(impl crate::store::Sessions + ?Sized), name: &str
         Ok((n, limit)) => {
             if n > 0 {
                 tracing::info!(
-                    "session '{name}': {n} texts longer than the model's {limit} tokens; each is embedded from its first {limit}"
+                    "session '{name}': {n} {} longer than the model's {limit} tokens; each is embedded from its first {limit}",
+                    if n == 1 { "text" } else { "texts" }
                 );
             }
             Some((n, limit))
