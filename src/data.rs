@@ -440,7 +440,7 @@ where
     let mut rdr = delimited_reader(file, format, false, quoted);
     // A header that is not UTF-8 is named as such, not read as column names
     // that match nothing.
-    let raw = rdr.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+    let raw = rdr.byte_headers().map_err(|e| csv_error(path, format, e))?.clone();
     for (i, f) in raw.iter().enumerate() {
         let f = if i == 0 { f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f) } else { f };
         if let Err(e) = std::str::from_utf8(f) {
@@ -453,7 +453,7 @@ where
             ));
         }
     }
-    let headers = header_names(&mut rdr).map_err(|e| csv_error(path, e))?;
+    let headers = header_names(&mut rdr).map_err(|e| csv_error(path, format, e))?;
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(DataError::new(path, Some(1), None, "the file is empty: expected a header line"));
     }
@@ -483,7 +483,7 @@ where
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(csv_error(path, e)),
+            Err(e) => return Err(csv_error(path, format, e)),
         }
         let (line, byte) = starts.at(&rec.position().cloned().unwrap_or_else(csv::Position::new));
         last_start_line = line;
@@ -558,7 +558,8 @@ fn count_quotes_odd(path: &Path, line: u64) -> Result<bool, DataError> {
     Ok(n % 2 == 1)
 }
 
-fn csv_error(path: &Path, e: csv::Error) -> DataError {
+fn csv_error(path: &Path, format: Format, e: csv::Error) -> DataError {
+    let kind = if format == Format::Tsv { "TSV" } else { "CSV" };
     let starts = Starts::of(path);
     let line_of = |p: &csv::Position| starts.at(p).0;
     let (line, msg) = match e.kind() {
@@ -569,9 +570,9 @@ fn csv_error(path: &Path, e: csv::Error) -> DataError {
             let unclosed = *len < *expected_len && line.is_some_and(|l| count_quotes_odd(path, l).unwrap_or(false));
             let fields = if *len == 1 { "1 field".to_string() } else { format!("{len} fields") };
             let msg = if unclosed {
-                "malformed CSV: a quoted field opened here is never closed (unbalanced quote)".to_string()
+                format!("malformed {kind}: a quoted field opened here is never closed (unbalanced quote)")
             } else {
-                format!("malformed CSV: this record has {fields} where the header has {expected_len} (an unbalanced quote or a stray delimiter?)")
+                format!("malformed {kind}: this record has {fields} where the header has {expected_len} (an unbalanced quote or a stray delimiter?)")
             };
             (line, msg)
         }

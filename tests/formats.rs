@@ -337,7 +337,7 @@ fn prodigy_import() {
     let o = labelrest(d, &["new", "p", "--data", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("6 rows, 2 labels, 2 seed labels") && out.contains("1 rows with several accepted labels"), "{out}");
+    assert!(out.contains("6 rows, 2 labels, 2 seed labels") && out.contains("1 row with several accepted labels"), "{out}");
     let s = Session::open_read_only(d, "p").unwrap();
     let names: Vec<String> = s.label_set().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(names, vec!["card_arrival", "top_up"]);

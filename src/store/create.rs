@@ -262,7 +262,16 @@ impl Session {
             },
         };
         if labels.len() < 2 {
-            bail!("the label set has {} label{}; a classifier needs at least two", labels.len(), if labels.len() == 1 { "" } else { "s" });
+            // Taken from a column: say which, of which file.
+            let from = match (&spec.labels, &spec.columns.label) {
+                (None, Some(c)) => format!(" (from column '{}' of {})", data::display_safe(c), spec.data.display()),
+                _ => String::new(),
+            };
+            bail!(
+                "the label set has {} label{}{from}; a classifier needs at least two",
+                labels.len(),
+                if labels.len() == 1 { "" } else { "s" }
+            );
         }
         let index: HashMap<&str, u32> = labels.iter().enumerate().map(|(i, l)| (l.name.as_str(), i as u32)).collect();
 
