@@ -480,6 +480,43 @@ mod tests {
         assert!(matches!(v(5, 0, 5), Verdict::Keep { .. }), "beyond chance on 5 already");
     }
 
+    /// `judge` with real engines on two classes along the axes: the
+    /// candidate's embeddings put some unseen rows in the other class.
+    /// Worse on 2 of 6 unseen labels: a doubt (judged again at 10); on 2 of
+    /// 10: swapped in; on 5 of 6: kept out.
+    #[test]
+    fn judge_doubts_a_candidate_worse_on_few_labels() {
+        use crate::learn::{EngineConfig, SelfTraining};
+        let rows = |flipped: &[usize]| -> Vec<f32> {
+            (0..30)
+                .flat_map(|i| {
+                    let t = 0.1 + 0.02 * (i % 5) as f32;
+                    let class0 = (i % 2 == 0) != flipped.contains(&i);
+                    let v = if class0 { [1.0, t] } else { [t, 1.0] };
+                    let n = (v[0] * v[0] + v[1] * v[1]).sqrt();
+                    [v[0] / n, v[1] / n]
+                })
+                .collect()
+        };
+        let engine = |flipped: &[usize]| {
+            let cfg = EngineConfig { self_training: SelfTraining::Off, ..Default::default() };
+            Engine::new(Arc::new(Matrix::owned(rows(flipped), 2)), (0..30).collect(), vec![], vec![], vec![1.0, 0.0, 0.0, 1.0], 2, cfg)
+                .unwrap()
+        };
+        let gold = |i: usize| (i, (i % 2) as u32);
+        let seen: Vec<(usize, u32)> = (0..10).map(gold).collect();
+        let now = |n: usize| -> Vec<(usize, u32)> { (0..10 + n).map(gold).collect() };
+        let current = engine(&[]);
+        let v = judge(&current, &engine(&[10, 12]), &seen, &now(6)).unwrap();
+        assert!(matches!(v, Verdict::Doubt { on: 6, .. }), "{v:?}");
+        let v = judge(&current, &engine(&[10, 12]), &seen, &now(10)).unwrap();
+        assert!(matches!(v, Verdict::Swap { on: 10, .. }), "{v:?}");
+        let v = judge(&current, &engine(&[10, 11, 12, 13, 14]), &seen, &now(6)).unwrap();
+        assert!(matches!(v, Verdict::Keep { on: 6, .. }), "{v:?}");
+        let v = judge(&current, &engine(&[]), &seen, &now(5)).unwrap();
+        assert!(matches!(v, Verdict::Swap { on: 5, .. }), "as good: in use at once: {v:?}");
+    }
+
     #[test]
     fn the_schedule_never_queues_a_fine_tune_behind_another() {
         let mut t = Tuner::default();
