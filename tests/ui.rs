@@ -316,13 +316,26 @@ fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
     assert_eq!(app.queue[..2], [a, b], "both held, in their order");
     assert_eq!(app.reserved, [a, b], "the batch grew to hold both");
     assert_eq!(app.selected(), Some(a as usize));
+    // The batch counts both: marked on screen, and it ends after both.
+    assert_eq!((app.batch_done, app.batch_remaining(), app.batch_total()), (0, 2, 2));
+    assert!(screen(&mut app, 80, 24).contains("batch 0/2"));
     // A reopening finds the grown batch whole.
     app.remember_position();
     drop(app);
-    let app = App::load(Session::open(e.path(), "s").unwrap()).unwrap();
+    let mut app = App::load(Session::open(e.path(), "s").unwrap()).unwrap();
     assert_eq!(app.reserved, [a, b], "both still held after reopening");
     assert_eq!(app.queue[..2], [a, b]);
     assert_eq!(app.selected(), Some(a as usize));
+    assert_eq!((app.batch_done, app.batch_remaining()), (0, 2));
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    assert!(app.outbox.is_empty(), "the batch is not over after one of its two rows");
+    assert_eq!(app.selected(), Some(b as usize));
+    assert_eq!(app.reserved, [b]);
+    app.changed_at = None;
+    app.handle(Action::Accept);
+    assert!(!app.outbox.is_empty(), "over after both: a retrain is asked for");
+    assert_eq!((app.batch_done, app.batch_total()), (0, 1));
 }
 
 /// Typed ahead right after a batch's last label (`/hum`, to pick HUM for a

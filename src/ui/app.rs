@@ -214,6 +214,10 @@ pub struct App {
     seq: u64,
     pub skipped: Vec<u32>,
     pub batch_size: usize,
+    /// Rows this batch holds beyond `batch_size`: rows undos brought back
+    /// from the batch before, first in a batch that was full
+    /// (`head_batch`); 0 again when the batch ends (`batch_total`).
+    grown: usize,
     /// Decisions made since the last retrain request.
     pub batch_done: usize,
     pub iteration: i64,
@@ -367,6 +371,7 @@ impl App {
             jump_to_batch: false,
             skipped: Vec::new(),
             batch_size: settings.batch.max(1),
+            grown: 0,
             batch_done: 0,
             iteration,
             history,
@@ -525,7 +530,8 @@ impl App {
             return Vec::new();
         }
         // (A batch that grew to hold rows undos brought back keeps them all.)
-        self.batch_done = self.batch_size.saturating_sub(rows.len());
+        self.grown = rows.len().saturating_sub(self.batch_size);
+        self.batch_done = self.batch_total() - rows.len();
         self.reserved = rows;
         self.rebuild_lists();
         order
@@ -783,7 +789,12 @@ impl App {
 
     /// Rows of the queue that make the current batch.
     pub fn batch_remaining(&self) -> usize {
-        self.batch_size.saturating_sub(self.batch_done)
+        self.batch_total().saturating_sub(self.batch_done)
+    }
+
+    /// Decisions that make this batch: the batch size, and the rows it grew by.
+    pub fn batch_total(&self) -> usize {
+        self.batch_size + self.grown
     }
 
     fn rebuild_lists(&mut self) {
@@ -1364,9 +1375,10 @@ impl App {
         // Deciding is not moving: a decision made while the retrain is on its
         // way keeps the jump to the new batch (else the cursor would follow
         // its row deep into the new ranking, away from the rows it asks for).
-        let batch_end = self.batch_done >= self.batch_size;
+        let batch_end = self.batch_done >= self.batch_total();
         if batch_end {
             self.batch_done = 0;
+            self.grown = 0;
             self.jump_to_batch = true;
             self.reheaded.clear();
             self.outbox.push(Job::Retrain { strategy: self.strategy });
@@ -1484,8 +1496,9 @@ impl App {
         self.last_skip = None;
         // An adjudication is a decision: it counts towards the batch that retrains.
         self.batch_done += 1;
-        if self.batch_done >= self.batch_size {
+        if self.batch_done >= self.batch_total() {
             self.batch_done = 0;
+            self.grown = 0;
             self.outbox.push(Job::Retrain { strategy: self.strategy });
         }
         Ok(())
@@ -1656,6 +1669,8 @@ impl App {
             Ok(got) => {
                 let got: HashSet<i64> = got.into_iter().collect();
                 self.reserved = want.into_iter().filter(|&x| got.contains(&self.row_ids[x as usize])).collect();
+                // Grown to hold them all: the batch counts them, and ends after them.
+                self.grown += self.reserved.len().saturating_sub(self.batch_remaining());
                 self.batch_order = self.reserved.clone();
                 self.keep_batch();
             }
@@ -2152,6 +2167,8 @@ impl App {
             Action::Undo => self.undo()?,
             Action::Retrain => {
                 self.batch_done = 0;
+                // (The rows held stay the batch.)
+                self.grown = self.reserved.len().saturating_sub(self.batch_size);
                 self.outbox.push(Job::Retrain { strategy: self.strategy });
                 self.message = Some("retraining".into());
             }

@@ -443,7 +443,7 @@ fn draw_side(f: &mut Frame, app: &App, area: Rect, theme: Theme) {
     for t in &team {
         lines.push(Line::raw(cut(t, w)));
     }
-    lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode.name(), app.batch_done, app.batch_size), w)));
+    lines.push(Line::raw(cut(&format!(" mode {} · batch {}/{}", app.mode.name(), app.batch_done, app.batch_total()), w)));
     if !app.encoder.is_empty() {
         lines.push(Line::raw(cut(&format!(" {} · {}", app.device, app.encoder), w)));
     }
