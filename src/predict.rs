@@ -26,6 +26,8 @@ struct Out<'a> {
 /// Whether `predict` writes JSONL (`.jsonl`, `.ndjson`) or CSV (`.csv`) to
 /// `out`; another extension is a usage error.
 pub fn output_is_jsonl(out: &Path) -> Result<bool> {
+    // (Said first: no extension would make such a target right.)
+    refuse_written_through(out)?;
     let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "csv" => Ok(false),
@@ -36,6 +38,18 @@ pub fn output_is_jsonl(out: &Path) -> Result<bool> {
         ))),
         other => Err(crate::term::usage(format!("{}: cannot tell the output format from '.{other}'; use .csv or .jsonl", out.display()))),
     }
+}
+
+/// Written beside as OUT.partial and renamed over it (to resume after an
+/// interruption), a device, pipe or descriptor would become a file: refused.
+fn refuse_written_through(out: &Path) -> Result<()> {
+    if crate::output::written_through(out) {
+        return Err(crate::term::usage(format!(
+            "--out {}: not a file (a device, a pipe or a descriptor such as /dev/stdout): predict writes a file it can resume after an interruption; give a file path (.csv or .jsonl)",
+            out.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Rows embedded and written at a time; a resumed run starts after the
@@ -203,14 +217,7 @@ pub fn predict_file(session: &Session, input: &Path, format: Option<Format>, tex
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
         bail!("cannot write {}: the folder {} does not exist", out.display(), dir.display());
     }
-    // Written beside as OUT.partial and renamed over it (to resume after an
-    // interruption), a device, pipe or descriptor would become a file.
-    if crate::output::written_through(out) {
-        return Err(crate::term::usage(format!(
-            "--out {}: not a file (a device, a pipe or a descriptor such as /dev/stdout): predict writes a file it can resume after an interruption; give a file path (.csv or .jsonl)",
-            out.display()
-        )));
-    }
+    refuse_written_through(out)?;
     let settings = session.settings()?;
     let names: Vec<String> = session.label_set()?.into_iter().map(|l| l.name).collect();
     let dir = crate::worker::encoder_dir(session)?;

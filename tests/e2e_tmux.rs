@@ -97,7 +97,7 @@ fn label_a_batch_quit_resume_hangup() {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit(')').next().and_then(|r| r.trim().chars().next()))
     };
     t(&["send-keys", "-t", &name, "C-z"]);
-    let s = wait(&["no shell with job control", "13 labelled / 2,000"], 10);
+    let s = wait(&["not suspended (q quits)", "13 labelled / 2,000"], 10);
     assert!(s.contains("Queue"), "{s}");
     assert_ne!(state(), Some('T'), "not stopped");
 

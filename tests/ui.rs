@@ -2063,7 +2063,7 @@ fn a_window_too_small_for_the_row_pane_labels_only_a_row_read() {
     let row = app.selected().unwrap();
     app.handle(Action::Accept);
     assert!(app.labels[row].is_none(), "not labelled unread");
-    assert!(app.message.as_deref().unwrap_or("").contains("text is not in sight"), "{:?}", app.message);
+    assert!(app.message.as_deref().unwrap_or("").starts_with("v reads row"), "{:?}", app.message);
     assert!(app.session.labels().unwrap().is_empty());
     // Read, then decided.
     app.handle(Action::Read);
@@ -2147,4 +2147,27 @@ fn a_label_picked_for_a_row_someone_labelled_meanwhile_is_refused() {
         v
     };
     assert_eq!(active, [(0, "alice".to_string())]);
+}
+
+/// Ctrl-C (the Quit action in every key table) quits from inside any
+/// overlay too, as the README says; Esc there only closes the overlay.
+#[test]
+fn ctrl_c_quits_from_inside_an_overlay() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 60, false);
+    let ctrl_c = crossterm::event::KeyEvent::new(crossterm::event::KeyCode::Char('c'), crossterm::event::KeyModifiers::CONTROL);
+    let esc = crossterm::event::KeyEvent::new(crossterm::event::KeyCode::Esc, crossterm::event::KeyModifiers::NONE);
+    for open in [Action::OpenPicker, Action::ToggleHelp, Action::Read] {
+        app.quit = false;
+        app.changed_at = None;
+        app.handle(open.clone());
+        assert_ne!(app.overlay, Overlay::None, "{open:?}");
+        app.handle(labelrest::ui::tui::keymap(esc, &app));
+        assert_eq!(app.overlay, Overlay::None, "Esc closes {open:?}");
+        assert!(!app.quit);
+        app.handle(open.clone());
+        app.handle(labelrest::ui::tui::keymap(ctrl_c, &app));
+        assert!(app.quit, "Ctrl-C in {open:?}");
+        app.overlay = Overlay::None;
+    }
 }

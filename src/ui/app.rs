@@ -1281,7 +1281,7 @@ impl App {
         // in the table: no label on a text the person could not read.
         if self.geometry.suggestion_width == 0 && self.read_row != Some(i) {
             self.message = Some(format!(
-                "row {id}'s text is not in sight (the window is too small for the row pane): {} reads it, then decide; or make the window larger",
+                "{} reads row {id} first: its text is not in sight here (the window is too small for the row pane)",
                 self.key(&Action::Read)
             ));
             return Ok(());
@@ -1799,6 +1799,12 @@ impl App {
     }
 
     fn try_handle(&mut self, a: Action) -> Result<()> {
+        // Quit (`q`, `Esc` in the views; Ctrl-C anywhere, an overlay open or
+        // not) ends the workstation: everything is saved already.
+        if a == Action::Quit {
+            self.quit = true;
+            return Ok(());
+        }
         match &mut self.overlay {
             Overlay::Help { scroll } => {
                 let shown = self.geometry.help_lines.max(1);
@@ -1810,7 +1816,7 @@ impl App {
                     Action::Up => *scroll = scroll.saturating_sub(1),
                     Action::PageDown => *scroll = (*scroll + shown).min(most),
                     Action::PageUp => *scroll = scroll.saturating_sub(shown),
-                    Action::Cancel | Action::ToggleHelp | Action::Quit | Action::Confirm => self.overlay = Overlay::None,
+                    Action::Cancel | Action::ToggleHelp | Action::Confirm => self.overlay = Overlay::None,
                     _ => {}
                 }
                 return Ok(());
@@ -1822,7 +1828,7 @@ impl App {
                     Action::Up => *scroll = scroll.saturating_sub(1),
                     Action::PageDown => *scroll += page,
                     Action::PageUp => *scroll = scroll.saturating_sub(page),
-                    Action::Cancel | Action::Quit | Action::Read => self.overlay = Overlay::None,
+                    Action::Cancel | Action::Read => self.overlay = Overlay::None,
                     _ => {}
                 }
                 return Ok(());

@@ -84,7 +84,7 @@ impl Keeper {
 }
 
 /// Said when Ctrl-Z cannot suspend (no shell with job control to `fg` from).
-const NO_SUSPEND: &str = "Ctrl-Z: no shell with job control here to come back from (fg), so not suspended; q quits";
+const NO_SUSPEND: &str = "not suspended (q quits): no shell with job control here to bring it back with fg";
 
 /// What the terminal had already sent when it was read (keys typed ahead).
 #[derive(Default)]
