@@ -171,6 +171,23 @@ fn suspend(term: &mut Terminal<CrosstermBackend<std::io::Stdout>>) -> Result<boo
     Ok(stopped || is_orphan_free())
 }
 
+/// `suspend`, and where it could not stop, the person told why; false
+/// when the terminal could not be taken back (the loop then ends).
+fn suspend_or_say(term: &mut Terminal<CrosstermBackend<std::io::Stdout>>, app: &mut App) -> bool {
+    match suspend(term) {
+        Ok(stopped) => {
+            if !stopped {
+                app.message = Some(NO_SUSPEND.into());
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!("taking the terminal back failed: {e}");
+            false
+        }
+    }
+}
+
 /// Whether this process's group has a job-control parent (a shell that
 /// put it in its own group: the group differs from the parent's, in the
 /// same session): only then can Ctrl-Z stop it and `fg` bring it back.
@@ -321,13 +338,8 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
                         && k.code == event::KeyCode::Char('z')
                         && k.modifiers.contains(event::KeyModifiers::CONTROL) =>
                 {
-                    match suspend(&mut term) {
-                        Ok(true) => {}
-                        Ok(false) => app.message = Some(NO_SUSPEND.into()),
-                        Err(e) => {
-                            tracing::warn!("taking the terminal back failed: {e}");
-                            break;
-                        }
+                    if !suspend_or_say(&mut term, &mut app) {
+                        break;
                     }
                     woke = Instant::now();
                     dirty = true;
@@ -369,13 +381,8 @@ async fn event_loop(mut app: App, worker: &Worker, rx: std::sync::mpsc::Receiver
             }
             Input::Gone => break,
             Input::Suspend => {
-                match suspend(&mut term) {
-                    Ok(true) => {}
-                    Ok(false) => app.message = Some(NO_SUSPEND.into()),
-                    Err(e) => {
-                        tracing::warn!("taking the terminal back failed: {e}");
-                        break;
-                    }
+                if !suspend_or_say(&mut term, &mut app) {
+                    break;
                 }
                 woke = Instant::now();
                 dirty = true;
