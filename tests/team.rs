@@ -772,12 +772,7 @@ fn a_free_row_labelled_by_two_at_once_keeps_the_first_label() {
     let rows: Vec<i64> = alice.rows().unwrap().iter().map(|r| r.id).collect();
     let free = *rows.iter().find(|r| !overlap.contains(r)).unwrap();
     let shared = *rows.iter().find(|r| overlap.contains(r)).unwrap();
-    let active = |row: i64| -> Vec<(i64, String)> {
-        let c = rusqlite::Connection::open(d.path().join("t/session.db")).unwrap();
-        let mut st = c.prepare("SELECT label, annotator FROM annotations WHERE row_id=?1 AND active=1 ORDER BY id").unwrap();
-        let v = st.query_map([row], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
-        v
-    };
+    let active = |row: i64| active_labels(d.path(), "t", row);
     alice.add_label_unlabelled(free, 0, 0, None).unwrap();
     let e = bob.add_label_unlabelled(free, 1, 0, None).unwrap_err();
     assert!(matches!(e.downcast_ref::<Refused>(), Some(Refused::Taken { by, .. }) if by == "alice"), "{e:#}");

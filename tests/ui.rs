@@ -93,6 +93,16 @@ fn set_text(app: &mut App, i: usize, text: &str) {
     app.texts[i] = text.to_string();
 }
 
+/// Accepts the model's label on the ten rows of the batch in hand (the top
+/// of the queue); returns them.
+fn accept_a_batch(app: &mut App) -> Vec<u32> {
+    let batch: Vec<u32> = app.queue[..10].to_vec();
+    for _ in 0..10 {
+        app.handle(Action::Accept);
+    }
+    batch
+}
+
 /// Runs one retrain as the worker would and gives the update to the app.
 fn retrain(app: &mut App) {
     let jobs: Vec<Job> = app.outbox.drain(..).collect();
@@ -247,10 +257,7 @@ fn undo_puts_the_row_back_in_its_place_in_the_batch() {
 fn undo_across_a_batch_end_puts_the_row_first_in_the_new_batch() {
     let d = tempfile::tempdir().unwrap();
     let mut app = app_with_model(d.path(), 150, false);
-    let first: Vec<u32> = app.queue[..10].to_vec();
-    for _ in 0..10 {
-        app.handle(Action::Accept);
-    }
+    let first = accept_a_batch(&mut app);
     retrain(&mut app);
     assert_eq!(app.batch_done, 0);
     let second: Vec<u32> = app.queue[..10].to_vec();
@@ -284,10 +291,7 @@ fn undo_across_a_batch_end_puts_the_row_first_in_the_new_batch() {
 fn undo_across_a_batch_end_holds_under_the_ranking_that_lands_after_it() {
     let d = tempfile::tempdir().unwrap();
     let mut app = app_with_model(d.path(), 150, false);
-    let first: Vec<u32> = app.queue[..10].to_vec();
-    for _ in 0..10 {
-        app.handle(Action::Accept);
-    }
+    let first = accept_a_batch(&mut app);
     app.changed_at = None;
     app.handle(Action::Undo);
     app.handle(Action::Undo);
@@ -2089,10 +2093,7 @@ fn a_window_too_small_for_the_row_pane_labels_only_a_row_read() {
 fn a_row_undone_from_an_earlier_batch_comes_first_in_this_one() {
     let d = tempfile::tempdir().unwrap();
     let mut app = app_with_model(d.path(), 150, false);
-    let first: Vec<u32> = app.queue[..10].to_vec();
-    for _ in 0..10 {
-        app.handle(Action::Accept);
-    }
+    let first = accept_a_batch(&mut app);
     retrain(&mut app);
     app.changed_at = None;
     let second: Vec<u32> = app.queue[..10].to_vec();
@@ -2140,13 +2141,7 @@ fn a_label_picked_for_a_row_someone_labelled_meanwhile_is_refused() {
     assert_eq!(bob.overlay, Overlay::None, "a label was picked");
     let m = bob.message.clone().unwrap_or_default();
     assert!(m.contains("just labelled by alice"), "{m} / {:?}", bob.error);
-    let active: Vec<(i64, String)> = {
-        let c = rusqlite::Connection::open(d.path().join("s/session.db")).unwrap();
-        let mut st = c.prepare("SELECT label, annotator FROM annotations WHERE row_id=?1 AND active=1").unwrap();
-        let v = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
-        v
-    };
-    assert_eq!(active, [(0, "alice".to_string())]);
+    assert_eq!(active_labels(d.path(), "s", id), [(0, "alice".to_string())]);
 }
 
 /// Ctrl-C (the Quit action in every key table) quits from inside any

@@ -52,6 +52,15 @@ pub fn small_demo_session_with(sessions: &Path, name: &str, rows: usize, more: &
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// The active labels of a row, oldest first, with their annotators, read
+/// straight from a SQLite session's database (`sessions/NAME/session.db`).
+pub fn active_labels(sessions: &Path, name: &str, row: i64) -> Vec<(i64, String)> {
+    let c = rusqlite::Connection::open(sessions.join(name).join("session.db")).unwrap();
+    let mut st = c.prepare("SELECT label, annotator FROM annotations WHERE row_id=?1 AND active=1 ORDER BY id").unwrap();
+    let v = st.query_map([row], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<rusqlite::Result<Vec<_>>>().unwrap();
+    v
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
