@@ -13,29 +13,41 @@ use crate::store::{self, ImportSpec, LabelColIs, Session, Settings, Source};
 use crate::term::{self, usage, Paint, Stream, Verbosity};
 use crate::worker;
 
-/// The end of `labelrest --help` and of the man page: exit codes and the
-/// environment.
-const AFTER_HELP: &str = "\
-Exit status:
-  0  done
-  1  an error (bad input, a session that cannot be opened, a failed write, ...)
-  2  a command line that cannot be run as given (unknown flag, bad value, an output whose format cannot be told)
+/// Exit codes: `labelrest --help` ends with them, and the man page has
+/// them as its EXIT STATUS section.
+const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "done"),
+    ("1", "an error (bad input, a session that cannot be opened, a failed write, ...)"),
+    ("2", "a command line that cannot be run as given (unknown flag, bad value, an output whose format cannot be told)"),
+];
 
-Environment:
-  LABELREST_SESSIONS  the sessions folder when --sessions is not given
-  LABELREST_STORE     the PostgreSQL store when --store is not given
-  LABELREST_LOG       the log file (default: labelrest.log in the platform cache folder)
-  LABELREST_KEYS      the key file of the workstation (default: keys.toml in the platform config folder)
-  NO_COLOR            set and not empty: no colour anywhere
-  CLICOLOR_FORCE      set and not 0: colour even when the output is not a terminal (NO_COLOR wins)
-  RUST_LOG            the log's level and filter (default info)";
+/// The environment: the end of `labelrest --help`, and the man page's
+/// ENVIRONMENT section.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("LABELREST_SESSIONS", "the sessions folder when --sessions is not given"),
+    ("LABELREST_STORE", "the PostgreSQL store when --store is not given"),
+    ("LABELREST_LOG", "the log file (default: labelrest.log in the platform cache folder)"),
+    ("LABELREST_KEYS", "the key file of the workstation (default: keys.toml in the platform config folder)"),
+    ("NO_COLOR", "set and not empty: no colour anywhere"),
+    ("CLICOLOR_FORCE", "set and not 0: colour even when the output is not a terminal (NO_COLOR wins)"),
+    ("RUST_LOG", "the log's level and filter (default info)"),
+];
+
+/// The end of `labelrest --help`: exit codes and the environment.
+fn after_help() -> String {
+    let table = |rows: &[(&str, &str)]| {
+        let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        rows.iter().map(|(k, v)| format!("  {k:<w$}  {v}")).collect::<Vec<_>>().join("\n")
+    };
+    format!("Exit status:\n{}\n\nEnvironment:\n{}", table(EXIT_STATUS), table(ENVIRONMENT))
+}
 
 #[derive(Parser, Debug)]
 #[command(
     name = "labelrest",
     version,
     about = "Label a few, the model labels the rest: text classification with a person in the loop, in the terminal",
-    after_long_help = AFTER_HELP
+    after_long_help = after_help()
 )]
 pub struct Cli {
     /// Folder of the sessions (default: $LABELREST_SESSIONS, else ./sessions when it exists, else the platform data folder).
@@ -191,7 +203,7 @@ pub struct NewArgs {
     /// The rows to label: CSV, TSV, JSONL or Prodigy's JSONL.
     #[arg(long)]
     pub data: PathBuf,
-    /// Format (default: from the extension; a .jsonl file of Prodigy's annotations is told by its content).
+    /// Format of --data (default: from the extension; a .jsonl file of Prodigy's annotations is told by its content); also of --test where its extension names none.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Column (or JSON field) with the text.
@@ -628,24 +640,23 @@ fn cmd_man(out: Option<&Path>) -> Result<()> {
     cmd.build();
     let Some(dir) = out else {
         let mut buf = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        man_page(&cmd, &mut buf)?;
         let mut o = std::io::stdout().lock();
         o.write_all(&buf)?;
         o.flush()?;
         return Ok(());
     };
     if dir.exists() && !dir.is_dir() {
-        return Err(usage(format!("--out {}: it is a file; man --out takes a folder", dir.display())));
+        return Err(usage(format!("--out {}: it is {}; man --out takes a folder", dir.display(), crate::output::what_is(dir))));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     fn pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<()> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             pages(sub, dir, written)?;
         }
-        let man = clap_mangen::Man::new(cmd.clone());
-        let path = dir.join(man.get_filename());
+        let path = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
         let mut w = crate::output::AtomicWriter::create(&path)?;
-        man.render(&mut w).with_context(|| format!("cannot write {}", path.display()))?;
+        man_page(cmd, &mut w).with_context(|| format!("cannot write {}", path.display()))?;
         w.commit()?;
         written.push(path);
         Ok(())
@@ -656,10 +667,49 @@ fn cmd_man(out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// One man page: clap_mangen's sections, with the exit codes and the
+/// environment as EXIT STATUS and ENVIRONMENT (the top page; every page
+/// names them as the top page does) in place of clap_mangen's EXTRA, a
+/// tagged list each rather than lines run together.
+fn man_page(cmd: &clap::Command, w: &mut dyn Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(w)?;
+    man.render_name_section(w)?;
+    man.render_synopsis_section(w)?;
+    man.render_description_section(w)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(w)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(w)?;
+    }
+    let mut roff = roff::Roff::new();
+    for (title, rows) in [("EXIT STATUS", EXIT_STATUS), ("ENVIRONMENT", ENVIRONMENT)] {
+        roff.control("SH", [title]);
+        for (k, v) in rows {
+            roff.control("TP", []);
+            roff.text([roff::bold(*k)]);
+            roff.text([roff::roman(*v)]);
+        }
+    }
+    roff.to_writer(w)?;
+    if cmd.get_version().is_some() {
+        man.render_version_section(w)?;
+    }
+    Ok(())
+}
+
 fn cmd_new(sessions: &store::Store, a: NewArgs) -> Result<()> {
     check_input_format(&a.data, a.format)?;
     if let Some(t) = &a.test {
-        check_input_format(t, a.format)?;
+        // The held-out file's extension names its format; --format (which
+        // is --data's first) only where it names none.
+        if a.format.is_none() && Format::from_path(t).is_err() {
+            return Err(usage(format!(
+                "{}: cannot tell the held-out file's format from its name; name it .csv, .tsv or .jsonl (or give --format, which then applies to --data too)",
+                t.display()
+            )));
+        }
     }
     let labels = match (&a.labels, &a.labels_file) {
         (Some(l), _) => Some(data::parse_label_list(l).map_err(usage)?),
@@ -813,7 +863,9 @@ fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
         say!("no sessions in {}", sessions.describe());
         return Ok(());
     }
-    let header = format!("{:<20} {:>9} {:>9} {:>10}  {:<24} path", "name", "rows", "labelled", "iterations", "last opened");
+    // The name column as wide as the widest name, in terminal columns.
+    let nw = list.iter().map(|l| term::columns(&l.name)).max().unwrap_or(0).max(20);
+    let header = format!("{} {:>9} {:>9} {:>10}  {:<24} path", term::pad("name", nw), "rows", "labelled", "iterations", "last opened");
     println!("{}", term::paint(Stream::Stdout, Paint::Header, &header));
     for l in list {
         let open = if l.at_work.is_empty() {
@@ -825,8 +877,8 @@ fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
         };
         match &l.summary {
             Ok(s) => println!(
-                "{:<20} {:>9} {:>9} {:>10}  {:<24} {}{open}",
-                s.name,
+                "{} {:>9} {:>9} {:>10}  {:<24} {}{open}",
+                term::pad(&s.name, nw),
                 s.rows,
                 s.labelled,
                 s.iterations,
@@ -834,8 +886,8 @@ fn cmd_sessions(sessions: &store::Store, json: bool) -> Result<()> {
                 s.path.display()
             ),
             Err(why) => println!(
-                "{:<20} {}  {}{open}",
-                l.name,
+                "{} {}  {}{open}",
+                term::pad(&l.name, nw),
                 term::paint(Stream::Stdout, Paint::Bad, &format!("cannot be read: {why}")),
                 l.path.display()
             ),
@@ -1248,19 +1300,12 @@ fn cmd_review(sessions: &store::Store, name: &str, top: usize) -> Result<()> {
     println!("{:>8}  {:<24} {:<24} {:>5} {:>5}  text", "row", "given", "model says", "p", "p(g)");
     for x in standing.iter().take(top) {
         let text = texts.get(&x.0).map(|t| crate::data::display_safe(t)).unwrap_or_default();
-        let cut = |n: &str, w: usize| -> String {
-            if n.chars().count() <= w {
-                n.to_string()
-            } else {
-                n.chars().take(w - 1).collect::<String>() + "…"
-            }
-        };
-        let short = cut(&text, 60);
+        let short = term::cut(&text, 60);
         println!(
-            "{:>8}  {:<24} {:<24} {:>5.2} {:>5.2}  {short}",
+            "{:>8}  {} {} {:>5.2} {:>5.2}  {short}",
             x.0,
-            cut(&names[x.1 as usize], 24),
-            if x.2 == x.1 { "(agrees)".to_string() } else { cut(&names[x.2 as usize], 24) },
+            term::pad(&term::cut(&names[x.1 as usize], 24), 24),
+            term::pad(&if x.2 == x.1 { "(agrees)".to_string() } else { term::cut(&names[x.2 as usize], 24) }, 24),
             x.3,
             x.4
         );
@@ -1325,10 +1370,10 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
     println!("{} labels in session '{}'", total, crate::data::display_safe(name));
     // Columns as wide as their longest entry (names are 1-64 characters).
     let width = |v: &mut dyn Iterator<Item = usize>| v.max().unwrap_or(0).max(16);
-    let wa = width(&mut per.iter().map(|(a, src, _)| who(a, *src).chars().count()));
-    println!("{:<wa$} {:<11} {:>8}", "annotator", "source", "labels");
+    let wa = width(&mut per.iter().map(|(a, src, _)| term::columns(&who(a, *src))));
+    println!("{} {:<11} {:>8}", term::pad("annotator", wa), "source", "labels");
     for (a, src, n) in &per {
-        println!("{:<wa$} {:<11} {:>8}", who(a, *src), src.as_str(), n);
+        println!("{} {:<11} {:>8}", term::pad(&who(a, *src), wa), src.as_str(), n);
     }
     if overlap > 0 || !pairs.is_empty() {
         println!();
@@ -1339,32 +1384,36 @@ fn cmd_stats(sessions: &store::Store, name: &str, json: bool) -> Result<()> {
         );
         if !pairs.is_empty() {
             let safe = |a: &str| crate::data::display_safe(a);
-            let wp = width(&mut pairs.iter().flat_map(|p| [p.a.chars().count(), p.b.chars().count()]));
-            println!("{:<wp$} {:<wp$} {:>6} {:>9} {:>7}", "annotator", "annotator", "rows", "agreement", "kappa");
+            let wp = width(&mut pairs.iter().flat_map(|p| [term::columns(&safe(&p.a)), term::columns(&safe(&p.b))]));
+            let a = term::pad("annotator", wp);
+            println!("{a} {a} {:>6} {:>9} {:>7}", "rows", "agreement", "kappa");
             for p in &pairs {
-                println!("{:<wp$} {:<wp$} {:>6} {:>8.1}% {:>7.3}", safe(&p.a), safe(&p.b), p.rows, p.raw * 100.0, p.kappa);
+                let (a, b) = (term::pad(&safe(&p.a), wp), term::pad(&safe(&p.b), wp));
+                println!("{a} {b} {:>6} {:>8.1}% {:>7.3}", p.rows, p.raw * 100.0, p.kappa);
             }
         }
     }
     println!();
-    let wl = width(&mut names.iter().map(|l| l.chars().count()));
+    let wl = width(&mut names.iter().map(|l| term::columns(l)));
     // Rows that have the label from a person, a seed or an adjudication
     // (the model's labels are export's).
     match &held_out {
         Some((it, n, acc, _)) => {
             println!("held out: the model of iteration {it} ({n} labels), accuracy {acc:.3}");
-            println!("{:<wl$} {:>8} {:>9} {:>7} {:>6} {:>9}", "label", "labelled", "precision", "recall", "F1", "held-out");
+            println!("{} {:>8} {:>9} {:>7} {:>6} {:>9}", term::pad("label", wl), "labelled", "precision", "recall", "F1", "held-out");
             for (c, (l, n)) in names.iter().zip(&per_label).enumerate() {
                 match scores_of(c) {
-                    Some(&(_, p, r, f, support)) => println!("{:<wl$} {:>8} {:>9.3} {:>7.3} {:>6.3} {:>9}", l, n, p, r, f, support),
-                    None => println!("{:<wl$} {:>8} {:>9} {:>7} {:>6} {:>9}", l, n, "-", "-", "-", 0),
+                    Some(&(_, p, r, f, support)) => {
+                        println!("{} {:>8} {:>9.3} {:>7.3} {:>6.3} {:>9}", term::pad(l, wl), n, p, r, f, support)
+                    }
+                    None => println!("{} {:>8} {:>9} {:>7} {:>6} {:>9}", term::pad(l, wl), n, "-", "-", "-", 0),
                 }
             }
         }
         None => {
-            println!("{:<wl$} {:>8}", "label", "labelled");
+            println!("{} {:>8}", term::pad("label", wl), "labelled");
             for (l, n) in names.iter().zip(&per_label) {
-                println!("{:<wl$} {:>8}", l, n);
+                println!("{} {:>8}", term::pad(l, wl), n);
             }
         }
     }

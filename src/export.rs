@@ -434,8 +434,9 @@ pub fn export(session: &Session, out: &Path, opts: &ExportOptions) -> Result<Exp
         ExportFormat::Hf => {
             if out.exists() && !out.is_dir() {
                 bail!(
-                    "cannot write {}: it is a file, and --format hf writes a folder (data.jsonl, dataset_info.json, README.md)",
-                    out.display()
+                    "cannot write {}: it is {}, and --format hf writes a folder (data.jsonl, dataset_info.json, README.md)",
+                    out.display(),
+                    crate::output::what_is(out)
                 );
             }
             // The card is README.md: one that labelrest did not write (a

@@ -52,6 +52,20 @@ pub fn written_through(target: &Path) -> bool {
     through(target).is_some()
 }
 
+/// What the thing at `path` is, in words, for a message that refuses it
+/// ("a file", "a pipe", ...), following links.
+pub fn what_is(path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_dir() => "a folder",
+        Ok(t) if t.is_file() => "a file",
+        Ok(t) if t.is_fifo() => "a pipe",
+        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
+        Ok(t) if t.is_socket() => "a socket",
+        _ => "not a folder",
+    }
+}
+
 /// This process's descriptor that `target` names (`/dev/stdout` is 1,
 /// `/dev/fd/N` and `/proc/self/fd/N` are N), if it names one.
 pub fn own_descriptor(target: &Path) -> Option<i32> {
@@ -273,6 +287,8 @@ mod tests {
         assert!(std::fs::symlink_metadata(&fd).unwrap().file_type().is_symlink(), "the link stays");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "rows");
         assert!(!written_through(&d.path().join("new.csv")) && !written_through(&file));
+        assert_eq!((what_is(&file), what_is(&fifo), what_is(d.path())), ("a file", "a pipe", "a folder"));
+        assert_eq!(what_is(Path::new("/dev/null")), "a device");
         assert_eq!(own_descriptor(&fd), Some(held.as_raw_fd()));
         assert_eq!(own_descriptor(Path::new("/dev/stdout")), Some(1));
         assert_eq!(own_descriptor(&fifo), None);

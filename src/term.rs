@@ -121,6 +121,41 @@ pub fn paint_if(on: bool, p: Paint, s: &str) -> String {
     format!("\x1b[{code}m{s}\x1b[0m")
 }
 
+/// Columns a string takes in a terminal (a CJK character takes two).
+pub fn columns(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` padded with spaces to `width` terminal columns (as `{:<width$}`
+/// does for characters), so tables line up with wide characters too.
+pub fn pad(s: &str, width: usize) -> String {
+    let w = columns(s);
+    if w >= width {
+        s.to_string()
+    } else {
+        format!("{s}{}", " ".repeat(width - w))
+    }
+}
+
+/// `s` cut to at most `width` terminal columns, ending in "…" when cut.
+pub fn cut(s: &str, width: usize) -> String {
+    if columns(s) <= width {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
 /// How much the subcommands say, from `--quiet` and `--verbose`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
@@ -206,6 +241,17 @@ mod tests {
 
     fn s(v: &str) -> Option<&OsStr> {
         Some(OsStr::new(v))
+    }
+
+    #[test]
+    fn pad_counts_terminal_columns() {
+        assert_eq!(pad("ab", 4), "ab  ");
+        assert_eq!(pad("日本", 6), "日本  ", "a CJK character takes two columns");
+        assert_eq!(pad("toolong", 3), "toolong");
+        assert_eq!(columns("日本語"), 6);
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("日本語です", 6), "日本…", "five columns of CJK and the ellipsis");
+        assert_eq!(cut("abc", 3), "abc");
     }
 
     #[test]

@@ -46,7 +46,10 @@ fn man_page_on_stdout_or_one_per_subcommand() {
     let page = stdout(&o);
     assert!(page.contains(".TH labelrest 1"), "{page}");
     assert!(page.contains(".SH NAME") && page.contains(".SH SYNOPSIS") && page.contains(".SH SUBCOMMANDS"), "{page}");
-    assert!(page.contains("Exit status") && page.contains("NO_COLOR"), "exit codes and environment in the page");
+    // Exit codes and the environment in the sections man pages keep them
+    // in, one tagged entry each (not lines run together under "EXTRA").
+    assert!(page.contains(".SH \"EXIT STATUS\"") && page.contains(".SH ENVIRONMENT") && !page.contains(".SH EXTRA"), "{page}");
+    assert!(page.contains(".TP\n\\fBNO_COLOR\\fR\nset and not empty"), "{page}");
     let dir = d.path().join("man");
     let o = labelrest(d.path(), &["man", "--out", dir.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -57,6 +60,7 @@ fn man_page_on_stdout_or_one_per_subcommand() {
         assert!(t.contains(&title), "{f}: no '{title}'");
     }
     assert!(std::fs::read_to_string(dir.join("labelrest-export.1")).unwrap().contains("\\-\\-format"));
+    assert!(std::fs::read_to_string(dir.join("labelrest-export.1")).unwrap().contains(".SH ENVIRONMENT"));
     assert!(stdout(&o).contains("man pages to"), "{}", stdout(&o));
     // groff reads the page without a warning, where it is installed.
     if let Ok(g) = std::process::Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]).arg(dir.join("labelrest-export.1")).output() {

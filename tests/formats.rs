@@ -305,6 +305,11 @@ fn hugging_face_folder() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("taken") && stderr(&o).contains("folder") && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
     assert_eq!(std::fs::read(&f).unwrap(), b"keep me");
+    assert!(stderr(&o).contains("it is a file"), "{}", stderr(&o));
+    // A device says what it is.
+    let o = labelrest(d, &["export", "s", "--out", "/dev/null", "--format", "hf"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/dev/null: it is a device"), "{}", stderr(&o));
     // A folder with a README.md of its own (a repository's): refused,
     // nothing written, the README kept.
     let repo = d.join("repo");

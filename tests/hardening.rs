@@ -335,6 +335,27 @@ fn sessions_lists_damaged_ones_and_reading_never_writes() {
     assert!(out.lines().any(|l| l.starts_with("s ") && l.contains(" 5 ")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("t ") && l.contains("cannot be read")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("u ") && l.contains("newer labelrest")), "{out}");
+    // Names wider than the column, or of wide characters, keep the columns
+    // in line: every row's count of rows ends in the same terminal column.
+    for name in ["a-session-name-much-longer-than-twenty", "日本語の銀行"] {
+        assert!(labelrest(d.path(), &["new", name, "--data", f.to_str().unwrap(), "--labels", "a,b"]).status.success());
+    }
+    let out = stdout(&labelrest(d.path(), &["sessions"]));
+    let ends: Vec<usize> = out
+        .lines()
+        .filter(|l| !l.contains("cannot be read") && !l.contains("newer"))
+        .map(|l| {
+            // The end of the header's "rows", or of a row's first number.
+            let at = if l.starts_with("name") {
+                l.find(" rows").unwrap() + 5
+            } else {
+                let start = l.find(|c: char| c.is_ascii_digit()).unwrap();
+                start + l[start..].find(|c: char| !c.is_ascii_digit()).unwrap()
+            };
+            unicode_width::UnicodeWidthStr::width(&l[..at])
+        })
+        .collect();
+    assert!(ends.len() == 4 && ends.iter().all(|&e| e == ends[0]), "{ends:?}\n{out}");
     // Read-only means read-only.
     let s = Session::open_read_only(d.path(), "s").unwrap();
     let e = s.add_label(1, 0, 0, None).unwrap_err();

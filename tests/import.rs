@@ -183,6 +183,27 @@ fn encodings_and_columns_named() {
     );
 }
 
+/// `--format` is the data's: a held-out file named .csv is read as CSV
+/// beside TSV data given as `--format tsv`; one whose name names no format
+/// is refused with a hint that says where `--format` applies.
+#[test]
+fn the_held_out_file_keeps_its_own_format() {
+    let d = tempfile::tempdir().unwrap();
+    let data = write(d.path(), "a.txt", b"text\tlabel\nhi there\ta\nbye now\tb\n");
+    let test = write(d.path(), "t.csv", b"text,label\n\"hello, you\",a\nfarewell,b\n");
+    let o = labelrest(
+        d.path(),
+        &["new", "s", "--data", data.to_str().unwrap(), "--format", "tsv", "--label-col", "label", "--test", test.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 held-out test rows"), "{}", stdout(&o));
+    refused(
+        &["new", "s", "--data", "DIR/a.csv", "--labels", "a,b", "--test", "DIR/t"],
+        &[("a.csv", b"text\nhi\n"), ("t", b"text,label\nhi,a\n")],
+        &["t: cannot tell the held-out file's format", "name it .csv, .tsv or .jsonl", "applies to --data too"],
+    );
+}
+
 /// A text that comes again with another seed label is told (the model
 /// learns both).
 #[test]

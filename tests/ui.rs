@@ -1422,6 +1422,24 @@ fn the_new_batch_starts_at_the_top_and_a_restart_keeps_the_place() {
     assert!(app.reserved.contains(&(app.selected().unwrap() as u32)));
 }
 
+/// A window made smaller scrolls the queue to keep the cursor in sight;
+/// made larger again, it shows the queue from its first row.
+#[test]
+fn a_window_grown_again_shows_the_queue_from_its_top() {
+    let d = tempfile::tempdir().unwrap();
+    let mut app = app_with_model(d.path(), 30, false);
+    let first = app.queue[0];
+    for _ in 0..6 {
+        app.handle(Action::Down);
+    }
+    let small = screen(&mut app, 80, 14);
+    assert!(app.offset() > 0, "the cursor at row 6 scrolls a small window:\n{small}");
+    let big = screen(&mut app, 80, 24);
+    assert_eq!(app.offset(), 0, "{big}");
+    let t: String = app.texts[first as usize].chars().take(20).collect();
+    assert!(big.contains(&t), "the first row of the queue is in sight again:\n{big}");
+}
+
 /// Pop-ups over double-width text (Korean): no border cell is the hidden
 /// second half of a character drawn just left of it (the terminal would
 /// print the character over the border).

@@ -347,9 +347,11 @@ impl Session {
                 return Err(DataError::new(&spec.data, None, None, "no rows with text").into());
             }
             if let Some(test) = &spec.test {
-                let tf = match spec.format {
-                    Some(f) => f,
-                    None => Format::detect(test)?,
+                // Its own extension first: `--format` is the data's.
+                let tf = match (Format::detect(test), spec.format) {
+                    (Ok(f), _) => f,
+                    (Err(_), Some(f)) => f,
+                    (Err(e), None) => return Err(e.into()),
                 };
                 let tcols = Columns {
                     text: spec.columns.text.clone(),

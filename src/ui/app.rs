@@ -1102,6 +1102,15 @@ impl App {
     }
 
     pub fn set_page(&mut self, rows: usize) {
+        // A window grown (a resize) shows the list from its top again when
+        // the cursor fits there: the queue's first rows come back in sight.
+        if rows > self.page {
+            for v in 0..3 {
+                if self.cursor[v] < rows {
+                    self.offset[v] = 0;
+                }
+            }
+        }
         self.page = rows.max(1);
         self.geometry.page = self.page;
         self.scroll_into_view();

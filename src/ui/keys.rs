@@ -392,6 +392,12 @@ impl KeyMap {
             {
                 continue;
             }
+            if bd.action == Action::Quit {
+                // Fixed keys, on the quit line so that the help still fits
+                // 80x24 without scrolling.
+                v.push((k(&bd.action), "quit (all is saved) · Ctrl-C anywhere · Ctrl-Z suspends".to_string()));
+                continue;
+            }
             v.push((k(&bd.action), bd.help.to_string()));
             if bd.action == Action::Accept {
                 v.push(("1-9".into(), "take the suggestion with that number, if shown".into()));
