@@ -186,6 +186,14 @@ fn background_finetune_schedule_check_and_cancel() {
     assert!(progress.iter().any(|p| p.contains("fine-tune 6/6 ~")), "{progress:?}");
     assert!(text.contains("tuned on 24 labels") && text.contains("next 5 labels"), "{text}");
     assert!(s.meta("encoder").unwrap().is_none(), "not swapped in before it is checked");
+    // Quit while it waits and open again: the same encoder waits for the
+    // same check, not thrown away, and no other fine-tune runs in its place.
+    drop(w);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = Worker::start(&s, tx).unwrap();
+    let (text, progress) = outcome(&rx);
+    assert!(text.contains("tuned on 24 labels") && text.contains("next 5 labels"), "{text}");
+    assert!(progress.is_empty(), "no fine-tune ran again: {progress:?}");
     // Five labels it has not seen: it is judged on them.
     for r in pool.iter().skip(24).take(5) {
         s.add_label(r.id, r.gold.unwrap(), 1, None).unwrap();

@@ -355,15 +355,23 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
     if let Some(c) = stale {
         tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
     }
-    // What fine-tunes that ended without a verdict left behind (a crash, a
-    // quit while a candidate waited): about 90 MB a folder.
+    // A fine-tuned encoder that waited for its check when the session was
+    // closed waits again (it was noted in its folder); what other
+    // fine-tunes that ended without a verdict left behind (a crash, an
+    // older candidate) goes: about 90 MB a folder.
+    let adopted = if team.is_trainer() { tuning::adopt(&session, &prepared) } else { None };
     if team.is_trainer() {
-        if let Err(e) = tuning::sweep(&session) {
+        if let Err(e) = tuning::sweep(&session, adopted.as_ref().map(|c| c.dir.as_path())) {
             tracing::warn!("cannot look for fine-tuned encoders left behind: {e:#}");
         }
     }
-    // The encoder in use learnt from this many labels: the schedule goes on from there.
+    // The encoder in use (or the one waiting) learnt from this many labels:
+    // the schedule goes on from there.
     tuner.last_start = session.tuned_encoder()?.and_then(|(_, n)| n).unwrap_or(0);
+    if let Some(c) = adopted {
+        tuner.last_start = tuner.last_start.max(c.seen.len());
+        tuner.waiting = Some(c);
+    }
     let mut first_pass = true;
     // F was pressed while a big pile was still embedding.
     let mut finetune_when_embedded = false;
@@ -396,8 +404,12 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 drop(s);
                 tuner.cancel();
                 tuner.join();
+                // One waiting for its check stays for the next opening
+                // (noted in its folder; one that could not be noted goes).
                 if let Some(c) = tuner.waiting.take() {
-                    tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+                    if !c.dir.join(tuning::WAITING).exists() {
+                        tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
+                    }
                 }
                 return Ok(());
             }
@@ -481,6 +493,7 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                 tuning::discard(&session.dir, &c.dir, &c.encoder.hash);
                 let _ = events.send(Event::FineTune { running: false, text: "fine-tune cancelled; the current model stays".into() });
             } else {
+                tuning::remember(&session, &prepared, &c);
                 tuner.waiting = Some(c);
             }
         }
@@ -537,7 +550,10 @@ fn run(session: Session, slot: Arc<(Mutex<Slot>, Condvar)>, cancel: Arc<AtomicBo
                     }
                     tuner.waiting = back.map(|mut c| {
                         c.told = true;
-                        c.doubted = true;
+                        if !c.doubted {
+                            c.doubted = true;
+                            tuning::remember(&session, &prepared, &c);
+                        }
                         c
                     });
                 }
@@ -714,6 +730,8 @@ fn check_candidate(
     };
     match v {
         Verdict::Swap { .. } => {
+            // In use from now on: no longer waiting.
+            let _ = std::fs::remove_file(c.dir.join(tuning::WAITING));
             if let Some(old_dir) = session.use_tuned_encoder(&c.dir, &c.seen.iter().map(|s| p.pool_ids[s.0]).collect::<Vec<i64>>())? {
                 // The old fine-tuned encoder, its cache and its head go (the base model's stay).
                 if let Ok(h) = crate::model::model_hash(&old_dir) {

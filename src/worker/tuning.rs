@@ -391,14 +391,96 @@ fn verdict(worse: usize, better: usize, new: f64, old: f64, on: usize) -> Verdic
     }
 }
 
+/// The file in a waiting candidate's folder that lets the session, opened
+/// again, judge it rather than throw it away.
+pub(crate) const WAITING: &str = "waiting.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Waiting {
+    /// The (row id, label) pairs it learnt from.
+    seen: Vec<(i64, u32)>,
+    method: Mode,
+    doubted: bool,
+    /// The base encoder it was tuned from.
+    base: String,
+}
+
+/// Notes in its folder that `c` waits to be judged (and whether it was
+/// doubted), so that quitting meanwhile does not lose it. Best effort: a
+/// candidate that cannot be noted is only lost on quitting, as before.
+pub fn remember(session: &Session, p: &Prepared, c: &Candidate) {
+    let r = (|| -> Result<()> {
+        let base = model::model_hash(&model::assets::model_dir(&session.settings()?.model))?;
+        let w = Waiting { seen: c.seen.iter().map(|&(i, l)| (p.pool_ids[i], l)).collect(), method: c.method, doubted: c.doubted, base };
+        let tmp = c.dir.join(format!("{WAITING}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(&w)?)?;
+        std::fs::rename(&tmp, c.dir.join(WAITING))?;
+        Ok(())
+    })();
+    if let Err(e) = r {
+        tracing::warn!("cannot note the fine-tuned encoder waiting in {}: {e:#}", c.dir.display());
+    }
+}
+
+/// The candidate that a closed session left waiting for its check, the
+/// one that learnt from the most labels, if it is whole and still fits:
+/// tuned from this base encoder, on more labels than the encoder in use,
+/// its embeddings of every row in its cache. `sweep` removes the others.
+pub fn adopt(session: &Session, p: &Prepared) -> Option<Candidate> {
+    if p.pending > 0 {
+        return None;
+    }
+    let settings = session.settings().ok()?;
+    let base = model::model_hash(&model::assets::model_dir(&settings.model)).ok()?;
+    let (in_use, in_use_labels) = match session.tuned_encoder().ok()? {
+        Some((d, n)) => (Some(d), n.unwrap_or(0)),
+        None => (None, 0),
+    };
+    let rows = session.rows().ok()?.len();
+    let mut found: Vec<(PathBuf, Waiting)> = std::fs::read_dir(&session.dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|d| d.is_dir() && Some(d) != in_use.as_ref())
+        .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("encoder-")))
+        .filter_map(|d| {
+            let w: Waiting = serde_json::from_slice(&std::fs::read(d.join(WAITING)).ok()?).ok()?;
+            (w.base == base && w.seen.len() > in_use_labels).then_some((d, w))
+        })
+        .collect();
+    found.sort_by_key(|(_, w)| std::cmp::Reverse(w.seen.len()));
+    let (dir, w) = found.into_iter().next()?;
+    let r = (|| -> Result<Candidate> {
+        let (device, _) = model::choose_device(settings.device)?;
+        let encoder = Encoder::load(&dir, &device)?;
+        if encoder.dim != p.engine.dim {
+            bail!("{} dimensions, not {}", encoder.dim, p.engine.dim);
+        }
+        let emb = Cache::open(&session.dir, &encoder.hash, rows, encoder.dim, true)?.load()?;
+        // Rows gone since (none are, today) are left out of what it saw.
+        let seen: Vec<(usize, u32)> = w.seen.iter().filter_map(|(id, l)| p.id_to_pool.get(id).map(|&i| (i, *l))).collect();
+        Ok(Candidate { dir: dir.clone(), encoder, emb, seen, method: w.method, told: false, built: None, doubted: w.doubted })
+    })();
+    match r {
+        Ok(c) => {
+            tracing::info!("{} waits for its check since the session was closed: judged as before", dir.display());
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!("the fine-tuned encoder left waiting in {} cannot be used ({e:#}): removed", dir.display());
+            None
+        }
+    }
+}
+
 /// Removes what fine-tunes that ended without a verdict left in the session
-/// folder (a crash, a kill, a quit while a candidate waited for labels to
-/// be judged on): `encoder-*` folders other than the one in use, with their
+/// folder (a crash, a kill, an older candidate left waiting): `encoder-*`
+/// folders other than the one in use and the one `waiting` (`adopt`'s), with their
 /// embedding caches and heads, and `.encoder-*.part-PID` folders of
 /// processes that are gone. Only the trainer calls it, when its run
 /// starts and no fine-tune of its own is under way; followers use only the
 /// folder in use. Returns the folders removed.
-pub fn sweep(session: &Session) -> Result<Vec<std::path::PathBuf>> {
+pub fn sweep(session: &Session, waiting: Option<&std::path::Path>) -> Result<Vec<std::path::PathBuf>> {
     let in_use = session.tuned_encoder()?.map(|(d, _)| d);
     // The caches and heads of the encoders in use are never touched (a
     // folder left behind with the same weights shares their hash).
@@ -416,7 +498,7 @@ pub fn sweep(session: &Session) -> Result<Vec<std::path::PathBuf>> {
     for entry in std::fs::read_dir(&session.dir)?.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
-        if !path.is_dir() || Some(&path) == in_use.as_ref() {
+        if !path.is_dir() || Some(&path) == in_use.as_ref() || Some(path.as_path()) == waiting {
             continue;
         }
         if name.starts_with("encoder-") {
