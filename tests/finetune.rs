@@ -250,3 +250,31 @@ fn background_finetune_schedule_check_and_cancel() {
 fn labelrest_stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
+
+/// The candle fine-tune (the GPU's) trains only the top layers: the gradient
+/// stops at the frozen layers' output, so none reaches them or the embeddings.
+#[test]
+fn frozen_layers_get_no_gradient() {
+    let enc = Encoder::load(&model(), &Device::Cpu).unwrap();
+    let (mut b, vars) = bert::load_trainable(&model(), &Device::Cpu).unwrap();
+    b.frozen_below = 3;
+    let (ids, mask) = batch(&enc, &TEXTS);
+    let e = b.embed(&ids, &mask, true).unwrap();
+    let loss = (e.get(0).unwrap() * e.get(1).unwrap()).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let all = vars.data().lock().unwrap().clone();
+    let mut learning = 0;
+    for (name, v) in &all {
+        let learns = (3..6).any(|l| name.contains(&format!("encoder.layer.{l}.")));
+        match grads.get(v.as_tensor()) {
+            Some(g) => {
+                assert!(learns, "a gradient reaches frozen {name}");
+                let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+                assert!(norm > 0.0, "zero gradient for {name}");
+                learning += 1;
+            }
+            None => assert!(!learns, "no gradient reaches {name}"),
+        }
+    }
+    assert_eq!(learning, 3 * 16, "variables that learn");
+}

@@ -94,6 +94,11 @@ pub struct Bert {
     pub cfg: BertConfig,
     /// How token states become the sentence vector (the folder's, see `family::pooling`).
     pub pooling: Pooling,
+    /// While training, the layers below this one (and the embeddings) run as
+    /// frozen features: no dropout, and the gradient stops at their output, so
+    /// the backward pass covers only the layers that learn (as on the CPU,
+    /// where their states are cached). 0: every layer learns.
+    pub frozen_below: usize,
 }
 
 impl Bert {
@@ -120,7 +125,7 @@ impl Bert {
                 out_norm: Norm::load(l.pp("output.LayerNorm"), h, cfg.layer_norm_eps)?,
             });
         }
-        Ok(Bert { word, position, token_type, emb_norm, layers, cfg: cfg.clone(), pooling: Pooling::Mean })
+        Ok(Bert { word, position, token_type, emb_norm, layers, cfg: cfg.clone(), pooling: Pooling::Mean, frozen_below: 0 })
     }
 
     /// Hidden states (b, len, hidden) for token ids and a 0/1 mask (b, len).
@@ -131,14 +136,20 @@ impl Bert {
         let types = ids.zeros_like()?;
         let x = (self.word.forward(ids)? + self.position.forward(&pos)?)?;
         let x = (x + self.token_type.forward(&types)?)?;
-        let mut x = dropout(&self.emb_norm.forward(&x, train)?, self.cfg.hidden_dropout_prob, train)?;
+        let frozen = self.frozen_below.min(self.layers.len());
+        let emb_train = train && frozen == 0;
+        let mut x = dropout(&self.emb_norm.forward(&x, emb_train)?, self.cfg.hidden_dropout_prob, emb_train)?;
         // Additive attention mask: 0 where attended, a large negative number on padding.
         let m = mask.to_dtype(DType::F32)?.unsqueeze(1)?.unsqueeze(1)?; // (b,1,1,len)
         let neg = ((m.ones_like()? - &m)? * -1e9f64)?;
         let heads = self.cfg.num_attention_heads;
         let hd = self.cfg.hidden_size / heads;
         let scale = 1.0 / (hd as f64).sqrt();
-        for l in &self.layers {
+        for (li, l) in self.layers.iter().enumerate() {
+            let train = train && li >= frozen;
+            if train && li == frozen && li > 0 {
+                x = x.detach();
+            }
             let split = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((b, len, heads, hd))?.transpose(1, 2)?.contiguous()?) };
             let q = split(l.query.forward(&x)?)?;
             let k = split(l.key.forward(&x)?)?;

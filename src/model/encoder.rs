@@ -218,7 +218,12 @@ impl Encoder {
         let tokenizer = load_tokenizer(dir, Some(max_len))?;
         let hash = model_hash(dir)?;
         // Tokens per forward pass (padding included with candle); LABELREST_BATCH_TOKENS overrides.
-        let default_tokens = if matches!(model, Backend::Cpu(_)) { 4096 } else { 1024 };
+        // A GPU wants wide batches (at most 256 texts each, below); candle on the CPU small ones.
+        let default_tokens = match (&model, device) {
+            (Backend::Cpu(_), _) => 4096,
+            (_, Device::Cpu) => 1024,
+            _ => 16384,
+        };
         let batch_tokens = std::env::var("LABELREST_BATCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_tokens);
         Ok(Encoder {
             model,

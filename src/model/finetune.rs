@@ -111,11 +111,13 @@ pub fn finetune(
         bail!("mode 'head' does not fine-tune the encoder");
     }
     let ids = tokenizer.tokenize(texts)?;
-    let (model, vars) = bert::load_trainable(base, device)?;
+    let (mut model, vars) = bert::load_trainable(base, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    // Only the top `train_layers` layers learn, as on the CPU.
+    // Only the top `train_layers` layers learn, as on the CPU: the ones below
+    // run as frozen features, and the backward pass stops above them.
     let layers = model.cfg.num_hidden_layers;
     let first = layers - cfg.train_layers.clamp(1, layers);
+    model.frozen_below = first;
     let trained: Vec<Var> = {
         let data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<(String, Var)> = data
