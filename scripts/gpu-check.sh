@@ -7,7 +7,9 @@
 #                                # with the working tree: together under the 64 MiB a run carries)
 #   scripts/gpu-check.sh run     # on the machine with the NVIDIA GPU, from the repo root with
 #                                # gpu-carry/ beside it: CPU/CUDA agreement, embedding throughput,
-#                                # one fine-tune step and a whole iteration; figures to $OUT or ./gpu-out
+#                                # one fine-tune step and a whole iteration, simulate on TREC coarse
+#                                # with the defaults, sentence-transformers on the same GPU; figures
+#                                # to $OUT or ./gpu-out (gpu-check.txt, simulate-curves.csv, simulate-table.md)
 #
 # The CUDA build is optional: the normal build, the tests and CI never need it.
 set -euo pipefail
@@ -45,27 +47,101 @@ build() {
   rm -rf gpu-carry && mkdir -p gpu-carry
   strip -o gpu-carry/labelrest target/cuda/release/labelrest
   xz -9e -T2 gpu-carry/labelrest
+  # TREC coarse for the check's simulate, where ../shared has it.
+  if [ -f ../shared/data/trec_coarse/train.csv ]; then
+    mkdir -p gpu-carry/trec_coarse && cp ../shared/data/trec_coarse/{train,test}.csv gpu-carry/trec_coarse/
+  fi
   du -sh gpu-carry
   echo "now run, on the GPU machine: scripts/gpu-check.sh run   (carry gpu-carry)"
 }
 
-run() {
-  local out=${OUT:-gpu-out}
-  mkdir -p "$out"
-  export LD_LIBRARY_PATH=$(python3 -c 'import os, nvidia.cu13 as m; print(os.path.join(list(m.__path__)[0], "lib"))'):${LD_LIBRARY_PATH:-}
+# The CUDA binary unpacked to /tmp/labelrest, and the libraries it needs on the path.
+prepare() {
+  # CUDA 13's runtime, cuBLAS, cuRAND and NVRTC from the machine's own PyTorch wheels (nvidia.*).
+  local libs
+  libs=$(python3 -c 'import glob, os, nvidia; print(":".join(sorted({os.path.dirname(f) for p in nvidia.__path__ for f in glob.glob(os.path.join(p, "**", "lib*.so*"), recursive=True)})))')
+  export LD_LIBRARY_PATH=$libs:${LD_LIBRARY_PATH:-}
+  # The driver's libcuda.so.1, where the image keeps it.
+  [ -d /usr/local/nvidia/lib64 ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/usr/local/nvidia/lib64
   python3 -c 'import lzma, shutil; shutil.copyfileobj(lzma.open("gpu-carry/labelrest.xz"), open("/tmp/labelrest", "wb"))'
   chmod +x /tmp/labelrest
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-  # Agreement, throughput, one fine-tune step, a whole iteration (150 labels, 10k rows re-embedded).
-  /tmp/labelrest bench gpu --data assets/demo/train.csv --device cuda --rows 10000 --labels 150 \
-    --model assets/models/all-MiniLM-L6-v2 2>&1 | tee "$out/bench-gpu.txt"
-  # The same on the GPU machine's CPU, for comparison.
-  /tmp/labelrest bench embed --data assets/demo/train.csv --limit 2000 --model assets/models/all-MiniLM-L6-v2 \
-    2>&1 | tee "$out/bench-cpu.txt"
+}
+
+run() {
+  local out=${OUT:-gpu-out} bin=/tmp/labelrest model=assets/models/all-MiniLM-L6-v2 demo=assets/demo/train.csv
+  mkdir -p "$out"
+  local log=$out/gpu-check.txt
+  : > "$log"
+  prepare
+  # Each part on its own clock, so that one that hangs or fails leaves the others' figures.
+  part() {
+    local name=$1 secs=$2; shift 2
+    echo "== $name ($(date -u +%T))" | tee -a "$log"
+    local t0=$SECONDS rc=0 from
+    from=$(($(wc -l < "$log") + 1))
+    timeout "$secs" "$@" >> "$log" 2>&1 || rc=$?
+    tail -n +"$from" "$log" | tail -n 15
+    echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$log"
+  }
+  part gpu 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  part libraries 20 bash -c "ldd $bin | grep -E 'not found|cuda|cublas|curand|nvrtc'"
+  # 1. Agreement with the CPU, embedding throughput, one fine-tune step and a whole
+  #    iteration (fine-tune on 150 labels, re-embed 10,000 rows): the defaults.
+  part bench-gpu 120 "$bin" bench gpu --data "$demo" --device cuda --rows 10000 --labels 150 --model "$model"
+  # 2. simulate on TREC coarse with the defaults (device auto: CUDA), 3 seeds.
+  if [ -f gpu-carry/trec_coarse/train.csv ]; then
+    part simulate 240 "$bin" simulate --train gpu-carry/trec_coarse/train.csv --test gpu-carry/trec_coarse/test.csv \
+      --name trec_coarse --model "$model" --out /tmp/sim
+    cp /tmp/sim/curves.csv "$out/simulate-curves.csv" 2>/dev/null || true
+    cp /tmp/sim/table.md "$out/simulate-table.md" 2>/dev/null || true
+  fi
+  # 3. PyTorch (sentence-transformers) on the same GPU, the same texts: embedding at
+  #    batch 32 and 256, a step training the top 3 layers and one training all 6.
+  part pytorch 100 env DEVICE=cuda PYTHONUNBUFFERED=1 python3 scripts/pytorch_bench.py all "$model" "$demo" 10000 "$(nproc)"
+  # 4. candle's embedding at the old, narrow batch (1,024 tokens), for the choice of 16,384.
+  part bench-gpu-narrow 60 env LABELREST_BATCH_TOKENS=1024 "$bin" bench gpu --data "$demo" --device cuda --rows 10000 --labels 150 --model "$model"
+  # The same build's CPU side on that machine's cores, for scale.
+  part bench-cpu 40 "$bin" bench embed --data "$demo" --limit 2000 --model "$model"
+  grep -E '^== .*exit|agreement|sentences/s|step|iteration|seed [0-9]|labels, accuracy' "$log"
+}
+
+# simulate with the defaults on the GPU for each dataset in gpu-carry/ named
+# by $SETS (default: every one there), then once more per set for each extra
+# flag set in $VARIANTS ("NAME:FLAGS;NAME:FLAGS", e.g. "trec_coarse:--ft-layers 6").
+sims() {
+  prepare
+  local out=${OUT:-gpu-out} bin=/tmp/labelrest model=assets/models/all-MiniLM-L6-v2
+  mkdir -p "$out"
+  local log=$out/gpu-simulate.txt tables=$out/gpu-simulate-tables.md
+  : > "$log"; : > "$tables"
+  one() {
+    local set=$1 tag=$2; shift 2
+    echo "== $set $tag $* ($(date -u +%T))" | tee -a "$log"
+    local t0=$SECONDS rc=0
+    timeout "${PART_SECS:-200}" "$bin" simulate --train "gpu-carry/$set/train.csv" --test "gpu-carry/$set/test.csv" \
+      --name "$set" --model "$model" --out "/tmp/sim-$set-$tag" "$@" >> "$log" 2>&1 || rc=$?
+    { echo "### $set $tag $*"; cat "/tmp/sim-$set-$tag/table.md" 2>/dev/null || true; echo; } >> "$tables"
+    cp "/tmp/sim-$set-$tag/curves.csv" "$out/curves-$set-$tag.csv" 2>/dev/null || true
+    echo "== $set $tag: exit $rc after $((SECONDS - t0)) s" | tee -a "$log"
+    grep -E "labels, accuracy" "$log" | tail -n 3 || true
+  }
+  local v set flags
+  IFS=';' read -ra vs <<< "${VARIANTS:-}"
+  for v in "${vs[@]}"; do
+    [ -n "$v" ] || continue
+    set=${v%%:*}; flags=${v#*:}
+    # shellcheck disable=SC2086
+    one "$set" variant $flags
+  done
+  for set in ${SETS:-$(ls gpu-carry)}; do
+    [ -f "gpu-carry/$set/train.csv" ] && one "$set" defaults
+  done
+  cat "$tables"
 }
 
 case "$what" in
   build) build ;;
   run) run ;;
-  *) echo "usage: scripts/gpu-check.sh build|run" >&2; exit 2 ;;
+  simulate) sims ;;
+  *) echo "usage: scripts/gpu-check.sh build|run|simulate" >&2; exit 2 ;;
 esac
