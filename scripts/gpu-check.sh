@@ -10,6 +10,12 @@
 #                                # one fine-tune step and a whole iteration, simulate on TREC coarse
 #                                # with the defaults, sentence-transformers on the same GPU; figures
 #                                # to $OUT or ./gpu-out (gpu-check.txt, simulate-curves.csv, simulate-table.md)
+#   scripts/gpu-check.sh simulate  # on the GPU machine: simulate with the defaults on the data sets in
+#                                # gpu-carry/ ($SETS, default all), and once per "SET:FLAGS" in $VARIANTS
+#                                # (';'-separated); each on its own clock ($PART_SECS, default 200)
+#
+# The tracked tree and gpu-carry/ must stay under the 64 MiB a device run carries:
+# move docs/results/ aside for the run if they do not.
 #
 # The CUDA build is optional: the normal build, the tests and CI never need it.
 set -euo pipefail
@@ -47,10 +53,15 @@ build() {
   rm -rf gpu-carry && mkdir -p gpu-carry
   strip -o gpu-carry/labelrest target/cuda/release/labelrest
   xz -9e -T2 gpu-carry/labelrest
-  # TREC coarse for the check's simulate, where ../shared has it.
-  if [ -f ../shared/data/trec_coarse/train.csv ]; then
-    mkdir -p gpu-carry/trec_coarse && cp ../shared/data/trec_coarse/{train,test}.csv gpu-carry/trec_coarse/
-  fi
+  # The data sets for the check's simulate (TREC coarse) and for 'simulate', where ../shared
+  # has them (all but sst2: about 3 MB together).
+  local d
+  for d in ../shared/data/*/; do
+    d=$(basename "$d")
+    if [ "$d" != sst2 ] && [ -f "../shared/data/$d/train.csv" ] && [ -f "../shared/data/$d/test.csv" ]; then
+      mkdir -p "gpu-carry/$d" && cp "../shared/data/$d/"{train,test}.csv "gpu-carry/$d/"
+    fi
+  done
   du -sh gpu-carry
   echo "now run, on the GPU machine: scripts/gpu-check.sh run   (carry gpu-carry)"
 }
