@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces docs/RESULTS.md: simulations on ../shared/data (not shipped).
-# Usage: scripts/results.sh [DATA_DIR]     (about 2 hours on 2 cores)
-#        (part 1 alone about 60 minutes)
+# Usage: scripts/results.sh [DATA_DIR]     (about 2.5 hours on 2 cores)
+#        (part 1 alone about 90 minutes, sst2 30 of them)
 #        PARTS="1 2" scripts/results.sh    (only some parts)
 #        DATASETS="trec_coarse" scripts/results.sh    (only some datasets)
 # Run it on a quiet machine: with the default mode the simulated person
@@ -16,7 +16,7 @@ cargo build --release -q
 BIN=target/results-bin/labelrest
 mkdir -p "$(dirname "$BIN")" && cp target/release/labelrest "$BIN"
 OUT=docs/results
-DATASETS=${DATASETS:-trec_coarse financial_phrasebank_allagree sms_spam trec_fine banking77 anote_banking}
+DATASETS=${DATASETS:-trec_coarse financial_phrasebank_allagree sms_spam trec_fine banking77 anote_banking sst2}
 # The commit measured (taken now: commits made during the run do not count).
 HEAD_AT_START=$(git rev-parse --short HEAD)
 echo "parts $PARTS: commit $HEAD_AT_START$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')" >> "$OUT/COMMIT"
