@@ -361,6 +361,9 @@ pub struct SimulateArgs {
     /// Head training: L2 pull towards the zero-shot head.
     #[arg(long, default_value_t = labelrest_default_head().anchor)]
     pub head_anchor: f64,
+    /// Head training: the pull towards the zero-shot head fades as a class gets labels, as 1 / (1 + its labels)^F (0: no fading).
+    #[arg(long, default_value_t = labelrest_default_head().anchor_fade)]
+    pub head_anchor_fade: f64,
     /// Head training: start from the zero-shot head (prior) or from zero (the default, as in the workstation).
     #[arg(long, default_value = "zero", value_parser = ["prior", "zero"])]
     pub head_init: String,
@@ -1217,6 +1220,7 @@ fn sim_options(a: SimulateArgs) -> Result<crate::simulate::SimOptions> {
             lr: a.head_lr,
             weight_decay: a.head_wd,
             anchor: a.head_anchor,
+            anchor_fade: a.head_anchor_fade,
             prior_init: a.head_init == "prior",
             ..Default::default()
         },

@@ -471,7 +471,10 @@ impl Engine {
                 }
             }
         }
-        head = Head::train(&init, &x, &y, &w, &self.cfg.head)?;
+        // The head's pull towards the zero-shot head (when set) fades with each class's labels.
+        let mut hcfg = self.cfg.head.clone();
+        hcfg.class_labels = counts.clone();
+        head = Head::train(&init, &x, &y, &w, &hcfg)?;
         if self_train && self.cfg.self_training.enabled(self.k, self.pool_len(), self.cfg.tunes) {
             let probs = head.predict(&self.x_pool)?;
             let s = Scores::from_probs(probs, self.k);
@@ -494,7 +497,7 @@ impl Engine {
                     pseudo_labels += 1;
                 }
             }
-            let mut cfg = self.cfg.head.clone();
+            let mut cfg = hcfg.clone();
             cfg.epochs = (cfg.epochs / 2).max(1);
             head = Head::train(&head, &x, &y, &w, &cfg)?;
         }

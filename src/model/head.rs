@@ -28,13 +28,43 @@ pub struct HeadConfig {
     pub class_weights: bool,
     /// L2 pull of the weights back towards the starting (zero-shot) head.
     pub anchor: f64,
+    /// How the pull fades as a class gets labels: class j's is
+    /// `anchor / (1 + class_labels[j])^anchor_fade` (0: the same for every
+    /// class, whatever its labels).
+    pub anchor_fade: f64,
+    /// The person's labels per class, for `anchor_fade` (the engine sets
+    /// them for each fit; missing classes count 0).
+    pub class_labels: Vec<usize>,
     /// Start from the zero-shot head (true) or from zero weights.
     pub prior_init: bool,
 }
 
+impl HeadConfig {
+    /// Each class's L2 pull towards the starting head (`anchor`, faded by
+    /// the class's labels with `anchor_fade`).
+    fn pulls(&self, k: usize) -> Vec<f32> {
+        (0..k)
+            .map(|j| {
+                let labels = self.class_labels.get(j).copied().unwrap_or(0) as f64;
+                (self.anchor / (1.0 + labels).powf(self.anchor_fade)) as f32
+            })
+            .collect()
+    }
+}
+
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { epochs: 100, lr: 0.1, weight_decay: 1.0, temperature: 0.05, class_weights: false, anchor: 0.0, prior_init: false }
+        HeadConfig {
+            epochs: 100,
+            lr: 0.1,
+            weight_decay: 1.0,
+            temperature: 0.05,
+            class_weights: false,
+            anchor: 0.0,
+            anchor_fade: 0.0,
+            class_labels: Vec::new(),
+            prior_init: false,
+        }
     }
 }
 
@@ -80,6 +110,7 @@ impl Head {
             return Ok(init.clone());
         }
         let weights = normalised_weights(init, x, y, row_weight, cfg)?;
+        let pulls = cfg.pulls(k);
         let mut w = if cfg.prior_init { init.w.clone() } else { vec![0f32; dim * k] };
         let mut b = if cfg.prior_init { init.b.clone() } else { vec![0f32; k] };
         let (mut mw, mut vw) = (vec![0f32; dim * k], vec![0f32; dim * k]);
@@ -125,9 +156,9 @@ impl Head {
                 }
             }
             if cfg.anchor > 0.0 {
-                let a = 2.0 * cfg.anchor as f32;
-                for ((g, wv), w0) in gw.iter_mut().zip(&w).zip(&init.w) {
-                    *g += a * (wv - w0);
+                // Row-major (dim x k): the element at i * k + j is class j's.
+                for (idx, ((g, wv), w0)) in gw.iter_mut().zip(&w).zip(&init.w).enumerate() {
+                    *g += 2.0 * pulls[idx % k] * (wv - w0);
                 }
             }
             // AdamW, as candle-nn: decay, moments, bias correction, step.
@@ -181,7 +212,8 @@ impl Head {
             let nll = logp.gather(&yt, 1)?.squeeze(1)?.neg()?;
             let mut loss = (nll * &wt)?.sum_all()?;
             if cfg.anchor > 0.0 {
-                let pull = (w.as_tensor() - &w0)?.sqr()?.sum_all()?.affine(cfg.anchor, 0.0)?;
+                let pulls = Tensor::from_vec(cfg.pulls(k), (1, k), &dev)?;
+                let pull = (w.as_tensor() - &w0)?.sqr()?.broadcast_mul(&pulls)?.sum_all()?;
                 loss = (loss + pull)?;
             }
             if epoch + 1 == cfg.epochs || epoch == 0 {
@@ -340,6 +372,37 @@ pub fn apply_temperature(probs: &mut [f32], k: usize, t: f32) {
 mod tests {
     use super::*;
 
+    /// The pull towards the starting head, faded per class: a class with
+    /// no labels keeps its starting column, one with many learns freely.
+    #[test]
+    fn the_anchor_fades_with_each_class_labels() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (n, dim, k) = (60, 8, 3);
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        // Classes 0 and 1 have all the rows; class 2 none.
+        let y: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let rw = vec![1.0; n];
+        let init = Head { dim, k, w: (0..dim * k).map(|_| rng.gen_range(-2.0..2.0)).collect(), b: vec![0.0; k], temperature: 1.0 };
+        let moved = |h: &Head, j: usize| -> f32 { (0..dim).map(|i| (h.w[i * k + j] - init.w[i * k + j]).powi(2)).sum::<f32>().sqrt() };
+        let base = HeadConfig { prior_init: true, weight_decay: 0.0, epochs: 200, ..Default::default() };
+        let free = Head::train(&init, &x, &y, &rw, &base).unwrap();
+        let faded = Head::train(
+            &init,
+            &x,
+            &y,
+            &rw,
+            &HeadConfig { anchor: 1.0, anchor_fade: 2.0, class_labels: vec![30, 0, 0], ..base.clone() },
+        )
+        .unwrap();
+        // Class 1 (no labels counted) is held near its start; class 0 (30) moves as freely as without the pull.
+        assert!(moved(&faded, 1) < 0.5 * moved(&free, 1), "{} against {}", moved(&faded, 1), moved(&free, 1));
+        assert!(moved(&faded, 0) > 0.8 * moved(&free, 0), "{} against {}", moved(&faded, 0), moved(&free, 0));
+        // Without fading every class is held alike.
+        let flat = Head::train(&init, &x, &y, &rw, &HeadConfig { anchor: 1.0, class_labels: vec![30, 0, 0], ..base }).unwrap();
+        assert!(moved(&flat, 0) < 0.5 * moved(&free, 0));
+    }
+
     #[test]
     fn matmul_matches_naive() {
         let a: Vec<f32> = (0..6).map(|v| v as f32).collect(); // 2x3
@@ -379,6 +442,7 @@ mod tests {
                 lr: 0.05,
                 ..Default::default()
             },
+            HeadConfig { epochs: 30, anchor: 0.5, anchor_fade: 2.0, class_labels: vec![0, 3, 9, 1], ..Default::default() },
         ] {
             let fast = Head::train(&init, &x, &y, &rw, &cfg).unwrap();
             let slow = Head::train_candle(&init, &x, &y, &rw, &cfg).unwrap();
