@@ -819,7 +819,10 @@ fn bench_gpu(
     );
     let _ = std::fs::remove_dir_all(tmp.parent().unwrap_or(&tmp));
     if min_cos < 0.999 || max_abs > 1e-3 || agree < 0.99 {
-        anyhow::bail!("CPU and {device} disagree: min cosine {min_cos}, largest difference {max_abs:.2e}, predictions equal on {:.1}%", agree * 100.0);
+        anyhow::bail!(
+            "CPU and {device} disagree: min cosine {min_cos}, largest difference {max_abs:.2e}, predictions equal on {:.1}%",
+            agree * 100.0
+        );
     }
     Ok(())
 }

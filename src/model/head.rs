@@ -387,14 +387,9 @@ mod tests {
         let moved = |h: &Head, j: usize| -> f32 { (0..dim).map(|i| (h.w[i * k + j] - init.w[i * k + j]).powi(2)).sum::<f32>().sqrt() };
         let base = HeadConfig { prior_init: true, weight_decay: 0.0, epochs: 200, ..Default::default() };
         let free = Head::train(&init, &x, &y, &rw, &base).unwrap();
-        let faded = Head::train(
-            &init,
-            &x,
-            &y,
-            &rw,
-            &HeadConfig { anchor: 1.0, anchor_fade: 2.0, class_labels: vec![30, 0, 0], ..base.clone() },
-        )
-        .unwrap();
+        let faded =
+            Head::train(&init, &x, &y, &rw, &HeadConfig { anchor: 1.0, anchor_fade: 2.0, class_labels: vec![30, 0, 0], ..base.clone() })
+                .unwrap();
         // Class 1 (no labels counted) is held near its start; class 0 (30) moves as freely as without the pull.
         assert!(moved(&faded, 1) < 0.5 * moved(&free, 1), "{} against {}", moved(&faded, 1), moved(&free, 1));
         assert!(moved(&faded, 0) > 0.8 * moved(&free, 0), "{} against {}", moved(&faded, 0), moved(&free, 0));
