@@ -108,6 +108,7 @@ run() {
   fi
   # 3. PyTorch (sentence-transformers) on the same GPU, the same texts: embedding at
   #    batch 32 and 256, a step training the top 3 layers and one training all 6.
+  part versions 30 python3 -c 'import torch, sentence_transformers as s; print("torch", torch.__version__, "sentence-transformers", s.__version__)'
   part pytorch 100 env DEVICE=cuda PYTHONUNBUFFERED=1 python3 scripts/pytorch_bench.py all "$model" "$demo" 10000 "$(nproc)"
   # 4. candle's embedding at the old, narrow batch (1,024 tokens), for the choice of 16,384.
   part bench-gpu-narrow 60 env LABELREST_BATCH_TOKENS=1024 "$bin" bench gpu --data "$demo" --device cuda --rows 10000 --labels 150 --model "$model"
