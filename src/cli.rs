@@ -359,10 +359,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = labelrest_default_head().weight_decay)]
     pub head_wd: f64,
     /// Head training: L2 pull towards the zero-shot head.
-    #[arg(long, default_value_t = labelrest_default_head().anchor)]
+    #[arg(long, default_value_t = labelrest_default_head().anchor, value_parser = crate::settings::parse_non_negative)]
     pub head_anchor: f64,
     /// Head training: the pull towards the zero-shot head fades as a class gets labels, as 1 / (1 + its labels)^F (0: no fading).
-    #[arg(long, default_value_t = labelrest_default_head().anchor_fade)]
+    #[arg(long, default_value_t = labelrest_default_head().anchor_fade, value_parser = crate::settings::parse_non_negative)]
     pub head_anchor_fade: f64,
     /// Head training: start from the zero-shot head (prior) or from zero (the default, as in the workstation).
     #[arg(long, default_value = "zero", value_parser = ["prior", "zero"])]

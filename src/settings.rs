@@ -85,6 +85,15 @@ pub fn parse_positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A strength or an exponent that may be 0: a finite number, not negative.
+pub fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v}: give a number of at least 0")),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

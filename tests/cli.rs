@@ -139,6 +139,9 @@ fn exit_codes_ok_error_usage() {
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--pace", "0"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--seeds", "0"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--max-labels", "0"],
+        // A NaN or negative pull would end in "the head has non-finite weights" mid-run.
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--head-anchor-fade", "nan"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--head-anchor=-1"],
         vec!["bench", "team", "--labels", "0"],
         vec!["bench", "team", "--annotators", "1,0"],
     ] {
