@@ -352,6 +352,9 @@ pub struct SimulateArgs {
     /// Head training: full-batch epochs.
     #[arg(long, default_value_t = labelrest_default_head().epochs)]
     pub head_epochs: usize,
+    /// The zero-shot head's prior log-odds against the head trained on the labels: the model mixes the two by the zero-shot head's posterior weight, from these odds and the labels' cross-validated evidence (0: the trained head alone).
+    #[arg(long, default_value_t = crate::learn::EngineConfig::default().zero_shot_odds, value_parser = crate::settings::parse_non_negative_f32)]
+    pub zero_shot_odds: f32,
     /// Head training: AdamW learning rate.
     #[arg(long, default_value_t = labelrest_default_head().lr)]
     pub head_lr: f64,
@@ -1213,6 +1216,7 @@ fn sim_options(a: SimulateArgs) -> Result<crate::simulate::SimOptions> {
         self_training: a.self_training,
         prior_weight: a.prior_weight,
         prior_rows: a.prior_rows,
+        zero_shot_odds: a.zero_shot_odds,
         pseudo_per_class: a.pseudo_per_class,
         pseudo_weight: a.pseudo_weight,
         head: crate::model::HeadConfig {

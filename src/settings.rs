@@ -94,6 +94,11 @@ pub fn parse_non_negative(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `parse_non_negative` for an f32 setting.
+pub fn parse_non_negative_f32(s: &str) -> Result<f32, String> {
+    parse_non_negative(s).map(|v| v as f32)
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

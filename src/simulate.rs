@@ -36,6 +36,8 @@ pub struct SimOptions {
     pub prior_weight: f32,
     /// `EngineConfig::prior_rows`.
     pub prior_rows: usize,
+    /// `EngineConfig::zero_shot_odds`.
+    pub zero_shot_odds: f32,
     pub pseudo_per_class: usize,
     pub pseudo_weight: f32,
     pub head: crate::model::HeadConfig,
@@ -65,6 +67,7 @@ impl SimOptions {
             pseudo_weight: self.pseudo_weight,
             prior_rows: self.prior_rows,
             tunes: self.mode.method().is_some(),
+            zero_shot_odds: self.zero_shot_odds,
         }
     }
 }
@@ -176,6 +179,10 @@ pub struct Calib {
     pub pool_acc: f64,
     /// The estimate of it from the calibrated probabilities (what the panel shows).
     pub pool_est: f64,
+    /// The zero-shot head's share of the model (`learn::Engine::zero_shot_share`).
+    pub zero_shot_share: f64,
+    /// Held-out accuracy of the trained head alone (without the mix).
+    pub trained_accuracy: f64,
 }
 
 struct Split {
@@ -557,7 +564,10 @@ struct CurvePoint {
 /// calibration, and the pool's true accuracy beside its estimate.
 fn calib_of(engine: &Engine, it: &learn::Iteration, gold: &[u32], pairs: &[(usize, u32)]) -> Result<Calib> {
     use learn::calibration::{ece, Estimate, ECE_BINS};
-    let mut c = Calib { temperature: it.head.temperature as f64, ..Default::default() };
+    let mut c = Calib { temperature: it.head.temperature as f64, zero_shot_share: it.zero_shot_share as f64,
+        trained_accuracy: it.trained_accuracy.unwrap_or_default(),
+        ..Default::default()
+    };
     if let Some((raw, cal)) = engine.test_probs(&it.head)? {
         let mut best = raw.clone();
         learn::calibration::apply(&mut best, engine.k, learn::calibration::fit_temperature(&raw, engine.k, &engine.test_gold));
@@ -828,6 +838,8 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
         "pool_accuracy",
         "pool_estimate",
         "agreement",
+        "zero_shot_share",
+        "trained_accuracy",
     ])?;
     for p in points {
         w.write_record([
@@ -847,6 +859,8 @@ pub fn write_outputs(out: &Path, points: &[Point]) -> Result<()> {
             format!("{:.4}", p.calib.pool_acc),
             format!("{:.4}", p.calib.pool_est),
             p.agreement.map(|a| format!("{a:.5}")).unwrap_or_default(),
+            format!("{:.3}", p.calib.zero_shot_share),
+            format!("{:.4}", p.calib.trained_accuracy),
         ])?;
     }
     w.flush()?;

@@ -245,6 +245,13 @@ pub struct EngineConfig {
     /// The encoder is fine-tuned in this session (mode other than `head`):
     /// self-training `auto` is then on with fewer classes too.
     pub tunes: bool,
+    /// Prior log-odds of the zero-shot head against the head trained on
+    /// the labels: the model is the two heads' weights mixed by the
+    /// zero-shot head's posterior weight (`Engine::zero_shot_share`), so
+    /// it leaves the zero-shot start only as far as the labels, held out
+    /// by cross-validation, show the trained head better. 0 turns the mix
+    /// off (the trained head alone).
+    pub zero_shot_odds: f32,
 }
 
 impl Default for EngineConfig {
@@ -257,6 +264,7 @@ impl Default for EngineConfig {
             pseudo_weight: 0.3,
             prior_rows: 0,
             tunes: true,
+            zero_shot_odds: ZERO_SHOT_ODDS,
         }
     }
 }
@@ -299,6 +307,51 @@ pub struct Iteration {
     /// (`Honesty::earlier`); None where there are none (fewer than
     /// `calibration::MIN_LABELS` labels, or none recorded).
     pub honest: Vec<Option<Vec<f32>>>,
+    /// The zero-shot head's share of the model (`Engine::zero_shot_share`).
+    pub zero_shot_share: f32,
+    /// The held-out accuracy of the trained head alone (the model without
+    /// the mix; the same as `test`'s when the share is 0).
+    pub trained_accuracy: Option<f64>,
+}
+
+/// The zero-shot head's prior log-odds against the trained head: 0, the mix
+/// is off by default (docs/RESULTS.md, "SST-2: the floor broken by the
+/// first batch", measures `simulate --zero-shot-odds 3`, a share of 0.95
+/// before the labels say anything).
+pub const ZERO_SHOT_ODDS: f32 = 0.0;
+
+/// The head whose weights are `share` of `zero_shot`'s and the rest of
+/// `trained`'s: its logits are the same mix of the two heads' logits.
+pub fn mix_heads(trained: &Head, zero_shot: &Head, share: f32) -> Head {
+    let mut h = trained.clone();
+    if share > 0.0 {
+        for (w, z) in h.w.iter_mut().zip(&zero_shot.w) {
+            *w = (1.0 - share) * *w + share * z;
+        }
+        for (b, z) in h.b.iter_mut().zip(&zero_shot.b) {
+            *b = (1.0 - share) * *b + share * z;
+        }
+    }
+    h
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Rows of `k` probabilities of two models mixed as `mix_heads` mixes
+/// their heads: the softmax of the same mix of their log-probabilities.
+fn mix_probs(trained: &[f32], zero_shot: &[f32], k: usize, share: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(trained.len());
+    for (t, z) in trained.chunks(k).zip(zero_shot.chunks(k)) {
+        let logits: Vec<f32> =
+            t.iter().zip(z).map(|(&a, &b)| (1.0 - share) * a.max(1e-30).ln() + share * b.max(1e-30).ln()).collect();
+        let mx = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = logits.iter().map(|l| (l - mx).exp()).collect();
+        let sum: f32 = e.iter().sum();
+        out.extend(e.iter().map(|v| v / sum));
+    }
+    out
 }
 
 /// What the calibration knows of each label beyond the cross-validation
@@ -379,13 +432,28 @@ impl Engine {
     /// the honest probabilities on to the next iteration.
     pub fn iterate_with(&self, labels: &[(usize, u32)], honesty: &Honesty) -> Result<Iteration> {
         let t0 = Instant::now();
-        let (mut head, pseudo_labels) = self.fit(labels, true)?;
-        let probs = head.predict(&self.x_pool)?;
-        let raw = Scores::from_probs(probs.clone(), self.k);
+        let (trained, pseudo_labels) = self.fit(labels, true)?;
+        let cv = self.cross_validated(labels)?;
+        let zero_shot_share = self.zero_shot_share(labels, cv.as_deref())?;
+        let mut head = mix_heads(&trained, &self.zero_shot_head(), zero_shot_share);
+        // The rows are ranked by the trained head: which rows the person is
+        // asked does not depend on the mix (the mix's evidence would favour
+        // whichever head did not choose the rows), only what is shown,
+        // stored and exported does.
+        let raw = Scores::from_probs(trained.predict(&self.x_pool)?, self.k);
+        let probs = if zero_shot_share > 0.0 { head.predict(&self.x_pool)? } else { raw.probs.clone() };
         let gold: Vec<u32> = labels.iter().map(|l| l.1).collect();
         let mut honest = vec![None; labels.len()];
-        let (temperature, suspects) = match self.cross_validated(labels)? {
-            Some(p) => {
+        let (temperature, suspects) = match cv {
+            Some(own) => {
+                // The review weighs each label against the trained head
+                // (which never saw it); the calibration, against the model.
+                let suspects = review::suspects(&own, self.k, &gold);
+                let p = if zero_shot_share > 0.0 {
+                    mix_probs(&own, &self.zero_shot_probs(labels)?, self.k, zero_shot_share)
+                } else {
+                    own
+                };
                 let k = self.k;
                 let (mut hp, mut hg) = (Vec::new(), Vec::new());
                 let mut leaked = false;
@@ -408,7 +476,7 @@ impl Engine {
                 } else {
                     t_cv
                 };
-                (t, review::suspects(&p, k, &gold))
+                (t, suspects)
             }
             None => (1.0, Vec::new()),
         };
@@ -425,8 +493,69 @@ impl Engine {
             }
             None => None,
         };
+        let trained_accuracy = match (&self.x_test, &test) {
+            (Some(xt), Some(_)) if zero_shot_share > 0.0 => {
+                let s = Scores::from_probs(trained.predict(xt)?, self.k);
+                Some(evaluate(&s.pred, &self.test_gold, self.k).accuracy)
+            }
+            (_, Some(m)) => Some(m.accuracy),
+            _ => None,
+        };
         let predict_ms = t1.elapsed().as_secs_f64() * 1e3;
-        Ok(Iteration { head, scores, raw, suspects, test, pseudo_labels, train_ms, predict_ms, honest })
+        Ok(Iteration { head, scores, raw, suspects, test, pseudo_labels, train_ms, predict_ms, honest, zero_shot_share, trained_accuracy })
+    }
+
+    /// The zero-shot head's probabilities for the labelled rows (rows of
+    /// `k`, in the order of `labels`). It never saw a label, so they are
+    /// held out however many labels there are.
+    fn zero_shot_probs(&self, labels: &[(usize, u32)]) -> Result<Vec<f32>> {
+        let rows: Vec<usize> = labels.iter().map(|&(i, _)| self.pool_rows[i]).collect();
+        let x = Tensor::from_vec(gather(&self.emb, &rows), (rows.len(), self.dim), &Device::Cpu)?;
+        self.zero_shot_head().predict(&x)
+    }
+
+    /// How much of the zero-shot head the model keeps: its posterior weight
+    /// against the head trained on the labels, from the prior odds
+    /// `zero_shot_odds` and the evidence of the labels, each predicted by
+    /// both without having seen it (the trained head cross-validated, as
+    /// `cv` holds it): sigmoid(odds - sum over labels of ln p_trained(label)
+    /// - ln p_zero_shot(label)). With fewer labels than the cross-validation
+    /// needs it is the prior's; as the labels show the trained head better
+    /// it falls to 0. 0 with no labels (the trained head is then the
+    /// zero-shot one) or with the mix off. The rows are ranked by the
+    /// trained head (`iterate_with`), so the labels are rows it was unsure
+    /// of: the evidence leans towards the zero-shot head, and the mix lets
+    /// go later than it would on rows drawn at random.
+    pub fn zero_shot_share(&self, labels: &[(usize, u32)], cv: Option<&[f32]>) -> Result<f32> {
+        let odds = self.cfg.zero_shot_odds as f64;
+        if labels.is_empty() || !(odds > 0.0) {
+            return Ok(0.0);
+        }
+        let Some(p) = cv else {
+            return Ok(sigmoid(odds) as f32);
+        };
+        let z = self.zero_shot_probs(labels)?;
+        let k = self.k;
+        // A label whose class had no other label in the folds its trained
+        // head learnt from says nothing of the head trained on every label
+        // (which has it): it is left out of the evidence.
+        let folds = calibration::FOLDS.min(labels.len());
+        let mut per_fold = vec![0usize; folds * k];
+        let mut per_class = vec![0usize; k];
+        for (j, &(_, l)) in labels.iter().enumerate() {
+            per_fold[(j % folds) * k + l as usize] += 1;
+            per_class[l as usize] += 1;
+        }
+        let evidence: f64 = labels
+            .iter()
+            .enumerate()
+            .filter(|&(j, &(_, l))| per_class[l as usize] > per_fold[(j % folds) * k + l as usize])
+            .map(|(j, &(_, l))| {
+                let at = j * k + l as usize;
+                (p[at].max(1e-12) as f64).ln() - (z[at].max(1e-12) as f64).ln()
+            })
+            .sum();
+        Ok(sigmoid(odds - evidence) as f32)
     }
 
     /// The head trained on `labels` (with the label-prompt prior, and
@@ -639,6 +768,73 @@ mod tests {
         // Trusted, the rows change the head.
         let right = [(0, 0), (4, 1)];
         assert_ne!(e.fit(&right, false).unwrap().0, engine(0).fit(&right, false).unwrap().0);
+    }
+
+    /// Rows near the axes of `k` dimensions (row i leans to axis i % k), and
+    /// an engine whose label prompts are the axes.
+    fn axes_engine(k: usize, n: usize, odds: f32) -> Engine {
+        let rows: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let mut v: Vec<f32> = (0..k).map(|j| if j == i % k { 1.0 } else { 0.05 * ((i * 7 + j * 3) % 5) as f32 }).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                v
+            })
+            .collect();
+        let prompts: Vec<f32> = (0..k * k).map(|i| if i / k == i % k { 1.0 } else { 0.0 }).collect();
+        let cfg = EngineConfig { self_training: SelfTraining::Off, zero_shot_odds: odds, ..Default::default() };
+        Engine::new(Arc::new(Matrix::owned(rows, k)), (0..n).collect(), vec![], vec![], prompts, k, cfg).unwrap()
+    }
+
+    /// The zero-shot head's share: the prior's before the cross-validation
+    /// has labels enough, near 0 once the labels (held out) show the trained
+    /// head better, the prior's again where no label has a class-mate to
+    /// learn it from; off, the model is the trained head exactly.
+    #[test]
+    fn the_zero_shot_share_follows_the_labels_evidence() {
+        let prior = (1.0 / (1.0 + (-3.0f64).exp())) as f32;
+        let e = axes_engine(2, 40, 3.0);
+        assert_eq!(e.iterate(&[]).unwrap().zero_shot_share, 0.0);
+        // Four labels: no cross-validation yet, the prior alone.
+        let few: Vec<(usize, u32)> = (0..4).map(|i| (i, (i % 2) as u32)).collect();
+        let it = e.iterate(&few).unwrap();
+        assert!((it.zero_shot_share - prior).abs() < 1e-6, "{}", it.zero_shot_share);
+        // Twenty labels, each the opposite of what the zero-shot head says:
+        // the trained head predicts them held out, the mix lets go.
+        let flipped: Vec<(usize, u32)> = (0..20).map(|i| (i, (1 - i % 2) as u32)).collect();
+        let it = e.iterate(&flipped).unwrap();
+        assert!(it.zero_shot_share < 0.01, "{}", it.zero_shot_share);
+        assert!((20..40).all(|i| it.scores.pred[i] == (1 - i % 2) as u32), "{:?}", &it.scores.pred[20..]);
+        // Off: the trained head itself, shown and ranked.
+        let off = axes_engine(2, 40, 0.0).iterate(&few).unwrap();
+        assert_eq!(off.zero_shot_share, 0.0);
+        assert_eq!(off.head, axes_engine(2, 40, 0.0).fit(&few, true).unwrap().0);
+        // On, the ranking is the trained head's whatever the share.
+        let on = e.iterate(&few).unwrap();
+        assert_eq!(on.raw.probs, off.raw.probs);
+        assert_ne!(on.scores.probs, off.scores.probs);
+        // Ten classes, one label each: no label has a class-mate in the
+        // other folds, so none is evidence; the share stays the prior's.
+        let e10 = axes_engine(10, 40, 3.0);
+        let singles: Vec<(usize, u32)> = (0..10).map(|i| (i, i as u32)).collect();
+        let it = e10.iterate(&singles).unwrap();
+        assert!((it.zero_shot_share - prior).abs() < 1e-6, "{}", it.zero_shot_share);
+    }
+
+    /// Mixing two heads' weights mixes their log-probabilities: the mixed
+    /// head's probabilities are `mix_probs` of the two heads'.
+    #[test]
+    fn mixed_heads_mix_log_probabilities() {
+        let a = Head { dim: 2, k: 3, w: vec![1.0, -2.0, 0.5, 0.3, 0.0, -1.0], b: vec![0.1, 0.0, -0.2], temperature: 1.0 };
+        let z = Head { dim: 2, k: 3, w: vec![-0.5, 1.0, 2.0, 1.5, -1.0, 0.0], b: vec![0.0; 3], temperature: 1.0 };
+        let x = Tensor::from_slice(&[0.6f32, 0.8, -1.0, 0.2], (2, 2), &Device::Cpu).unwrap();
+        let (pa, pz) = (a.predict(&x).unwrap(), z.predict(&x).unwrap());
+        for share in [0.0f32, 0.3, 1.0] {
+            let m = mix_heads(&a, &z, share).predict(&x).unwrap();
+            let want = mix_probs(&pa, &pz, 3, share);
+            assert!(m.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-5), "{share}: {m:?} {want:?}");
+        }
+        assert_eq!(mix_heads(&a, &z, 1.0).predict(&x).unwrap(), pz);
     }
 
     #[test]
