@@ -564,7 +564,9 @@ struct CurvePoint {
 /// calibration, and the pool's true accuracy beside its estimate.
 fn calib_of(engine: &Engine, it: &learn::Iteration, gold: &[u32], pairs: &[(usize, u32)]) -> Result<Calib> {
     use learn::calibration::{ece, Estimate, ECE_BINS};
-    let mut c = Calib { temperature: it.head.temperature as f64, zero_shot_share: it.zero_shot_share as f64,
+    let mut c = Calib {
+        temperature: it.head.temperature as f64,
+        zero_shot_share: it.zero_shot_share as f64,
         trained_accuracy: it.trained_accuracy.unwrap_or_default(),
         ..Default::default()
     };

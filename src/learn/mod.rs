@@ -344,8 +344,7 @@ fn sigmoid(x: f64) -> f64 {
 fn mix_probs(trained: &[f32], zero_shot: &[f32], k: usize, share: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(trained.len());
     for (t, z) in trained.chunks(k).zip(zero_shot.chunks(k)) {
-        let logits: Vec<f32> =
-            t.iter().zip(z).map(|(&a, &b)| (1.0 - share) * a.max(1e-30).ln() + share * b.max(1e-30).ln()).collect();
+        let logits: Vec<f32> = t.iter().zip(z).map(|(&a, &b)| (1.0 - share) * a.max(1e-30).ln() + share * b.max(1e-30).ln()).collect();
         let mx = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let e: Vec<f32> = logits.iter().map(|l| (l - mx).exp()).collect();
         let sum: f32 = e.iter().sum();
@@ -449,11 +448,7 @@ impl Engine {
                 // The review weighs each label against the trained head
                 // (which never saw it); the calibration, against the model.
                 let suspects = review::suspects(&own, self.k, &gold);
-                let p = if zero_shot_share > 0.0 {
-                    mix_probs(&own, &self.zero_shot_probs(labels)?, self.k, zero_shot_share)
-                } else {
-                    own
-                };
+                let p = if zero_shot_share > 0.0 { mix_probs(&own, &self.zero_shot_probs(labels)?, self.k, zero_shot_share) } else { own };
                 let k = self.k;
                 let (mut hp, mut hg) = (Vec::new(), Vec::new());
                 let mut leaked = false;
