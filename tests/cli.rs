@@ -142,6 +142,8 @@ fn exit_codes_ok_error_usage() {
         // A NaN or negative pull would end in "the head has non-finite weights" mid-run.
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--head-anchor-fade", "nan"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--head-anchor=-1"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--zero-shot-odds", "nan"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--zero-shot-odds=-3"],
         vec!["bench", "team", "--labels", "0"],
         vec!["bench", "team", "--annotators", "1,0"],
     ] {
