@@ -45,7 +45,7 @@ ap.add_argument('--cache', required=True)
 ap.add_argument('--prompts', required=True)
 ap.add_argument('--data', required=True)
 ap.add_argument('--variant', default='none', choices=['none', 'anchor', 'trust', 'mix'])
-ap.add_argument('--a0', '--anchor', type=float, default=3.0)
+ap.add_argument('--a0', type=float, default=3.0)
 ap.add_argument('--power', type=float, default=2.0)
 ap.add_argument('--rank-mixed', action='store_true')
 ap.add_argument('--seeds', type=int, default=3)
@@ -117,6 +117,8 @@ def fit(idx, A=0.0):
 
 
 def zero_shot_share(idx):
+    if a.a0 <= 0:
+        return 0.0
     if len(idx) < 10:
         return 1 / (1 + np.exp(-a.a0))
     y = ytr[idx]

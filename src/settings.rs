@@ -96,7 +96,12 @@ pub fn parse_non_negative(s: &str) -> Result<f64, String> {
 
 /// `parse_non_negative` for an f32 setting.
 pub fn parse_non_negative_f32(s: &str) -> Result<f32, String> {
-    parse_non_negative(s).map(|v| v as f32)
+    let v = parse_non_negative(s)? as f32;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{s}: too large"))
+    }
 }
 
 impl Default for Settings {

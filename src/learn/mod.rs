@@ -436,7 +436,9 @@ impl Engine {
         let zero_shot_share = self.zero_shot_share(labels, cv.as_deref())?;
         let mut head = mix_heads(&trained, &self.zero_shot_head(), zero_shot_share);
         // The rows are ranked by the trained head: which rows the person is
-        // asked does not depend on the mix (the mix's evidence would favour
+        // asked does not depend on the mix (here and in `simulate`; the
+        // workstation, which never sets `zero_shot_odds`, re-ranks from the
+        // stored head, which would be the mix) (the mix's evidence would favour
         // whichever head did not choose the rows), only what is shown,
         // stored and exported does.
         let raw = Scores::from_probs(trained.predict(&self.x_pool)?, self.k);
@@ -529,6 +531,9 @@ impl Engine {
         let Some(p) = cv else {
             return Ok(sigmoid(odds) as f32);
         };
+        if p.len() != labels.len() * self.k {
+            bail!("{} cross-validated probabilities for {} labels of {} classes", p.len(), labels.len(), self.k);
+        }
         let z = self.zero_shot_probs(labels)?;
         let k = self.k;
         // A label whose class had no other label in the folds its trained
