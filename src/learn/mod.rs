@@ -315,8 +315,8 @@ pub struct Iteration {
 }
 
 /// The zero-shot head's prior log-odds against the trained head: 0, the mix
-/// is off by default (docs/RESULTS.md, "SST-2: the floor broken by the
-/// first batch", measures `simulate --zero-shot-odds 3`, a share of 0.95
+/// is off by default (docs/RESULTS.md, "The zero-shot head mixed in by its
+/// evidence", measures `simulate --zero-shot-odds 3`, a share of 0.95
 /// before the labels say anything).
 pub const ZERO_SHOT_ODDS: f32 = 0.0;
 
@@ -435,12 +435,12 @@ impl Engine {
         let cv = self.cross_validated(labels)?;
         let zero_shot_share = self.zero_shot_share(labels, cv.as_deref())?;
         let mut head = mix_heads(&trained, &self.zero_shot_head(), zero_shot_share);
-        // The rows are ranked by the trained head: which rows the person is
-        // asked does not depend on the mix (here and in `simulate`; the
-        // workstation, which never sets `zero_shot_odds`, re-ranks from the
-        // stored head, which would be the mix) (the mix's evidence would favour
-        // whichever head did not choose the rows), only what is shown,
-        // stored and exported does.
+        // `raw`, which `simulate` ranks by, is the trained head's: which rows
+        // are asked does not depend on the mix (ranked by the mix, its
+        // evidence would favour whichever head did not choose the rows);
+        // only what is shown, stored and exported does. (The workstation
+        // never sets `zero_shot_odds`; it re-ranks from the stored head,
+        // which would be the mix.)
         let raw = Scores::from_probs(trained.predict(&self.x_pool)?, self.k);
         let probs = if zero_shot_share > 0.0 { head.predict(&self.x_pool)? } else { raw.probs.clone() };
         let gold: Vec<u32> = labels.iter().map(|l| l.1).collect();
