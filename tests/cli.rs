@@ -144,6 +144,7 @@ fn exit_codes_ok_error_usage() {
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--head-anchor=-1"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--zero-shot-odds", "nan"],
         vec!["simulate", "--train", good, "--test", good, "--out", "o", "--zero-shot-odds=-3"],
+        vec!["simulate", "--train", good, "--test", good, "--out", "o", "--zero-shot-odds", "1e39"],
         vec!["bench", "team", "--labels", "0"],
         vec!["bench", "team", "--annotators", "1,0"],
     ] {

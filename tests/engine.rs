@@ -428,6 +428,9 @@ fn simulate_writes_curves_plot_and_table() {
     assert!(mean(best) <= mean(raw) + 0.01, "best T {} against none {}", mean(best), mean(raw));
     let t = col("temperature");
     assert!(rows.iter().any(|r| &r[3] == "30" && &r[t] != "1.000"), "a temperature is fitted from 10 labels on");
+    // The zero-shot mix is off by default: no share, and the trained head is the model.
+    let (share, trained) = (col("zero_shot_share"), col("trained_accuracy"));
+    assert!(rows.iter().all(|r| &r[share] == "0.000" && r[trained] == r[4]), "the mix is off by default");
     assert!(table.contains("ECE@") && table.contains("pool est / true"), "{table}");
     assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<svg"));
     assert!(std::fs::read(out.join("curves.png")).unwrap().starts_with(b"\x89PNG"));
